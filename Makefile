@@ -1,0 +1,53 @@
+# a2v: two commands on a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+TRITON_ENV := .venv-triton
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test test-unit serve proto lint clean system-deps
+
+venv: $(VENV)/.installed $(TRITON_ENV)/.installed
+
+# Server + client + dev tools (numpy 2).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24"
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The Triton model's environment (numpy 1.26) and the tritonserver binary.
+$(TRITON_ENV)/.installed: model_repository/requirements.txt model_repository/requirements-triton-server.txt
+	$(PYTHON) -m venv $(TRITON_ENV)
+	$(TRITON_ENV)/bin/pip install -q -r model_repository/requirements.txt
+	$(TRITON_ENV)/bin/pip install -q --no-deps -r model_repository/requirements-triton-server.txt
+	touch $@
+
+# Debian tools the tests use to make and inspect media (ffprobe, espeak-ng, sox).
+system-deps:
+	@command -v ffprobe >/dev/null && command -v espeak-ng >/dev/null && command -v sox >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng sox)
+
+demo: venv
+	$(BIN)/python -m a2v_server.demo
+	@echo "out/demo.mp4 is ready"
+
+test: venv system-deps
+	$(BIN)/python -m pytest -q
+
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+# Triton + server in the foreground until Ctrl-C / SIGTERM (then Triton is stopped too).
+serve: venv
+	$(BIN)/a2v-server --launch-triton
+
+# Regenerate the gRPC/protobuf code from protos/ (never edit the generated files).
+proto:
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=client --pyi_out=client \
+	  --grpc_python_out=client protos/a2v/v1/audio_to_video.proto
+
+lint:
+	$(BIN)/ruff check server client tests model_repository
+
+clean:
+	rm -rf $(VENV) $(TRITON_ENV) out .pytest_cache

@@ -1,0 +1,1 @@
+"""Generated a2v contract (from protos/). Do not edit: run `make proto`."""

@@ -1,0 +1,324 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ResolutionPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESOLUTION_PRESET_UNSPECIFIED: _ClassVar[ResolutionPreset]
+    RESOLUTION_PRESET_480P: _ClassVar[ResolutionPreset]
+    RESOLUTION_PRESET_720P: _ClassVar[ResolutionPreset]
+    RESOLUTION_PRESET_1080P: _ClassVar[ResolutionPreset]
+
+class AspectRatio(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ASPECT_RATIO_UNSPECIFIED: _ClassVar[AspectRatio]
+    ASPECT_RATIO_1_1: _ClassVar[AspectRatio]
+    ASPECT_RATIO_16_9: _ClassVar[AspectRatio]
+    ASPECT_RATIO_9_16: _ClassVar[AspectRatio]
+    ASPECT_RATIO_4_3: _ClassVar[AspectRatio]
+    ASPECT_RATIO_3_4: _ClassVar[AspectRatio]
+    ASPECT_RATIO_SOURCE: _ClassVar[AspectRatio]
+
+class Fit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FIT_UNSPECIFIED: _ClassVar[Fit]
+    FIT_CROP: _ClassVar[Fit]
+    FIT_PAD: _ClassVar[Fit]
+
+class Container(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTAINER_UNSPECIFIED: _ClassVar[Container]
+    CONTAINER_FMP4: _ClassVar[Container]
+
+class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
+    VIDEO_CODEC_H264: _ClassVar[VideoCodec]
+
+class AudioCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_CODEC_UNSPECIFIED: _ClassVar[AudioCodec]
+    AUDIO_CODEC_AAC: _ClassVar[AudioCodec]
+
+class ChunkKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHUNK_KIND_UNSPECIFIED: _ClassVar[ChunkKind]
+    CHUNK_KIND_INIT: _ClassVar[ChunkKind]
+    CHUNK_KIND_FRAGMENT: _ClassVar[ChunkKind]
+
+class InputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INPUT_KIND_UNSPECIFIED: _ClassVar[InputKind]
+    INPUT_KIND_AUDIO: _ClassVar[InputKind]
+    INPUT_KIND_IMAGE: _ClassVar[InputKind]
+    INPUT_KIND_VIDEO: _ClassVar[InputKind]
+RESOLUTION_PRESET_UNSPECIFIED: ResolutionPreset
+RESOLUTION_PRESET_480P: ResolutionPreset
+RESOLUTION_PRESET_720P: ResolutionPreset
+RESOLUTION_PRESET_1080P: ResolutionPreset
+ASPECT_RATIO_UNSPECIFIED: AspectRatio
+ASPECT_RATIO_1_1: AspectRatio
+ASPECT_RATIO_16_9: AspectRatio
+ASPECT_RATIO_9_16: AspectRatio
+ASPECT_RATIO_4_3: AspectRatio
+ASPECT_RATIO_3_4: AspectRatio
+ASPECT_RATIO_SOURCE: AspectRatio
+FIT_UNSPECIFIED: Fit
+FIT_CROP: Fit
+FIT_PAD: Fit
+CONTAINER_UNSPECIFIED: Container
+CONTAINER_FMP4: Container
+VIDEO_CODEC_UNSPECIFIED: VideoCodec
+VIDEO_CODEC_H264: VideoCodec
+AUDIO_CODEC_UNSPECIFIED: AudioCodec
+AUDIO_CODEC_AAC: AudioCodec
+CHUNK_KIND_UNSPECIFIED: ChunkKind
+CHUNK_KIND_INIT: ChunkKind
+CHUNK_KIND_FRAGMENT: ChunkKind
+INPUT_KIND_UNSPECIFIED: InputKind
+INPUT_KIND_AUDIO: InputKind
+INPUT_KIND_IMAGE: InputKind
+INPUT_KIND_VIDEO: InputKind
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("config", "image", "audio", "end", "video")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    config: GenerateConfig
+    image: ImageInput
+    audio: AudioChunk
+    end: EndOfInput
+    video: VideoInput
+    def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., image: _Optional[_Union[ImageInput, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[EndOfInput, _Mapping]] = ..., video: _Optional[_Union[VideoInput, _Mapping]] = ...) -> None: ...
+
+class GenerateConfig(_message.Message):
+    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    TRIM_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    output: OutputOptions
+    prompt: str
+    trim: AudioTrim
+    seed: int
+    request_id: str
+    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class OutputOptions(_message.Message):
+    __slots__ = ("container", "video_codec", "audio_codec", "fps", "resolution", "aspect_ratio", "fit")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_CODEC_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_CODEC_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    FIT_FIELD_NUMBER: _ClassVar[int]
+    container: Container
+    video_codec: VideoCodec
+    audio_codec: AudioCodec
+    fps: float
+    resolution: Resolution
+    aspect_ratio: AspectRatio
+    fit: Fit
+    def __init__(self, container: _Optional[_Union[Container, str]] = ..., video_codec: _Optional[_Union[VideoCodec, str]] = ..., audio_codec: _Optional[_Union[AudioCodec, str]] = ..., fps: _Optional[float] = ..., resolution: _Optional[_Union[Resolution, _Mapping]] = ..., aspect_ratio: _Optional[_Union[AspectRatio, str]] = ..., fit: _Optional[_Union[Fit, str]] = ...) -> None: ...
+
+class Resolution(_message.Message):
+    __slots__ = ("preset", "size")
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    preset: ResolutionPreset
+    size: Size
+    def __init__(self, preset: _Optional[_Union[ResolutionPreset, str]] = ..., size: _Optional[_Union[Size, _Mapping]] = ...) -> None: ...
+
+class Size(_message.Message):
+    __slots__ = ("width", "height")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class AudioTrim(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class ImageInput(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class VideoInput(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class AudioChunk(_message.Message):
+    __slots__ = ("encoded", "pcm")
+    ENCODED_FIELD_NUMBER: _ClassVar[int]
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    encoded: bytes
+    pcm: PcmChunk
+    def __init__(self, encoded: _Optional[bytes] = ..., pcm: _Optional[_Union[PcmChunk, _Mapping]] = ...) -> None: ...
+
+class PcmChunk(_message.Message):
+    __slots__ = ("data", "sample_rate", "channels")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    sample_rate: int
+    channels: int
+    def __init__(self, data: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ...) -> None: ...
+
+class EndOfInput(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("accepted", "chunk", "progress", "summary")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    chunk: MediaChunk
+    progress: Progress
+    summary: Summary
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., chunk: _Optional[_Union[MediaChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+
+class Accepted(_message.Message):
+    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    UNUSED_PROMPT_WORDS_FIELD_NUMBER: _ClassVar[int]
+    FACE_BOX_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    width: int
+    height: int
+    fps: float
+    seed: int
+    mime_type: str
+    unused_prompt_words: _containers.RepeatedScalarFieldContainer[str]
+    face_box: Box
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ...) -> None: ...
+
+class Box(_message.Message):
+    __slots__ = ("x0", "y0", "x1", "y1")
+    X0_FIELD_NUMBER: _ClassVar[int]
+    Y0_FIELD_NUMBER: _ClassVar[int]
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    def __init__(self, x0: _Optional[float] = ..., y0: _Optional[float] = ..., x1: _Optional[float] = ..., y1: _Optional[float] = ...) -> None: ...
+
+class MediaChunk(_message.Message):
+    __slots__ = ("sequence_number", "kind", "start_seconds", "end_seconds", "data")
+    SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    sequence_number: int
+    kind: ChunkKind
+    start_seconds: float
+    end_seconds: float
+    data: bytes
+    def __init__(self, sequence_number: _Optional[int] = ..., kind: _Optional[_Union[ChunkKind, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("frames_done", "frames_total", "audio_seconds")
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    frames_done: int
+    frames_total: int
+    audio_seconds: float
+    def __init__(self, frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., audio_seconds: _Optional[float] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("frames", "duration_seconds", "bytes", "chunks", "timings")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    frames: int
+    duration_seconds: float
+    bytes: int
+    chunks: int
+    timings: Timings
+    def __init__(self, frames: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+
+class Timings(_message.Message):
+    __slots__ = ("total_seconds", "first_chunk_seconds", "decode_seconds", "inference_seconds", "encode_seconds")
+    TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CHUNK_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENCODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    total_seconds: float
+    first_chunk_seconds: float
+    decode_seconds: float
+    inference_seconds: float
+    encode_seconds: float
+    def __init__(self, total_seconds: _Optional[float] = ..., first_chunk_seconds: _Optional[float] = ..., decode_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., encode_seconds: _Optional[float] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "description", "accepted_inputs", "native_fps", "resolutions", "accepts_prompt", "ready")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    NATIVE_FPS_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTIONS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    accepted_inputs: _containers.RepeatedScalarFieldContainer[InputKind]
+    native_fps: float
+    resolutions: _containers.RepeatedScalarFieldContainer[ResolutionPreset]
+    accepts_prompt: bool
+    ready: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., accepted_inputs: _Optional[_Iterable[_Union[InputKind, str]]] = ..., native_fps: _Optional[float] = ..., resolutions: _Optional[_Iterable[_Union[ResolutionPreset, str]]] = ..., accepts_prompt: _Optional[bool] = ..., ready: _Optional[bool] = ...) -> None: ...

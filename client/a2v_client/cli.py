@@ -1,0 +1,157 @@
+"""The ``a2v`` command line: generate, models, health."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from a2v.v1 import audio_to_video_pb2 as pb
+
+from .client import DEFAULT_ADDRESS, A2VClientError, Client, GenerateOptions, file_audio
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="render a video from audio and a portrait")
+    p.add_argument("--audio", required=True, help="audio file (WAV, MP3, M4A, Ogg, FLAC, WebM)")
+    p.add_argument("--image", required=True, help="portrait (PNG, JPEG, WebP)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .mp4 path, or - to stream the fragmented MP4 to stdout")
+    p.add_argument("--aspect", choices=["1:1", "16:9", "9:16", "4:3", "3:4", "source"],
+                   help="picture shape (default: the portrait's)")
+    p.add_argument("--resolution", help="480p, 720p (default), 1080p or WIDTHxHEIGHT")
+    p.add_argument("--fit", choices=["crop", "pad"], help="crop (default) or pad to the shape")
+    p.add_argument("--fps", type=float, default=0.0, help="frames per second (default 25)")
+    p.add_argument("--prompt", default="", help="text that steers delivery and style")
+    p.add_argument("--trim-start", type=float, default=0.0, help="skip audio before (seconds)")
+    p.add_argument("--trim-end", type=float, default=0.0, help="stop the audio at (seconds)")
+    p.add_argument("--seed", type=int, default=0, help="seed for reproducible output")
+    p.add_argument("--model", default="", help="model name (see a2v models)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="a2v", description="a2v audio-to-video client")
+    parser.add_argument("--server", default=os.environ.get("A2V_SERVER", DEFAULT_ADDRESS),
+                        help=f"server host:port (default {DEFAULT_ADDRESS}, or $A2V_SERVER)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_generate(sub)
+    sub.add_parser("models", help="list the server's models")
+    health = sub.add_parser("health", help="exit 0 only when the server is SERVING")
+    health.add_argument("--service", default="", help="service name (default: whole server)")
+    args = parser.parse_args(argv)
+    try:
+        with Client(args.server) as client:
+            if args.command == "generate":
+                return _generate(client, args)
+            if args.command == "models":
+                for m in client.list_models():
+                    inputs = ",".join(pb.InputKind.Name(k).removeprefix("INPUT_KIND_").lower()
+                                      for k in m.accepted_inputs)
+                    print(f"{m.name}\t{'ready' if m.ready else 'NOT READY'}\tinputs={inputs}\t"
+                          f"fps={m.native_fps:g}\tprompt={'yes' if m.accepts_prompt else 'no'}\t"
+                          f"{m.description}")
+                return 0
+            status = client.health(args.service)
+            print(status)
+            return 0 if status == "SERVING" else 1
+    except A2VClientError as error:
+        print(f"a2v: {error.code}: {error.message}", file=sys.stderr)
+        for field, description in error.violations:
+            print(f"  field {field}: {description}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"a2v: {error}", file=sys.stderr)
+        return 2
+
+
+def _generate(client: Client, args: argparse.Namespace) -> int:
+    options = GenerateOptions(
+        model=args.model, fps=args.fps, resolution=args.resolution, aspect=args.aspect,
+        fit=args.fit, prompt=args.prompt, trim_start=args.trim_start, trim_end=args.trim_end,
+        seed=args.seed,
+    )
+    image = Path(args.image).read_bytes()
+    audio = file_audio(args.audio)
+    to_stdout = args.output == "-"
+    # Write next to the target and rename at the end: a failed run never leaves a short
+    # file under the requested name.
+    partial = None if to_stdout else Path(args.output + ".partial")
+    out: BinaryIO = sys.stdout.buffer if to_stdout else open(partial, "wb")  # type: ignore[arg-type]
+    bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    summary = None
+    try:
+        for response in client.generate(audio=audio, image=image, options=options):
+            kind = response.WhichOneof("message")
+            if kind == "chunk":
+                out.write(response.chunk.data)
+                if to_stdout:
+                    out.flush()  # a player reading the pipe starts now
+            elif kind == "progress":
+                bar.update(response.progress)
+            elif kind == "accepted":
+                a = response.accepted
+                if not args.quiet:
+                    print(f"a2v: {a.model} {a.width}x{a.height} @ {a.fps:g} fps "
+                          f"(request {a.request_id})", file=sys.stderr)
+                    if a.unused_prompt_words:
+                        print("a2v: prompt words with no effect on this model: "
+                              + " ".join(a.unused_prompt_words), file=sys.stderr)
+            elif kind == "summary":
+                summary = response.summary
+    except BaseException:
+        bar.close()
+        if partial is not None:
+            out.close()
+            partial.unlink(missing_ok=True)
+        raise
+    bar.close()
+    if partial is not None:
+        out.close()
+        if summary is None:
+            partial.unlink(missing_ok=True)
+            print("a2v: the server ended the stream without a summary", file=sys.stderr)
+            return 1
+        os.replace(partial, args.output)
+    if summary is not None and not args.quiet:
+        t = summary.timings
+        where = "stdout" if to_stdout else args.output
+        print(f"a2v: wrote {where}: {summary.frames} frames, {summary.duration_seconds:.2f} s, "
+              f"{summary.bytes} bytes in {t.total_seconds:.2f} s "
+              f"(first chunk {t.first_chunk_seconds * 1000:.0f} ms)", file=sys.stderr)
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only on a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._start = time.monotonic()
+        self._shown = False
+
+    def update(self, p: pb.Progress) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        if p.frames_total:
+            filled = int(width * p.frames_done / p.frames_total)
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"[{bar}] {p.frames_done}/{p.frames_total} frames"
+        else:
+            text = f"{p.frames_done} frames, {p.audio_seconds:.1f} s audio received"
+        sys.stderr.write(f"\r{text} {time.monotonic() - self._start:5.1f} s ")
+        sys.stderr.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
+            self._shown = False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""a2v client library: asyncio (``AsyncClient``) and blocking (``Client``).
+
+Both stream the inputs (config, portrait, audio in chunks, end) and yield the server's
+``GenerateResponse`` messages as they arrive::
+
+    with Client("127.0.0.1:50051") as client:
+        with open("out.mp4", "wb") as out:
+            for response in client.generate(audio=file_audio("speech.wav"), image="face.png"):
+                if response.HasField("chunk"):
+                    out.write(response.chunk.data)
+
+Failures raise ``A2VClientError`` with the gRPC status code name and the server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+#: bytes per message for file inputs: well under the server's message limit
+CHUNK_BYTES = 256 * 1024
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+]
+
+
+class A2VClientError(Exception):
+    """A failed call: ``code`` is the gRPC status code name, ``message`` the server's text."""
+
+    def __init__(self, code: str, message: str, violations: list[tuple[str, str]] | None = None):
+        self.code = code
+        self.message = message
+        self.violations = violations or []
+        super().__init__(f"{code}: {message}")
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> A2VClientError:
+        violations = []
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        if status is not None:
+            for detail in status.details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    violations += [(v.field, v.description) for v in bad.field_violations]
+        return cls(error.code().name, error.details() or "", violations)
+
+
+@dataclass
+class GenerateOptions:
+    """Client-side view of GenerateConfig (None / 0 = server default)."""
+
+    model: str = ""
+    fps: float = 0.0
+    resolution: str | None = None  # "480p" | "720p" | "1080p" | "WxH"
+    aspect: str | None = None  # "1:1" | "16:9" | "9:16" | "4:3" | "3:4" | "source"
+    fit: str | None = None  # "crop" | "pad"
+    prompt: str = ""
+    trim_start: float = 0.0
+    trim_end: float = 0.0
+    seed: int = 0
+    request_id: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_proto(self) -> pb.GenerateConfig:
+        out = pb.OutputOptions(fps=self.fps)
+        if self.resolution:
+            out.resolution.CopyFrom(parse_resolution(self.resolution))
+        if self.aspect:
+            key = "SOURCE" if self.aspect == "source" else self.aspect.replace(":", "_")
+            out.aspect_ratio = pb.AspectRatio.Value(f"ASPECT_RATIO_{key}")
+        if self.fit:
+            out.fit = pb.Fit.Value(f"FIT_{self.fit.upper()}")
+        return pb.GenerateConfig(
+            model=self.model, output=out, prompt=self.prompt, seed=self.seed,
+            request_id=self.request_id,
+            trim=pb.AudioTrim(start_seconds=self.trim_start, end_seconds=self.trim_end),
+        )
+
+
+def parse_resolution(text: str) -> pb.Resolution:
+    text = text.strip().lower()
+    presets = {"480p": pb.RESOLUTION_PRESET_480P, "720p": pb.RESOLUTION_PRESET_720P,
+               "1080p": pb.RESOLUTION_PRESET_1080P}
+    if text in presets:
+        return pb.Resolution(preset=presets[text])
+    width, sep, height = text.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ValueError(f"resolution {text!r}: use 480p, 720p, 1080p or WIDTHxHEIGHT")
+    return pb.Resolution(size=pb.Size(width=int(width), height=int(height)))
+
+
+# --- audio sources: iterables of AudioChunk messages ----------------------------------------------
+def file_audio(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
+    """An audio file, read and sent piece by piece."""
+    with open(path, "rb") as f:
+        while data := f.read(chunk_bytes):
+            yield pb.AudioChunk(encoded=data)
+
+
+def bytes_audio(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
+    for i in range(0, len(data), chunk_bytes):
+        yield pb.AudioChunk(encoded=data[i : i + chunk_bytes])
+
+
+def pcm_audio(pieces: Iterable[bytes], sample_rate: int, channels: int) -> Iterator[pb.AudioChunk]:
+    """Raw s16le PCM from a live source; the format is declared on the first chunk."""
+    for i, data in enumerate(pieces):
+        fmt = (sample_rate, channels) if i == 0 else (0, 0)
+        yield pb.AudioChunk(pcm=pb.PcmChunk(data=data, sample_rate=fmt[0], channels=fmt[1]))
+
+
+def realtime(chunks: Iterable[pb.AudioChunk], seconds_per_chunk: float) -> Iterator[pb.AudioChunk]:
+    """Pace chunks like a live source (one chunk every ``seconds_per_chunk``)."""
+    start = time.monotonic()
+    for i, chunk in enumerate(chunks):
+        delay = start + i * seconds_per_chunk - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield chunk
+
+
+def _image_bytes(image: bytes | str | Path) -> bytes:
+    return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+
+def request_stream(
+    options: GenerateOptions, image: bytes, audio: Iterable[pb.AudioChunk]
+) -> Iterator[pb.GenerateRequest]:
+    """The whole client stream: config, portrait (chunked), audio, end."""
+    yield pb.GenerateRequest(config=options.to_proto())
+    for i in range(0, len(image), CHUNK_BYTES):
+        yield pb.GenerateRequest(image=pb.ImageInput(data=image[i : i + CHUNK_BYTES]))
+    for chunk in audio:
+        yield pb.GenerateRequest(audio=chunk)
+    yield pb.GenerateRequest(end=pb.EndOfInput())
+
+
+# --- blocking client ------------------------------------------------------------------------------
+class Client:
+    """Blocking client. A context manager; also usable with ``close()``."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout: float | None = None) -> None:
+        self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._stub = pb_grpc.AudioToVideoStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout
+
+    def generate(
+        self,
+        *,
+        audio: Iterable[pb.AudioChunk],
+        image: bytes | str | Path,
+        options: GenerateOptions | None = None,
+    ) -> Iterator[pb.GenerateResponse]:
+        requests = request_stream(options or GenerateOptions(), _image_bytes(image), audio)
+        call = self._stub.Generate(requests, timeout=self._timeout)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise A2VClientError.from_rpc_error(error) from None
+        finally:
+            call.cancel()  # no-op when complete; frees the server side when we stop early
+
+    def list_models(self) -> list[pb.ModelInfo]:
+        try:
+            return list(self._stub.ListModels(pb.ListModelsRequest(), timeout=10).models)
+        except grpc.RpcError as error:
+            raise A2VClientError.from_rpc_error(error) from None
+
+    def get_model(self, name: str) -> pb.ModelInfo:
+        try:
+            return self._stub.GetModel(pb.GetModelRequest(name=name), timeout=10)
+        except grpc.RpcError as error:
+            raise A2VClientError.from_rpc_error(error) from None
+
+    def health(self, service: str = "") -> str:
+        """SERVING, NOT_SERVING, ... of the server (or of one service)."""
+        try:
+            reply = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        except grpc.RpcError as error:
+            raise A2VClientError.from_rpc_error(error) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- asyncio client -------------------------------------------------------------------------------
+class AsyncClient:
+    """asyncio client; audio may be a plain or an async iterable (a live source)."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout: float | None = None) -> None:
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._stub = pb_grpc.AudioToVideoStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout
+
+    async def generate(
+        self,
+        *,
+        audio: Iterable[pb.AudioChunk] | AsyncIterable[pb.AudioChunk],
+        image: bytes | str | Path,
+        options: GenerateOptions | None = None,
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        image_data = _image_bytes(image)
+        opts = options or GenerateOptions()
+
+        async def requests() -> AsyncIterator[pb.GenerateRequest]:
+            for message in request_stream(opts, image_data, ()):
+                if message.HasField("end"):
+                    break
+                yield message
+            if isinstance(audio, AsyncIterable):
+                async for chunk in audio:
+                    yield pb.GenerateRequest(audio=chunk)
+            else:
+                for chunk in audio:
+                    yield pb.GenerateRequest(audio=chunk)
+                    await asyncio.sleep(0)
+            yield pb.GenerateRequest(end=pb.EndOfInput())
+
+        call = self._stub.Generate(requests(), timeout=self._timeout)
+        try:
+            async for response in call:
+                yield response
+        except grpc.RpcError as error:
+            raise A2VClientError.from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    async def list_models(self) -> list[pb.ModelInfo]:
+        try:
+            return list((await self._stub.ListModels(pb.ListModelsRequest(), timeout=10)).models)
+        except grpc.RpcError as error:
+            raise A2VClientError.from_rpc_error(error) from None
+
+    async def health(self, service: str = "") -> str:
+        try:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=service),
+                                             timeout=5)
+        except grpc.RpcError as error:
+            raise A2VClientError.from_rpc_error(error) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,153 @@
+"""Triton python-backend model: a talking avatar rendered from speech.
+
+Decoupled and stateful (see config.pbtxt). Tensors:
+  PORTRAIT    uint8 [H, W, 3]   first request of a sequence: the framed RGB portrait
+  LANDMARKS   fp32  [68, 2]     first request: its face landmarks (dlib order)
+  FPS         fp32  [1]         first request: output frame rate
+  AUDIO       fp32  [n]         every request: next mono 16 kHz samples (n may be 0)
+  FRAMES      uint8 [k, H, W, 3] response: rendered frames
+  FIRST_FRAME int64 [1]          response: index of FRAMES[0] in the clip
+  MOUTH_OPEN  fp32  [k]          response: mouth opening per frame
+
+Errors are sent as error responses whose message starts with a status tag such as
+"[INVALID_ARGUMENT]"; the a2v server maps the tag to its gRPC status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from mouth_motion import MouthMotion
+from mouth_render import MouthRenderer
+
+SAMPLE_RATE = 16000
+MAX_FPS = 60.0
+
+log = logging.getLogger("talking_avatar")
+
+
+class InvalidRequest(ValueError):
+    """A request the caller must fix; reported as [INVALID_ARGUMENT]."""
+
+
+@dataclass
+class Session:
+    """State of one sequence (one generation)."""
+
+    renderer: MouthRenderer
+    motion: MouthMotion
+    next_frame: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+def _input(request, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        params = config.get("parameters", {})
+        self._max_frames = int(params["max_frames_per_response"]["string_value"])
+        idle_us = int(config["sequence_batching"]["max_sequence_idle_microseconds"])
+        self._idle_seconds = idle_us / 1e6
+        self._sessions: dict[int, Session] = {}
+
+    def execute(self, requests: list) -> None:
+        self._drop_idle_sessions()
+        for request in requests:
+            sender = request.get_response_sender()
+            corrid = int(_input(request, "CORRID").ravel()[0])
+            try:
+                self._handle(request, sender, corrid)
+            except InvalidRequest as exc:
+                self._sessions.pop(corrid, None)
+                sender.send(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(f"[INVALID_ARGUMENT] {exc}")
+                    )
+                )
+            except Exception as exc:  # a bug: keep the instance alive, fail this sequence
+                log.exception("sequence %d failed", corrid)
+                self._sessions.pop(corrid, None)
+                sender.send(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(f"[INTERNAL] rendering failed: {exc}")
+                    )
+                )
+            finally:
+                # Always close the request, after a cancel or an error too.
+                sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+
+    def finalize(self) -> None:
+        self._sessions.clear()
+
+    # ------------------------------------------------------------------------------------------
+    def _handle(self, request, sender, corrid: int) -> None:
+        start = bool(_input(request, "START").ravel()[0])
+        end = bool(_input(request, "END").ravel()[0])
+        if start:
+            self._sessions[corrid] = self._new_session(request)
+        session = self._sessions.get(corrid)
+        if session is None:
+            raise InvalidRequest(f"sequence {corrid} is unknown: start it with PORTRAIT first")
+        session.last_used = time.monotonic()
+
+        audio = _input(request, "AUDIO").astype(np.float32, copy=False).ravel()
+        if not np.all(np.isfinite(audio)):
+            raise InvalidRequest("AUDIO contains NaN or infinite samples")
+        openness = session.motion.push(np.clip(audio, -1.0, 1.0))
+        if end:
+            openness = np.concatenate([openness, session.motion.finish()])
+
+        for i in range(0, len(openness), self._max_frames):
+            if sender.is_cancelled():
+                self._sessions.pop(corrid, None)
+                return
+            batch = openness[i : i + self._max_frames]
+            frames = np.stack([session.renderer.render(float(o)) for o in batch])
+            sender.send(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("FRAMES", frames),
+                        pb_utils.Tensor(
+                            "FIRST_FRAME", np.array([session.next_frame], dtype=np.int64)
+                        ),
+                        pb_utils.Tensor("MOUTH_OPEN", batch.astype(np.float32)),
+                    ]
+                )
+            )
+            session.next_frame += len(batch)
+        if end:
+            self._sessions.pop(corrid, None)
+
+    def _new_session(self, request) -> Session:
+        portrait = _input(request, "PORTRAIT")
+        landmarks = _input(request, "LANDMARKS")
+        fps_in = _input(request, "FPS")
+        if portrait is None or landmarks is None or fps_in is None:
+            raise InvalidRequest("the first request needs PORTRAIT, LANDMARKS and FPS")
+        if portrait.ndim != 3 or portrait.shape[2] != 3 or min(portrait.shape[:2]) < 32:
+            raise InvalidRequest(f"PORTRAIT must be [H, W, 3], got {list(portrait.shape)}")
+        fps = float(fps_in.ravel()[0])
+        if not 1.0 <= fps <= MAX_FPS:
+            raise InvalidRequest(f"FPS must be within 1..{MAX_FPS:g}, got {fps:g}")
+        landmarks = landmarks.reshape(68, 2).astype(np.float32)
+        if not np.all(np.isfinite(landmarks)):
+            raise InvalidRequest("LANDMARKS contain NaN or infinite values")
+        renderer = MouthRenderer(np.ascontiguousarray(portrait), landmarks)
+        return Session(renderer=renderer, motion=MouthMotion(sample_rate=SAMPLE_RATE, fps=fps))
+
+    def _drop_idle_sessions(self) -> None:
+        """Forget sequences whose client vanished without sending END (Triton also frees them)."""
+        now = time.monotonic()
+        for corrid in [c for c, s in self._sessions.items() if now - s.last_used > self._idle_seconds]:
+            log.warning("dropping idle sequence %d", corrid)
+            del self._sessions[corrid]

@@ -1,0 +1,57 @@
+"""Domain errors of the a2v server.
+
+Every layer below the gRPC servicer raises these (never grpc types); the servicer maps them
+to status codes in one place (``a2v_server.service.abort_with``). An exception that is not an
+``A2VError`` reaching the servicer is a bug and is reported as INTERNAL.
+"""
+
+from __future__ import annotations
+
+
+class A2VError(Exception):
+    """Base class: ``message`` is shown to the caller and must say what to fix."""
+
+    #: name of the grpc.StatusCode member this error maps to
+    status_name = "INTERNAL"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: request field the error is about (reported as a BadRequest field violation)
+        self.field = field
+
+
+class InvalidInput(A2VError):
+    """The request itself is wrong: bad config value, undecodable media, no face, ..."""
+
+    status_name = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(A2VError):
+    """The request is well-formed but arrived in a state that cannot serve it (message order)."""
+
+    status_name = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(A2VError):
+    """A configured limit was exceeded (input bytes, duration, pixels)."""
+
+    status_name = "RESOURCE_EXHAUSTED"
+
+
+class NotFound(A2VError):
+    """An unknown model name."""
+
+    status_name = "NOT_FOUND"
+
+
+class Unavailable(A2VError):
+    """The inference backend (Triton) is down or not ready; the caller may retry."""
+
+    status_name = "UNAVAILABLE"
+
+
+class DeadlineExceeded(A2VError):
+    """The work did not finish within the time the caller or the server allowed."""
+
+    status_name = "DEADLINE_EXCEEDED"

@@ -1,0 +1,144 @@
+"""Fit a portrait into the output frame: size from preset + aspect, crop or pad, face kept in.
+
+All functions are pure (numpy + OpenCV); the transform is a uniform scale plus a translation,
+so landmarks map with the same formula as pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+from .errors import InvalidInput
+
+ASPECTS: dict[str, Fraction] = {
+    "1:1": Fraction(1, 1),
+    "16:9": Fraction(16, 9),
+    "9:16": Fraction(9, 16),
+    "4:3": Fraction(4, 3),
+    "3:4": Fraction(3, 4),
+}
+MIN_SIDE, MAX_SIDE = 64, 3840
+#: margin around the detected face box (fraction of its size) that cropping keeps visible, so
+#: hair, chin and the opened jaw stay in frame
+FACE_MARGIN = 0.35
+
+
+@dataclass(frozen=True)
+class Placement:
+    """output = input * scale + (dx, dy)"""
+
+    scale: float
+    dx: float
+    dy: float
+
+    def points(self, xy: np.ndarray) -> np.ndarray:
+        return (xy * self.scale + np.array([self.dx, self.dy])).astype(np.float32)
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2.0)) * 2)
+
+
+def output_size(
+    source_wh: tuple[int, int],
+    *,
+    aspect: str | None,
+    short_side: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """Resolve the output (width, height).
+
+    ``aspect`` is a key of ASPECTS or None for the source's shape; ``short_side`` is a preset;
+    ``size`` an explicit (w, h), which wins and must agree with ``aspect`` when both are given.
+    """
+    if size is not None:
+        w, h = size
+        if w % 2 or h % 2 or not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+            raise InvalidInput(
+                f"resolution {w}x{h} is not allowed: width and height must be even and within "
+                f"{MIN_SIDE}..{MAX_SIDE}",
+                field="config.output.resolution.size",
+            )
+        if aspect is not None and abs(w / h - float(ASPECTS[aspect])) > 0.01:
+            raise InvalidInput(
+                f"resolution {w}x{h} does not have the aspect ratio {aspect}: leave "
+                "aspect_ratio unset with an explicit size, or use a preset",
+                field="config.output.aspect_ratio",
+            )
+        return w, h
+    ratio = float(ASPECTS[aspect]) if aspect is not None else source_wh[0] / source_wh[1]
+    ratio = min(max(ratio, 1 / 4), 4.0)  # a panorama portrait would give absurd frames
+    short = short_side or 720
+    if ratio >= 1:
+        w, h = _even(short * ratio), short
+    else:
+        w, h = short, _even(short / ratio)
+    return min(w, MAX_SIDE), min(h, MAX_SIDE)
+
+
+def place(
+    source_wh: tuple[int, int],
+    out_wh: tuple[int, int],
+    face_box: tuple[float, float, float, float],
+    fit: str,
+) -> Placement:
+    """Where the source goes in the output frame.
+
+    crop: fill the frame, centred on the face; if the face (with margin) would not fit, zoom out
+    just enough to keep it whole (the uncovered edge is padded). pad: show the whole source.
+    """
+    sw, sh = source_wh
+    ow, oh = out_wh
+    x0, y0, x1, y1 = face_box
+    fw, fh = (x1 - x0) * (1 + 2 * FACE_MARGIN), (y1 - y0) * (1 + 2 * FACE_MARGIN)
+    if fit == "pad":
+        scale = min(ow / sw, oh / sh)
+        return Placement(scale, (ow - sw * scale) / 2, (oh - sh * scale) / 2)
+    scale = max(ow / sw, oh / sh)
+    scale = min(scale, ow / fw, oh / fh)  # keep the face and its margin inside
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    dx = ow / 2 - cx * scale
+    dy = oh / 2 - cy * scale
+    # Slide back so no empty band shows where the image could cover it.
+    dx = _clamp_offset(dx, sw * scale, ow)
+    dy = _clamp_offset(dy, sh * scale, oh)
+    return Placement(scale, dx, dy)
+
+
+def _clamp_offset(offset: float, content: float, frame: float) -> float:
+    if content >= frame:
+        return min(0.0, max(frame - content, offset))
+    return (frame - content) / 2
+
+
+def render_fitted(image: np.ndarray, placement: Placement, out_wh: tuple[int, int]) -> np.ndarray:
+    """The output-sized RGB picture: the scaled source over a blurred, darkened fill."""
+    ow, oh = out_wh
+    s = placement.scale
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    matrix = np.array([[s, 0, placement.dx], [0, s, placement.dy]], dtype=np.float64)
+    if s < 1:
+        # Area filtering for downscaling first (warpAffine has no INTER_AREA), then place.
+        small = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        matrix = np.array([[1, 0, placement.dx], [0, 1, placement.dy]], dtype=np.float64)
+        image, interp = small, cv2.INTER_LINEAR
+    canvas = _background(image, out_wh)
+    return cv2.warpAffine(
+        image, matrix, (ow, oh), dst=canvas, flags=interp, borderMode=cv2.BORDER_TRANSPARENT
+    )
+
+
+def _background(image: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
+    ow, oh = out_wh
+    h, w = image.shape[:2]
+    cover = max(ow / w, oh / h)
+    bg = cv2.resize(image, (max(1, round(w * cover)), max(1, round(h * cover))))
+    y = (bg.shape[0] - oh) // 2
+    x = (bg.shape[1] - ow) // 2
+    bg = bg[y : y + oh, x : x + ow]
+    bg = cv2.GaussianBlur(bg, (0, 0), sigmaX=max(ow, oh) / 40)
+    return (bg.astype(np.float32) * 0.55).astype(np.uint8)

@@ -1,0 +1,124 @@
+"""Entry point: ``a2v-server`` (and ``create_server`` for tests).
+
+Starts Triton when asked (``--launch-triton``), serves gRPC until SIGTERM/SIGINT, then drains:
+health goes NOT_SERVING, running streams get ``shutdown_grace_seconds`` to finish, Triton stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .health import HealthWatcher
+from .inference import Backend, TritonBackend
+from .service import SERVICE_NAME, AudioToVideoService
+from .settings import Settings
+from .telemetry import configure_tracing
+from .triton_process import TritonProcess
+
+log = logging.getLogger("a2v_server")
+
+
+def create_server(
+    settings: Settings, backend: Backend
+) -> tuple[grpc.aio.Server, int, HealthWatcher]:
+    """A configured, not yet started server bound to ``settings.listen`` (port 0 = any free)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            # Long streams: ping idle connections so dead clients are noticed.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    pb_grpc.add_AudioToVideoServicer_to_server(AudioToVideoService(backend, settings), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.listen}")
+    watcher = HealthWatcher(backend, health_servicer, [SERVICE_NAME],
+                            settings.health_interval_seconds)
+    return server, port, watcher
+
+
+async def serve(settings: Settings) -> None:
+    triton: TritonProcess | None = None
+    if settings.launch_triton:
+        host, _, port = settings.triton_url.rpartition(":")
+        triton = TritonProcess(settings.model_repository, settings.triton_env, host=host,
+                               grpc_port=int(port))
+        await asyncio.to_thread(triton.start)
+    backend = TritonBackend(settings.triton_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        server, port, watcher = create_server(settings, backend)
+        await server.start()
+        await watcher.check_once()
+        watcher.start()
+        log.info("a2v listening on %s (port %d), Triton at %s", settings.listen, port,
+                 settings.triton_url)
+        await stop.wait()
+        log.info("shutting down: draining streams for up to %g s", settings.shutdown_grace_seconds)
+        await watcher.stop()
+        await server.stop(settings.shutdown_grace_seconds)
+    finally:
+        await backend.aclose()
+        if triton is not None:
+            await asyncio.to_thread(triton.stop)
+        log.info("stopped")
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="a2v-server", description="a2v gRPC server. Flags override A2V_* variables.")
+    parser.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:50051)")
+    parser.add_argument("--triton-url", help="Triton gRPC host:port (default 127.0.0.1:8001)")
+    parser.add_argument("--launch-triton", action="store_true", default=None,
+                        help="start Triton from the model environment and stop it on exit")
+    parser.add_argument("--triton-env", help="model environment with tritonserver (.venv-triton)")
+    parser.add_argument("--model-repository", help="Triton model repository (model_repository)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    args = parser.parse_args(argv)
+    return Settings.from_env().replace(**vars(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = parse_args(argv)
+    except ValueError as exc:
+        print(f"a2v-server: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log.info("settings: %s", settings.describe())
+    configure_tracing()
+    try:
+        asyncio.run(serve(settings))
+    except Exception as exc:  # start-up failures: say what and exit non-zero
+        log.error("a2v-server failed: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,212 @@
+"""H.264 + AAC encoding into a streamable fragmented MP4, segment by segment.
+
+Muxer flags (``movflags``), chosen by measurement with PyAV 18 / FFmpeg 8:
+
+* ``frag_keyframe`` + ``frag_duration``: a fragment is cut at every keyframe and whenever it
+  reaches ``fragment_seconds``, so fragments leave the encoder a few frames after their content
+  was produced instead of once per GOP, and every GOP starts a fragment (random access).
+* ``delay_moov`` rather than ``empty_moov``: the init segment is written together with the
+  first fragment, which lets the muxer write an edit list that hides the AAC encoder priming
+  (1024 samples). With ``empty_moov`` the priming cannot be described and FFmpeg shifts the
+  whole video track 21.3 ms late instead (its first frame is stretched); with
+  ``negative_cts_offsets`` the priming samples are played and the audio is 21.3 ms late. With
+  ``delay_moov`` ffprobe shows video starting at 0 and the first audible sample at 0.
+* ``default_base_moof``: the layout Media Source Extensions expect (no absolute offsets).
+* ``skip_trailer``: no ``mfra`` index after the last fragment; a stream has no use for it.
+
+Timestamps come from frame and sample counts only, never the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from a2v_server.media.fmp4 import Mp4BoxSplitter, Segment
+
+log = logging.getLogger(__name__)
+
+_AAC_FRAME = 1024
+_MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof+skip_trailer"
+
+
+def _as_rate(fps: float | Fraction) -> Fraction:
+    """Exact frame rate: 29.97 means 30000/1001 (NTSC), as players and x264 expect."""
+    if isinstance(fps, Fraction):
+        return fps
+    ntsc = round(fps * 1.001)
+    if ntsc > 0 and abs(fps - ntsc * 1000 / 1001) < 0.005 and abs(fps - ntsc) > 0.005:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
+
+
+class _SplitterSink:
+    """Write-only file object handed to FFmpeg: every write goes into the box splitter."""
+
+    def __init__(self) -> None:
+        self.splitter = Mp4BoxSplitter()
+        self.segments: list[Segment] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        self.segments.extend(self.splitter.feed(data))
+        return len(data)
+
+    def take(self) -> list[Segment]:
+        segments, self.segments = self.segments, []
+        return segments
+
+
+class FragmentedMp4Encoder:
+    """Encodes RGB frames and float PCM into fMP4 segments (init first, then fragments).
+
+    Not thread-safe: call it from one thread (encoding is CPU-bound; run it off the event loop).
+    Each ``add_*`` call returns the segments that became complete, usually none; the first
+    fragment comes out about ``fragment_seconds`` of video after the start.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float | Fraction,
+        audio_channels: int,
+        *,
+        audio_rate: int = 48000,
+        keyframe_seconds: float = 1.0,
+        fragment_seconds: float = 0.2,
+        preset: str = "veryfast",
+        crf: int = 20,
+    ) -> None:
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"width and height must be positive and even, got {width}x{height}")
+        if audio_channels not in (1, 2):
+            raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
+        self.fps = _as_rate(fps)
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.width, self.height = width, height
+        self.audio_channels, self.audio_rate = audio_channels, audio_rate
+        self.fragment_seconds = fragment_seconds
+        self._lead = Fraction(fragment_seconds).limit_denominator(1000)
+        self._layout = "mono" if audio_channels == 1 else "stereo"
+        self._sink = _SplitterSink()
+        options = {
+            "movflags": _MOVFLAGS,
+            "frag_duration": str(max(1, int(fragment_seconds * 1_000_000))),
+            # Packets are interleaved here already; do not let libavformat hold video back
+            # waiting for audio (its default tolerance is 10 s, which would stall streaming).
+            "max_interleave_delta": "1",
+        }
+        self._container = av.open(self._sink, mode="w", format="mp4", options=options)
+        gop = max(1, round(float(keyframe_seconds * self.fps)))
+        self._video = self._container.add_stream(
+            "libx264",
+            rate=self.fps,
+            options={
+                "preset": preset,
+                "crf": str(crf),
+                "tune": "zerolatency",
+                "profile": "high",
+                # fixed GOP: x264's scene-cut keyframes would make fragment sizes erratic
+                "sc_threshold": "0",
+                "keyint_min": str(gop),
+            },
+        )
+        self._video.width, self._video.height = width, height
+        self._video.pix_fmt = "yuv420p"
+        self._video.time_base = 1 / self.fps
+        self._video.codec_context.gop_size = gop
+        # Signal BT.709 (limited range) and convert with the same matrix, so players that
+        # honour the tags and players that assume HD defaults both show the right colours.
+        cc = self._video.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1
+        self._audio = self._container.add_stream("aac", rate=audio_rate)
+        self._audio.layout = self._layout
+        self._audio.bit_rate = 128_000
+        self._audio.time_base = Fraction(1, audio_rate)
+        self._frames = 0
+        self._samples = 0  # audio samples sent to the AAC encoder
+        self._pending = np.zeros((audio_channels, 0), np.float32)
+        self._closed = False
+
+    @property
+    def video_seconds(self) -> float:
+        """Duration of the video encoded so far."""
+        return float(self._frames / self.fps)
+
+    def add_video(self, frame_rgb: np.ndarray) -> list[Segment]:
+        """Encode one ``(height, width, 3)`` uint8 RGB frame."""
+        self._check_open()
+        if frame_rgb.shape != (self.height, self.width, 3) or frame_rgb.dtype != np.uint8:
+            raise ValueError(
+                f"expected a ({self.height}, {self.width}, 3) uint8 frame, "
+                f"got {frame_rgb.shape} {frame_rgb.dtype}"
+            )
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame.pts = self._frames
+        self._frames += 1
+        self._container.mux(self._video.encode(frame))
+        # Audio may lead the video by one fragment so that each fragment carries both tracks.
+        self._encode_audio(limit=self._frames / self.fps + self._lead)
+        return self._sink.take()
+
+    def add_audio(self, pcm: np.ndarray) -> list[Segment]:
+        """Queue ``(channels, n)`` float32 PCM at ``audio_rate``; it is muxed as video catches up."""
+        self._check_open()
+        pcm = np.asarray(pcm, dtype=np.float32)
+        if pcm.ndim != 2 or pcm.shape[0] != self.audio_channels:
+            raise ValueError(f"expected ({self.audio_channels}, n) PCM, got shape {pcm.shape}")
+        self._pending = np.concatenate([self._pending, pcm], axis=1)
+        self._encode_audio(limit=self._frames / self.fps + self._lead)
+        return self._sink.take()
+
+    def close(self) -> list[Segment]:
+        """Write the remaining audio, flush both encoders and return the last segments.
+
+        Idempotent: later calls return an empty list.
+        """
+        if self._closed:
+            return []
+        self._closed = True
+        try:
+            self._encode_audio(limit=None)
+            self._container.mux(self._video.encode(None))
+            self._container.mux(self._audio.encode(None))
+        finally:
+            self._container.close()
+        segments = self._sink.take() + self._sink.splitter.flush()
+        log.debug("fMP4 closed: %d frames, %d audio samples", self._frames, self._samples)
+        return segments
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the encoder is closed")
+
+    def _encode_audio(self, limit: Fraction | None) -> None:
+        """Encode queued audio in AAC-frame-sized chunks up to ``limit`` seconds (all if None)."""
+        available = self._pending.shape[1]
+        if limit is None:
+            count = available
+        else:
+            target = int(limit * self.audio_rate) - self._samples
+            count = min(available, max(0, target)) // _AAC_FRAME * _AAC_FRAME
+        position = 0
+        while position < count:
+            chunk = self._pending[:, position:position + _AAC_FRAME]
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(chunk), format="fltp", layout=self._layout
+            )
+            frame.sample_rate = self.audio_rate
+            frame.pts = self._samples
+            self._samples += chunk.shape[1]
+            position += chunk.shape[1]
+            self._container.mux(self._audio.encode(frame))
+        if position:
+            self._pending = self._pending[:, position:]

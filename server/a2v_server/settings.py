@@ -1,0 +1,82 @@
+"""Server settings: one frozen object, read from the environment, overridden by CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be told. Environment variable = ``A2V_`` + field name upper."""
+
+    #: host:port the gRPC server listens on; plaintext, so loopback by default
+    listen: str = "127.0.0.1:50051"
+    #: Triton gRPC endpoint (used as is unless launch_triton starts a local one)
+    triton_url: str = "127.0.0.1:8001"
+    #: start a local Triton process from the model environment, and stop it on exit
+    launch_triton: bool = False
+    #: model environment holding tritonserver and the model's packages (relative to the cwd)
+    triton_env: str = ".venv-triton"
+    model_repository: str = "model_repository"
+    #: largest gRPC message accepted; inputs larger than this are split by the client
+    max_message_bytes: int = 8 * MIB
+    max_image_bytes: int = 20 * MIB
+    max_image_pixels: int = 40_000_000
+    max_audio_bytes: int = 200 * MIB
+    max_audio_seconds: float = 600.0
+    #: the server waits this long for the visual input and each next message before giving up
+    idle_timeout_seconds: float = 30.0
+    shutdown_grace_seconds: float = 10.0
+    health_interval_seconds: float = 1.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get("A2V_" + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw, type(getattr(cls, f.name)))
+        return cls(**values).validated()
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (None values are ignored), validated."""
+        return dataclasses.replace(
+            self, **{k: v for k, v in changes.items() if v is not None}
+        ).validated()
+
+    def validated(self) -> Settings:
+        for name in ("max_message_bytes", "max_image_bytes", "max_image_pixels", "max_audio_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_message_bytes < 64 * 1024:
+            raise ValueError("max_message_bytes must be at least 64 KiB")
+        if self.max_audio_seconds <= 0 or self.idle_timeout_seconds <= 0:
+            raise ValueError("max_audio_seconds and idle_timeout_seconds must be positive")
+        if ":" not in self.listen or ":" not in self.triton_url:
+            raise ValueError("listen and triton_url must be host:port")
+        return self
+
+    def describe(self) -> str:
+        """One line for the start-up log (no secrets are held here)."""
+        return " ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"A2V_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,96 @@
+"""The whole stack on loopback: a Triton process plus an a2v-server process.
+
+Used by ``make demo``, the integration tests and the benchmarks. Every port is a free loopback
+port, so several stacks can run side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .triton_process import TritonProcess, free_port
+
+log = logging.getLogger(__name__)
+
+
+class LocalStack:
+    """Context manager: ``with LocalStack(root) as stack: stack.address``. stop() is idempotent."""
+
+    def __init__(self, root: str | Path, *, triton_env: str | Path | None = None,
+                 log_dir: str | Path | None = None, server_env: dict[str, str] | None = None):
+        self.root = Path(root)
+        self.triton = TritonProcess(
+            self.root / "model_repository",
+            triton_env or self.root / ".venv-triton",
+            log_path=Path(log_dir) / "triton.log" if log_dir else None,
+        )
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log_dir = Path(log_dir) if log_dir else None
+        self._server_env = server_env or {}
+        self._server: subprocess.Popen | None = None
+        self._server_log = None
+
+    def start(self, timeout: float = 120.0) -> LocalStack:
+        self.triton.start(timeout)
+        env = {**os.environ, **self._server_env}
+        out = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self._server_log = open(self.log_dir / "server.log", "wb")  # noqa: SIM115
+            out = self._server_log
+        self._server = subprocess.Popen(
+            [sys.executable, "-m", "a2v_server.main", "--listen", self.address,
+             "--triton-url", self.triton.url],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            self.wait_serving(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self._server is None or self._server.poll() is not None:
+                    raise RuntimeError("a2v-server exited during start-up")
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise RuntimeError(f"a2v-server not SERVING after {timeout:g} s")
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        if self._server_log is not None:
+            self._server_log.close()
+            self._server_log = None
+        self.triton.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,44 @@
+"""OpenTelemetry tracing, configured by the standard OTEL_* environment variables.
+
+OTEL_TRACES_EXPORTER: ``otlp`` (endpoint, headers, protocol from OTEL_EXPORTER_OTLP_*),
+``console``, or ``none`` (the default: spans are created but not exported).
+OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES name the service (default "a2v-server").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+log = logging.getLogger(__name__)
+
+
+def configure_tracing(extra_processor: SpanProcessor | None = None) -> TracerProvider:
+    """Install a global tracer provider. ``extra_processor`` is for tests (in-memory export)."""
+    os.environ.setdefault("OTEL_SERVICE_NAME", "a2v-server")
+    provider = TracerProvider(resource=Resource.create())
+    for name in filter(None, (s.strip() for s in
+                              os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))):
+        if name == "none":
+            continue
+        if name == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        elif name == "otlp":
+            protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                                      os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"))
+            if protocol.startswith("http"):
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            else:
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        else:
+            log.warning("OTEL_TRACES_EXPORTER=%s is not supported (use otlp, console, none)", name)
+    if extra_processor is not None:
+        provider.add_span_processor(extra_processor)
+    trace.set_tracer_provider(provider)
+    return provider

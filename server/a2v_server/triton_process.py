@@ -1,0 +1,183 @@
+"""Start and stop a real Triton Inference Server process without containers.
+
+The server binary, its python backend and its shared libraries come from the PyPI wheel
+``nvidia-pytriton`` installed in the *model environment* (a virtualenv holding the model's own
+packages, see model_repository/requirements.txt). The python backend's stub runs model.py with
+that environment's interpreter and site-packages because the environment's ``bin/`` leads PATH
+and VIRTUAL_ENV is set (FIELD_NOTES).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = ("face_landmarks", "talking_avatar")
+
+
+class TritonStartError(RuntimeError):
+    """Triton did not come up; the message carries the end of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _site_packages(env: Path) -> Path:
+    found = sorted(env.glob("lib/python3.*/site-packages"))
+    if not found:
+        raise TritonStartError(f"{env} is not a virtual environment (no lib/python3.*/site-packages)")
+    return found[0]
+
+
+class TritonProcess:
+    """A tritonserver child process on loopback ports. A context manager; ``stop()`` is idempotent."""
+
+    def __init__(
+        self,
+        model_repository: str | Path,
+        env: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        grpc_port: int = 0,
+        models: tuple[str, ...] = DEFAULT_MODELS,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.env = Path(env).resolve()
+        self.host = host
+        self.grpc_port = grpc_port or free_port(host)
+        self.models = models
+        self.log_path = Path(log_path) if log_path else None
+        self._proc: subprocess.Popen | None = None
+        self._workdir: Path | None = None
+        self._log_file = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def _command_and_env(self) -> tuple[list[str], dict[str, str]]:
+        site = _site_packages(self.env)
+        root = site / "pytriton" / "tritonserver"
+        binary = root / "bin" / "tritonserver"
+        if not binary.exists():
+            raise TritonStartError(
+                f"no tritonserver in {self.env}: install model_repository/"
+                "requirements-triton-server.txt there (make venv does)"
+            )
+        version = site.parent.name.removeprefix("python")  # e.g. "3.11"
+        stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+        # Triton wants backends/<name>/ with libtriton_python.so and the stub side by side.
+        assert self._workdir is not None
+        backend_dir = self._workdir / "backends"
+        shutil.copytree(root / "backends" / "python", backend_dir / "python",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(stub, backend_dir / "python" / "triton_python_backend_stub")
+        env = dict(os.environ)
+        env["PATH"] = f"{self.env / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(self.env)
+        libs = site / "nvidia_pytriton.libs"
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, [str(libs), env.get("LD_LIBRARY_PATH", "")]))
+        env.pop("PYTHONPATH", None)  # the model must not see the server's packages
+        http_port, metrics_port = free_port(self.host), free_port(self.host)
+        command = [
+            str(binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_dir}",
+            "--model-control-mode=explicit",
+            *[f"--load-model={m}" for m in self.models],
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}", f"--http-port={http_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={metrics_port}",
+            "--exit-timeout-secs=10",
+            "--log-verbose=0",
+        ]
+        return command, env
+
+    def start(self, timeout: float = 120.0) -> TritonProcess:
+        if self._proc is not None:
+            return self
+        self._workdir = Path(tempfile.mkdtemp(prefix="a2v-triton-"))
+        command, env = self._command_and_env()
+        log_path = self.log_path or self._workdir / "triton.log"
+        self._log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log_path = log_path
+        log.info("starting Triton on %s (log: %s)", self.url, log_path)
+        self._proc = subprocess.Popen(
+            command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # our Ctrl-C is handled by us, not delivered to Triton too
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        client = grpcclient.InferenceServerClient(self.url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self._proc is None or self._proc.poll() is not None:
+                    raise TritonStartError(f"Triton exited during start-up:\n{self.log_tail()}")
+                try:
+                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
+                        log.info("Triton ready on %s", self.url)
+                        return
+                except Exception:  # not listening yet
+                    pass
+                time.sleep(0.25)
+            raise TritonStartError(f"Triton not ready after {timeout:g} s:\n{self.log_tail()}")
+        finally:
+            client.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(Path(self._log_path).read_text(errors="replace").splitlines()[-lines:])
+        except (OSError, AttributeError):
+            return "(no log)"
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL. Safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("Triton did not stop in %g s: killing it", timeout)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._workdir is not None and self.log_path is None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        elif self._workdir is not None:
+            shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+        self._workdir = None
+
+    def __enter__(self) -> TritonProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

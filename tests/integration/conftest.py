@@ -1,0 +1,50 @@
+"""Integration tier: the real Triton process and the real a2v-server process on free loopback
+ports, started once per test session, driven from the client side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from a2v_client import Client
+from a2v_server.stack import LocalStack
+from media import ROOT, speech_wav
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("stack-logs")
+    with LocalStack(ROOT, log_dir=log_dir) as running:
+        yield running
+        # Every test leaves the server healthy; a crashed server would show here too.
+        assert running.triton.running()
+
+
+@pytest.fixture(scope="session")
+def client(stack) -> Client:
+    with Client(stack.address, timeout=180) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def short_speech(media_dir) -> Path:
+    """About 1.5 s of speech: quick renders for the option matrix."""
+    return speech_wav(media_dir / "short.wav", "Hello there, friend.", tail=0.2)
+
+
+@pytest.fixture(scope="session")
+def pause_speech(media_dir) -> Path:
+    """1.2 s silence, speech, 1.5 s silence: for mouth-motion checks."""
+    return speech_wav(media_dir / "pause.wav",
+                      "The quick brown fox jumps over the lazy dog.", lead=1.2, tail=1.5)

@@ -1,0 +1,132 @@
+"""End to end through the real Triton and the real server: the file a user gets."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v_client import GenerateOptions, pcm_audio
+from helpers import kinds, render
+from media import PORTRAIT, SPEECH, decode_frames, duration, encode, probe
+
+
+def test_sample_streams_a_playable_fmp4_with_sound(client, tmp_path):
+    out = tmp_path / "sample.mp4"
+    responses = render(client, SPEECH, out, PORTRAIT, resolution="512x512")
+    order = kinds(responses)
+    assert order[0] == "accepted" and order[-1] == "summary"
+    chunks = [r.chunk for r in responses if r.HasField("chunk")]
+    assert [c.sequence_number for c in chunks] == list(range(len(chunks)))
+    assert chunks[0].kind == pb.CHUNK_KIND_INIT
+    assert all(c.kind == pb.CHUNK_KIND_FRAGMENT for c in chunks[1:])
+    assert len(chunks) > 10, "video must arrive in many fragments, not one blob"
+    # fragments tile the timeline
+    for prev, cur in zip(chunks[1:], chunks[2:], strict=False):
+        assert cur.start_seconds == pytest.approx(prev.end_seconds, abs=1e-3)
+
+    info = probe(out)
+    codecs = sorted(s["codec_name"] for s in info["streams"])
+    assert codecs == ["aac", "h264"]
+    fps = 25.0
+    assert abs(duration(out) - duration(SPEECH)) <= 1 / fps + 1e-3
+    frames = decode_frames(out)
+    summary = responses[-1].summary
+    assert len(frames) == summary.frames == round(duration(SPEECH) * fps)
+    assert frames[0].shape == (512, 512, 3)
+    # the picture is the portrait, not a blank frame
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    assert np.abs(frames[0].astype(int) - portrait.astype(int)).mean() < 12
+    # audio and video start together as a player sees them
+    starts = {s["codec_type"]: float(s.get("start_time", 0)) for s in info["streams"]}
+    assert abs(starts["audio"] - starts["video"]) < 0.005
+
+
+@pytest.mark.parametrize(
+    ("aspect", "resolution", "fit", "size"),
+    [
+        ("16:9", "480p", None, (854, 480)),
+        ("9:16", "720p", None, (720, 1280)),
+        ("1:1", "480p", None, (480, 480)),
+        ("4:3", "480p", "pad", (640, 480)),
+        ("3:4", "480p", None, (480, 640)),
+        ("source", "480p", None, (480, 480)),
+        (None, "320x240", None, (320, 240)),
+    ],
+)
+def test_frame_size_follows_aspect_and_resolution(client, short_speech, tmp_path, aspect,
+                                                  resolution, fit, size):
+    out = tmp_path / "sized.mp4"
+    responses = render(client, short_speech, out, PORTRAIT, aspect=aspect,
+                       resolution=resolution, fit=fit)
+    accepted = responses[0].accepted
+    assert (accepted.width, accepted.height) == size
+    stream = next(s for s in probe(out)["streams"] if s["codec_type"] == "video")
+    assert (stream["width"], stream["height"]) == size
+    # the face stays inside the frame
+    box = accepted.face_box
+    assert 0 <= box.x0 < box.x1 <= size[0] and 0 <= box.y0 < box.y1 <= size[1]
+    assert abs(duration(out) - duration(short_speech)) <= 1 / 25 + 1e-3
+
+
+def test_mouth_moves_in_speech_and_rests_in_silence(client, pause_speech, tmp_path):
+    out = tmp_path / "pause.mp4"
+    responses = render(client, pause_speech, out, PORTRAIT, resolution="512x512")
+    box = responses[0].accepted.face_box
+    frames = decode_frames(out)
+    # Mouth region: lower third of the face box, middle half of its width.
+    x0, x1 = int(box.x0 + (box.x1 - box.x0) * 0.2), int(box.x1 - (box.x1 - box.x0) * 0.2)
+    y0, y1 = int(box.y0 + (box.y1 - box.y0) * 0.6), int(box.y1 + (box.y1 - box.y0) * 0.15)
+    rest = frames[0][y0:y1, x0:x1].astype(np.float32)
+    change = np.array([np.abs(f[y0:y1, x0:x1].astype(np.float32) - rest).mean() for f in frames])
+    fps = 25
+    speech_end = duration(pause_speech) - 1.5
+    lead = change[: int(1.0 * fps)]  # silence before the speech
+    tail = change[int((speech_end + 0.2) * fps):]  # silence after it
+    speech = change[int(1.3 * fps): int((speech_end - 0.1) * fps)]
+    assert lead.max() < 2.0 and tail.max() < 2.0, "mouth must rest in silence"
+    assert speech.max() > 8.0, "mouth must open during speech"
+    assert (speech > 3.0).mean() > 0.4, "mouth must move through the speech, not once"
+    # open-close cycles, not one plateau
+    moving = speech > 3.0
+    assert np.count_nonzero(moving[1:] != moving[:-1]) >= 6
+
+
+@pytest.mark.parametrize(
+    ("suffix", "args"),
+    [
+        (".mp3", ("-c:a", "libmp3lame", "-b:a", "64k")),
+        (".m4a", ("-c:a", "aac", "-b:a", "64k")),  # moov at the end of the file
+        (".flac", ()),
+        (".webm", ("-c:a", "libopus", "-b:a", "32k")),
+        (".ogg", ("-c:a", "libvorbis", "-ac", "2", "-ar", "44100")),
+    ],
+)
+def test_audio_formats(client, short_speech, tmp_path, suffix, args):
+    src = encode(short_speech, tmp_path / f"in{suffix}", *args)
+    out = tmp_path / "fmt.mp4"
+    render(client, src, out, PORTRAIT, resolution="256x256")
+    assert sorted(s["codec_name"] for s in probe(out)["streams"]) == ["aac", "h264"]
+    assert abs(duration(out) - duration(short_speech)) <= 1 / 25 + 0.03
+
+
+def test_live_pcm_input_and_trim(client, short_speech, tmp_path):
+    import wave
+
+    with wave.open(str(short_speech)) as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    pieces = [pcm[i: i + 3200] for i in range(0, len(pcm), 3200)]  # 100 ms pieces
+    options = GenerateOptions(resolution="256x256", fps=30, trim_start=0.2, trim_end=1.0)
+    responses = list(client.generate(audio=pcm_audio(pieces, rate, 1), image=PORTRAIT,
+                                     options=options))
+    out = tmp_path / "pcm.mp4"
+    out.write_bytes(b"".join(r.chunk.data for r in responses if r.HasField("chunk")))
+    assert responses[-1].summary.frames == round(0.8 * 30)
+    assert abs(duration(out) - 0.8) <= 1 / 30 + 0.03
+    assert len(decode_frames(out)) == 24
+
+
+def test_unused_prompt_words_are_listed(client, short_speech, tmp_path):
+    responses = render(client, short_speech, tmp_path / "p.mp4", PORTRAIT,
+                       resolution="256x256", prompt="Warm light, slow zoom-in")
+    assert list(responses[0].accepted.unused_prompt_words) == ["warm", "light", "slow", "zoom-in"]

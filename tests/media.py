@@ -1,0 +1,64 @@
+"""Test media made on the fly (espeak-ng speech, sox tones and silence, ffmpeg encodes) and
+helpers that read what the service produced."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTRAIT = ROOT / "samples" / "portrait.jpg"
+SPEECH = ROOT / "samples" / "speech.ogg"
+
+
+def run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def speech_wav(path: Path, text: str, *, voice: str = "en-us", lead: float = 0.0,
+               tail: float = 0.0, rate: int = 16000) -> Path:
+    """espeak-ng speech with `lead`/`tail` seconds of silence around it."""
+    raw = path.with_suffix(".raw.wav")
+    run("espeak-ng", "-v", voice, "-w", str(raw), text)
+    run("sox", str(raw), "-r", str(rate), "-c", "1", str(path), "pad", str(lead), str(tail))
+    raw.unlink()
+    return path
+
+
+def encode(src: Path, dst: Path, *args: str) -> Path:
+    run("ffmpeg", "-loglevel", "error", "-y", "-i", str(src), *args, str(dst))
+    return dst
+
+
+def probe(path: Path) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def duration(path: Path) -> float:
+    return float(probe(path)["format"]["duration"])
+
+
+def decode_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def no_face_png(path: Path) -> Path:
+    """A textured landscape-like picture with no face in it."""
+    import cv2
+
+    h, w = 360, 480
+    y = np.linspace(0, 1, h)[:, None, None]
+    img = (np.concatenate([80 + 120 * y, 140 + 60 * y, 230 - 80 * y], axis=2)
+           * np.ones((1, w, 1))).astype(np.uint8)
+    rng = np.random.default_rng(3)
+    img[200:] = np.clip(img[200:] + rng.integers(-30, 30, img[200:].shape), 0, 255)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return path

@@ -1,0 +1,117 @@
+"""Unit tests for dlib face detection + 68-point landmarks."""
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from face_detection import Face, FaceAnalyzer, find_predictor_path
+
+PORTRAIT = Path(__file__).resolve().parents[2] / "samples/portrait.jpg"
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> FaceAnalyzer:
+    return FaceAnalyzer()
+
+
+@pytest.fixture(scope="module")
+def portrait() -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def portrait_face(analyzer, portrait) -> Face:
+    faces = analyzer.analyze(portrait)
+    assert len(faces) == 1
+    return faces[0]
+
+
+def test_finds_the_portrait_face(analyzer, portrait, portrait_face):
+    face = portrait_face
+    x0, y0, x1, y1 = face.box
+    assert 0 <= x0 < x1 <= portrait.shape[1] and 0 <= y0 < y1 <= portrait.shape[0]
+    assert face.score > 0.5
+    assert face.landmarks.shape == (68, 2) and face.landmarks.dtype == np.float32
+    mouth = face.landmarks[48:68]
+    assert np.all((mouth[:, 0] > x0) & (mouth[:, 0] < x1))
+    assert np.all((mouth[:, 1] > (y0 + y1) / 2) & (mouth[:, 1] < y1))
+    # Sanity of the dlib order: eyes above the nose tip above the mouth above the chin.
+    assert face.landmarks[36:48, 1].mean() < face.landmarks[30, 1] < mouth[:, 1].mean()
+    assert mouth[:, 1].mean() < face.landmarks[8, 1]
+    start = time.perf_counter()
+    for _ in range(5):
+        analyzer.analyze(portrait)
+    print(f"\nanalyze 512x512: {(time.perf_counter() - start) / 5 * 1000:.1f} ms")
+
+
+def _non_faces() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 640, dtype=np.float32)
+    gradient = np.broadcast_to(ramp[None, :, None], (480, 640, 3)).astype(np.uint8)
+    images = {
+        "noise": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+        "flat": np.full((480, 640, 3), (120, 160, 200), np.uint8),
+        "gradient": np.ascontiguousarray(gradient),
+        "small_noise": rng.integers(0, 256, (120, 90, 3), dtype=np.uint8),
+    }
+    try:
+        import skimage.data
+
+        images["coffee"] = skimage.data.coffee()
+        images["rocket"] = skimage.data.rocket()
+        images["chelsea"] = skimage.data.chelsea()
+    except ImportError:
+        pass
+    return images
+
+
+@pytest.mark.parametrize("name", list(_non_faces()))
+def test_no_face_in_non_face_images(analyzer, name):
+    assert analyzer.analyze(_non_faces()[name]) == []
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.5])
+def test_scale_invariance(analyzer, portrait, portrait_face, scale):
+    interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    scaled = cv2.resize(portrait, None, fx=scale, fy=scale, interpolation=interp)
+    faces = analyzer.analyze(scaled)
+    assert len(faces) == 1
+    # Compare in the original image's pixel units.
+    err = np.abs(faces[0].landmarks / scale - portrait_face.landmarks)
+    assert err.mean() < 2.0 and err.max() < 6.0
+    # HOG boxes snap to the detector's pyramid levels: allow 15% of the face size.
+    box = np.array(faces[0].box) / scale
+    ref = np.array(portrait_face.box)
+    assert np.abs(box - ref).max() < 0.15 * (ref[2] - ref[0])
+
+
+def test_largest_face_first_and_tiny_input(analyzer, portrait):
+    # Two copies of the face at different sizes side by side: the bigger one comes first.
+    crop = portrait[40:220, 130:320]
+    big = cv2.resize(crop, None, fx=1.5, fy=1.5)
+    canvas = np.full((big.shape[0], big.shape[1] + crop.shape[1], 3), 200, np.uint8)
+    canvas[:, : big.shape[1]] = big
+    canvas[: crop.shape[0], big.shape[1] :] = crop
+    faces = analyzer.analyze(canvas)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area
+    assert faces[0].box[0] < big.shape[1] <= faces[1].box[0]
+    assert analyzer.analyze(np.zeros((8, 8, 3), np.uint8)) == []
+
+
+def test_rejects_bad_input(analyzer):
+    with pytest.raises(ValueError):
+        analyzer.analyze(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError):
+        analyzer.analyze(np.zeros((64, 64, 3), np.float32))
+
+
+def test_model_file_lookup(monkeypatch):
+    assert find_predictor_path().name == "shape_predictor_68_face_landmarks.dat"
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RuntimeError, match="face_recognition_models"):
+        find_predictor_path()

@@ -1,0 +1,120 @@
+"""Unit tests for the landmark-driven mouth renderer (on the real sample portrait)."""
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from face_detection import FaceAnalyzer
+from mouth_render import MouthRenderer
+
+PORTRAIT = Path(__file__).resolve().parents[2] / "samples/portrait.jpg"
+
+
+@pytest.fixture(scope="module")
+def portrait() -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def landmarks(portrait) -> np.ndarray:
+    faces = FaceAnalyzer().analyze(portrait)
+    assert faces, "no face found in the sample portrait"
+    return faces[0].landmarks
+
+
+@pytest.fixture(scope="module")
+def renderer(portrait, landmarks) -> MouthRenderer:
+    return MouthRenderer(portrait, landmarks)
+
+
+def luma(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def mouth_box(lm: np.ndarray) -> tuple[int, int, int, int]:
+    """From the mouth corners' x and the upper lip's top down to the chin."""
+    return int(lm[48, 0]), int(lm[50:53, 1].min()), int(lm[54, 0]) + 1, int(lm[8, 1])
+
+
+def test_zero_is_identity_and_shape(renderer, portrait):
+    out = renderer.render(0.0)
+    assert out.dtype == np.uint8 and out.shape == portrait.shape
+    assert np.array_equal(out, portrait)
+    assert out is not portrait  # a new array every time
+    assert np.array_equal(renderer.render(-0.5), portrait)
+    assert np.array_equal(renderer.render(float("nan")), portrait)
+    assert np.array_equal(renderer.render(1.7), renderer.render(1.0))
+
+
+def test_open_mouth_changes_and_darkens(renderer, portrait, landmarks):
+    x0, y0, x1, y1 = mouth_box(landmarks)
+    before = portrait[y0:y1, x0:x1].astype(np.float32)
+    after = renderer.render(1.0)[y0:y1, x0:x1].astype(np.float32)
+    assert np.abs(after - before).mean() > 25
+    # Centre of the opened mouth: between the inner lips, extended downward.
+    cx0, cx1 = int(landmarks[61, 0]), int(landmarks[63, 0]) + 1
+    cy0 = int(landmarks[62, 1]) + 2
+    cy1 = int(landmarks[66, 1] + 0.25 * (landmarks[54, 0] - landmarks[48, 0]))
+    dark_before = luma(portrait[cy0:cy1, cx0:cx1]).mean()
+    dark_after = luma(renderer.render(1.0)[cy0:cy1, cx0:cx1]).mean()
+    assert dark_after < dark_before - 60
+
+
+def test_only_roi_changes(renderer, portrait, landmarks):
+    x0, y0, x1, y1 = renderer.roi
+    assert 0 <= x0 < x1 <= portrait.shape[1] and 0 <= y0 < y1 <= portrait.shape[0]
+    outside = np.ones(portrait.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    nose_tip_row = int(np.floor(landmarks[30, 1]))
+    for a in (0.1, 0.33, 0.5, 0.77, 1.0):
+        out = renderer.render(a)
+        assert np.array_equal(out[outside], portrait[outside])
+        assert np.array_equal(out[:nose_tip_row], portrait[:nose_tip_row])
+
+
+def test_dark_area_grows_with_openness(renderer, landmarks):
+    x0, y0, x1, y1 = mouth_box(landmarks)
+    areas = [int((luma(renderer.render(a)[y0:y1, x0:x1]) < 70).sum()) for a in (0.25, 0.5, 1.0)]
+    assert areas[0] < areas[1] < areas[2], areas
+    assert areas[0] > 0
+
+
+def test_motion_is_continuous(renderer, landmarks):
+    """Neighbouring openness values give neighbouring images (no popping between the
+    precomputed openness levels)."""
+    x0, y0, x1, y1 = renderer.roi
+    prev = renderer.render(0.30).astype(np.float32)
+    for a in np.arange(0.31, 0.45, 0.01):
+        cur = renderer.render(float(a)).astype(np.float32)
+        assert np.abs(cur - prev)[y0:y1, x0:x1].mean() < 2.0
+        prev = cur
+
+
+def test_render_time(renderer, portrait):
+    values = np.abs(np.sin(np.arange(200) * 0.3))
+    start = time.perf_counter()
+    for a in values:
+        renderer.render(float(a))
+    per_frame = (time.perf_counter() - start) / len(values) * 1000
+    start = time.perf_counter()
+    MouthRenderer(portrait, FaceAnalyzer().analyze(portrait)[0].landmarks)
+    setup = (time.perf_counter() - start) * 1000
+    print(f"\nmouth render 512x512: {per_frame:.2f} ms/frame (setup {setup:.0f} ms)")
+    assert per_frame < 5.0
+
+
+def test_check_image(renderer, tmp_path):
+    """Side-by-side render(0 / 0.5 / 1) for eyeballing; set A2V_RENDER_CHECK=path to keep."""
+    row = np.hstack([renderer.render(a) for a in (0.0, 0.5, 1.0)])
+    path = Path(os.environ.get("A2V_RENDER_CHECK", tmp_path / "mouth_render_check.png"))
+    assert cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+
+
+def test_rejects_bad_input(portrait, landmarks):
+    with pytest.raises(ValueError):
+        MouthRenderer(portrait.astype(np.float32), landmarks)
+    with pytest.raises(ValueError):
+        MouthRenderer(portrait, landmarks + 5000)
