@@ -321,15 +321,16 @@ class Generation:
     async def _receive_frames(self, avatar: AvatarStream) -> None:
         with tracer.start_as_current_span("inference.render") as span:
             t = time.monotonic()
+            received = 0
             async for batch in avatar.batches():
-                if batch.first_index != self._frames_done:
+                if batch.first_index != received:
                     raise A2VError(
-                        f"the model skipped frames (got {batch.first_index}, "
-                        f"expected {self._frames_done})"
+                        f"the model skipped frames (got {batch.first_index}, expected {received})"
                     )
+                received += len(batch.frames)
                 await self._encode_queue.put(("video", batch))
             self._infer_s += time.monotonic() - t
-            span.set_attribute("a2v.frames", self._frames_done)
+            span.set_attribute("a2v.frames", received)
         await self._encode_queue.put(("close", None))
 
     async def _encode(self, accepted: Accepted) -> None:

@@ -214,7 +214,8 @@ class _BlockMaker:
         self.model_samples = 0
         self._trims = (_Trim(MODEL_RATE, trim_start, trim_end),
                        _Trim(OUTPUT_RATE, trim_start, trim_end))
-        self._model = av.AudioResampler(format="flt", layout="mono", rate=MODEL_RATE)
+        self._width = 0
+        self._model: av.AudioResampler | None = None
         self._output: av.AudioResampler | None = None
 
     @property
@@ -222,21 +223,37 @@ class _BlockMaker:
         """trim_end was reached on both outputs: no need to decode further."""
         return all(t.done for t in self._trims)
 
+    def _resample(self, frame: av.AudioFrame | None) -> tuple[np.ndarray, np.ndarray]:
+        if self._output is None:
+            # Both resamplers keep at most stereo; mono is then the plain channel average.
+            # swresample's own stereo->mono matrix sums with 0.707 gains, which raises
+            # correlated content such as speech by 3 dB and clips loud recordings.
+            channels = min(frame.layout.nb_channels, 2)
+            if self.output_channels is None:
+                self.output_channels = channels
+            self._width = channels
+            layout = "mono" if channels == 1 else "stereo"
+            self._model = av.AudioResampler(format="fltp", layout=layout, rate=MODEL_RATE)
+            self._output = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
+        parts = []
+        for resampler in (self._model, self._output):
+            frames = [f.to_ndarray() for f in resampler.resample(frame)]
+            parts.append(np.concatenate(frames, axis=1) if frames else np.zeros((self._width, 0)))
+        model, output = parts
+        model = model.mean(axis=0)
+        if output.shape[0] > self.output_channels:
+            output = output.mean(axis=0, keepdims=True)
+        elif output.shape[0] < self.output_channels:
+            output = np.repeat(output, self.output_channels, axis=0)
+        return model, output
+
     def add(self, frame: av.AudioFrame | None) -> AudioBlock | None:
         """Resample ``frame`` (None flushes the resamplers); return the new audio, if any."""
-        if self._output is None:
-            if frame is None:
-                return None
-            if self.output_channels is None:
-                self.output_channels = min(frame.layout.nb_channels, 2)
-            layout = "mono" if self.output_channels == 1 else "stereo"
-            self._output = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
-        model = [f.to_ndarray().reshape(-1) for f in self._model.resample(frame)]
-        output = [f.to_ndarray() for f in self._output.resample(frame)]
-        model_pcm = self._trims[0].apply(np.concatenate(model) if model else np.zeros(0))
-        output_pcm = self._trims[1].apply(
-            np.concatenate(output, axis=1) if output else np.zeros((self.output_channels, 0))
-        )
+        if self._output is None and frame is None:
+            return None
+        model, output = self._resample(frame)
+        model_pcm = self._trims[0].apply(model)
+        output_pcm = self._trims[1].apply(output)
         self.model_samples += model_pcm.shape[0]
         if self.model_samples > self.max_samples:
             raise ResourceExhausted(

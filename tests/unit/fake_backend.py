@@ -1,0 +1,65 @@
+"""A stand-in for Triton, for the service tier only: a centred face, grey frames whose
+brightness follows the audio level. Same protocol as a2v_server.inference.TritonBackend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from a2v_server.inference import Face, FrameBatch
+
+RATE = 16000
+
+
+class FakeAvatar:
+    def __init__(self, portrait: np.ndarray, fps: float) -> None:
+        self.portrait = portrait
+        self.fps = fps
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.closed = False
+
+    async def send_audio(self, samples, *, last=False):
+        await self.queue.put((np.asarray(samples, np.float32), last))
+
+    async def batches(self):
+        received = np.zeros(0, np.float32)
+        done = 0
+        while True:
+            samples, last = await self.queue.get()
+            received = np.concatenate([received, samples])
+            total = round(len(received) * self.fps / RATE)
+            n = total - done if last else max(0, int(len(received) * self.fps / RATE) - 1 - done)
+            if n:
+                frames = np.repeat(self.portrait[None], n, axis=0)
+                yield FrameBatch(done, frames, np.zeros(n, np.float32))
+                done += n
+            if last:
+                return
+
+    async def aclose(self):
+        self.closed = True
+
+
+class FakeBackend:
+    def __init__(self, faces: bool = True) -> None:
+        self.faces = faces
+        self.avatars: list[FakeAvatar] = []
+
+    async def ready(self, models=()):
+        return True
+
+    async def analyze_faces(self, image):
+        if not self.faces:
+            return []
+        h, w = image.shape[:2]
+        box = (w * 0.35, h * 0.3, w * 0.65, h * 0.7)
+        marks = np.tile(np.array([[w / 2, h / 2]], np.float32), (68, 1))
+        return [Face(box, 1.0, marks)]
+
+    def open_avatar(self, portrait, landmarks, fps):
+        avatar = FakeAvatar(portrait, fps)
+        self.avatars.append(avatar)
+        return avatar
+
+    async def aclose(self):
+        pass
