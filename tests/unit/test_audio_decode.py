@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.media.audio import (
     MODEL_RATE,

@@ -6,7 +6,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from a2v_server.media.encoder import FragmentedMp4Encoder
 from a2v_server.media.fmp4 import Mp4BoxSplitter, Segment
 
@@ -75,8 +74,8 @@ def test_handmade_stream_times_and_grouping():
     assert segments[2].data.startswith(styp)
     assert all(s.data[4:8] == b"moof" for s in (segments[1], segments[3]))
     # the video edit list (media_time 256) shifts everything back to presentation time 0
-    times = [(s.start_seconds, s.end_seconds) for s in segments[1:]]
-    assert times == pytest.approx([(0.0, 0.4), (0.4, 0.8), (0.8, 0.8 + 600 / 12800)])
+    times = [t for s in segments[1:] for t in (s.start_seconds, s.end_seconds)]
+    assert times == pytest.approx([0.0, 0.4, 0.4, 0.8, 0.8, 0.8 + 600 / 12800])
     # the mfra index is dropped: concatenation is the stream without it
     assert b"".join(s.data for s in segments) == stream[: -len(box(b"mfra", bytes(16)))]
 

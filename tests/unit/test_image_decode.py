@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.media import image as image_mod
 from a2v_server.media.image import decode_image, image_size

@@ -357,6 +357,8 @@ class EncodedAudioDecoder:
                     except av.error.InvalidDataError as exc:
                         bad += 1
                         log.debug("skipping a bad audio packet: %s", exc)
+                        if bad > _MAX_BAD_PACKETS:
+                            break
                         continue
                     bad = 0
                     for frame in frames:
@@ -365,7 +367,8 @@ class EncodedAudioDecoder:
                             yield block
                         if self._maker.done:
                             return
-                return
+                else:
+                    return
             except av.error.FFmpegError as exc:
                 # The demuxer lost sync; reading on resynchronises after an isolated bad spot.
                 bad += 1

@@ -158,7 +158,7 @@ class FragmentedMp4Encoder:
         return self._sink.take()
 
     def add_audio(self, pcm: np.ndarray) -> list[Segment]:
-        """Queue ``(channels, n)`` float32 PCM at ``audio_rate``; it is muxed as video catches up."""
+        """Queue ``(channels, n)`` float32 PCM at ``audio_rate``; muxed as the video catches up."""
         self._check_open()
         pcm = np.asarray(pcm, dtype=np.float32)
         if pcm.ndim != 2 or pcm.shape[0] != self.audio_channels:

@@ -1,0 +1,39 @@
+# a2v images. Two targets:
+#   docker build --target triton -t a2v-triton .   # NVIDIA Triton 2.51 + the a2v models
+#   docker build --target server -t a2v-server .   # the gRPC server (default target)
+# Run: docker run --gpus all --shm-size 1g -p 8001:8001 a2v-triton
+#      docker run -p 50051:50051 -e A2V_TRITON_URL=<triton-host>:8001 a2v-server
+
+# --- Triton with the models' packages ---------------------------------------------------------
+FROM nvcr.io/nvidia/tritonserver:24.10-py3 AS triton
+COPY model_repository/requirements.txt /opt/a2v/requirements.txt
+# numpy 1.x: the python backend stub is built against it (see README, "Two environments")
+RUN pip install --no-cache-dir -r /opt/a2v/requirements.txt
+COPY model_repository /models
+USER triton-server
+EXPOSE 8000 8001 8002
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
+  CMD curl -fs localhost:8000/v2/health/ready || exit 1
+CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit", \
+     "--load-model=face_landmarks", "--load-model=talking_avatar"]
+
+# --- server: build a wheel, then install it into a slim runtime ------------------------------
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY client client
+COPY server server
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim AS server
+RUN pip install --no-cache-dir grpcio-health-checking==1.81.1 \
+ && useradd --system --uid 10001 a2v
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER a2v
+# In a container the server must listen on all interfaces; put TLS or a mesh in front of it.
+ENV A2V_LISTEN=0.0.0.0:50051 A2V_TRITON_URL=triton:8001
+EXPOSE 50051
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s \
+  CMD ["a2v", "--server", "127.0.0.1:50051", "health"]
+CMD ["a2v-server"]

@@ -1,0 +1,165 @@
+"""Tests of a2v_server.media.encoder: a streamed fMP4 that players decode in sync."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from a2v_server.media.encoder import FragmentedMp4Encoder
+from a2v_server.media.fmp4 import Segment
+
+RATE = 48000
+SIZE = 128
+
+
+def _signal(seconds: float) -> np.ndarray:
+    """440 Hz tone plus a chirp: tonal, yet with a unique cross-correlation peak."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    chirp = np.sin(2 * np.pi * (200 * t + 600 * t**2))
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * chirp).astype(np.float32)
+
+
+def _frame(index: int) -> np.ndarray:
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    rgb[:, : SIZE // 2] = (255, 0, 0)
+    rgb[:, SIZE // 2 :] = (0, 0, 255)
+    rgb[index % 8, :] = 255  # a little motion so frames differ
+    return rgb
+
+
+@dataclass
+class Encoded:
+    path: Path
+    segments: list[Segment]
+    before_close: int  # segments returned before close()
+    audio: np.ndarray
+    frames: int
+
+
+def _encode(tmp_path: Path, fps, frames: int, seconds: float, name: str) -> Encoded:
+    audio = _signal(seconds)
+    encoder = FragmentedMp4Encoder(SIZE, SIZE, fps, 1, fragment_seconds=0.2)
+    segments: list[Segment] = []
+    step = RATE // 10
+    fed = 0
+    for i in range(frames):
+        # audio arrives ahead of the video, in 100 ms pieces, like the render pipeline's
+        while fed < len(audio) and fed < (i / float(Fraction(fps)) + 0.5) * RATE:
+            segments += encoder.add_audio(audio[None, fed:fed + step])
+            fed += step
+        segments += encoder.add_video(_frame(i))
+    if fed < len(audio):
+        segments += encoder.add_audio(audio[None, fed:])
+    before_close = len(segments)
+    segments += encoder.close()
+    assert encoder.close() == []  # idempotent
+    path = tmp_path / name
+    path.write_bytes(b"".join(s.data for s in segments))
+    return Encoded(path, segments, before_close, audio, frames)
+
+
+@pytest.fixture(scope="module")
+def clip25(tmp_path_factory) -> Encoded:
+    return _encode(tmp_path_factory.mktemp("enc"), 25, 75, 3.0, "clip25.mp4")
+
+
+def _ffprobe(path: Path, *args: str) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def _check_streams(clip: Encoded, duration: float) -> dict[str, dict]:
+    info = _ffprobe(clip.path, "-count_frames", "-show_streams", "-show_format")
+    streams = {s["codec_type"]: s for s in info["streams"]}
+    assert sorted(s["codec_name"] for s in info["streams"]) == ["aac", "h264"]
+    video, audio = streams["video"], streams["audio"]
+    assert int(video["nb_read_frames"]) == clip.frames
+    assert float(video["duration"]) == pytest.approx(duration, abs=0.04)
+    assert float(audio["start_time"]) + float(audio["duration"]) == pytest.approx(3.0, abs=0.04)
+    assert video["profile"] == "High" and video["pix_fmt"] == "yuv420p"
+    return streams
+
+
+def test_streams_frames_and_duration(clip25):
+    streams = _check_streams(clip25, 3.0)
+    assert streams["video"]["r_frame_rate"] == "25/1"
+
+
+def test_ntsc_rate(tmp_path):
+    clip = _encode(tmp_path, Fraction(30000, 1001), 90, 3.0, "clip2997.mp4")
+    streams = _check_streams(clip, 90 * 1001 / 30000)
+    assert streams["video"]["r_frame_rate"] == "30000/1001"
+
+
+def test_audio_priming_does_not_shift_video(clip25):
+    """ffprobe: video starts at 0; audio starts one AAC priming frame earlier, and the
+    edit list hides exactly that frame, so the first audible sample plays at 0."""
+    streams = _ffprobe(clip25.path, "-show_streams")["streams"]
+    start = {s["codec_type"]: float(s["start_time"]) for s in streams}
+    assert start["video"] == pytest.approx(0.0, abs=0.001)
+    assert start["audio"] + 1024 / RATE == pytest.approx(start["video"], abs=0.001)
+
+
+def test_segments_are_streamable(clip25):
+    segments = clip25.segments
+    assert segments[0].kind == "init"
+    assert segments[0].data[4:8] == b"ftyp" and b"moof" not in segments[0].data
+    fragments = segments[1:]
+    assert all(s.kind == "fragment" and s.data[4:8] in (b"moof", b"styp") for s in fragments)
+    assert clip25.before_close >= 2, "no fragment was emitted before close()"
+    previous = 0.0
+    for fragment in fragments:
+        assert fragment.start_seconds == pytest.approx(previous, abs=1e-6)
+        assert fragment.end_seconds >= fragment.start_seconds
+        previous = fragment.end_seconds
+    assert previous == pytest.approx(3.0, abs=1e-6)
+    durations = [s.end_seconds - s.start_seconds for s in fragments]
+    assert max(durations) <= 0.2 + 1e-6  # fragment_seconds is honoured
+
+
+def test_decoded_colours(clip25):
+    with av.open(str(clip25.path)) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == 40)
+        rgb = frame.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(rgb[SIZE // 2, 10:SIZE // 2 - 10] - (255, 0, 0)).max() < 25
+    assert np.abs(rgb[SIZE // 2, SIZE // 2 + 10:-10] - (0, 0, 255)).max() < 25
+
+
+def test_decoded_audio_matches_input(clip25):
+    with av.open(str(clip25.path)) as container:
+        frames = list(container.decode(audio=0))
+    assert frames[0].pts == 0  # priming removed by the decoder: audio starts with the video
+    decoded = np.concatenate([f.to_ndarray()[0] for f in frames])
+    reference = clip25.audio
+    assert abs(len(decoded) - len(reference)) <= 1024
+    # the lag that best aligns input and output must be ~0 (A/V sync), and the match good
+    n = len(reference)
+    window = slice(RATE // 2, n - RATE // 2)
+    lags = range(-96, 97)
+    scores = [float(np.dot(reference[window], decoded[window.start + k: window.stop + k]))
+              for k in lags]
+    best = lags[int(np.argmax(scores))]
+    assert abs(best) <= RATE // 1000  # within 1 ms
+    corr = np.corrcoef(reference[window], decoded[window.start + best: window.stop + best])[0, 1]
+    assert corr > 0.95
+
+
+def test_invalid_arguments():
+    assert FragmentedMp4Encoder(64, 64, 25, 1).close() == []  # nothing encoded: nothing written
+    with pytest.raises(ValueError):
+        FragmentedMp4Encoder(65, 64, 25, 1)
+    encoder = FragmentedMp4Encoder(64, 64, 25, 2)
+    with pytest.raises(ValueError):
+        encoder.add_video(np.zeros((64, 64, 4), np.uint8))
+    with pytest.raises(ValueError):
+        encoder.add_audio(np.zeros((1, 100), np.float32))
+    encoder.close()
+    with pytest.raises(RuntimeError):
+        encoder.add_video(np.zeros((64, 64, 3), np.uint8))
