@@ -37,9 +37,10 @@ def test_sample_streams_a_playable_fmp4_with_sound(client, tmp_path):
     # the picture is the portrait, not a blank frame
     portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     assert np.abs(frames[0].astype(int) - portrait.astype(int)).mean() < 12
-    # audio and video start together as a player sees them
+    # audio and video start together as a player sees them: the AAC encoder's 1024 priming
+    # samples sit before time 0 (hidden by the edit list), so the first audible sample is at 0
     starts = {s["codec_type"]: float(s.get("start_time", 0)) for s in info["streams"]}
-    assert abs(starts["audio"] - starts["video"]) < 0.005
+    assert abs(starts["audio"] + 1024 / 48000 - starts["video"]) < 0.001
 
 
 @pytest.mark.parametrize(
@@ -77,18 +78,20 @@ def test_mouth_moves_in_speech_and_rests_in_silence(client, pause_speech, tmp_pa
     # Mouth region: lower third of the face box, middle half of its width.
     x0, x1 = int(box.x0 + (box.x1 - box.x0) * 0.2), int(box.x1 - (box.x1 - box.x0) * 0.2)
     y0, y1 = int(box.y0 + (box.y1 - box.y0) * 0.6), int(box.y1 + (box.y1 - box.y0) * 0.15)
-    rest = frames[0][y0:y1, x0:x1].astype(np.float32)
-    change = np.array([np.abs(f[y0:y1, x0:x1].astype(np.float32) - rest).mean() for f in frames])
     fps = 25
+    # Reference: the last frame of the leading silence (frame 0 is the keyframe, whose
+    # compression noise differs from the P-frames that follow).
+    rest = frames[int(1.0 * fps) - 1][y0:y1, x0:x1].astype(np.float32)
+    change = np.array([np.abs(f[y0:y1, x0:x1].astype(np.float32) - rest).mean() for f in frames])
     speech_end = duration(pause_speech) - 1.5
     lead = change[: int(1.0 * fps)]  # silence before the speech
-    tail = change[int((speech_end + 0.2) * fps):]  # silence after it
+    tail = change[int((speech_end + 0.2) * fps):]  # silence after it (mouth back at rest)
     speech = change[int(1.3 * fps): int((speech_end - 0.1) * fps)]
-    assert lead.max() < 2.0 and tail.max() < 2.0, "mouth must rest in silence"
-    assert speech.max() > 8.0, "mouth must open during speech"
-    assert (speech > 3.0).mean() > 0.4, "mouth must move through the speech, not once"
+    assert lead.max() < 3.0 and tail.max() < 3.0, "mouth must rest in silence"
+    assert speech.max() > 10.0, "mouth must open during speech"
+    assert (speech > 5.0).mean() > 0.4, "mouth must move through the speech, not once"
     # open-close cycles, not one plateau
-    moving = speech > 3.0
+    moving = speech > 5.0
     assert np.count_nonzero(moving[1:] != moving[:-1]) >= 6
 
 
