@@ -19,8 +19,15 @@ def run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def speech_wav(path: Path, text: str, *, voice: str = "en-us", lead: float = 0.0,
-               tail: float = 0.0, rate: int = 16000) -> Path:
+def speech_wav(
+    path: Path,
+    text: str,
+    *,
+    voice: str = "en-us",
+    lead: float = 0.0,
+    tail: float = 0.0,
+    rate: int = 16000,
+) -> Path:
     """espeak-ng speech with `lead`/`tail` seconds of silence around it."""
     raw = path.with_suffix(".raw.wav")
     run("espeak-ng", "-v", voice, "-w", str(raw), text)
@@ -37,7 +44,10 @@ def encode(src: Path, dst: Path, *args: str) -> Path:
 def probe(path: Path) -> dict:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True).stdout
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -56,8 +66,9 @@ def no_face_png(path: Path) -> Path:
 
     h, w = 360, 480
     y = np.linspace(0, 1, h)[:, None, None]
-    img = (np.concatenate([80 + 120 * y, 140 + 60 * y, 230 - 80 * y], axis=2)
-           * np.ones((1, w, 1))).astype(np.uint8)
+    img = (
+        np.concatenate([80 + 120 * y, 140 + 60 * y, 230 - 80 * y], axis=2) * np.ones((1, w, 1))
+    ).astype(np.uint8)
     rng = np.random.default_rng(3)
     img[200:] = np.clip(img[200:] + rng.integers(-30, 30, img[200:].shape), 0, 255)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))

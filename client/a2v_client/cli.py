@@ -18,10 +18,17 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="render a video from audio and a portrait")
     p.add_argument("--audio", required=True, help="audio file (WAV, MP3, M4A, Ogg, FLAC, WebM)")
     p.add_argument("--image", required=True, help="portrait (PNG, JPEG, WebP)")
-    p.add_argument("-o", "--output", required=True,
-                   help="output .mp4 path, or - to stream the fragmented MP4 to stdout")
-    p.add_argument("--aspect", choices=["1:1", "16:9", "9:16", "4:3", "3:4", "source"],
-                   help="picture shape (default: the portrait's)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output .mp4 path, or - to stream the fragmented MP4 to stdout",
+    )
+    p.add_argument(
+        "--aspect",
+        choices=["1:1", "16:9", "9:16", "4:3", "3:4", "source"],
+        help="picture shape (default: the portrait's)",
+    )
     p.add_argument("--resolution", help="480p, 720p (default), 1080p or WIDTHxHEIGHT")
     p.add_argument("--fit", choices=["crop", "pad"], help="crop (default) or pad to the shape")
     p.add_argument("--fps", type=float, default=0.0, help="frames per second (default 25)")
@@ -35,8 +42,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="a2v", description="a2v audio-to-video client")
-    parser.add_argument("--server", default=os.environ.get("A2V_SERVER", DEFAULT_ADDRESS),
-                        help=f"server host:port (default {DEFAULT_ADDRESS}, or $A2V_SERVER)")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("A2V_SERVER", DEFAULT_ADDRESS),
+        help=f"server host:port (default {DEFAULT_ADDRESS}, or $A2V_SERVER)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     sub.add_parser("models", help="list the server's models")
@@ -49,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
                 return _generate(client, args)
             if args.command == "models":
                 for m in client.list_models():
-                    inputs = ",".join(pb.InputKind.Name(k).removeprefix("INPUT_KIND_").lower()
-                                      for k in m.accepted_inputs)
-                    print(f"{m.name}\t{'ready' if m.ready else 'NOT READY'}\tinputs={inputs}\t"
-                          f"fps={m.native_fps:g}\tprompt={'yes' if m.accepts_prompt else 'no'}\t"
-                          f"{m.description}")
+                    inputs = ",".join(
+                        pb.InputKind.Name(k).removeprefix("INPUT_KIND_").lower()
+                        for k in m.accepted_inputs
+                    )
+                    print(
+                        f"{m.name}\t{'ready' if m.ready else 'NOT READY'}\tinputs={inputs}\t"
+                        f"fps={m.native_fps:g}\tprompt={'yes' if m.accepts_prompt else 'no'}\t"
+                        f"{m.description}"
+                    )
                 return 0
             status = client.health(args.service)
             print(status)
@@ -70,8 +84,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _generate(client: Client, args: argparse.Namespace) -> int:
     options = GenerateOptions(
-        model=args.model, fps=args.fps, resolution=args.resolution, aspect=args.aspect,
-        fit=args.fit, prompt=args.prompt, trim_start=args.trim_start, trim_end=args.trim_end,
+        model=args.model,
+        fps=args.fps,
+        resolution=args.resolution,
+        aspect=args.aspect,
+        fit=args.fit,
+        prompt=args.prompt,
+        trim_start=args.trim_start,
+        trim_end=args.trim_end,
         seed=args.seed,
     )
     image = Path(args.image).read_bytes()
@@ -80,7 +100,7 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
     # Write next to the target and rename at the end: a failed run never leaves a short
     # file under the requested name.
     partial = None if to_stdout else Path(args.output + ".partial")
-    out: BinaryIO = sys.stdout.buffer if to_stdout else open(partial, "wb")  # type: ignore[arg-type]
+    out: BinaryIO = sys.stdout.buffer if to_stdout else open(partial, "wb")  # type: ignore[arg-type]  # noqa: SIM115
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     summary = None
     try:
@@ -95,11 +115,17 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
             elif kind == "accepted":
                 a = response.accepted
                 if not args.quiet:
-                    print(f"a2v: {a.model} {a.width}x{a.height} @ {a.fps:g} fps "
-                          f"(request {a.request_id})", file=sys.stderr)
+                    print(
+                        f"a2v: {a.model} {a.width}x{a.height} @ {a.fps:g} fps "
+                        f"(request {a.request_id})",
+                        file=sys.stderr,
+                    )
                     if a.unused_prompt_words:
-                        print("a2v: prompt words with no effect on this model: "
-                              + " ".join(a.unused_prompt_words), file=sys.stderr)
+                        print(
+                            "a2v: prompt words with no effect on this model: "
+                            + " ".join(a.unused_prompt_words),
+                            file=sys.stderr,
+                        )
             elif kind == "summary":
                 summary = response.summary
     except BaseException:
@@ -119,9 +145,12 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
     if summary is not None and not args.quiet:
         t = summary.timings
         where = "stdout" if to_stdout else args.output
-        print(f"a2v: wrote {where}: {summary.frames} frames, {summary.duration_seconds:.2f} s, "
-              f"{summary.bytes} bytes in {t.total_seconds:.2f} s "
-              f"(first chunk {t.first_chunk_seconds * 1000:.0f} ms)", file=sys.stderr)
+        print(
+            f"a2v: wrote {where}: {summary.frames} frames, {summary.duration_seconds:.2f} s, "
+            f"{summary.bytes} bytes in {t.total_seconds:.2f} s "
+            f"(first chunk {t.first_chunk_seconds * 1000:.0f} ms)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from a2v.v1 import audio_to_video_pb2 as pb
-from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 #: bytes per message for file inputs: well under the server's message limit
@@ -84,7 +85,10 @@ class GenerateOptions:
         if self.fit:
             out.fit = pb.Fit.Value(f"FIT_{self.fit.upper()}")
         return pb.GenerateConfig(
-            model=self.model, output=out, prompt=self.prompt, seed=self.seed,
+            model=self.model,
+            output=out,
+            prompt=self.prompt,
+            seed=self.seed,
             request_id=self.request_id,
             trim=pb.AudioTrim(start_seconds=self.trim_start, end_seconds=self.trim_end),
         )
@@ -92,8 +96,11 @@ class GenerateOptions:
 
 def parse_resolution(text: str) -> pb.Resolution:
     text = text.strip().lower()
-    presets = {"480p": pb.RESOLUTION_PRESET_480P, "720p": pb.RESOLUTION_PRESET_720P,
-               "1080p": pb.RESOLUTION_PRESET_1080P}
+    presets = {
+        "480p": pb.RESOLUTION_PRESET_480P,
+        "720p": pb.RESOLUTION_PRESET_720P,
+        "1080p": pb.RESOLUTION_PRESET_1080P,
+    }
     if text in presets:
         return pb.Resolution(preset=presets[text])
     width, sep, height = text.partition("x")
@@ -255,8 +262,9 @@ class AsyncClient:
 
     async def health(self, service: str = "") -> str:
         try:
-            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=service),
-                                             timeout=5)
+            reply = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=5
+            )
         except grpc.RpcError as error:
             raise A2VClientError.from_rpc_error(error) from None
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -17,13 +17,21 @@ def main() -> int:
     out = root / "out"
     out.mkdir(exist_ok=True)
     with LocalStack(root, log_dir=out) as stack:
-        return cli.main([
-            "--server", stack.address, "generate",
-            "--audio", str(root / "samples" / "speech.ogg"),
-            "--image", str(root / "samples" / "portrait.jpg"),
-            "--resolution", "512x512",
-            "-o", str(out / "demo.mp4"),
-        ])
+        return cli.main(
+            [
+                "--server",
+                stack.address,
+                "generate",
+                "--audio",
+                str(root / "samples" / "speech.ogg"),
+                "--image",
+                str(root / "samples" / "portrait.jpg"),
+                "--resolution",
+                "512x512",
+                "-o",
+                str(out / "demo.mp4"),
+            ]
+        )
 
 
 if __name__ == "__main__":

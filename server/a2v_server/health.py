@@ -20,8 +20,13 @@ class HealthWatcher:
     ``enter_graceful_shutdown`` the status is NOT_SERVING for good (a one-way switch).
     """
 
-    def __init__(self, backend: Backend, servicer: health.aio.HealthServicer,
-                 service_names: list[str], interval: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        servicer: health.aio.HealthServicer,
+        service_names: list[str],
+        interval: float,
+    ) -> None:
         self._backend = backend
         self._servicer = servicer
         self._names = ["", *service_names]
@@ -35,8 +40,11 @@ class HealthWatcher:
         if ready != self.serving:
             log.info("backend %s", "ready: SERVING" if ready else "not ready: NOT_SERVING")
         self.serving = ready
-        status = (health_pb2.HealthCheckResponse.SERVING if ready
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in self._names:
             await self._servicer.set(name, status)
         return ready

@@ -52,7 +52,9 @@ class AvatarStream(Protocol):
 class Backend(Protocol):
     async def ready(self, models: tuple[str, ...]) -> bool: ...
     async def analyze_faces(self, image: np.ndarray) -> list[Face]: ...
-    def open_avatar(self, portrait: np.ndarray, landmarks: np.ndarray, fps: float) -> AvatarStream: ...
+    def open_avatar(
+        self, portrait: np.ndarray, landmarks: np.ndarray, fps: float
+    ) -> AvatarStream: ...
     async def aclose(self) -> None: ...
 
 
@@ -96,7 +98,9 @@ class TritonBackend:
         except InferenceServerException as exc:
             raise _map_error(exc, "face analysis") from exc
         except grpc.RpcError as exc:
-            raise Unavailable(f"face analysis: inference server unreachable ({exc.code().name})") from exc
+            raise Unavailable(
+                f"face analysis: inference server unreachable ({exc.code().name})"
+            ) from exc
         boxes = result.as_numpy("BOXES")
         scores = result.as_numpy("SCORES")
         marks = result.as_numpy("LANDMARKS")

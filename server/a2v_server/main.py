@@ -13,9 +13,10 @@ import signal
 import sys
 
 import grpc
-from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from .health import HealthWatcher
 from .inference import Backend, TritonBackend
@@ -45,13 +46,19 @@ def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME], server)
+        [
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.listen}")
-    watcher = HealthWatcher(backend, health_servicer, [SERVICE_NAME],
-                            settings.health_interval_seconds)
+    watcher = HealthWatcher(
+        backend, health_servicer, [SERVICE_NAME], settings.health_interval_seconds
+    )
     return server, port, watcher
 
 
@@ -59,8 +66,9 @@ async def serve(settings: Settings) -> None:
     triton: TritonProcess | None = None
     if settings.launch_triton:
         host, _, port = settings.triton_url.rpartition(":")
-        triton = TritonProcess(settings.model_repository, settings.triton_env, host=host,
-                               grpc_port=int(port))
+        triton = TritonProcess(
+            settings.model_repository, settings.triton_env, host=host, grpc_port=int(port)
+        )
         await asyncio.to_thread(triton.start)
     backend = TritonBackend(settings.triton_url)
     stop = asyncio.Event()
@@ -72,8 +80,12 @@ async def serve(settings: Settings) -> None:
         await server.start()
         await watcher.check_once()
         watcher.start()
-        log.info("a2v listening on %s (port %d), Triton at %s", settings.listen, port,
-                 settings.triton_url)
+        log.info(
+            "a2v listening on %s (port %d), Triton at %s",
+            settings.listen,
+            port,
+            settings.triton_url,
+        )
         await stop.wait()
         log.info("shutting down: draining streams for up to %g s", settings.shutdown_grace_seconds)
         await watcher.stop()
@@ -87,11 +99,16 @@ async def serve(settings: Settings) -> None:
 
 def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(
-        prog="a2v-server", description="a2v gRPC server. Flags override A2V_* variables.")
+        prog="a2v-server", description="a2v gRPC server. Flags override A2V_* variables."
+    )
     parser.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:50051)")
     parser.add_argument("--triton-url", help="Triton gRPC host:port (default 127.0.0.1:8001)")
-    parser.add_argument("--launch-triton", action="store_true", default=None,
-                        help="start Triton from the model environment and stop it on exit")
+    parser.add_argument(
+        "--launch-triton",
+        action="store_true",
+        default=None,
+        help="start Triton from the model environment and stop it on exit",
+    )
     parser.add_argument("--triton-env", help="model environment with tritonserver (.venv-triton)")
     parser.add_argument("--model-repository", help="Triton model repository (model_repository)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
@@ -121,4 +138,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -111,7 +111,9 @@ class Generation:
             self._encode_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- visual input ---------------------------------------------------------------------------
-    async def _read_visual_input(self, inputs: AsyncIterator[InputEvent]) -> tuple[bytes, InputEvent]:
+    async def _read_visual_input(
+        self, inputs: AsyncIterator[InputEvent]
+    ) -> tuple[bytes, InputEvent]:
         pieces: list[bytes] = []
         size = 0
         async for event in inputs:
@@ -195,7 +197,7 @@ class Generation:
                 group.create_task(self._encode(accepted))
         except BaseExceptionGroup as group_error:
             self._error = _first_error(group_error)
-        except BaseException as exc:  # noqa: BLE001 - handed to run(), which re-raises it
+        except BaseException as exc:
             self._error = exc
         finally:
             await self._events.put(_DONE)
@@ -234,7 +236,10 @@ class Generation:
                 decoder = PcmDecoder(rate, channels, **trim)
                 while True:
                     if isinstance(event, PcmAudioPiece):
-                        if event.sample_rate not in (0, rate) or event.channels not in (0, channels):
+                        if event.sample_rate not in (0, rate) or event.channels not in (
+                            0,
+                            channels,
+                        ):
                             raise InvalidInput(
                                 "sample_rate and channels must not change within a stream",
                                 field="audio.pcm",
@@ -253,8 +258,9 @@ class Generation:
                     event = await _next_or_missing_end(inputs)
                 await self._audio_blocks.put(None)
             elif isinstance(event, EndOfInput):
-                raise InvalidInput("the audio is missing: send audio before the end message",
-                                   field="audio")
+                raise InvalidInput(
+                    "the audio is missing: send audio before the end message", field="audio"
+                )
             else:
                 _unexpected(event, "audio")
 
@@ -274,7 +280,7 @@ class Generation:
                 if not loop_put(block):
                     return
                 t = time.monotonic()
-        except BaseException as exc:  # noqa: BLE001 - travels to the consumer
+        except BaseException as exc:
             loop_put(exc)
             return
         loop_put(None)
@@ -503,9 +509,17 @@ def prompt_words(prompt: str) -> tuple[str, ...]:
 
 # H.264 levels: (name, max macroblocks per frame, max macroblocks per second)
 _LEVELS = [
-    ("0d", 396, 11880), ("15", 792, 19800), ("16", 1620, 20250), ("1e", 1620, 40500),
-    ("1f", 3600, 108000), ("20", 5120, 216000), ("28", 8192, 245760), ("2a", 8704, 522240),
-    ("32", 22080, 589824), ("33", 36864, 983040), ("34", 36864, 2073600),
+    ("0d", 396, 11880),
+    ("15", 792, 19800),
+    ("16", 1620, 20250),
+    ("1e", 1620, 40500),
+    ("1f", 3600, 108000),
+    ("20", 5120, 216000),
+    ("28", 8192, 245760),
+    ("2a", 8704, 522240),
+    ("32", 22080, 589824),
+    ("33", 36864, 983040),
+    ("34", 36864, 2073600),
 ]
 
 

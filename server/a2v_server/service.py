@@ -9,12 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from a2v.v1 import audio_to_video_pb2 as pb
-from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import trace
+
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from . import catalog, spec
 from .errors import A2VError, FailedPrecondition, InvalidInput, NotFound
@@ -44,11 +45,16 @@ _PRESETS = {
     pb.RESOLUTION_PRESET_1080P: 1080,
 }
 _FITS = {pb.FIT_UNSPECIFIED: "crop", pb.FIT_CROP: "crop", pb.FIT_PAD: "pad"}
-_PRESET_ENUM = {480: pb.RESOLUTION_PRESET_480P, 720: pb.RESOLUTION_PRESET_720P,
-                1080: pb.RESOLUTION_PRESET_1080P}
-_INPUT_ENUM = {catalog.InputKind.AUDIO: pb.INPUT_KIND_AUDIO,
-               catalog.InputKind.IMAGE: pb.INPUT_KIND_IMAGE,
-               catalog.InputKind.VIDEO: pb.INPUT_KIND_VIDEO}
+_PRESET_ENUM = {
+    480: pb.RESOLUTION_PRESET_480P,
+    720: pb.RESOLUTION_PRESET_720P,
+    1080: pb.RESOLUTION_PRESET_1080P,
+}
+_INPUT_ENUM = {
+    catalog.InputKind.AUDIO: pb.INPUT_KIND_AUDIO,
+    catalog.InputKind.IMAGE: pb.INPUT_KIND_IMAGE,
+    catalog.InputKind.VIDEO: pb.INPUT_KIND_VIDEO,
+}
 
 
 def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, catalog.ModelSpec]:
@@ -61,17 +67,32 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
             field="config.model",
         )
     out = config.output
-    _require(out.container in (pb.CONTAINER_UNSPECIFIED, pb.CONTAINER_FMP4),
-             "config.output.container", "only CONTAINER_FMP4 is supported")
-    _require(out.video_codec in (pb.VIDEO_CODEC_UNSPECIFIED, pb.VIDEO_CODEC_H264),
-             "config.output.video_codec", "only VIDEO_CODEC_H264 is supported")
-    _require(out.audio_codec in (pb.AUDIO_CODEC_UNSPECIFIED, pb.AUDIO_CODEC_AAC),
-             "config.output.audio_codec", "only AUDIO_CODEC_AAC is supported")
+    _require(
+        out.container in (pb.CONTAINER_UNSPECIFIED, pb.CONTAINER_FMP4),
+        "config.output.container",
+        "only CONTAINER_FMP4 is supported",
+    )
+    _require(
+        out.video_codec in (pb.VIDEO_CODEC_UNSPECIFIED, pb.VIDEO_CODEC_H264),
+        "config.output.video_codec",
+        "only VIDEO_CODEC_H264 is supported",
+    )
+    _require(
+        out.audio_codec in (pb.AUDIO_CODEC_UNSPECIFIED, pb.AUDIO_CODEC_AAC),
+        "config.output.audio_codec",
+        "only AUDIO_CODEC_AAC is supported",
+    )
     fps = out.fps or 25.0
-    _require(math.isfinite(fps) and 1.0 <= fps <= 60.0, "config.output.fps",
-             f"fps must be within 1..60, got {out.fps:g}")
-    _require(out.aspect_ratio in _ASPECTS, "config.output.aspect_ratio",
-             f"unknown aspect ratio value {out.aspect_ratio}")
+    _require(
+        math.isfinite(fps) and 1.0 <= fps <= 60.0,
+        "config.output.fps",
+        f"fps must be within 1..60, got {out.fps:g}",
+    )
+    _require(
+        out.aspect_ratio in _ASPECTS,
+        "config.output.aspect_ratio",
+        f"unknown aspect ratio value {out.aspect_ratio}",
+    )
     _require(out.fit in _FITS, "config.output.fit", f"unknown fit value {out.fit}")
     short_side: int | None = None
     size: tuple[int, int] | None = None
@@ -80,20 +101,35 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
         size = (out.resolution.size.width, out.resolution.size.height)
     else:
         preset = out.resolution.preset if which == "preset" else pb.RESOLUTION_PRESET_UNSPECIFIED
-        _require(preset in _PRESETS, "config.output.resolution.preset",
-                 f"unknown resolution preset value {preset}")
+        _require(
+            preset in _PRESETS,
+            "config.output.resolution.preset",
+            f"unknown resolution preset value {preset}",
+        )
         short_side = _PRESETS[preset]
-    _require(len(config.prompt) <= MAX_PROMPT_CHARS, "config.prompt",
-             f"the prompt has {len(config.prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    _require(
+        len(config.prompt) <= MAX_PROMPT_CHARS,
+        "config.prompt",
+        f"the prompt has {len(config.prompt)} characters; the limit is {MAX_PROMPT_CHARS}",
+    )
     trim = config.trim
-    _require(math.isfinite(trim.start_seconds) and trim.start_seconds >= 0,
-             "config.trim.start_seconds", "trim start must be a number >= 0")
-    _require(math.isfinite(trim.end_seconds) and
-             (trim.end_seconds == 0 or trim.end_seconds > trim.start_seconds),
-             "config.trim.end_seconds", "trim end must be 0 (until the end) or after the start")
+    _require(
+        math.isfinite(trim.start_seconds) and trim.start_seconds >= 0,
+        "config.trim.start_seconds",
+        "trim start must be a number >= 0",
+    )
+    _require(
+        math.isfinite(trim.end_seconds)
+        and (trim.end_seconds == 0 or trim.end_seconds > trim.start_seconds),
+        "config.trim.end_seconds",
+        "trim end must be 0 (until the end) or after the start",
+    )
     request_id = config.request_id or uuid.uuid4().hex
-    _require(len(request_id) <= 128 and request_id.isprintable(), "config.request_id",
-             "request_id must be at most 128 printable characters")
+    _require(
+        len(request_id) <= 128 and request_id.isprintable(),
+        "config.request_id",
+        "request_id must be at most 128 printable characters",
+    )
     return (
         spec.GenerateSpec(
             model=model.name,
@@ -117,7 +153,9 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise InvalidInput(message, field=field)
 
 
-async def input_events(requests: AsyncIterator[pb.GenerateRequest]) -> AsyncIterator[spec.InputEvent]:
+async def input_events(
+    requests: AsyncIterator[pb.GenerateRequest],
+) -> AsyncIterator[spec.InputEvent]:
     """The client stream after the config, as domain events."""
     async for request in requests:
         kind = request.WhichOneof("message")
@@ -133,42 +171,68 @@ async def input_events(requests: AsyncIterator[pb.GenerateRequest]) -> AsyncIter
                 pcm = request.audio.pcm
                 yield spec.PcmAudioPiece(pcm.data, pcm.sample_rate, pcm.channels)
             else:
-                raise InvalidInput("an audio message must hold encoded bytes or pcm",
-                                   field="audio")
+                raise InvalidInput("an audio message must hold encoded bytes or pcm", field="audio")
         elif kind == "end":
             yield spec.EndOfInput()
         elif kind == "config":
-            raise FailedPrecondition("a second config message: send the config once, first",
-                                     field="config")
+            raise FailedPrecondition(
+                "a second config message: send the config once, first", field="config"
+            )
         else:
-            raise InvalidInput("an empty GenerateRequest: set one of its fields",
-                               field="message")
+            raise InvalidInput("an empty GenerateRequest: set one of its fields", field="message")
 
 
 def event_to_proto(event: spec.OutputEvent) -> pb.GenerateResponse:
     if isinstance(event, spec.Chunk):
         seg = event.segment
-        return pb.GenerateResponse(chunk=pb.MediaChunk(
-            sequence_number=event.sequence_number,
-            kind=pb.CHUNK_KIND_INIT if seg.kind == "init" else pb.CHUNK_KIND_FRAGMENT,
-            start_seconds=seg.start_seconds, end_seconds=seg.end_seconds, data=seg.data))
+        return pb.GenerateResponse(
+            chunk=pb.MediaChunk(
+                sequence_number=event.sequence_number,
+                kind=pb.CHUNK_KIND_INIT if seg.kind == "init" else pb.CHUNK_KIND_FRAGMENT,
+                start_seconds=seg.start_seconds,
+                end_seconds=seg.end_seconds,
+                data=seg.data,
+            )
+        )
     if isinstance(event, spec.Progress):
-        return pb.GenerateResponse(progress=pb.Progress(
-            frames_done=event.frames_done, frames_total=event.frames_total,
-            audio_seconds=event.audio_seconds))
+        return pb.GenerateResponse(
+            progress=pb.Progress(
+                frames_done=event.frames_done,
+                frames_total=event.frames_total,
+                audio_seconds=event.audio_seconds,
+            )
+        )
     if isinstance(event, spec.Accepted):
         x0, y0, x1, y1 = event.face_box
-        return pb.GenerateResponse(accepted=pb.Accepted(
-            request_id=event.request_id, model=event.model, width=event.width,
-            height=event.height, fps=event.fps, seed=event.seed, mime_type=event.mime_type,
-            unused_prompt_words=list(event.unused_prompt_words),
-            face_box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1)))
+        return pb.GenerateResponse(
+            accepted=pb.Accepted(
+                request_id=event.request_id,
+                model=event.model,
+                width=event.width,
+                height=event.height,
+                fps=event.fps,
+                seed=event.seed,
+                mime_type=event.mime_type,
+                unused_prompt_words=list(event.unused_prompt_words),
+                face_box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1),
+            )
+        )
     t = event.timings
-    return pb.GenerateResponse(summary=pb.Summary(
-        frames=event.frames, duration_seconds=event.duration_seconds, bytes=event.bytes,
-        chunks=event.chunks, timings=pb.Timings(
-            total_seconds=t.total, first_chunk_seconds=t.first_chunk, decode_seconds=t.decode,
-            inference_seconds=t.inference, encode_seconds=t.encode)))
+    return pb.GenerateResponse(
+        summary=pb.Summary(
+            frames=event.frames,
+            duration_seconds=event.duration_seconds,
+            bytes=event.bytes,
+            chunks=event.chunks,
+            timings=pb.Timings(
+                total_seconds=t.total,
+                first_chunk_seconds=t.first_chunk,
+                decode_seconds=t.decode,
+                inference_seconds=t.inference,
+                encode_seconds=t.encode,
+            ),
+        )
+    )
 
 
 def to_status(exc: BaseException) -> status_pb2.Status:
@@ -178,14 +242,22 @@ def to_status(exc: BaseException) -> status_pb2.Status:
         status = status_pb2.Status(code=code, message=exc.message)
         if exc.field and exc.status_name == "INVALID_ARGUMENT":
             detail = any_pb2.Any()
-            detail.Pack(error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=exc.field,
-                                                            description=exc.message)]))
+            detail.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=exc.field, description=exc.message
+                        )
+                    ]
+                )
+            )
             status.details.append(detail)
         return status
-    return status_pb2.Status(code=code_pb2.INTERNAL,
-                             message="internal error in the a2v server (this is a bug; it was "
-                                     "logged with the request id)")
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message="internal error in the a2v server (this is a bug; it was "
+        "logged with the request id)",
+    )
 
 
 class AudioToVideoService(pb_grpc.AudioToVideoServicer):
@@ -201,12 +273,15 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 try:
                     first = await anext(requests)
                 except StopAsyncIteration:
-                    raise InvalidInput("the stream was empty: send a config message first",
-                                       field="config") from None
+                    raise InvalidInput(
+                        "the stream was empty: send a config message first", field="config"
+                    ) from None
                 if first.WhichOneof("message") != "config":
                     raise InvalidInput(
                         f"the first message must be a config, got "
-                        f"{first.WhichOneof('message') or 'an empty message'}", field="config")
+                        f"{first.WhichOneof('message') or 'an empty message'}",
+                        field="config",
+                    )
                 generate_spec, model = spec_from_config(first.config)
                 request_id = generate_spec.request_id
                 span.set_attribute("a2v.request_id", request_id)
@@ -226,21 +301,31 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
 
     async def ListModels(self, request, context):
         return pb.ListModelsResponse(
-            models=[await self._model_info(m) for m in catalog.MODELS.values()])
+            models=[await self._model_info(m) for m in catalog.MODELS.values()]
+        )
 
     async def GetModel(self, request, context):
         model = catalog.MODELS.get(request.name)
         if model is None:
-            await context.abort_with_status(rpc_status.to_status(to_status(NotFound(
-                f"unknown model {request.name!r}: choose one of {sorted(catalog.MODELS)}")))
+            await context.abort_with_status(
+                rpc_status.to_status(
+                    to_status(
+                        NotFound(
+                            f"unknown model {request.name!r}: "
+                            f"choose one of {sorted(catalog.MODELS)}"
+                        )
+                    )
+                )
             )
         return await self._model_info(model)
 
     async def _model_info(self, model: catalog.ModelSpec) -> pb.ModelInfo:
         return pb.ModelInfo(
-            name=model.name, description=model.description,
+            name=model.name,
+            description=model.description,
             accepted_inputs=[_INPUT_ENUM[k] for k in model.inputs],
             native_fps=model.native_fps,
             resolutions=[_PRESET_ENUM[p] for p in model.presets],
             accepts_prompt=model.accepts_prompt,
-            ready=await self._backend.ready(model.triton_models))
+            ready=await self._backend.ready(model.triton_models),
+        )

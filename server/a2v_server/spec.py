@@ -60,7 +60,7 @@ class EndOfInput:
 InputEvent = ImagePiece | VideoPiece | EncodedAudioPiece | PcmAudioPiece | EndOfInput
 
 
-# --- output events (server -> client) --------------------------------------------------------------
+# --- output events (server -> client) ------------------------------------------------------
 @dataclass(frozen=True)
 class Accepted:
     request_id: str

@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 class LocalStack:
     """Context manager: ``with LocalStack(root) as stack: stack.address``. stop() is idempotent."""
 
-    def __init__(self, root: str | Path, *, triton_env: str | Path | None = None,
-                 log_dir: str | Path | None = None, server_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        triton_env: str | Path | None = None,
+        log_dir: str | Path | None = None,
+        server_env: dict[str, str] | None = None,
+    ):
         self.root = Path(root)
         self.triton = TritonProcess(
             self.root / "model_repository",
@@ -48,9 +54,18 @@ class LocalStack:
             self._server_log = open(self.log_dir / "server.log", "wb")  # noqa: SIM115
             out = self._server_log
         self._server = subprocess.Popen(
-            [sys.executable, "-m", "a2v_server.main", "--listen", self.address,
-             "--triton-url", self.triton.url],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "a2v_server.main",
+                "--listen",
+                self.address,
+                "--triton-url",
+                self.triton.url,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             self.wait_serving(timeout)

@@ -22,15 +22,18 @@ def configure_tracing(extra_processor: SpanProcessor | None = None) -> TracerPro
     """Install a global tracer provider. ``extra_processor`` is for tests (in-memory export)."""
     os.environ.setdefault("OTEL_SERVICE_NAME", "a2v-server")
     provider = TracerProvider(resource=Resource.create())
-    for name in filter(None, (s.strip() for s in
-                              os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))):
+    for name in filter(
+        None, (s.strip() for s in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))
+    ):
         if name == "none":
             continue
         if name == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         elif name == "otlp":
-            protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                                      os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"))
+            protocol = os.environ.get(
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            )
             if protocol.startswith("http"):
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             else:

@@ -39,12 +39,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _site_packages(env: Path) -> Path:
     found = sorted(env.glob("lib/python3.*/site-packages"))
     if not found:
-        raise TritonStartError(f"{env} is not a virtual environment (no lib/python3.*/site-packages)")
+        raise TritonStartError(
+            f"{env} is not a virtual environment (no lib/python3.*/site-packages)"
+        )
     return found[0]
 
 
 class TritonProcess:
-    """A tritonserver child process on loopback ports. A context manager; ``stop()`` is idempotent."""
+    """A tritonserver child process on loopback ports.
+
+    A context manager; ``stop()`` is idempotent.
+    """
 
     def __init__(
         self,
@@ -84,15 +89,19 @@ class TritonProcess:
         # Triton wants backends/<name>/ with libtriton_python.so and the stub side by side.
         assert self._workdir is not None
         backend_dir = self._workdir / "backends"
-        shutil.copytree(root / "backends" / "python", backend_dir / "python",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            root / "backends" / "python",
+            backend_dir / "python",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
         shutil.copy2(stub, backend_dir / "python" / "triton_python_backend_stub")
         env = dict(os.environ)
         env["PATH"] = f"{self.env / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = str(self.env)
         libs = site / "nvidia_pytriton.libs"
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            filter(None, [str(libs), env.get("LD_LIBRARY_PATH", "")]))
+            filter(None, [str(libs), env.get("LD_LIBRARY_PATH", "")])
+        )
         env.pop("PYTHONPATH", None)  # the model must not see the server's packages
         http_port, metrics_port = free_port(self.host), free_port(self.host)
         command = [
@@ -101,9 +110,12 @@ class TritonProcess:
             f"--backend-directory={backend_dir}",
             "--model-control-mode=explicit",
             *[f"--load-model={m}" for m in self.models],
-            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            f"--http-address={self.host}", f"--http-port={http_port}",
-            f"--metrics-address={self.host}", f"--metrics-port={metrics_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}",
+            f"--http-port={http_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={metrics_port}",
             "--exit-timeout-secs=10",
             "--log-verbose=0",
         ]
@@ -119,7 +131,10 @@ class TritonProcess:
         self._log_path = log_path
         log.info("starting Triton on %s (log: %s)", self.url, log_path)
         self._proc = subprocess.Popen(
-            command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+            command,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # our Ctrl-C is handled by us, not delivered to Triton too
         )
         try:
@@ -137,7 +152,9 @@ class TritonProcess:
                 if self._proc is None or self._proc.poll() is not None:
                     raise TritonStartError(f"Triton exited during start-up:\n{self.log_tail()}")
                 try:
-                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
+                    if client.is_server_ready() and all(
+                        client.is_model_ready(m) for m in self.models
+                    ):
                         log.info("Triton ready on %s", self.url)
                         return
                 except Exception:  # not listening yet

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from media import ROOT, speech_wav
+
 from a2v_client import Client
 from a2v_server.stack import LocalStack
-from media import ROOT, speech_wav
 
 
 def pytest_collection_modifyitems(items):
@@ -46,5 +47,6 @@ def short_speech(media_dir) -> Path:
 @pytest.fixture(scope="session")
 def pause_speech(media_dir) -> Path:
     """1.2 s silence, speech, 1.5 s silence: for mouth-motion checks."""
-    return speech_wav(media_dir / "pause.wav",
-                      "The quick brown fox jumps over the lazy dog.", lead=1.2, tail=1.5)
+    return speech_wav(
+        media_dir / "pause.wav", "The quick brown fox jumps over the lazy dog.", lead=1.2, tail=1.5
+    )

@@ -10,8 +10,9 @@ from a2v_client import Client, GenerateOptions, file_audio
 
 def render(client: Client, audio: Path, out: Path, image: Path | bytes, **options) -> list:
     """Run one generation; write the chunks to `out`; return every response message."""
-    responses = list(client.generate(audio=file_audio(audio), image=image,
-                                     options=GenerateOptions(**options)))
+    responses = list(
+        client.generate(audio=file_audio(audio), image=image, options=GenerateOptions(**options))
+    )
     chunks = [r.chunk for r in responses if r.HasField("chunk")]
     out.write_bytes(b"".join(c.data for c in chunks))
     return responses

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from media import PORTRAIT, SPEECH, no_face_png, probe
+
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from a2v_client import A2VClientError, GenerateOptions, bytes_audio, file_audio
 from a2v_server.triton_process import free_port
-from media import PORTRAIT, SPEECH, no_face_png, probe
 
 BIN = Path(sys.executable).parent
 
@@ -30,8 +31,11 @@ def _call(stack, requests: list[pb.GenerateRequest]) -> grpc.RpcError:
 
 
 def _config() -> pb.GenerateRequest:
-    return pb.GenerateRequest(config=pb.GenerateConfig(
-        output=pb.OutputOptions(resolution=pb.Resolution(size=pb.Size(width=256, height=256)))))
+    return pb.GenerateRequest(
+        config=pb.GenerateConfig(
+            output=pb.OutputOptions(resolution=pb.Resolution(size=pb.Size(width=256, height=256)))
+        )
+    )
 
 
 def _image() -> pb.GenerateRequest:
@@ -67,21 +71,46 @@ def test_bad_input_gets_a_clear_status(stack, client, tmp_path, case, code, word
         "audio_first": [_audio(), _image(), END],
         "empty_first": [pb.GenerateRequest(), _image(), _audio(), END],
         "missing_portrait": [config, _audio(), END],
-        "undecodable_audio": [config, _image(),
-                              pb.GenerateRequest(audio=pb.AudioChunk(encoded=os.urandom(4000))),
-                              END],
-        "no_face": [config, pb.GenerateRequest(image=pb.ImageInput(
-            data=no_face_png(tmp_path / "landscape.png").read_bytes())), _audio(), END],
-        "not_an_image": [config, pb.GenerateRequest(image=pb.ImageInput(data=b"GIF89a" * 50)),
-                         _audio(), END],
-        "bad_fps": [pb.GenerateRequest(config=pb.GenerateConfig(
-            output=pb.OutputOptions(fps=500))), _image(), _audio(), END],
-        "unknown_model": [pb.GenerateRequest(config=pb.GenerateConfig(model="nope")), _image(),
-                          _audio(), END],
+        "undecodable_audio": [
+            config,
+            _image(),
+            pb.GenerateRequest(audio=pb.AudioChunk(encoded=os.urandom(4000))),
+            END,
+        ],
+        "no_face": [
+            config,
+            pb.GenerateRequest(
+                image=pb.ImageInput(data=no_face_png(tmp_path / "landscape.png").read_bytes())
+            ),
+            _audio(),
+            END,
+        ],
+        "not_an_image": [
+            config,
+            pb.GenerateRequest(image=pb.ImageInput(data=b"GIF89a" * 50)),
+            _audio(),
+            END,
+        ],
+        "bad_fps": [
+            pb.GenerateRequest(config=pb.GenerateConfig(output=pb.OutputOptions(fps=500))),
+            _image(),
+            _audio(),
+            END,
+        ],
+        "unknown_model": [
+            pb.GenerateRequest(config=pb.GenerateConfig(model="nope")),
+            _image(),
+            _audio(),
+            END,
+        ],
         "second_config": [config, _image(), config, _audio(), END],
         "no_end": [config, _image(), _audio()],
-        "video_for_avatar": [config, pb.GenerateRequest(video=pb.VideoInput(data=b"\0" * 64)),
-                             _audio(), END],
+        "video_for_avatar": [
+            config,
+            pb.GenerateRequest(video=pb.VideoInput(data=b"\0" * 64)),
+            _audio(),
+            END,
+        ],
     }[case]
     error = _call(stack, requests)
     assert error.code() == code, error.details()
@@ -91,8 +120,13 @@ def test_bad_input_gets_a_clear_status(stack, client, tmp_path, case, code, word
 
 def test_invalid_argument_carries_field_violations(client):
     with pytest.raises(A2VClientError) as info:
-        list(client.generate(audio=file_audio(SPEECH), image=PORTRAIT,
-                             options=GenerateOptions(resolution="333x200")))
+        list(
+            client.generate(
+                audio=file_audio(SPEECH),
+                image=PORTRAIT,
+                options=GenerateOptions(resolution="333x200"),
+            )
+        )
     assert info.value.code == "INVALID_ARGUMENT"
     assert info.value.violations[0][0] == "config.output.resolution.size"
 
@@ -101,8 +135,11 @@ def test_server_survives_bad_requests_and_still_renders(client, tmp_path):
     for _ in range(3):
         with pytest.raises(A2VClientError):
             list(client.generate(audio=bytes_audio(b"not audio" * 100), image=PORTRAIT))
-    responses = list(client.generate(audio=file_audio(SPEECH), image=PORTRAIT,
-                                     options=GenerateOptions(resolution="256x256")))
+    responses = list(
+        client.generate(
+            audio=file_audio(SPEECH), image=PORTRAIT, options=GenerateOptions(resolution="256x256")
+        )
+    )
     assert responses[-1].HasField("summary")
 
 
@@ -122,28 +159,58 @@ def test_models_health_and_reflection(stack, client):
 
     with grpc.insecure_channel(stack.address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        reply = next(stub.ServerReflectionInfo(iter(
-            [reflection_pb2.ServerReflectionRequest(list_services="")])))
+        reply = next(
+            stub.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+            )
+        )
         names = {s.name for s in reply.list_services_response.service}
     assert {"a2v.v1.AudioToVideo", "grpc.health.v1.Health"} <= names
 
 
 def _a2v(stack, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "a2v"), "--server", stack.address, *args],
-                          capture_output=True, timeout=300, **kwargs)
+    return subprocess.run(
+        [str(BIN / "a2v"), "--server", stack.address, *args],
+        capture_output=True,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def test_cli_generate_models_health(stack, tmp_path):
     out = tmp_path / "cli.mp4"
-    done = _a2v(stack, "generate", "--audio", str(SPEECH), "--image", str(PORTRAIT),
-                "--aspect", "9:16", "--resolution", "480p", "-o", str(out))
+    done = _a2v(
+        stack,
+        "generate",
+        "--audio",
+        str(SPEECH),
+        "--image",
+        str(PORTRAIT),
+        "--aspect",
+        "9:16",
+        "--resolution",
+        "480p",
+        "-o",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     video = next(s for s in probe(out)["streams"] if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (480, 854)
     assert not Path(str(out) + ".partial").exists()
 
-    streamed = _a2v(stack, "generate", "--audio", str(SPEECH), "--image", str(PORTRAIT),
-                    "--resolution", "256x256", "-q", "-o", "-")
+    streamed = _a2v(
+        stack,
+        "generate",
+        "--audio",
+        str(SPEECH),
+        "--image",
+        str(PORTRAIT),
+        "--resolution",
+        "256x256",
+        "-q",
+        "-o",
+        "-",
+    )
     assert streamed.returncode == 0, streamed.stderr
     piped = tmp_path / "piped.mp4"
     piped.write_bytes(streamed.stdout)
@@ -167,14 +234,25 @@ def test_cli_reports_status_and_leaves_no_file(stack, tmp_path):
 
 def test_health_not_serving_without_triton_and_cli_exit_code():
     port = free_port()
-    server = subprocess.Popen([str(BIN / "a2v-server"), "--listen", f"127.0.0.1:{port}",
-                               "--triton-url", f"127.0.0.1:{free_port()}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            str(BIN / "a2v-server"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--triton-url",
+            f"127.0.0.1:{free_port()}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
-            done = subprocess.run([str(BIN / "a2v"), "--server", f"127.0.0.1:{port}", "health"],
-                                  capture_output=True, timeout=30)
+            done = subprocess.run(
+                [str(BIN / "a2v"), "--server", f"127.0.0.1:{port}", "health"],
+                capture_output=True,
+                timeout=30,
+            )
             if done.stdout.strip() == b"NOT_SERVING" or time.monotonic() > deadline:
                 break
             time.sleep(0.3)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
-from a2v.v1 import audio_to_video_pb2 as pb
-from a2v_client import GenerateOptions, pcm_audio
 from helpers import kinds, render
 from media import PORTRAIT, SPEECH, decode_frames, duration, encode, probe
+
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v_client import GenerateOptions, pcm_audio
 
 
 def test_sample_streams_a_playable_fmp4_with_sound(client, tmp_path):
@@ -22,7 +25,7 @@ def test_sample_streams_a_playable_fmp4_with_sound(client, tmp_path):
     assert all(c.kind == pb.CHUNK_KIND_FRAGMENT for c in chunks[1:])
     assert len(chunks) > 10, "video must arrive in many fragments, not one blob"
     # fragments tile the timeline
-    for prev, cur in zip(chunks[1:], chunks[2:], strict=False):
+    for prev, cur in itertools.pairwise(chunks[1:]):
         assert cur.start_seconds == pytest.approx(prev.end_seconds, abs=1e-3)
 
     info = probe(out)
@@ -55,11 +58,13 @@ def test_sample_streams_a_playable_fmp4_with_sound(client, tmp_path):
         (None, "320x240", None, (320, 240)),
     ],
 )
-def test_frame_size_follows_aspect_and_resolution(client, short_speech, tmp_path, aspect,
-                                                  resolution, fit, size):
+def test_frame_size_follows_aspect_and_resolution(
+    client, short_speech, tmp_path, aspect, resolution, fit, size
+):
     out = tmp_path / "sized.mp4"
-    responses = render(client, short_speech, out, PORTRAIT, aspect=aspect,
-                       resolution=resolution, fit=fit)
+    responses = render(
+        client, short_speech, out, PORTRAIT, aspect=aspect, resolution=resolution, fit=fit
+    )
     accepted = responses[0].accepted
     assert (accepted.width, accepted.height) == size
     stream = next(s for s in probe(out)["streams"] if s["codec_type"] == "video")
@@ -85,8 +90,8 @@ def test_mouth_moves_in_speech_and_rests_in_silence(client, pause_speech, tmp_pa
     change = np.array([np.abs(f[y0:y1, x0:x1].astype(np.float32) - rest).mean() for f in frames])
     speech_end = duration(pause_speech) - 1.5
     lead = change[: int(1.0 * fps)]  # silence before the speech
-    tail = change[int((speech_end + 0.2) * fps):]  # silence after it (mouth back at rest)
-    speech = change[int(1.3 * fps): int((speech_end - 0.1) * fps)]
+    tail = change[int((speech_end + 0.2) * fps) :]  # silence after it (mouth back at rest)
+    speech = change[int(1.3 * fps) : int((speech_end - 0.1) * fps)]
     assert lead.max() < 3.0 and tail.max() < 3.0, "mouth must rest in silence"
     assert speech.max() > 10.0, "mouth must open during speech"
     assert (speech > 5.0).mean() > 0.4, "mouth must move through the speech, not once"
@@ -118,10 +123,11 @@ def test_live_pcm_input_and_trim(client, short_speech, tmp_path):
 
     with wave.open(str(short_speech)) as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
-    pieces = [pcm[i: i + 3200] for i in range(0, len(pcm), 3200)]  # 100 ms pieces
+    pieces = [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)]  # 100 ms pieces
     options = GenerateOptions(resolution="256x256", fps=30, trim_start=0.2, trim_end=1.0)
-    responses = list(client.generate(audio=pcm_audio(pieces, rate, 1), image=PORTRAIT,
-                                     options=options))
+    responses = list(
+        client.generate(audio=pcm_audio(pieces, rate, 1), image=PORTRAIT, options=options)
+    )
     out = tmp_path / "pcm.mp4"
     out.write_bytes(b"".join(r.chunk.data for r in responses if r.HasField("chunk")))
     assert responses[-1].summary.frames == round(0.8 * 30)
@@ -130,6 +136,12 @@ def test_live_pcm_input_and_trim(client, short_speech, tmp_path):
 
 
 def test_unused_prompt_words_are_listed(client, short_speech, tmp_path):
-    responses = render(client, short_speech, tmp_path / "p.mp4", PORTRAIT,
-                       resolution="256x256", prompt="Warm light, slow zoom-in")
+    responses = render(
+        client,
+        short_speech,
+        tmp_path / "p.mp4",
+        PORTRAIT,
+        resolution="256x256",
+        prompt="Warm light, slow zoom-in",
+    )
     assert list(responses[0].accepted.unused_prompt_words) == ["warm", "light", "slow", "zoom-in"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+
 from a2v_server.inference import Face, FrameBatch
 
 RATE = 16000

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.media.audio import (
     MODEL_RATE,
@@ -32,13 +33,30 @@ ENCODINGS = {
 def tones(tmp_path_factory) -> dict[str, bytes]:
     root = tmp_path_factory.mktemp("audio")
     wav = root / "tone.wav"
-    subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", "-b", "16", str(wav),
-                    "synth", "2", "sine", "440", "vol", "0.5"], check=True)
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "44100",
+            "-c",
+            "2",
+            "-b",
+            "16",
+            str(wav),
+            "synth",
+            "2",
+            "sine",
+            "440",
+            "vol",
+            "0.5",
+        ],
+        check=True,
+    )
     files = {"tone.wav": wav.read_bytes()}
     for name, args in ENCODINGS.items():
         out = root / name
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), *args, str(out)],
-                       check=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), *args, str(out)], check=True)
         files[name] = out.read_bytes()
     return files
 
@@ -46,7 +64,7 @@ def tones(tmp_path_factory) -> dict[str, bytes]:
 def _decode_all(data: bytes, chunk: int = 4096, **kwargs):
     decoder = EncodedAudioDecoder(**kwargs)
     for i in range(0, len(data), chunk):
-        decoder.write(data[i:i + chunk])
+        decoder.write(data[i : i + chunk])
     decoder.end()
     blocks = list(decoder.blocks())
     model = np.concatenate([b.model_pcm for b in blocks])
@@ -78,7 +96,7 @@ def test_formats_decode(tones, name):
     assert decoder.output_channels == 2 and output.shape[0] == 2
     assert abs(_peak_hz(model, MODEL_RATE) - 440) < 3
     # identical channels at 0.5 amplitude: the mono mix keeps the level (RMS 0.354)
-    rms = float(np.sqrt(np.mean(model[MODEL_RATE // 10: -MODEL_RATE // 10] ** 2)))
+    rms = float(np.sqrt(np.mean(model[MODEL_RATE // 10 : -MODEL_RATE // 10] ** 2)))
     assert 0.3 < rms < 0.4
     assert np.abs(model).max() <= 1.0
 
@@ -92,7 +110,7 @@ def test_first_block_arrives_before_end(tones, name):
 
     def produce():
         for i in range(0, len(data), 1000):
-            decoder.write(data[i:i + 1000])
+            decoder.write(data[i : i + 1000])
             time.sleep(0.001)
         ended_after_first.append(first_block.is_set())
         decoder.end()
@@ -195,7 +213,7 @@ def test_pcm_odd_chunks_equal_one_shot():
     blocks, pos, rng = [], 0, np.random.default_rng(3)
     while pos < len(data):
         size = int(rng.integers(1, 2500))  # odd sizes split samples and channels
-        blocks += chunked.decode(data[pos:pos + size])
+        blocks += chunked.decode(data[pos : pos + size])
         pos += size
     blocks += chunked.flush()
     for attr in ("model_pcm", "output_pcm"):

@@ -7,19 +7,29 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.rpc import code_pb2, error_details_pb2
+
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_server.errors import InvalidInput, NotFound
 from a2v_server.service import spec_from_config, to_status
-from google.rpc import code_pb2, error_details_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_code_is_up_to_date(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'protos'}",
-         f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}",
-         str(ROOT / "protos/a2v/v1/audio_to_video.proto")], check=True)
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{ROOT / 'protos'}",
+            f"--python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            str(ROOT / "protos/a2v/v1/audio_to_video.proto"),
+        ],
+        check=True,
+    )
     for name in ("audio_to_video_pb2.py", "audio_to_video_pb2.pyi", "audio_to_video_pb2_grpc.py"):
         fresh = (tmp_path / "a2v/v1" / name).read_text()
         assert fresh == (ROOT / "client/a2v/v1" / name).read_text(), f"run `make proto` ({name})"
@@ -42,8 +52,10 @@ def test_defaults():
         (pb.GenerateConfig(output=pb.OutputOptions(video_codec=7)), "config.output.video_codec"),
         (pb.GenerateConfig(prompt="x" * 2001), "config.prompt"),
         (pb.GenerateConfig(trim=pb.AudioTrim(start_seconds=-1)), "config.trim.start_seconds"),
-        (pb.GenerateConfig(trim=pb.AudioTrim(start_seconds=3, end_seconds=2)),
-         "config.trim.end_seconds"),
+        (
+            pb.GenerateConfig(trim=pb.AudioTrim(start_seconds=3, end_seconds=2)),
+            "config.trim.end_seconds",
+        ),
         (pb.GenerateConfig(request_id="a\nb"), "config.request_id"),
     ],
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from a2v_server.media.encoder import FragmentedMp4Encoder
 from a2v_server.media.fmp4 import Segment
 
@@ -51,7 +52,7 @@ def _encode(tmp_path: Path, fps, frames: int, seconds: float, name: str) -> Enco
     for i in range(frames):
         # audio arrives ahead of the video, in 100 ms pieces, like the render pipeline's
         while fed < len(audio) and fed < (i / float(Fraction(fps)) + 0.5) * RATE:
-            segments += encoder.add_audio(audio[None, fed:fed + step])
+            segments += encoder.add_audio(audio[None, fed : fed + step])
             fed += step
         segments += encoder.add_video(_frame(i))
     if fed < len(audio):
@@ -70,8 +71,12 @@ def clip25(tmp_path_factory) -> Encoded:
 
 
 def _ffprobe(path: Path, *args: str) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -128,8 +133,8 @@ def test_decoded_colours(clip25):
     with av.open(str(clip25.path)) as container:
         frame = next(f for i, f in enumerate(container.decode(video=0)) if i == 40)
         rgb = frame.to_ndarray(format="rgb24").astype(int)
-    assert np.abs(rgb[SIZE // 2, 10:SIZE // 2 - 10] - (255, 0, 0)).max() < 25
-    assert np.abs(rgb[SIZE // 2, SIZE // 2 + 10:-10] - (0, 0, 255)).max() < 25
+    assert np.abs(rgb[SIZE // 2, 10 : SIZE // 2 - 10] - (255, 0, 0)).max() < 25
+    assert np.abs(rgb[SIZE // 2, SIZE // 2 + 10 : -10] - (0, 0, 255)).max() < 25
 
 
 def test_decoded_audio_matches_input(clip25):
@@ -143,11 +148,12 @@ def test_decoded_audio_matches_input(clip25):
     n = len(reference)
     window = slice(RATE // 2, n - RATE // 2)
     lags = range(-96, 97)
-    scores = [float(np.dot(reference[window], decoded[window.start + k: window.stop + k]))
-              for k in lags]
+    scores = [
+        float(np.dot(reference[window], decoded[window.start + k : window.stop + k])) for k in lags
+    ]
     best = lags[int(np.argmax(scores))]
     assert abs(best) <= RATE // 1000  # within 1 ms
-    corr = np.corrcoef(reference[window], decoded[window.start + best: window.stop + best])[0, 1]
+    corr = np.corrcoef(reference[window], decoded[window.start + best : window.stop + best])[0, 1]
     assert corr > 0.95
 
 

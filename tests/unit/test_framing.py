@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from a2v_server import framing
 from a2v_server.errors import InvalidInput
 
@@ -11,8 +12,12 @@ from a2v_server.errors import InvalidInput
 @pytest.mark.parametrize(
     ("aspect", "short", "expected"),
     [
-        ("16:9", 720, (1280, 720)), ("9:16", 720, (720, 1280)), ("1:1", 1080, (1080, 1080)),
-        ("4:3", 480, (640, 480)), ("3:4", 480, (480, 640)), ("16:9", 480, (854, 480)),
+        ("16:9", 720, (1280, 720)),
+        ("9:16", 720, (720, 1280)),
+        ("1:1", 1080, (1080, 1080)),
+        ("4:3", 480, (640, 480)),
+        ("3:4", 480, (480, 640)),
+        ("16:9", 480, (854, 480)),
         (None, 720, (960, 720)),  # source 4:3
     ],
 )
@@ -41,7 +46,7 @@ def test_crop_fills_the_frame_and_keeps_an_off_centre_face():
     p = framing.place(src, out, face, "crop")
     assert _covered(p, src, out)
     box = p.points(np.array(face).reshape(2, 2)).ravel()
-    assert 0 <= box[0] and box[2] <= out[0] and 0 <= box[1] and box[3] <= out[1]
+    assert box[0] >= 0 and box[2] <= out[0] and box[1] >= 0 and box[3] <= out[1]
 
 
 def test_crop_zooms_out_rather_than_cutting_a_large_face():

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.media import image as image_mod
 from a2v_server.media.image import decode_image, image_size
@@ -86,8 +87,9 @@ def test_grayscale_and_palette(tmp_path):
     src = tmp_path / "src.png"
     src.write_bytes(_encode(_halves(), ".png"))
     pal = tmp_path / "pal.png"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-pix_fmt", "pal8", str(pal)],
-                   check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-pix_fmt", "pal8", str(pal)], check=True
+    )
     _assert_halves(decode_image(pal.read_bytes()), 4)
 
 
@@ -143,8 +145,13 @@ def test_too_many_pixels_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(image_mod.av, "open", forbidden)
     # a tiny "decompression bomb": a valid PNG header declaring 100000 x 100000 pixels
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    bomb = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
-            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + b"IHDR"
+        + ihdr
+        + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
     with pytest.raises(ResourceExhausted):
         decode_image(bomb)
     with pytest.raises(ResourceExhausted) as err:

@@ -9,14 +9,15 @@ import wave
 import av
 import numpy as np
 import pytest
+from fake_backend import FakeBackend
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import A2VClientError, AsyncClient, GenerateOptions, bytes_audio, pcm_audio
 from a2v_server.main import create_server
 from a2v_server.settings import Settings
 from a2v_server.telemetry import configure_tracing
-from fake_backend import FakeBackend
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 SPANS = InMemorySpanExporter()
 configure_tracing(SimpleSpanProcessor(SPANS))
@@ -55,14 +56,19 @@ async def served():
 
 
 async def _collect(client, audio, **options):
-    return [r async for r in client.generate(audio=audio, image=_portrait_png(),
-                                             options=GenerateOptions(**options))]
+    return [
+        r
+        async for r in client.generate(
+            audio=audio, image=_portrait_png(), options=GenerateOptions(**options)
+        )
+    ]
 
 
 async def test_stream_decodes_to_the_right_video(served):
     client, _ = served
-    responses = await _collect(client, bytes_audio(_tone_wav(2.0), 4096), resolution="320x240",
-                               fps=30)
+    responses = await _collect(
+        client, bytes_audio(_tone_wav(2.0), 4096), resolution="320x240", fps=30
+    )
     data = b"".join(r.chunk.data for r in responses if r.HasField("chunk"))
     with av.open(io.BytesIO(data)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -77,14 +83,20 @@ async def test_spans_cover_decode_inference_encode(served):
     SPANS.clear()
     await _collect(client, bytes_audio(_tone_wav(0.5)), resolution="256x256")
     names = {s.name for s in SPANS.get_finished_spans()}
-    assert {"a2v.generate", "decode.image", "decode.audio", "inference.face_analysis",
-            "inference.render", "encode"} <= names
+    assert {
+        "a2v.generate",
+        "decode.image",
+        "decode.audio",
+        "inference.face_analysis",
+        "inference.render",
+        "encode",
+    } <= names
 
 
 async def test_pcm_input(served):
     client, _ = served
     pcm = (np.zeros(8000 * 2, "<i2")).tobytes()  # 1 s stereo 8 kHz silence
-    pieces = [pcm[i: i + 999] for i in range(0, len(pcm), 999)]  # odd sizes split samples
+    pieces = [pcm[i : i + 999] for i in range(0, len(pcm), 999)]  # odd sizes split samples
     responses = await _collect(client, pcm_audio(pieces, 8000, 2), resolution="256x256")
     assert responses[-1].summary.frames == 25
 
@@ -103,12 +115,12 @@ async def test_client_cancel_closes_the_model_stream(served):
 
     async def endless():
         while True:
-            yield pb.AudioChunk(pcm=pb.PcmChunk(data=b"\0\0" * 1600, sample_rate=16000,
-                                                channels=1))
+            yield pb.AudioChunk(pcm=pb.PcmChunk(data=b"\0\0" * 1600, sample_rate=16000, channels=1))
             await asyncio.sleep(0.01)
 
-    gen = client.generate(audio=endless(), image=_portrait_png(),
-                          options=GenerateOptions(resolution="256x256"))
+    gen = client.generate(
+        audio=endless(), image=_portrait_png(), options=GenerateOptions(resolution="256x256")
+    )
     got_chunk = False
     async for response in gen:
         if response.HasField("chunk"):

@@ -35,8 +35,7 @@ _MAX_BAD_PACKETS = 8
 # the header (or the first frame), so a minimal probe suffices and keeps decoding streaming.
 _OPEN_OPTIONS = {"probesize": "32"}
 # FFmpeg's default layouts for raw PCM channel counts (av_channel_layout_default)
-_PCM_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1",
-                8: "7.1"}
+_PCM_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ class _ChunkStream:
             if size is None or size < 0:
                 self._wait(lambda: False)
                 size = len(self._data)
-            chunk = bytes(self._data[self._position:self._position + size])
+            chunk = bytes(self._data[self._position : self._position + size])
             self._position += len(chunk)
             return chunk
 
@@ -204,16 +203,23 @@ class _Trim:
 class _BlockMaker:
     """Resamples decoded frames into AudioBlocks, trims them and enforces the duration limit."""
 
-    def __init__(self, trim_start: float, trim_end: float | None, max_seconds: float,
-                 output_channels: int | None) -> None:
+    def __init__(
+        self,
+        trim_start: float,
+        trim_end: float | None,
+        max_seconds: float,
+        output_channels: int | None,
+    ) -> None:
         if output_channels is not None and output_channels not in (1, 2):
             raise ValueError(f"output_channels must be 1 or 2, got {output_channels}")
         self.output_channels = output_channels
         self.max_samples = round(max_seconds * MODEL_RATE)
         self.max_seconds = max_seconds
         self.model_samples = 0
-        self._trims = (_Trim(MODEL_RATE, trim_start, trim_end),
-                       _Trim(OUTPUT_RATE, trim_start, trim_end))
+        self._trims = (
+            _Trim(MODEL_RATE, trim_start, trim_end),
+            _Trim(OUTPUT_RATE, trim_start, trim_end),
+        )
         self._width = 0
         self._model: av.AudioResampler | None = None
         self._output: av.AudioResampler | None = None
@@ -286,8 +292,14 @@ class EncodedAudioDecoder:
     abandoned: the worker stops instead of waiting for bytes forever.
     """
 
-    def __init__(self, *, trim_start: float = 0.0, trim_end: float | None = None,
-                 max_seconds: float = 600.0, output_channels: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        trim_start: float = 0.0,
+        trim_end: float | None = None,
+        max_seconds: float = 600.0,
+        output_channels: int | None = None,
+    ) -> None:
         _check_trim(trim_start, trim_end, max_seconds)
         self._maker = _BlockMaker(trim_start, trim_end, max_seconds, output_channels)
         self._stream = _ChunkStream()
@@ -375,15 +387,24 @@ class EncodedAudioDecoder:
                 log.debug("audio demux error: %s", exc)
         if self._maker.model_samples == 0:
             raise _invalid("no decodable audio found (corrupt file?)")
-        log.warning("audio stream is corrupt after %.2f s; using the audio decoded so far",
-                    self._maker.model_samples / MODEL_RATE)
+        log.warning(
+            "audio stream is corrupt after %.2f s; using the audio decoded so far",
+            self._maker.model_samples / MODEL_RATE,
+        )
 
 
 class PcmDecoder:
     """Raw s16le interleaved PCM from a live source."""
 
-    def __init__(self, sample_rate: int, channels: int, *, trim_start: float = 0.0,
-                 trim_end: float | None = None, max_seconds: float = 600.0) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        channels: int,
+        *,
+        trim_start: float = 0.0,
+        trim_end: float | None = None,
+        max_seconds: float = 600.0,
+    ) -> None:
         if not 8000 <= sample_rate <= 192000:
             raise InvalidInput(
                 f"PCM sample rate {sample_rate} Hz is not supported; use 8000..192000 Hz",

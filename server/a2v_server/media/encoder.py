@@ -199,7 +199,7 @@ class FragmentedMp4Encoder:
             count = min(available, max(0, target)) // _AAC_FRAME * _AAC_FRAME
         position = 0
         while position < count:
-            chunk = self._pending[:, position:position + _AAC_FRAME]
+            chunk = self._pending[:, position : position + _AAC_FRAME]
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(chunk), format="fltp", layout=self._layout
             )

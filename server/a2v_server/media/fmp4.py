@@ -192,7 +192,7 @@ class Mp4BoxSplitter:
             track.timescale = struct.unpack_from(">I", raw, mdhd + (20 if raw[mdhd] else 12))[0]
         if b"hdlr" in mdia:
             hdlr = mdia[b"hdlr"][0][0]
-            track.handler = raw[hdlr + 8:hdlr + 12]
+            track.handler = raw[hdlr + 8 : hdlr + 12]
         for edts in boxes.get(b"edts", []):
             for elst, _ in _children(raw, *edts).get(b"elst", []):
                 self._parse_elst(raw, elst, track)
@@ -236,8 +236,9 @@ class Mp4BoxSplitter:
         if b"tfdt" in boxes:
             tfdt = boxes[b"tfdt"][0][0]
             base = struct.unpack_from(">Q" if raw[tfdt] else ">I", raw, tfdt + 4)[0]
-        total = sum(self._trun_duration(raw, body, default_duration)
-                    for body, _ in boxes.get(b"trun", []))
+        total = sum(
+            self._trun_duration(raw, body, default_duration) for body, _ in boxes.get(b"trun", [])
+        )
         scale = track.timescale or 1
         first = (base - track.media_offset) / scale + track.empty_edit_seconds
         return first, first + total / scale

@@ -24,8 +24,9 @@ ACCEPTED_IMAGE_FORMATS = "PNG, JPEG or WebP"
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers that carry the dimensions (all SOFn except DHT/JPG/DAC)
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                       0xCF})
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 
 
 def _invalid(reason: str) -> InvalidInput:
@@ -65,11 +66,11 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
             pos += 2
             continue
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         if marker in _JPEG_SOF:
             if pos + 9 > len(data):
                 break
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return width, height
         if marker == 0xDA or length < 2:  # scan data before any frame header: broken file
             break
