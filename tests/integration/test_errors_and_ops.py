@@ -263,3 +263,60 @@ def test_health_not_serving_without_triton_and_cli_exit_code():
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of `pid` (from /proc)."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                    found.add(int(entry.name))
+                    todo.append(int(entry.name))
+    return found
+
+
+def test_launch_triton_serves_and_sigterm_stops_everything():
+    """What `make serve` runs: the server starts Triton, serves, and takes it down on SIGTERM."""
+    from media import ROOT
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "a2v-server"),
+            "--launch-triton",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--triton-url",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        status = b""
+        while time.monotonic() < deadline and status != b"SERVING":
+            status = subprocess.run(
+                [str(BIN / "a2v"), "--server", f"127.0.0.1:{port}", "health"],
+                capture_output=True,
+                timeout=30,
+            ).stdout.strip()
+            time.sleep(0.5)
+        assert status == b"SERVING"
+        children = _children(server.pid)
+        assert children, "Triton runs as a child of the server"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+        assert not alive, f"left running after SIGTERM: {alive}"
+    finally:
+        if server.poll() is None:
+            server.kill()
