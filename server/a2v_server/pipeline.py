@@ -161,7 +161,7 @@ class Generation:
         if not faces:
             raise InvalidInput(
                 "no face found in the portrait: send a photo in which one face is clearly "
-                "visible, roughly frontal and at least 80 pixels wide",
+                "visible, roughly frontal and at least 40 pixels wide",
                 field="image",
             )
         face = faces[0]  # largest first

@@ -38,7 +38,7 @@ def set_level(x: np.ndarray, dbfs: float) -> np.ndarray:
 def espeak(tmp_path_factory) -> tuple[np.ndarray, int]:
     """espeak-ng speech (its native 22050 Hz) with 0.5 s silence before and 1 s after."""
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
+        pytest.fail("espeak-ng is missing: run `make system-deps`")
     path = tmp_path_factory.mktemp("speech") / "speech.wav"
     text = "Hello there. This is a test of the talking avatar. The quick brown fox jumps."
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)

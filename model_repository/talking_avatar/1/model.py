@@ -148,6 +148,8 @@ class TritonPythonModel:
     def _drop_idle_sessions(self) -> None:
         """Forget sequences whose client vanished without sending END (Triton also frees them)."""
         now = time.monotonic()
-        for corrid in [c for c, s in self._sessions.items() if now - s.last_used > self._idle_seconds]:
+        for corrid in [
+            c for c, s in self._sessions.items() if now - s.last_used > self._idle_seconds
+        ]:
             log.warning("dropping idle sequence %d", corrid)
             del self._sessions[corrid]

@@ -19,7 +19,7 @@ import numpy as np
 
 _LEVELS = 17  # openness ladder 0, 1/16, ..., 1 (backward maps are not linear in openness)
 _GRID_MAX = 96  # long side of the stored coarse backward map (the field is smooth)
-_JAW_DROP = 0.40  # lower lip drop at openness 1, in mouth widths
+_JAW_DROP = 0.30  # lower lip drop at openness 1, in mouth widths (0.4 read as a shout)
 _CHIN_WEIGHT = {8: 0.95, 7: 0.85, 9: 0.85, 6: 0.65, 10: 0.65, 5: 0.4, 11: 0.4, 4: 0.18, 12: 0.18}
 _LIP_LIFT = 0.08  # upper lip lift in mouth widths (capped by the philtrum length)
 _CORNER_IN = 0.05  # mouth corners move inward, in mouth widths
