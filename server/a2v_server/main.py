@@ -67,7 +67,12 @@ async def serve(settings: Settings) -> None:
     if settings.launch_triton:
         host, _, port = settings.triton_url.rpartition(":")
         triton = TritonProcess(
-            settings.model_repository, settings.triton_env, host=host, grpc_port=int(port)
+            settings.model_repository,
+            settings.triton_env,
+            host=host,
+            grpc_port=int(port),
+            instance_kind=settings.triton_instance_kind,
+            instance_count=settings.triton_instance_count,
         )
         await asyncio.to_thread(triton.start)
     backend = TritonBackend(settings.triton_url)
@@ -111,6 +116,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument("--triton-env", help="model environment with tritonserver (.venv-triton)")
     parser.add_argument("--model-repository", help="Triton model repository (model_repository)")
+    parser.add_argument(
+        "--triton-instance-kind",
+        choices=["cpu", "gpu"],
+        help="run the launched Triton's model instances on CPU or GPU (default: config.pbtxt)",
+    )
+    parser.add_argument(
+        "--triton-instance-count", type=int, help="instances per model (default: config.pbtxt)"
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     args = parser.parse_args(argv)
     return Settings.from_env().replace(**vars(args))

@@ -24,6 +24,10 @@ class Settings:
     #: model environment holding tritonserver and the model's packages (relative to the cwd)
     triton_env: str = ".venv-triton"
     model_repository: str = "model_repository"
+    #: instance kind for the launched Triton's models: "cpu", "gpu", or "" (as in config.pbtxt)
+    triton_instance_kind: str = ""
+    #: instances per model for the launched Triton (0 = as in config.pbtxt)
+    triton_instance_count: int = 0
     #: largest gRPC message accepted; inputs larger than this are split by the client
     max_message_bytes: int = 8 * MIB
     max_image_bytes: int = 20 * MIB
@@ -60,6 +64,8 @@ class Settings:
             raise ValueError("max_message_bytes must be at least 64 KiB")
         if self.max_audio_seconds <= 0 or self.idle_timeout_seconds <= 0:
             raise ValueError("max_audio_seconds and idle_timeout_seconds must be positive")
+        if self.triton_instance_kind not in ("", "cpu", "gpu"):
+            raise ValueError("triton_instance_kind must be cpu, gpu or empty")
         if ":" not in self.listen or ":" not in self.triton_url:
             raise ValueError("listen and triton_url must be host:port")
         return self

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class TritonProcess:
         grpc_port: int = 0,
         models: tuple[str, ...] = DEFAULT_MODELS,
         log_path: str | Path | None = None,
+        instance_kind: str = "",
+        instance_count: int = 0,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.env = Path(env).resolve()
@@ -67,6 +71,11 @@ class TritonProcess:
         self.grpc_port = grpc_port or free_port(host)
         self.models = models
         self.log_path = Path(log_path) if log_path else None
+        if instance_kind not in ("", "cpu", "gpu"):
+            raise ValueError(f"instance_kind must be cpu, gpu or empty, not {instance_kind!r}")
+        #: override of the models' instance_group ("" / 0 = as written in config.pbtxt)
+        self.instance_kind = instance_kind
+        self.instance_count = instance_count
         self._proc: subprocess.Popen | None = None
         self._workdir: Path | None = None
         self._log_file = None
@@ -109,7 +118,7 @@ class TritonProcess:
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_dir}",
             "--model-control-mode=explicit",
-            *[f"--load-model={m}" for m in self.models],
+            *([] if self._overrides() else [f"--load-model={m}" for m in self.models]),
             f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
             f"--http-address={self.host}",
@@ -121,11 +130,37 @@ class TritonProcess:
         ]
         return command, env
 
+    def _overrides(self) -> bool:
+        return bool(self.instance_kind or self.instance_count)
+
+    def model_config_json(self, model: str) -> str:
+        """config.pbtxt of ``model`` with the instance_group override applied, as JSON."""
+        text = (self.model_repository / model / "config.pbtxt").read_text()
+        config = text_format.Parse(text, model_config_pb2.ModelConfig())
+        for group in config.instance_group:
+            if self.instance_kind:
+                group.kind = (
+                    model_config_pb2.ModelInstanceGroup.KIND_GPU
+                    if self.instance_kind == "gpu"
+                    else model_config_pb2.ModelInstanceGroup.KIND_CPU
+                )
+            if self.instance_count:
+                group.count = self.instance_count
+        return json_format.MessageToJson(config, preserving_proto_field_name=True)
+
+    def _load_with_overrides(self, client: grpcclient.InferenceServerClient) -> None:
+        for model in self.models:
+            client.load_model(model, config=self.model_config_json(model))
+
     def start(self, timeout: float = 120.0) -> TritonProcess:
         if self._proc is not None:
             return self
         self._workdir = Path(tempfile.mkdtemp(prefix="a2v-triton-"))
-        command, env = self._command_and_env()
+        try:
+            command, env = self._command_and_env()
+        except BaseException:
+            self.stop()
+            raise
         log_path = self.log_path or self._workdir / "triton.log"
         self._log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._log_path = log_path
@@ -147,10 +182,26 @@ class TritonProcess:
     def _wait_ready(self, timeout: float) -> None:
         client = grpcclient.InferenceServerClient(self.url)
         deadline = time.monotonic() + timeout
+        loaded = not self._overrides()
         try:
             while time.monotonic() < deadline:
                 if self._proc is None or self._proc.poll() is not None:
                     raise TritonStartError(f"Triton exited during start-up:\n{self.log_tail()}")
+                if not loaded:
+                    try:
+                        live = client.is_server_live()
+                    except Exception:  # not listening yet
+                        live = False
+                    if live:
+                        try:
+                            self._load_with_overrides(client)
+                        except Exception as exc:
+                            raise TritonStartError(
+                                f"loading the models failed: {exc}\n{self.log_tail()}"
+                            ) from exc
+                        loaded = True
+                    time.sleep(0.25)
+                    continue
                 try:
                     if client.is_server_ready() and all(
                         client.is_model_ready(m) for m in self.models
