@@ -7,6 +7,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SyncMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SYNC_MODE_UNSPECIFIED: _ClassVar[SyncMode]
+    SYNC_MODE_BOUNCE: _ClassVar[SyncMode]
+    SYNC_MODE_LOOP: _ClassVar[SyncMode]
+    SYNC_MODE_CUT_OFF: _ClassVar[SyncMode]
+    SYNC_MODE_SILENCE: _ClassVar[SyncMode]
+    SYNC_MODE_REMAP: _ClassVar[SyncMode]
+
 class ResolutionPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RESOLUTION_PRESET_UNSPECIFIED: _ClassVar[ResolutionPreset]
@@ -45,11 +54,30 @@ class AudioCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_CODEC_UNSPECIFIED: _ClassVar[AudioCodec]
     AUDIO_CODEC_AAC: _ClassVar[AudioCodec]
 
+class Viseme(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VISEME_UNSPECIFIED: _ClassVar[Viseme]
+    VISEME_REST: _ClassVar[Viseme]
+    VISEME_CLOSED: _ClassVar[Viseme]
+    VISEME_OPEN: _ClassVar[Viseme]
+    VISEME_WIDE: _ClassVar[Viseme]
+    VISEME_ROUNDED: _ClassVar[Viseme]
+    VISEME_PUCKERED: _ClassVar[Viseme]
+    VISEME_FV: _ClassVar[Viseme]
+    VISEME_L: _ClassVar[Viseme]
+
 class ChunkKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHUNK_KIND_UNSPECIFIED: _ClassVar[ChunkKind]
     CHUNK_KIND_INIT: _ClassVar[ChunkKind]
     CHUNK_KIND_FRAGMENT: _ClassVar[ChunkKind]
+
+class AudioKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_KIND_UNSPECIFIED: _ClassVar[AudioKind]
+    AUDIO_KIND_SPEECH: _ClassVar[AudioKind]
+    AUDIO_KIND_MUSIC: _ClassVar[AudioKind]
+    AUDIO_KIND_OTHER: _ClassVar[AudioKind]
 
 class InputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -57,6 +85,12 @@ class InputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INPUT_KIND_AUDIO: _ClassVar[InputKind]
     INPUT_KIND_IMAGE: _ClassVar[InputKind]
     INPUT_KIND_VIDEO: _ClassVar[InputKind]
+SYNC_MODE_UNSPECIFIED: SyncMode
+SYNC_MODE_BOUNCE: SyncMode
+SYNC_MODE_LOOP: SyncMode
+SYNC_MODE_CUT_OFF: SyncMode
+SYNC_MODE_SILENCE: SyncMode
+SYNC_MODE_REMAP: SyncMode
 RESOLUTION_PRESET_UNSPECIFIED: ResolutionPreset
 RESOLUTION_PRESET_480P: ResolutionPreset
 RESOLUTION_PRESET_720P: ResolutionPreset
@@ -77,9 +111,22 @@ VIDEO_CODEC_UNSPECIFIED: VideoCodec
 VIDEO_CODEC_H264: VideoCodec
 AUDIO_CODEC_UNSPECIFIED: AudioCodec
 AUDIO_CODEC_AAC: AudioCodec
+VISEME_UNSPECIFIED: Viseme
+VISEME_REST: Viseme
+VISEME_CLOSED: Viseme
+VISEME_OPEN: Viseme
+VISEME_WIDE: Viseme
+VISEME_ROUNDED: Viseme
+VISEME_PUCKERED: Viseme
+VISEME_FV: Viseme
+VISEME_L: Viseme
 CHUNK_KIND_UNSPECIFIED: ChunkKind
 CHUNK_KIND_INIT: ChunkKind
 CHUNK_KIND_FRAGMENT: ChunkKind
+AUDIO_KIND_UNSPECIFIED: AudioKind
+AUDIO_KIND_SPEECH: AudioKind
+AUDIO_KIND_MUSIC: AudioKind
+AUDIO_KIND_OTHER: AudioKind
 INPUT_KIND_UNSPECIFIED: InputKind
 INPUT_KIND_AUDIO: InputKind
 INPUT_KIND_IMAGE: InputKind
@@ -100,20 +147,48 @@ class GenerateRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., image: _Optional[_Union[ImageInput, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[EndOfInput, _Mapping]] = ..., video: _Optional[_Union[VideoInput, _Mapping]] = ...) -> None: ...
 
 class GenerateConfig(_message.Message):
-    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id")
+    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id", "transcript", "animation", "sync_mode", "face", "include_timeline")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     TRIM_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    ANIMATION_FIELD_NUMBER: _ClassVar[int]
+    SYNC_MODE_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TIMELINE_FIELD_NUMBER: _ClassVar[int]
     model: str
     output: OutputOptions
     prompt: str
     trim: AudioTrim
     seed: int
     request_id: str
-    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    transcript: str
+    animation: AnimationOptions
+    sync_mode: SyncMode
+    face: FaceSelector
+    include_timeline: bool
+    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ..., transcript: _Optional[str] = ..., animation: _Optional[_Union[AnimationOptions, _Mapping]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ..., include_timeline: _Optional[bool] = ...) -> None: ...
+
+class AnimationOptions(_message.Message):
+    __slots__ = ("expression_scale", "head_motion_scale", "blink_rate")
+    EXPRESSION_SCALE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_MOTION_SCALE_FIELD_NUMBER: _ClassVar[int]
+    BLINK_RATE_FIELD_NUMBER: _ClassVar[int]
+    expression_scale: float
+    head_motion_scale: float
+    blink_rate: float
+    def __init__(self, expression_scale: _Optional[float] = ..., head_motion_scale: _Optional[float] = ..., blink_rate: _Optional[float] = ...) -> None: ...
+
+class FaceSelector(_message.Message):
+    __slots__ = ("index", "box")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    box: Box
+    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("container", "video_codec", "audio_codec", "fps", "resolution", "aspect_ratio", "fit")
@@ -192,16 +267,44 @@ class EndOfInput(_message.Message):
     def __init__(self) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("accepted", "chunk", "progress", "summary")
+    __slots__ = ("accepted", "chunk", "progress", "summary", "timeline")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
     accepted: Accepted
     chunk: MediaChunk
     progress: Progress
     summary: Summary
-    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., chunk: _Optional[_Union[MediaChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+    timeline: Timeline
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., chunk: _Optional[_Union[MediaChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., timeline: _Optional[_Union[Timeline, _Mapping]] = ...) -> None: ...
+
+class Timeline(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[TimelineFrame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[TimelineFrame, _Mapping]]] = ...) -> None: ...
+
+class TimelineFrame(_message.Message):
+    __slots__ = ("index", "time_seconds", "mouth_open", "viseme", "head_yaw", "head_pitch", "head_roll", "blink")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MOUTH_OPEN_FIELD_NUMBER: _ClassVar[int]
+    VISEME_FIELD_NUMBER: _ClassVar[int]
+    HEAD_YAW_FIELD_NUMBER: _ClassVar[int]
+    HEAD_PITCH_FIELD_NUMBER: _ClassVar[int]
+    HEAD_ROLL_FIELD_NUMBER: _ClassVar[int]
+    BLINK_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    time_seconds: float
+    mouth_open: float
+    viseme: Viseme
+    head_yaw: float
+    head_pitch: float
+    head_roll: float
+    blink: float
+    def __init__(self, index: _Optional[int] = ..., time_seconds: _Optional[float] = ..., mouth_open: _Optional[float] = ..., viseme: _Optional[_Union[Viseme, str]] = ..., head_yaw: _Optional[float] = ..., head_pitch: _Optional[float] = ..., head_roll: _Optional[float] = ..., blink: _Optional[float] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box")
@@ -262,18 +365,20 @@ class Progress(_message.Message):
     def __init__(self, frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., audio_seconds: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("frames", "duration_seconds", "bytes", "chunks", "timings")
+    __slots__ = ("frames", "duration_seconds", "bytes", "chunks", "timings", "audio_kind")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_KIND_FIELD_NUMBER: _ClassVar[int]
     frames: int
     duration_seconds: float
     bytes: int
     chunks: int
     timings: Timings
-    def __init__(self, frames: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    audio_kind: AudioKind
+    def __init__(self, frames: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., audio_kind: _Optional[_Union[AudioKind, str]] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("total_seconds", "first_chunk_seconds", "decode_seconds", "inference_seconds", "encode_seconds")
