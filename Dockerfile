@@ -2,7 +2,10 @@
 #   docker build --target triton -t a2v-triton .   # NVIDIA Triton 2.51 + the a2v models
 #   docker build --target server -t a2v-server .   # the gRPC server (default target)
 # Run: docker run --gpus all --shm-size 1g -p 8001:8001 a2v-triton
-#      docker run -p 50051:50051 -e A2V_TRITON_URL=<triton-host>:8001 a2v-server
+#      docker run -p 50051:50051 -e A2V_TRITON_URL=<triton-host>:8001 \
+#        -e A2V_TLS_CERT_FILE=/certs/tls.crt -e A2V_TLS_KEY_FILE=/certs/tls.key -v ./certs:/certs:ro \
+#        a2v-server            # or -e A2V_ALLOW_INSECURE=true behind a TLS proxy / mesh
+# docker-compose.yml runs both plus an OpenTelemetry collector; deploy/k8s/ for Kubernetes.
 
 # --- Triton with the models' packages ---------------------------------------------------------
 FROM nvcr.io/nvidia/tritonserver:24.10-py3 AS triton
@@ -31,7 +34,10 @@ RUN pip install --no-cache-dir grpcio-health-checking==1.81.1 \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER a2v
-# In a container the server must listen on all interfaces; put TLS or a mesh in front of it.
+# In a container the server must listen on all interfaces, so it refuses to start without TLS
+# (A2V_TLS_CERT_FILE/A2V_TLS_KEY_FILE) unless A2V_ALLOW_INSECURE=true says a proxy or mesh
+# encrypts the traffic. With TLS on, the health check below needs A2V_TLS_CA and a certificate
+# that also names 127.0.0.1 (mutual TLS: A2V_TLS_CERT/A2V_TLS_KEY too), or override HEALTHCHECK.
 ENV A2V_LISTEN=0.0.0.0:50051 A2V_TRITON_URL=triton:8001
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s \

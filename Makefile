@@ -4,7 +4,7 @@ VENV := .venv
 TRITON_ENV := .venv-triton
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit serve proto lint clean system-deps
+.PHONY: venv demo test test-unit serve proto lint clean system-deps bench
 
 venv: $(VENV)/.installed $(TRITON_ENV)/.installed
 
@@ -33,6 +33,11 @@ demo: venv
 
 test: venv system-deps
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (bench/): starts its own Triton + server on free loopback ports, prints a table.
+# BENCH_LONG=1 adds the 10-minute memory run; BENCH_RUNS, BENCH_MAX_STREAMS, BENCH_INSTANCES.
+bench: venv system-deps
+	$(BIN)/python -m bench
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit

@@ -11,12 +11,14 @@ from .client import (
     realtime,
     request_stream,
 )
+from .connection import TlsFiles
 
 __all__ = [
     "A2VClientError",
     "AsyncClient",
     "Client",
     "GenerateOptions",
+    "TlsFiles",
     "bytes_audio",
     "file_audio",
     "pcm_audio",

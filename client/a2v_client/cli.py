@@ -11,7 +11,15 @@ from typing import BinaryIO
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
-from .client import DEFAULT_ADDRESS, A2VClientError, Client, GenerateOptions, file_audio
+from .client import (
+    DEFAULT_ADDRESS,
+    A2VClientError,
+    Client,
+    GenerateOptions,
+    file_audio,
+    realtime_file_audio,
+)
+from .connection import TlsFiles
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +46,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for reproducible output")
     p.add_argument("--model", default="", help="model name (see a2v models)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="send the audio like a live source: decoded here to raw PCM, 20 ms pieces "
+        "paced in real time (video arrives while the audio is still being sent)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +61,28 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("A2V_SERVER", DEFAULT_ADDRESS),
         help=f"server host:port (default {DEFAULT_ADDRESS}, or $A2V_SERVER)",
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("A2V_API_KEY"),
+        help="API key sent as 'authorization: Bearer' (default $A2V_API_KEY; prefer the "
+        "variable: arguments are visible to other users in the process list)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get("A2V_TLS_CA"),
+        help="connect with TLS, verifying the server against this PEM CA ($A2V_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-cert", default=os.environ.get("A2V_TLS_CERT"), help="client certificate (mTLS)"
+    )
+    parser.add_argument(
+        "--tls-key", default=os.environ.get("A2V_TLS_KEY"), help="client certificate's key"
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect with TLS verified against the system's CAs (implied by --tls-*)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     sub.add_parser("models", help="list the server's models")
@@ -54,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     health.add_argument("--service", default="", help="service name (default: whole server)")
     args = parser.parse_args(argv)
     try:
-        with Client(args.server) as client:
+        tls = None
+        if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
+            tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
+        with Client(args.server, api_key=args.api_key or "", tls=tls) as client:
             if args.command == "generate":
                 return _generate(client, args)
             if args.command == "models":
@@ -95,7 +134,7 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     image = Path(args.image).read_bytes()
-    audio = file_audio(args.audio)
+    audio = realtime_file_audio(args.audio) if args.realtime else file_audio(args.audio)
     to_stdout = args.output == "-"
     # Write next to the target and rename at the end: a failed run never leaves a short
     # file under the requested name.

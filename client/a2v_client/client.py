@@ -28,35 +28,53 @@ from grpc_status import rpc_status
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
+from .connection import TlsFiles, api_key_from_env, open_aio_channel, open_channel
+
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 #: bytes per message for file inputs: well under the server's message limit
 CHUNK_BYTES = 256 * 1024
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 8 * 1024 * 1024),
+    # Spread calls over every address the name resolves to (a headless Kubernetes Service
+    # lists each server pod), instead of sending them all down the first connection.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 
 class A2VClientError(Exception):
-    """A failed call: ``code`` is the gRPC status code name, ``message`` the server's text."""
+    """A failed call: ``code`` is the gRPC status code name, ``message`` the server's text;
+    ``retry_delay`` (seconds) when the server said when to try again."""
 
-    def __init__(self, code: str, message: str, violations: list[tuple[str, str]] | None = None):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        violations: list[tuple[str, str]] | None = None,
+        retry_delay: float | None = None,
+    ):
         self.code = code
         self.message = message
         self.violations = violations or []
+        self.retry_delay = retry_delay
         super().__init__(f"{code}: {message}")
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> A2VClientError:
         violations = []
+        retry_delay = None
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
         if status is not None:
             for detail in status.details:
+                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                    retry = error_details_pb2.RetryInfo()
+                    detail.Unpack(retry)
+                    retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
                 if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                     bad = error_details_pb2.BadRequest()
                     detail.Unpack(bad)
                     violations += [(v.field, v.description) for v in bad.field_violations]
-        return cls(error.code().name, error.details() or "", violations)
+        return cls(error.code().name, error.details() or "", violations, retry_delay)
 
 
 @dataclass
@@ -139,6 +157,51 @@ def realtime(chunks: Iterable[pb.AudioChunk], seconds_per_chunk: float) -> Itera
         yield chunk
 
 
+def file_pcm(path: str | Path, chunk_seconds: float = 0.02) -> tuple[int, int, Iterator[bytes]]:
+    """Decode an audio file locally to s16le PCM at its own rate, as a live source would send it.
+
+    Returns ``(sample_rate, channels, pieces)``: ``pieces`` yields ``chunk_seconds`` of
+    interleaved PCM each (the last one may be shorter). More than two channels are downmixed
+    to stereo. The file is decoded while the pieces are consumed, so memory stays flat.
+    """
+    import av  # only the live-source helpers need PyAV on the client side
+
+    container = av.open(str(path))
+    if not container.streams.audio:
+        container.close()
+        raise ValueError(f"{path}: no audio stream")
+    stream = container.streams.audio[0]
+    rate = stream.codec_context.sample_rate
+    channels = 1 if stream.codec_context.channels == 1 else 2
+    piece_bytes = max(1, round(rate * chunk_seconds)) * 2 * channels
+
+    def pieces() -> Iterator[bytes]:
+        resampler = av.AudioResampler(
+            format="s16", layout="mono" if channels == 1 else "stereo", rate=rate
+        )
+        buffer = bytearray()
+        try:
+            for frame in [*container.decode(stream), None]:
+                for out in resampler.resample(frame):
+                    buffer += out.to_ndarray().tobytes()
+                while len(buffer) >= piece_bytes:
+                    yield bytes(buffer[:piece_bytes])
+                    del buffer[:piece_bytes]
+            if buffer:
+                yield bytes(buffer)
+        finally:
+            container.close()
+
+    return rate, channels, pieces()
+
+
+def realtime_file_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[pb.AudioChunk]:
+    """An audio file sent like a live source: raw PCM pieces of ``chunk_seconds``, paced in
+    real time (``a2v generate --realtime``)."""
+    rate, channels, pieces = file_pcm(path, chunk_seconds)
+    return realtime(pcm_audio(pieces, rate, channels), chunk_seconds)
+
+
 def _image_bytes(image: bytes | str | Path) -> bytes:
     return image if isinstance(image, bytes) else Path(image).read_bytes()
 
@@ -159,8 +222,17 @@ def request_stream(
 class Client:
     """Blocking client. A context manager; also usable with ``close()``."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout: float | None = None) -> None:
-        self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = None,
+        api_key: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
+        """``api_key`` defaults to ``$A2V_API_KEY``; ``tls`` (PEM files) switches TLS on."""
+        key = api_key_from_env() if api_key is None else api_key
+        self._channel = open_channel(address, _CHANNEL_OPTIONS, api_key=key, tls=tls)
         self._stub = pb_grpc.AudioToVideoStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout
@@ -215,8 +287,17 @@ class Client:
 class AsyncClient:
     """asyncio client; audio may be a plain or an async iterable (a live source)."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout: float | None = None) -> None:
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = None,
+        api_key: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
+        """``api_key`` defaults to ``$A2V_API_KEY``; ``tls`` (PEM files) switches TLS on."""
+        key = api_key_from_env() if api_key is None else api_key
+        self._channel = open_aio_channel(address, _CHANNEL_OPTIONS, api_key=key, tls=tls)
         self._stub = pb_grpc.AudioToVideoStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout
@@ -232,18 +313,29 @@ class AsyncClient:
         opts = options or GenerateOptions()
 
         async def requests() -> AsyncIterator[pb.GenerateRequest]:
+            # The server sends headers once the stream is admitted (key and stream limit
+            # checked). Writing before then races a refusal, and grpc.aio would report it as
+            # INTERNAL instead of UNAUTHENTICATED / RESOURCE_EXHAUSTED (grpc/grpc#36066).
+            await call.initial_metadata()
+            # Stop writing once the server has ended the call (e.g. rejected the input): a
+            # write after that makes grpc.aio replace the server's status with INTERNAL.
             for message in request_stream(opts, image_data, ()):
-                if message.HasField("end"):
+                if message.HasField("end") or call.done():
                     break
                 yield message
             if isinstance(audio, AsyncIterable):
                 async for chunk in audio:
+                    if call.done():
+                        return
                     yield pb.GenerateRequest(audio=chunk)
             else:
                 for chunk in audio:
+                    if call.done():
+                        return
                     yield pb.GenerateRequest(audio=chunk)
                     await asyncio.sleep(0)
-            yield pb.GenerateRequest(end=pb.EndOfInput())
+            if not call.done():
+                yield pb.GenerateRequest(end=pb.EndOfInput())
 
         call = self._stub.Generate(requests(), timeout=self._timeout)
         try:

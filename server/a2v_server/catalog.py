@@ -38,5 +38,18 @@ TALKING_AVATAR = ModelSpec(
     triton_models=("face_landmarks", "talking_avatar"),
 )
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (TALKING_AVATAR,)}
+LIPSYNC = ModelSpec(
+    name="lipsync",
+    description=(
+        "Lipsync on a speaker video: the face is tracked through the video and only the mouth "
+        "and jaw are re-animated to the new audio; the source frame rate is kept."
+    ),
+    inputs=(InputKind.AUDIO, InputKind.VIDEO),
+    native_fps=0.0,  # the source video's rate
+    presets=(480, 720, 1080),
+    accepts_prompt=False,
+    triton_models=("face_landmarks", "lipsync"),
+)
+
+MODELS: dict[str, ModelSpec] = {m.name: m for m in (TALKING_AVATAR, LIPSYNC)}
 DEFAULT_MODEL = TALKING_AVATAR.name

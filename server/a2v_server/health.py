@@ -12,6 +12,9 @@ from .inference import Backend
 
 log = logging.getLogger(__name__)
 
+#: health service name for liveness probes: SERVING while the server answers at all
+LIVENESS_SERVICE = "liveness"
+
 
 class HealthWatcher:
     """Polls the backend and mirrors its readiness into the health servicer.
@@ -47,6 +50,9 @@ class HealthWatcher:
         )
         for name in self._names:
             await self._servicer.set(name, status)
+        # Liveness asks only "does the event loop answer?": restarting the server would not
+        # bring Triton back, so Triton's state must not fail a liveness probe.
+        await self._servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         return ready
 
     def start(self) -> None:

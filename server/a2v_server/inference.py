@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 FACE_MODEL = "face_landmarks"
 AVATAR_MODEL = "talking_avatar"
+LIPSYNC_MODEL = "lipsync"
 _TAG = re.compile(r"\[(INVALID_ARGUMENT|RESOURCE_EXHAUSTED|INTERNAL)\]\s*(.*)", re.S)
 
 
@@ -41,10 +42,25 @@ class FrameBatch:
     first_index: int
     frames: np.ndarray  # (n, H, W, 3) uint8 RGB
     mouth_open: np.ndarray  # (n,)
+    #: optional side outputs (None when the model does not produce them)
+    viseme: np.ndarray | None = None  # (n,) a2v.v1.Viseme numbers
+    head_pose: np.ndarray | None = None  # (n, 3) yaw, pitch, roll degrees
+    blink: np.ndarray | None = None  # (n,)
+    audio_kind: int = 0  # a2v.v1.AudioKind number
+    face_found: np.ndarray | None = None  # (n,) lipsync: 0 = frame passed through
 
 
-class AvatarStream(Protocol):
-    async def send_audio(self, samples: np.ndarray, *, last: bool = False) -> None: ...
+class ModelStream(Protocol):
+    """One streaming generation on a decoupled, stateful model."""
+
+    async def send_audio(
+        self,
+        samples: np.ndarray,
+        *,
+        last: bool = False,
+        frames: np.ndarray | None = None,
+        source_index: np.ndarray | None = None,
+    ) -> None: ...
     def batches(self) -> AsyncIterator[FrameBatch]: ...
     async def aclose(self) -> None: ...
 
@@ -52,9 +68,12 @@ class AvatarStream(Protocol):
 class Backend(Protocol):
     async def ready(self, models: tuple[str, ...]) -> bool: ...
     async def analyze_faces(self, image: np.ndarray) -> list[Face]: ...
-    def open_avatar(
-        self, portrait: np.ndarray, landmarks: np.ndarray, fps: float
-    ) -> AvatarStream: ...
+    async def open_avatar(
+        self, portrait: np.ndarray, landmarks: np.ndarray, fps: float, options: dict | None = None
+    ) -> ModelStream: ...
+    async def open_lipsync(
+        self, fps: float, face_index: int, face_box: tuple[float, ...] | None
+    ) -> ModelStream: ...
     async def aclose(self) -> None: ...
 
 
@@ -78,6 +97,7 @@ class TritonBackend:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = aioclient.InferenceServerClient(url)
+        self._inputs: dict[str, set[str]] = {}
 
     async def ready(self, models: tuple[str, ...] = (FACE_MODEL, AVATAR_MODEL)) -> bool:
         try:
@@ -109,36 +129,80 @@ class TritonBackend:
             for i in range(len(boxes))
         ]
 
-    def open_avatar(self, portrait: np.ndarray, landmarks: np.ndarray, fps: float) -> AvatarStream:
-        return TritonAvatarStream(self._client, portrait, landmarks, fps)
+    async def open_avatar(
+        self, portrait: np.ndarray, landmarks: np.ndarray, fps: float, options: dict | None = None
+    ) -> ModelStream:
+        """Start a talking-avatar sequence. ``options`` are optional first-request inputs
+        (SEED, EXPRESSION_SCALE, ...); those the deployed model does not declare are left out
+        with a warning, so a server can run against an older model repository."""
+        accepted = await self._input_names(AVATAR_MODEL)
+        for name in list(options or {}):
+            if name not in accepted:
+                log.warning("model %s has no input %s: option ignored", AVATAR_MODEL, name)
+                options.pop(name)  # type: ignore[union-attr]
+        first = {
+            "PORTRAIT": np.ascontiguousarray(portrait, dtype=np.uint8),
+            "LANDMARKS": np.asarray(landmarks, dtype=np.float32).reshape(68, 2),
+            "FPS": np.array([fps], dtype=np.float32),
+        }
+        first.update(options or {})
+        return TritonSequenceStream(self._client, AVATAR_MODEL, first)
+
+    async def open_lipsync(
+        self, fps: float, face_index: int, face_box: tuple[float, ...] | None
+    ) -> ModelStream:
+        first = {
+            "FPS": np.array([fps], dtype=np.float32),
+            "FACE_INDEX": np.array([face_index], dtype=np.int32),
+        }
+        if face_box is not None:
+            first["FACE_BOX"] = np.array(face_box, dtype=np.float32)
+        return TritonSequenceStream(self._client, LIPSYNC_MODEL, first)
+
+    async def _input_names(self, model: str) -> set[str]:
+        if model not in self._inputs:
+            try:
+                meta = await self._client.get_model_metadata(model, as_json=True)
+            except InferenceServerException as exc:
+                raise _map_error(exc, "model metadata") from exc
+            self._inputs[model] = {i["name"] for i in meta["inputs"]}
+        return self._inputs[model]
 
     async def aclose(self) -> None:
         await self._client.close()
 
 
-class TritonAvatarStream:
-    """One Triton sequence on the decoupled ``talking_avatar`` model.
+class TritonSequenceStream:
+    """One Triton sequence on a decoupled, stateful model (talking_avatar, lipsync).
 
-    ``send_audio`` queues a request; ``batches`` yields frames as Triton streams them back, and
-    ends after the final response of the last request. Each request gets exactly one final
-    (possibly empty) response, which is how the end is detected.
+    ``send_audio`` queues a request (the first carries ``first``, the per-sequence inputs);
+    ``batches`` yields frames as Triton streams them back, and ends after the final response
+    of the last request. Each request gets exactly one final (possibly empty) response, which
+    is how the end is detected.
     """
 
-    def __init__(self, client, portrait: np.ndarray, landmarks: np.ndarray, fps: float) -> None:
+    def __init__(self, client, model: str, first: dict[str, np.ndarray]) -> None:
         self._client = client
+        self._model = model
         self._sequence_id = secrets.randbits(62) + 1
         self._requests: asyncio.Queue = asyncio.Queue(maxsize=8)
         self._sent = 0
-        self._first = {
-            "PORTRAIT": np.ascontiguousarray(portrait, dtype=np.uint8),
-            "LANDMARKS": np.asarray(landmarks, dtype=np.float32).reshape(68, 2),
-            "FPS": np.array([fps], dtype=np.float32),
-        }
+        self._first = first
         self._last_request_id: str | None = None
         self._closed = False
 
-    async def send_audio(self, samples: np.ndarray, *, last: bool = False) -> None:
+    async def send_audio(
+        self,
+        samples: np.ndarray,
+        *,
+        last: bool = False,
+        frames: np.ndarray | None = None,
+        source_index: np.ndarray | None = None,
+    ) -> None:
         tensors = {"AUDIO": np.ascontiguousarray(samples, dtype=np.float32).ravel()}
+        if frames is not None and len(frames):
+            tensors["FRAMES_IN"] = np.ascontiguousarray(frames, dtype=np.uint8)
+            tensors["SOURCE_INDEX"] = np.asarray(source_index, dtype=np.int64)
         start = self._sent == 0
         if start:
             tensors.update(self._first)
@@ -153,7 +217,7 @@ class TritonAvatarStream:
             self._last_request_id = request_id
         await self._requests.put(
             {
-                "model_name": AVATAR_MODEL,
+                "model_name": self._model,
                 "inputs": inputs,
                 "request_id": request_id,
                 "sequence_id": self._sequence_id,
@@ -180,11 +244,7 @@ class TritonAvatarStream:
                     raise _map_error(error, "rendering")
                 response = result.get_response()
                 if result.as_numpy("FRAMES") is not None:
-                    yield FrameBatch(
-                        int(result.as_numpy("FIRST_FRAME")[0]),
-                        result.as_numpy("FRAMES"),
-                        result.as_numpy("MOUTH_OPEN"),
-                    )
+                    yield _batch(result)
                 final = response.parameters.get("triton_final_response")
                 if final is not None and final.bool_param and response.id == self._last_request_id:
                     return
@@ -210,4 +270,28 @@ class TritonAvatarStream:
             self._requests.put_nowait(None)
 
 
-_DTYPES = {"float32": "FP32", "uint8": "UINT8"}
+def _batch(result) -> FrameBatch:
+    def optional(name: str) -> np.ndarray | None:
+        return result.as_numpy(name)  # None when the model does not send it
+
+    kind = optional("AUDIO_KIND")
+    return FrameBatch(
+        int(result.as_numpy("FIRST_FRAME")[0]),
+        result.as_numpy("FRAMES"),
+        result.as_numpy("MOUTH_OPEN"),
+        viseme=optional("VISEME"),
+        head_pose=optional("HEAD_POSE"),
+        blink=optional("BLINK"),
+        audio_kind=int(kind.ravel()[0]) if kind is not None else 0,
+        face_found=optional("FACE_FOUND"),
+    )
+
+
+_DTYPES = {
+    "float32": "FP32",
+    "uint8": "UINT8",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint64": "UINT64",
+    "object": "BYTES",
+}

@@ -20,6 +20,7 @@ from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from .health import HealthWatcher
 from .inference import Backend, TritonBackend
+from .security import AuthInterceptor, bind
 from .service import SERVICE_NAME, AudioToVideoService
 from .settings import Settings
 from .telemetry import configure_tracing
@@ -33,6 +34,7 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int, HealthWatcher]:
     """A configured, not yet started server bound to ``settings.listen`` (port 0 = any free)."""
     server = grpc.aio.server(
+        interceptors=[AuthInterceptor.from_settings(settings)],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -40,7 +42,10 @@ def create_server(
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+            # Ask clients to reconnect every 5 minutes (running streams are not cut): they
+            # re-resolve DNS then, so a headless Service's new pods get calls after a scale-up.
+            ("grpc.max_connection_age_ms", 300_000),
+        ],
     )
     pb_grpc.add_AudioToVideoServicer_to_server(AudioToVideoService(backend, settings), server)
     health_servicer = health.aio.HealthServicer()
@@ -53,9 +58,7 @@ def create_server(
         ],
         server,
     )
-    port = server.add_insecure_port(settings.listen)
-    if port == 0:
-        raise RuntimeError(f"cannot listen on {settings.listen}")
+    port = bind(server, settings)
     watcher = HealthWatcher(
         backend, health_servicer, [SERVICE_NAME], settings.health_interval_seconds
     )
@@ -125,6 +128,21 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--triton-instance-count", type=int, help="instances per model (default: config.pbtxt)"
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    parser.add_argument("--tls-cert-file", help="PEM server certificate (enables TLS)")
+    parser.add_argument("--tls-key-file", help="PEM private key of the server certificate")
+    parser.add_argument(
+        "--tls-client-ca-file", help="PEM CA for client certificates (requires them: mutual TLS)"
+    )
+    parser.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        default=None,
+        help="allow plaintext on a non-loopback address (a proxy or mesh encrypts it)",
+    )
+    parser.add_argument("--api-keys-file", help="file of API keys, one per line (requires keys)")
+    parser.add_argument(
+        "--max-streams-per-key", type=int, help="concurrent Generate streams per key (4)"
+    )
     args = parser.parse_args(argv)
     return Settings.from_env().replace(**vars(args))
 

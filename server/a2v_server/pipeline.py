@@ -3,12 +3,13 @@
 Stages run concurrently and hand work on through bounded queues, so a slow consumer pushes back
 on everything upstream (and, through HTTP/2 flow control, on the client):
 
-  inputs --> audio decode (worker thread) --> Triton sequence (talking_avatar) --> encoder task
-                     \\---------------------- output audio --------------------------/
-                                                                      --> events (chunks, progress)
+  inputs --> audio decode (audio_input) --> Triton sequence (talking_avatar | lipsync) --+
+                     \\---------------------- output audio -----------> encoder task <--+
+                                                                      --> events (chunks, ...)
 
-CPU-heavy work (image/audio decode, framing, H.264/AAC encode) runs in worker threads; the
-event loop only moves data.
+CPU-heavy work (decoding, framing, H.264/AAC encode) runs in worker threads; the event loop
+only moves data. The visual input is prepared first (visual.py): the Accepted message goes out
+as soon as the face is found and the frame size is known.
 """
 
 from __future__ import annotations
@@ -16,38 +17,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 from opentelemetry import trace
 
-from . import framing
-from .catalog import ModelSpec
-from .errors import A2VError, DeadlineExceeded, FailedPrecondition, InvalidInput, ResourceExhausted
-from .inference import AvatarStream, Backend, FrameBatch
-from .media.audio import AudioBlock, EncodedAudioDecoder, PcmDecoder
+from .audio_input import audio_blocks
+from .catalog import InputKind, ModelSpec
+from .errors import A2VError, DeadlineExceeded, InvalidInput
+from .inference import Backend, FrameBatch, ModelStream
+from .media.audio import OUTPUT_RATE
 from .media.encoder import FragmentedMp4Encoder
-from .media.image import decode_image
+from .media.video import source_index
 from .settings import Settings
 from .spec import (
     Accepted,
     Chunk,
-    EncodedAudioPiece,
-    EndOfInput,
     GenerateSpec,
-    ImagePiece,
     InputEvent,
     OutputEvent,
-    PcmAudioPiece,
     Progress,
     Summary,
+    Timeline,
+    TimelineFrame,
     Timings,
-    VideoPiece,
 )
+from .visual import StageClock, Visual, prepare_portrait, prepare_video, read_visual
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("a2v_server")
@@ -56,8 +53,6 @@ MODEL_RATE = 16000
 #: audio is sent to the model in pieces of at least this many samples (100 ms): fewer requests,
 #: still well inside the live-latency budget
 MODEL_CHUNK = 1600
-#: the portrait is analysed at this size at most (landmarks are scaled back)
-ANALYSIS_SIDE = 1280
 _DONE = object()
 
 
@@ -71,30 +66,39 @@ class Generation:
         self.settings = settings
         self._events: asyncio.Queue = asyncio.Queue(maxsize=32)
         self._encode_queue: asyncio.Queue = asyncio.Queue(maxsize=16)
-        self._audio_blocks: asyncio.Queue = asyncio.Queue(maxsize=16)
         # PyAV encoder objects are used from one thread only
         self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="a2v-encode")
-        self._cancel = threading.Event()
         self._t0 = time.monotonic()
+        self._clock = StageClock()
         self._first_chunk_at: float | None = None
-        self._decode_s = self._infer_s = self._encode_s = 0.0
+        self._fps = spec.fps
         self._frames_total = 0
         self._frames_done = 0
         self._audio_seconds = 0.0
+        self._audio_kind = 0
         self._bytes = 0
         self._chunks = 0
         self._error: BaseException | None = None
 
     # ------------------------------------------------------------------------------------------
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncIterator[OutputEvent]:
-        self._loop = asyncio.get_running_loop()
         inputs = _with_idle_timeout(inputs, self.settings.idle_timeout_seconds)
+        visual: Visual | None = None
         try:
-            image_bytes, next_event = await self._read_visual_input(inputs)
-            fitted, landmarks, accepted = await self._prepare_portrait(image_bytes)
+            source, next_event = await read_visual(inputs, self.model, self.settings)
+            if isinstance(source, bytes):
+                visual = await prepare_portrait(
+                    source, self.spec, self.backend, self.settings, self._clock
+                )
+            else:
+                visual = await prepare_video(
+                    source, self.spec, self.backend, self.settings, self._clock
+                )
+            self._fps = visual.fps
+            accepted = self._accepted(visual)
             yield accepted
-            avatar = self.backend.open_avatar(fitted, landmarks, self.spec.fps)
-            producer = asyncio.create_task(self._produce(inputs, next_event, avatar, accepted))
+            stream = await self._open_model(visual)
+            producer = asyncio.create_task(self._produce(inputs, next_event, stream, visual))
             try:
                 while (event := await self._events.get()) is not _DONE:
                     yield event
@@ -102,99 +106,52 @@ class Generation:
                     raise self._error
                 yield self._summary()
             finally:
-                self._cancel.set()
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
-                await avatar.aclose()
+                await stream.aclose()
         finally:
-            self._cancel.set()
+            if visual is not None:
+                visual.close()
             self._encode_pool.shutdown(wait=False, cancel_futures=True)
 
-    # --- visual input ---------------------------------------------------------------------------
-    async def _read_visual_input(
-        self, inputs: AsyncIterator[InputEvent]
-    ) -> tuple[bytes, InputEvent]:
-        pieces: list[bytes] = []
-        size = 0
-        async for event in inputs:
-            if isinstance(event, ImagePiece):
-                size += len(event.data)
-                if size > self.settings.max_image_bytes:
-                    raise ResourceExhausted(
-                        f"the image is larger than {self.settings.max_image_bytes} bytes: "
-                        "send a smaller file (a portrait needs no more than 4096 px per side)",
-                        field="image",
-                    )
-                pieces.append(event.data)
-                continue
-            if isinstance(event, VideoPiece):
-                raise InvalidInput(
-                    f"model {self.model.name} takes a still image, not a video: send the "
-                    "portrait as an image message",
-                    field="video",
-                )
-            if not pieces:
-                raise InvalidInput(
-                    "the portrait is missing: send an image message (PNG, JPEG or WebP) after "
-                    "the config and before the audio",
-                    field="image",
-                )
-            return b"".join(pieces), event
-        raise InvalidInput(
-            "the input ended before any audio: send audio messages and then an end message",
-            field="audio",
-        )
-
-    async def _prepare_portrait(self, data: bytes) -> tuple[np.ndarray, np.ndarray, Accepted]:
-        with tracer.start_as_current_span("decode.image"):
-            t = time.monotonic()
-            image = await asyncio.to_thread(
-                decode_image, data, max_pixels=self.settings.max_image_pixels
-            )
-            analysis, factor = await asyncio.to_thread(_downscale, image, ANALYSIS_SIDE)
-            self._decode_s += time.monotonic() - t
-        with tracer.start_as_current_span("inference.face_analysis") as span:
-            t = time.monotonic()
-            faces = await self.backend.analyze_faces(analysis)
-            self._infer_s += time.monotonic() - t
-            span.set_attribute("a2v.faces", len(faces))
-        if not faces:
-            raise InvalidInput(
-                "no face found in the portrait: send a photo in which one face is clearly "
-                "visible, roughly frontal and at least 40 pixels wide",
-                field="image",
-            )
-        face = faces[0]  # largest first
-        box = tuple(v / factor for v in face.box)
-        src_wh = (image.shape[1], image.shape[0])
-        out_wh = framing.output_size(
-            src_wh, aspect=self.spec.aspect, short_side=self.spec.short_side, size=self.spec.size
-        )
-        placement = framing.place(src_wh, out_wh, box, self.spec.fit)  # type: ignore[arg-type]
-        fitted = await asyncio.to_thread(framing.render_fitted, image, placement, out_wh)
-        landmarks = placement.points(face.landmarks / factor)
-        out_box = placement.points(np.array(box, dtype=np.float64).reshape(2, 2)).ravel()
-        accepted = Accepted(
+    def _accepted(self, visual: Visual) -> Accepted:
+        return Accepted(
             request_id=self.spec.request_id,
             model=self.model.name,
-            width=out_wh[0],
-            height=out_wh[1],
-            fps=self.spec.fps,
+            width=visual.width,
+            height=visual.height,
+            fps=visual.fps,
             seed=self.spec.seed,
-            mime_type=mime_type(out_wh, self.spec.fps),
+            mime_type=mime_type((visual.width, visual.height), visual.fps),
             unused_prompt_words=() if self.model.accepts_prompt else prompt_words(self.spec.prompt),
-            face_box=tuple(float(v) for v in out_box),  # type: ignore[arg-type]
+            face_box=visual.face_box,
         )
-        return fitted, landmarks, accepted
+
+    async def _open_model(self, visual: Visual) -> ModelStream:
+        if InputKind.VIDEO in self.model.inputs:
+            return await self.backend.open_lipsync(
+                visual.fps, self.spec.face_index, visual.face_select_box
+            )
+        s = self.spec
+        options: dict[str, np.ndarray] = {"SEED": np.array([s.seed], dtype=np.uint64)}
+        for name, value in (
+            ("EXPRESSION_SCALE", s.expression_scale),
+            ("HEAD_MOTION_SCALE", s.head_motion_scale),
+            ("BLINK_RATE", s.blink_rate),
+        ):
+            if value is not None:
+                options[name] = np.array([value], dtype=np.float32)
+        if s.transcript:
+            options["TRANSCRIPT"] = np.array([s.transcript.encode()], dtype=np.object_)
+        return await self.backend.open_avatar(visual.portrait, visual.landmarks, s.fps, options)
 
     # --- the concurrent stages ------------------------------------------------------------------
-    async def _produce(self, inputs, first_event, avatar: AvatarStream, accepted: Accepted) -> None:
+    async def _produce(self, inputs, first_event, stream: ModelStream, visual: Visual) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._read_audio(inputs, first_event))
-                group.create_task(self._feed_model(avatar))
-                group.create_task(self._receive_frames(avatar))
-                group.create_task(self._encode(accepted))
+                group.create_task(self._feed_model(inputs, first_event, stream, visual))
+                group.create_task(self._receive_frames(stream))
+                group.create_task(self._encode(visual))
         except BaseExceptionGroup as group_error:
             self._error = _first_error(group_error)
         except BaseException as exc:
@@ -202,144 +159,52 @@ class Generation:
         finally:
             await self._events.put(_DONE)
 
-    async def _read_audio(self, inputs: AsyncIterator[InputEvent], event: InputEvent) -> None:
-        """Input events -> decoded AudioBlocks on self._audio_blocks (None at the end)."""
-        trim = {
-            "trim_start": self.spec.trim_start,
-            "trim_end": self.spec.trim_end,
-            "max_seconds": self.settings.max_audio_seconds,
-        }
-        received = 0
-        with tracer.start_as_current_span("decode.audio"):
-            if isinstance(event, EncodedAudioPiece):
-                decoder = EncodedAudioDecoder(**trim)
-                worker = asyncio.get_running_loop().run_in_executor(
-                    None, self._decode_in_thread, decoder
-                )
-                try:
-                    while True:
-                        if isinstance(event, EncodedAudioPiece):
-                            received += len(event.data)
-                            self._check_audio_bytes(received)
-                            decoder.write(event.data)
-                        elif isinstance(event, EndOfInput):
-                            decoder.end()
-                            break
-                        else:
-                            _unexpected(event, "encoded audio")
-                        event = await _next_or_missing_end(inputs)
-                    await worker
-                finally:
-                    decoder.cancel()
-            elif isinstance(event, PcmAudioPiece):
-                rate, channels = event.sample_rate, event.channels
-                decoder = PcmDecoder(rate, channels, **trim)
-                while True:
-                    if isinstance(event, PcmAudioPiece):
-                        if event.sample_rate not in (0, rate) or event.channels not in (
-                            0,
-                            channels,
-                        ):
-                            raise InvalidInput(
-                                "sample_rate and channels must not change within a stream",
-                                field="audio.pcm",
-                            )
-                        received += len(event.data)
-                        self._check_audio_bytes(received)
-                        blocks = await self._timed_decode(decoder.decode, event.data)
-                    elif isinstance(event, EndOfInput):
-                        blocks = await self._timed_decode(decoder.flush)
-                    else:
-                        _unexpected(event, "PCM audio")
-                    for block in blocks:
-                        await self._audio_blocks.put(block)
-                    if isinstance(event, EndOfInput):
-                        break
-                    event = await _next_or_missing_end(inputs)
-                await self._audio_blocks.put(None)
-            elif isinstance(event, EndOfInput):
-                raise InvalidInput(
-                    "the audio is missing: send audio before the end message", field="audio"
-                )
-            else:
-                _unexpected(event, "audio")
-
-        # Nothing may follow the end message.
-        async for extra in inputs:
-            raise FailedPrecondition(
-                f"{_describe(extra)} arrived after the end message: end the input last",
-                field="end",
+    async def _feed_model(self, inputs, first_event, stream: ModelStream, visual: Visual) -> None:
+        """Decoded audio -> encoder (output track) and the model (with video frames: lipsync)."""
+        feed = _ModelFeed(stream, visual, self.spec.sync_mode, self._fps)
+        out_total = 0  # output-rate samples given to the encoder
+        channels = 1
+        async for block in audio_blocks(inputs, first_event, self.spec, self.settings, self._clock):
+            model_pcm, output_pcm = block.model_pcm, block.output_pcm
+            channels = output_pcm.shape[0]
+            if feed.sample_limit is not None:  # cut_off: the video is shorter than the audio
+                model_pcm = model_pcm[: max(0, feed.sample_limit - feed.total)]
+                out_limit = feed.sample_limit * OUTPUT_RATE // MODEL_RATE
+                output_pcm = output_pcm[:, : max(0, out_limit - out_total)]
+            if output_pcm.shape[1]:
+                await self._encode_queue.put(("audio", output_pcm))
+                out_total += output_pcm.shape[1]
+            await feed.add(model_pcm)
+            self._audio_seconds = feed.total / MODEL_RATE
+        padding = feed.padding_samples()  # silence mode: pad the audio to the video's length
+        if padding:
+            await self._encode_queue.put(
+                ("audio", np.zeros((channels, padding * OUTPUT_RATE // MODEL_RATE), np.float32))
             )
-
-    def _decode_in_thread(self, decoder: EncodedAudioDecoder) -> None:
-        loop_put = self._thread_put
-        try:
-            t = time.monotonic()
-            for block in decoder.blocks():
-                self._decode_s += time.monotonic() - t
-                if not loop_put(block):
-                    return
-                t = time.monotonic()
-        except BaseException as exc:
-            loop_put(exc)
-            return
-        loop_put(None)
-
-    async def _timed_decode(self, fn: Callable, *args) -> list[AudioBlock]:
-        t = time.monotonic()
-        blocks = await asyncio.to_thread(fn, *args)
-        self._decode_s += time.monotonic() - t
-        return blocks
-
-    def _check_audio_bytes(self, received: int) -> None:
-        if received > self.settings.max_audio_bytes:
-            raise ResourceExhausted(
-                f"the audio is larger than {self.settings.max_audio_bytes} bytes: trim it or "
-                "send a compressed format",
-                field="audio",
-            )
-
-    async def _feed_model(self, avatar: AvatarStream) -> None:
-        """Decoded audio -> encoder (output track) and Triton (model input)."""
-        pending: list[np.ndarray] = []
-        pending_n = 0
-        total = 0
-        while True:
-            block = await self._audio_blocks.get()
-            if isinstance(block, BaseException):
-                raise block
-            if block is None:
-                break
-            await self._encode_queue.put(("audio", block.output_pcm))
-            pending.append(block.model_pcm)
-            pending_n += len(block.model_pcm)
-            total += len(block.model_pcm)
-            self._audio_seconds = total / MODEL_RATE
-            if pending_n >= MODEL_CHUNK:
-                await avatar.send_audio(np.concatenate(pending))
-                pending, pending_n = [], 0
-        if total == 0:
+            await feed.add(np.zeros(padding, np.float32))
+        if feed.total == 0:
             raise InvalidInput("the audio contains no samples (after trimming)", field="audio")
-        self._frames_total = round(total * self.spec.fps / MODEL_RATE)
-        rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
-        await avatar.send_audio(rest, last=True)
+        self._frames_total = await feed.finish()
 
-    async def _receive_frames(self, avatar: AvatarStream) -> None:
+    async def _receive_frames(self, stream: ModelStream) -> None:
         with tracer.start_as_current_span("inference.render") as span:
             t = time.monotonic()
             received = 0
-            async for batch in avatar.batches():
+            async for batch in stream.batches():
                 if batch.first_index != received:
                     raise A2VError(
                         f"the model skipped frames (got {batch.first_index}, expected {received})"
                     )
+                if self.spec.include_timeline:
+                    await self._events.put(self._timeline(batch))
+                self._audio_kind = batch.audio_kind or self._audio_kind
                 received += len(batch.frames)
                 await self._encode_queue.put(("video", batch))
-            self._infer_s += time.monotonic() - t
+            self._clock.inference += time.monotonic() - t
             span.set_attribute("a2v.frames", received)
         await self._encode_queue.put(("close", None))
 
-    async def _encode(self, accepted: Accepted) -> None:
+    async def _encode(self, visual: Visual) -> None:
         loop = asyncio.get_running_loop()
         encoder: FragmentedMp4Encoder | None = None
         last_progress = 0
@@ -350,7 +215,7 @@ class Generation:
                     if encoder is None:
                         channels = payload.shape[0] if kind == "audio" else 1
                         encoder = FragmentedMp4Encoder(
-                            accepted.width, accepted.height, accepted.fps, channels
+                            visual.width, visual.height, visual.fps, channels
                         )
                     if kind == "close":
                         break
@@ -360,7 +225,7 @@ class Generation:
                         segments = await self._in_encoder(loop, _add_frames, encoder, payload)
                         self._frames_done += len(payload.frames)
                     await self._emit(segments)
-                    if self._frames_done - last_progress >= self.spec.fps:
+                    if self._frames_done - last_progress >= self._fps:
                         last_progress = self._frames_done
                         await self._events.put(self._progress())
                 if self._frames_done != self._frames_total:
@@ -378,7 +243,7 @@ class Generation:
     async def _in_encoder(self, loop, fn, *args):
         t = time.monotonic()
         result = await loop.run_in_executor(self._encode_pool, fn, *args)
-        self._encode_s += time.monotonic() - t
+        self._clock.encode += time.monotonic() - t
         return result
 
     async def _emit(self, segments) -> None:
@@ -389,18 +254,23 @@ class Generation:
             self._chunks += 1
             self._bytes += len(segment.data)
 
-    # --- helpers --------------------------------------------------------------------------------
-    def _thread_put(self, item) -> bool:
-        """Put from a worker thread, giving up when the generation was cancelled."""
-        loop = self._loop
-        while not self._cancel.is_set():
-            future = asyncio.run_coroutine_threadsafe(self._audio_blocks.put(item), loop)
-            try:
-                future.result(timeout=0.5)
-                return True
-            except TimeoutError:
-                future.cancel()
-        return False
+    # --- events ---------------------------------------------------------------------------------
+    def _timeline(self, batch: FrameBatch) -> Timeline:
+        frames = []
+        for k in range(len(batch.frames)):
+            index = batch.first_index + k
+            pose = batch.head_pose[k] if batch.head_pose is not None else (0.0, 0.0, 0.0)
+            frames.append(
+                TimelineFrame(
+                    index=index,
+                    time_seconds=index / self._fps,
+                    mouth_open=float(batch.mouth_open[k]),
+                    viseme=int(batch.viseme[k]) if batch.viseme is not None else 0,
+                    head_pose=tuple(float(v) for v in pose),  # type: ignore[arg-type]
+                    blink=float(batch.blink[k]) if batch.blink is not None else 0.0,
+                )
+            )
+        return Timeline(tuple(frames))
 
     def _progress(self) -> Progress:
         return Progress(self._frames_done, self._frames_total, self._audio_seconds)
@@ -409,17 +279,87 @@ class Generation:
         now = time.monotonic()
         return Summary(
             frames=self._frames_done,
-            duration_seconds=self._frames_done / self.spec.fps,
+            duration_seconds=self._frames_done / self._fps,
             bytes=self._bytes,
             chunks=self._chunks,
             timings=Timings(
                 total=now - self._t0,
                 first_chunk=(self._first_chunk_at or now) - self._t0,
-                decode=self._decode_s,
-                inference=self._infer_s,
-                encode=self._encode_s,
+                decode=self._clock.decode,
+                inference=self._clock.inference,
+                encode=self._clock.encode,
             ),
+            audio_kind=self._audio_kind,
         )
+
+
+class _ModelFeed:
+    """Sends audio (and, for lipsync, the matching video frames) to the model stream.
+
+    Output frame i shows the audio at i / fps. Frames go out as soon as the audio that covers
+    them has been sent, mapped to source frames by the sync mode; remap needs the final length
+    and so sends its frames at the end.
+    """
+
+    def __init__(self, stream: ModelStream, visual: Visual, mode: str, fps: float) -> None:
+        self._stream = stream
+        self._store = visual.frames
+        self._mode = mode
+        self._fps = fps
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
+        self._frames_sent = 0
+        self.total = 0  # model-rate samples received
+        n_src = self._store.count if self._store is not None else 0
+        self._n_src = n_src
+        #: cut_off: no audio beyond the video's end
+        self.sample_limit = (
+            round(n_src * MODEL_RATE / fps)
+            if self._store is not None and mode == "cut_off"
+            else None
+        )
+
+    async def add(self, samples: np.ndarray) -> None:
+        self._pending.append(samples)
+        self._pending_n += len(samples)
+        self.total += len(samples)
+        if self._pending_n >= MODEL_CHUNK:
+            await self._send(last=False)
+
+    def padding_samples(self) -> int:
+        if self._store is None or self._mode != "silence":
+            return 0
+        return max(0, round(self._n_src * MODEL_RATE / self._fps) - self.total)
+
+    async def finish(self) -> int:
+        """Send the rest; returns the clip's frame count."""
+        await self._send(last=True)
+        return round(self.total * self._fps / MODEL_RATE)
+
+    async def _send(self, *, last: bool) -> None:
+        audio = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+        self._pending, self._pending_n = [], 0
+        frames = indices = None
+        if self._store is not None:
+            n_out = round(self.total * self._fps / MODEL_RATE)
+            covered = n_out if last else int(self.total * self._fps / MODEL_RATE)
+            if self._mode == "remap" and not last:
+                covered = 0
+            if covered > self._frames_sent:
+                indices = np.array(
+                    [
+                        source_index(i, self._n_src, self._mode, n_out)
+                        for i in range(self._frames_sent, covered)
+                    ],
+                    dtype=np.int64,
+                )
+                frames = await asyncio.to_thread(_gather, self._store, indices)
+                self._frames_sent = covered
+        await self._stream.send_audio(audio, last=last, frames=frames, source_index=indices)
+
+
+def _gather(store, indices: np.ndarray) -> np.ndarray:
+    return np.stack([store[int(i)] for i in indices])
 
 
 def _add_frames(encoder: FragmentedMp4Encoder, batch: FrameBatch) -> list:
@@ -427,14 +367,6 @@ def _add_frames(encoder: FragmentedMp4Encoder, batch: FrameBatch) -> list:
     for frame in batch.frames:
         segments.extend(encoder.add_video(frame))
     return segments
-
-
-def _downscale(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    factor = min(1.0, side / max(image.shape[:2]))
-    if factor >= 1.0:
-        return image, 1.0
-    small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    return small, factor
 
 
 async def _with_idle_timeout(inputs: AsyncIterator[InputEvent], seconds: float):
@@ -450,35 +382,6 @@ async def _with_idle_timeout(inputs: AsyncIterator[InputEvent], seconds: float):
                 "(live sources: keep sending audio, even silence)"
             ) from None
         yield event
-
-
-async def _next_or_missing_end(inputs: AsyncIterator[InputEvent]) -> InputEvent:
-    try:
-        return await anext(inputs)
-    except StopAsyncIteration:
-        raise InvalidInput(
-            "the input stream closed without an end message: send EndOfInput after the last "
-            "audio chunk (a dropped connection is not taken as the end of the audio)",
-            field="end",
-        ) from None
-
-
-def _unexpected(event: InputEvent, expected: str) -> None:
-    raise FailedPrecondition(
-        f"{_describe(event)} arrived while reading {expected}: send config, image, audio, end "
-        "in that order, and do not mix encoded and PCM audio",
-        field=_describe(event),
-    )
-
-
-def _describe(event: InputEvent) -> str:
-    return {
-        ImagePiece: "image",
-        VideoPiece: "video",
-        EncodedAudioPiece: "audio.encoded",
-        PcmAudioPiece: "audio.pcm",
-        EndOfInput: "end",
-    }.get(type(event), type(event).__name__)
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
@@ -507,20 +410,12 @@ def prompt_words(prompt: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-# H.264 levels: (name, max macroblocks per frame, max macroblocks per second)
+# H.264 levels: (level_idc hex, max macroblocks per frame, max macroblocks per second)
 _LEVELS = [
-    ("0d", 396, 11880),
-    ("15", 792, 19800),
-    ("16", 1620, 20250),
-    ("1e", 1620, 40500),
-    ("1f", 3600, 108000),
-    ("20", 5120, 216000),
-    ("28", 8192, 245760),
-    ("2a", 8704, 522240),
-    ("32", 22080, 589824),
-    ("33", 36864, 983040),
-    ("34", 36864, 2073600),
-]
+    ("0d", 396, 11880), ("15", 792, 19800), ("16", 1620, 20250), ("1e", 1620, 40500),
+    ("1f", 3600, 108000), ("20", 5120, 216000), ("28", 8192, 245760), ("2a", 8704, 522240),
+    ("32", 22080, 589824), ("33", 36864, 983040), ("34", 36864, 2073600),
+]  # fmt: skip
 
 
 def mime_type(size: tuple[int, int], fps: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -28,6 +29,15 @@ tracer = trace.get_tracer("a2v_server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioToVideo"].full_name
 MAX_PROMPT_CHARS = 2000
+MAX_TRANSCRIPT_CHARS = 5000
+_SYNC_MODES = {
+    pb.SYNC_MODE_UNSPECIFIED: "bounce",
+    pb.SYNC_MODE_BOUNCE: "bounce",
+    pb.SYNC_MODE_LOOP: "loop",
+    pb.SYNC_MODE_CUT_OFF: "cut_off",
+    pb.SYNC_MODE_SILENCE: "silence",
+    pb.SYNC_MODE_REMAP: "remap",
+}
 
 _ASPECTS = {
     pb.ASPECT_RATIO_UNSPECIFIED: None,
@@ -124,6 +134,36 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
         "config.trim.end_seconds",
         "trim end must be 0 (until the end) or after the start",
     )
+    _require(
+        len(config.transcript) <= MAX_TRANSCRIPT_CHARS,
+        "config.transcript",
+        f"the transcript has {len(config.transcript)} characters; the limit is "
+        f"{MAX_TRANSCRIPT_CHARS}",
+    )
+    animation = config.animation
+    ranges = {"expression_scale": 2.0, "head_motion_scale": 2.0, "blink_rate": 60.0}
+    for name, top in ranges.items():
+        if animation.HasField(name):
+            value = getattr(animation, name)
+            _require(
+                math.isfinite(value) and 0.0 <= value <= top,
+                f"config.animation.{name}",
+                f"{name} must be within 0..{top:g}, got {value:g}",
+            )
+    _require(
+        config.sync_mode in _SYNC_MODES,
+        "config.sync_mode",
+        f"unknown sync mode value {config.sync_mode}",
+    )
+    face_box = None
+    if config.face.WhichOneof("selector") == "box":
+        b = config.face.box
+        _require(
+            all(math.isfinite(v) for v in (b.x0, b.y0, b.x1, b.y1)) and b.x1 > b.x0 and b.y1 > b.y0,
+            "config.face.box",
+            "the face box needs x1 > x0 and y1 > y0 (source video pixels)",
+        )
+        face_box = (b.x0, b.y0, b.x1, b.y1)
     request_id = config.request_id or uuid.uuid4().hex
     _require(
         len(request_id) <= 128 and request_id.isprintable(),
@@ -143,6 +183,18 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
             prompt=config.prompt,
             trim_start=trim.start_seconds,
             trim_end=trim.end_seconds or None,
+            transcript=config.transcript,
+            expression_scale=(
+                animation.expression_scale if animation.HasField("expression_scale") else None
+            ),
+            head_motion_scale=(
+                animation.head_motion_scale if animation.HasField("head_motion_scale") else None
+            ),
+            blink_rate=animation.blink_rate if animation.HasField("blink_rate") else None,
+            include_timeline=config.include_timeline,
+            sync_mode=_SYNC_MODES[config.sync_mode],
+            face_index=config.face.index if config.face.WhichOneof("selector") == "index" else 0,
+            face_box=face_box,
         ),
         model,
     )
@@ -194,6 +246,24 @@ def event_to_proto(event: spec.OutputEvent) -> pb.GenerateResponse:
                 data=seg.data,
             )
         )
+    if isinstance(event, spec.Timeline):
+        return pb.GenerateResponse(
+            timeline=pb.Timeline(
+                frames=[
+                    pb.TimelineFrame(
+                        index=f.index,
+                        time_seconds=f.time_seconds,
+                        mouth_open=f.mouth_open,
+                        viseme=f.viseme,
+                        head_yaw=f.head_pose[0],
+                        head_pitch=f.head_pose[1],
+                        head_roll=f.head_pose[2],
+                        blink=f.blink,
+                    )
+                    for f in event.frames
+                ]
+            )
+        )
     if isinstance(event, spec.Progress):
         return pb.GenerateResponse(
             progress=pb.Progress(
@@ -231,6 +301,7 @@ def event_to_proto(event: spec.OutputEvent) -> pb.GenerateResponse:
                 inference_seconds=t.inference,
                 encode_seconds=t.encode,
             ),
+            audio_kind=event.audio_kind,
         )
     )
 
@@ -258,6 +329,24 @@ def to_status(exc: BaseException) -> status_pb2.Status:
         message="internal error in the a2v server (this is a bug; it was "
         "logged with the request id)",
     )
+
+
+async def _drain(requests: AsyncIterator[pb.GenerateRequest], seconds: float = 1.0) -> None:
+    """Read what the client is still sending, briefly, before failing the call.
+
+    A grpc.aio client whose write races the server's error status reports INTERNAL instead of
+    that status (grpc/grpc#36066). Taking the client's remaining messages for up to a second
+    lets it half-close normally and see the real status; a client that keeps sending longer
+    gets the status anyway.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            async for _ in requests:
+                pass
+    except (TimeoutError, grpc.RpcError, StopAsyncIteration):
+        pass
+    except Exception:  # the stream is broken: nothing more to read
+        pass
 
 
 class AudioToVideoService(pb_grpc.AudioToVideoServicer):
@@ -293,6 +382,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             except A2VError as exc:
                 log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
                 span.set_status(trace.StatusCode.ERROR, exc.status_name)
+                await _drain(requests)
                 await context.abort_with_status(rpc_status.to_status(to_status(exc)))
             except Exception as exc:  # a bug: log it fully, answer INTERNAL
                 log.exception("request %s crashed", request_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,11 +35,24 @@ class Settings:
     max_image_pixels: int = 40_000_000
     max_audio_bytes: int = 200 * MIB
     max_audio_seconds: float = 600.0
+    #: lipsync speaker videos (spooled to a temporary file, not held in memory)
+    max_video_bytes: int = 500 * MIB
     #: the server waits this long for the visual input and each next message before giving up
     idle_timeout_seconds: float = 30.0
     shutdown_grace_seconds: float = 10.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
+    #: PEM server certificate and key: TLS on the gRPC port when set
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: PEM CA bundle for client certificates: when set, clients must present one (mutual TLS)
+    tls_client_ca_file: str = ""
+    #: allow plaintext on a non-loopback address (a proxy or mesh encrypts the traffic)
+    allow_insecure: bool = False
+    #: file with one API key per line; when set every call but health needs one
+    api_keys_file: str = ""
+    #: concurrent Generate streams per API key (all callers share one bucket without keys)
+    max_streams_per_key: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,11 +82,34 @@ class Settings:
             raise ValueError("triton_instance_kind must be cpu, gpu or empty")
         if ":" not in self.listen or ":" not in self.triton_url:
             raise ValueError("listen and triton_url must be host:port")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        if not self.tls_cert_file and not self.allow_insecure and not is_loopback(self.listen):
+            raise ValueError(
+                f"refusing to listen on {self.listen} without TLS: set A2V_TLS_CERT_FILE and "
+                "A2V_TLS_KEY_FILE, listen on loopback, or set A2V_ALLOW_INSECURE=true when a "
+                "proxy or service mesh encrypts the traffic"
+            )
+        if self.max_streams_per_key < 1:
+            raise ValueError("max_streams_per_key must be at least 1")
         return self
 
     def describe(self) -> str:
         """One line for the start-up log (no secrets are held here)."""
         return " ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``host:port`` names a loopback host (127.0.0.0/8, ::1, localhost)."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost, or empty (= every interface)
+        return False
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:

@@ -27,6 +27,17 @@ class GenerateSpec:
     prompt: str
     trim_start: float
     trim_end: float | None
+    transcript: str = ""
+    #: None = model default
+    expression_scale: float | None = None
+    head_motion_scale: float | None = None
+    blink_rate: float | None = None
+    include_timeline: bool = False
+    #: lipsync: "bounce" | "loop" | "cut_off" | "silence" | "remap"
+    sync_mode: str = "bounce"
+    face_index: int = 0
+    #: lipsync: x0, y0, x1, y1 in source video pixels
+    face_box: tuple[float, float, float, float] | None = None
 
 
 # --- input events (client -> server, after the config) -----------------------------------------
@@ -88,6 +99,21 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class TimelineFrame:
+    index: int
+    time_seconds: float
+    mouth_open: float
+    viseme: int = 0  # a2v.v1.Viseme number, 0 = unknown
+    head_pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
+    blink: float = 0.0
+
+
+@dataclass(frozen=True)
+class Timeline:
+    frames: tuple[TimelineFrame, ...]
+
+
+@dataclass(frozen=True)
 class Timings:
     total: float = 0.0
     first_chunk: float = 0.0
@@ -103,6 +129,8 @@ class Summary:
     bytes: int
     chunks: int
     timings: Timings = field(default_factory=Timings)
+    #: a2v.v1.AudioKind number as judged by the model, 0 = unknown
+    audio_kind: int = 0
 
 
-OutputEvent = Accepted | Chunk | Progress | Summary
+OutputEvent = Accepted | Chunk | Progress | Summary | Timeline

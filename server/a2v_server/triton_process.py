@@ -25,7 +25,7 @@ from tritonclient.grpc import model_config_pb2
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = ("face_landmarks", "talking_avatar")
+DEFAULT_MODELS = ("face_landmarks", "talking_avatar", "lipsync")
 
 
 class TritonStartError(RuntimeError):

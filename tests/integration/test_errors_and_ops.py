@@ -145,7 +145,10 @@ def test_server_survives_bad_requests_and_still_renders(client, tmp_path):
 
 def test_models_health_and_reflection(stack, client):
     models = client.list_models()
-    assert [m.name for m in models] == ["talking_avatar"]
+    assert [m.name for m in models] == ["talking_avatar", "lipsync"]
+    assert all(m.ready for m in models)
+    lipsync = models[1]
+    assert set(lipsync.accepted_inputs) == {pb.INPUT_KIND_AUDIO, pb.INPUT_KIND_VIDEO}
     m = models[0]
     assert m.ready and m.native_fps == 25
     assert set(m.accepted_inputs) == {pb.INPUT_KIND_AUDIO, pb.INPUT_KIND_IMAGE}

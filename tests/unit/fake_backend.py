@@ -13,13 +13,16 @@ RATE = 16000
 
 
 class FakeAvatar:
-    def __init__(self, portrait: np.ndarray, fps: float) -> None:
+    def __init__(self, portrait: np.ndarray | None, fps: float) -> None:
         self.portrait = portrait
+        self.video_frames: list[np.ndarray] = []  # lipsync: frames sent in, echoed back
         self.fps = fps
         self.queue: asyncio.Queue = asyncio.Queue()
         self.closed = False
 
-    async def send_audio(self, samples, *, last=False):
+    async def send_audio(self, samples, *, last=False, frames=None, source_index=None):
+        if frames is not None:
+            self.video_frames.extend(frames)
         await self.queue.put((np.asarray(samples, np.float32), last))
 
     async def batches(self):
@@ -30,8 +33,14 @@ class FakeAvatar:
             received = np.concatenate([received, samples])
             total = round(len(received) * self.fps / RATE)
             n = total - done if last else max(0, int(len(received) * self.fps / RATE) - 1 - done)
+            if n and self.portrait is None:  # lipsync: echo the video frames
+                n = min(n, len(self.video_frames) - done)
             if n:
-                frames = np.repeat(self.portrait[None], n, axis=0)
+                frames = (
+                    np.repeat(self.portrait[None], n, axis=0)
+                    if self.portrait is not None
+                    else np.stack(self.video_frames[done : done + n])
+                )
                 yield FrameBatch(done, frames, np.zeros(n, np.float32))
                 done += n
             if last:
@@ -57,8 +66,13 @@ class FakeBackend:
         marks = np.tile(np.array([[w / 2, h / 2]], np.float32), (68, 1))
         return [Face(box, 1.0, marks)]
 
-    def open_avatar(self, portrait, landmarks, fps):
+    async def open_avatar(self, portrait, landmarks, fps, options=None):
         avatar = FakeAvatar(portrait, fps)
+        self.avatars.append(avatar)
+        return avatar
+
+    async def open_lipsync(self, fps, face_index, face_box):
+        avatar = FakeAvatar(None, fps)
         self.avatars.append(avatar)
         return avatar
 

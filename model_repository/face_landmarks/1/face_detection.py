@@ -127,3 +127,17 @@ class FaceAnalyzer:
 
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
+
+    def landmarks_in(self, image_rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The 68 landmarks of the face inside ``box`` (x0, y0, x1, y1), without detection.
+
+        Used to track a face from frame to frame: the previous frame's box is a good enough
+        start for the shape predictor, at ~1 ms instead of a ~15 ms detection.
+        """
+        gray = np.ascontiguousarray(cv2.cvtColor(np.asarray(image_rgb), cv2.COLOR_RGB2GRAY))
+        x0, y0, x1, y1 = (round(v) for v in box)
+        shape = self._predictor(gray, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+        return np.array(
+            [(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)],
+            dtype=np.float32,
+        )

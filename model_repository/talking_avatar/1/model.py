@@ -8,6 +8,13 @@ Decoupled and stateful (see config.pbtxt). Tensors:
   FRAMES      uint8 [k, H, W, 3] response: rendered frames
   FIRST_FRAME int64 [1]          response: index of FRAMES[0] in the clip
   MOUTH_OPEN  fp32  [k]          response: mouth opening per frame
+  SEED, EXPRESSION_SCALE, HEAD_MOTION_SCALE, BLINK_RATE, TRANSCRIPT: optional, first request
+  VISEME      int32 [k]          response: mouth shape per frame (visemes.py numbering)
+  HEAD_POSE   fp32  [k, 3]       response: yaw, pitch, roll degrees per frame
+  BLINK       fp32  [k]          response: eyelid closure 0..1 per frame
+  AUDIO_KIND  int32 [1]          response: 1 speech, 2 music, 3 other (audio so far)
+
+Frames come back LOOKAHEAD (animator.LOOKAHEAD_S = 0.24 s) of audio after their own time.
 
 Errors are sent as error responses whose message starts with a status tag such as
 "[INVALID_ARGUMENT]"; the a2v server maps the tag to its gRPC status.
@@ -22,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from mouth_motion import MouthMotion
+from animator import Animator
+from face_motion import FaceMotion
 from mouth_render import MouthRenderer
 
 SAMPLE_RATE = 16000
@@ -40,7 +48,8 @@ class Session:
     """State of one sequence (one generation)."""
 
     renderer: MouthRenderer
-    motion: MouthMotion
+    face: FaceMotion
+    animator: Animator
     next_frame: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -48,6 +57,37 @@ class Session:
 def _input(request, name: str) -> np.ndarray | None:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy()
+
+
+def _scalar(request, name: str, lo: float, hi: float, default: float) -> float:
+    value = _input(request, name)
+    if value is None or value.size == 0:
+        return default
+    v = float(value.ravel()[0])
+    if not (np.isfinite(v) and lo <= v <= hi):
+        raise InvalidRequest(f"{name} must be a finite number within {lo:g}..{hi:g}, got {v:g}")
+    return v
+
+
+def _liveliness(request) -> dict:
+    seed = _input(request, "SEED")
+    return dict(
+        seed=int(seed.ravel()[0]) if seed is not None and seed.size else 0,
+        expression_scale=_scalar(request, "EXPRESSION_SCALE", 0.0, 2.0, 1.0),
+        head_motion_scale=_scalar(request, "HEAD_MOTION_SCALE", 0.0, 2.0, 1.0),
+        blink_rate=_scalar(request, "BLINK_RATE", 0.0, 60.0, 15.0),
+    )
+
+
+def _transcript(request) -> str | None:
+    value = _input(request, "TRANSCRIPT")
+    if value is None or value.size == 0:
+        return None
+    raw = value.ravel()[0]
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if len(text) > 100_000:
+        raise InvalidRequest("TRANSCRIPT is longer than 100000 characters")
+    return text.strip() or None
 
 
 class TritonPythonModel:
@@ -103,24 +143,39 @@ class TritonPythonModel:
         audio = _input(request, "AUDIO").astype(np.float32, copy=False).ravel()
         if not np.all(np.isfinite(audio)):
             raise InvalidRequest("AUDIO contains NaN or infinite samples")
-        openness = session.motion.push(np.clip(audio, -1.0, 1.0))
+        frames = session.animator.push(np.clip(audio, -1.0, 1.0))
         if end:
-            openness = np.concatenate([openness, session.motion.finish()])
+            frames += session.animator.finish()
 
-        for i in range(0, len(openness), self._max_frames):
+        for i in range(0, len(frames), self._max_frames):
             if sender.is_cancelled():
                 self._sessions.pop(corrid, None)
                 return
-            batch = openness[i : i + self._max_frames]
-            frames = np.stack([session.renderer.render(float(o)) for o in batch])
+            batch = frames[i : i + self._max_frames]
+            images = np.stack(
+                [
+                    session.face.apply(
+                        session.renderer.render(f.openness, f.shapes), f.blink, f.brow, f.pose
+                    )
+                    for f in batch
+                ]
+            )
             sender.send(
                 pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor("FRAMES", frames),
+                        pb_utils.Tensor("FRAMES", images),
                         pb_utils.Tensor(
                             "FIRST_FRAME", np.array([session.next_frame], dtype=np.int64)
                         ),
-                        pb_utils.Tensor("MOUTH_OPEN", batch.astype(np.float32)),
+                        pb_utils.Tensor(
+                            "MOUTH_OPEN", np.array([f.openness for f in batch], np.float32)
+                        ),
+                        pb_utils.Tensor("VISEME", np.array([f.viseme for f in batch], np.int32)),
+                        pb_utils.Tensor(
+                            "HEAD_POSE", np.stack([f.pose for f in batch]).astype(np.float32)
+                        ),
+                        pb_utils.Tensor("BLINK", np.array([f.blink for f in batch], np.float32)),
+                        pb_utils.Tensor("AUDIO_KIND", np.array([batch[-1].kind], np.int32)),
                     ]
                 )
             )
@@ -143,7 +198,9 @@ class TritonPythonModel:
         if not np.all(np.isfinite(landmarks)):
             raise InvalidRequest("LANDMARKS contain NaN or infinite values")
         renderer = MouthRenderer(np.ascontiguousarray(portrait), landmarks)
-        return Session(renderer=renderer, motion=MouthMotion(sample_rate=SAMPLE_RATE, fps=fps))
+        face = FaceMotion(portrait.shape, landmarks)
+        animator = Animator(fps=fps, transcript=_transcript(request), **_liveliness(request))
+        return Session(renderer=renderer, face=face, animator=animator)
 
     def _drop_idle_sessions(self) -> None:
         """Forget sequences whose client vanished without sending END (Triton also frees them)."""

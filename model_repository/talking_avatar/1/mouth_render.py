@@ -27,6 +27,9 @@ _CORNER_DROP = 0.25  # ... and down, as a fraction of the lip drop
 _INTERIOR_EDGE = np.array([96.0, 36.0, 38.0])  # RGB near the lips: dark red
 _INTERIOR_DEEP = np.array([22.0, 8.0, 9.0])  # RGB deep inside: brown-black
 _TEETH = np.array([236.0, 232.0, 220.0])  # RGB of the upper-teeth hint
+# Lip-shape basis poses; ``shapes`` in render() are their weights (viseme render weights
+# without the jaw scale, see visemes.WEIGHTS).
+BASES = ("spread", "round", "press", "fv")
 
 
 def _tps_weights(points: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -117,6 +120,11 @@ class MouthRenderer:
         self._src_gap = float(np.dot(lm[66] - lm[62], down))
         self._src_teeth = float(np.clip((self._src_gap / width - 0.06) / 0.06, 0.0, 1.0))
         self._inner_disp = disp[60:68].copy()
+        # Lip colour: median of the lower lip's middle (between inner 66 and outer 57).
+        c = (lm[66] + lm[57]) / 2
+        r = max(1, int(0.04 * width))
+        lip = img[int(c[1]) - r : int(c[1]) + r + 1, int(c[0]) - 2 * r : int(c[0]) + 2 * r + 1]
+        self._lip_rgb = np.median(lip.reshape(-1, 3), 0) if lip.size else np.array([150.0, 80, 80])
 
         # Backward maps per openness level on a coarse grid (ROI-local source coordinates).
         rw, rh = x1 - x0, y1 - y0
@@ -139,6 +147,62 @@ class MouthRenderer:
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         self._base_x, self._base_y = xs, ys
 
+        # Lip-shape basis poses (viseme rendering): forward displacements of the lip points
+        # at weight 1; each gets its own backward field (TPS through the same anchors), and
+        # weights blend them linearly with the openness ladder (small displacements).
+        self._basis_fields = np.zeros((len(BASES), gh, gw, 2), np.float32)
+        self._basis_inner = np.zeros((len(BASES), 8, 2))
+        for b, name in enumerate(BASES):
+            bdisp = self._basis_disp(name, lm, down, right, width, mouth)
+            bmove = np.vstack([bdisp[moving], np.zeros((len(src) - len(moving), 2))])
+            dst = src + bmove
+            wts = _tps_weights(dst, -bmove)
+            self._basis_fields[b] = _tps_eval(wts, dst, grid).reshape(gh, gw, 2)
+            self._basis_inner[b] = bdisp[60:68]
+
+    def _basis_disp(self, name, lm, down, right, width, mouth) -> np.ndarray:
+        """Forward displacement (68, 2) of the lip landmarks for one basis pose."""
+        d = np.zeros((68, 2))
+        side = np.sign((lm - mouth) @ right)  # -1 left half, +1 right half
+        gap = max(self._src_gap, 0.0)
+        if name == "spread":  # EE: corners out and a little up, lips thinner
+            for i in (48, 60, 54, 64):
+                d[i] = right * side[i] * 0.09 * width - down * 0.02 * width
+            for i in (49, 53, 59, 55, 61, 63, 67, 65):
+                d[i] = right * side[i] * 0.05 * width
+            for i in (50, 51, 52):
+                d[i] = down * 0.015 * width
+            for i in (56, 57, 58):
+                d[i] = -down * 0.015 * width
+        elif name == "round":  # O/U/W: corners in, lips pushed out (fuller, shorter mouth)
+            for i in (48, 60, 54, 64):
+                d[i] = -right * side[i] * 0.16 * width
+            for i in (49, 53, 59, 55):
+                d[i] = -right * side[i] * 0.09 * width
+            for i in (61, 63, 67, 65):
+                d[i] = -right * side[i] * 0.10 * width
+            for i in (50, 51, 52):
+                d[i] = -down * 0.035 * width - right * side[i] * 0.03 * width
+            for i in (56, 57, 58):
+                d[i] = down * 0.035 * width - right * side[i] * 0.03 * width
+        elif name == "press":  # M/B/P: lips meet and thin out (a seam is painted on top)
+            for i in (50, 51, 52):
+                d[i] = down * (0.02 * width + 0.5 * gap)
+            for i in (61, 62, 63):
+                d[i] = down * 0.5 * gap
+            for i in (56, 57, 58):
+                d[i] = -down * (0.025 * width + 0.5 * gap)
+            for i in (65, 66, 67):
+                d[i] = -down * 0.5 * gap
+            for i in (48, 54):
+                d[i] = -right * side[i] * 0.02 * width
+        elif name == "fv":  # F/V: lower lip up under the upper teeth
+            for i in (56, 57, 58):
+                d[i] = -down * (0.04 * width + 0.5 * gap)
+            for i in (65, 66, 67):
+                d[i] = -down * (0.03 * width + 0.5 * gap)
+        return d
+
     @staticmethod
     def _border_anchors(x0: int, y0: int, x1: int, y1: int, step: float) -> np.ndarray:
         nx = max(2, int(np.ceil((x1 - x0) / step)) + 1)
@@ -149,33 +213,94 @@ class MouthRenderer:
         pts += [(x0, y) for y in ys[1:-1]] + [(x1 - 1, y) for y in ys[1:-1]]
         return np.array(pts, dtype=np.float64)
 
-    def render(self, openness: float) -> np.ndarray:
+    def render(self, openness: float, shapes=None) -> np.ndarray:
         """Return a new (H, W, 3) uint8 frame with the mouth opened by ``openness``.
 
-        ``openness`` is clipped to [0, 1]; 0 returns an exact copy of the portrait and
-        only pixels inside ``roi`` ever differ from it.
+        ``openness`` is clipped to [0, 1]; ``shapes`` are optional weights (0..~1.5) of the
+        basis poses ``BASES`` (spread, round, press, fv). 0 openness and no shape weights
+        return an exact copy of the portrait; only pixels inside ``roi`` ever differ from it.
         """
         a = float(np.clip(openness, 0.0, 1.0)) if np.isfinite(openness) else 0.0
         out = self._image.copy()
-        if a <= 0.0:
+        w = np.zeros(len(BASES))
+        if shapes is not None:
+            w = np.nan_to_num(np.clip(np.asarray(shapes, np.float64).ravel()[: len(BASES)], 0, 1.5))
+        if a <= 0.0 and not np.any(w > 1e-3):
             return out
         x0, y0, x1, y1 = self.roi
         pos = a * (_LEVELS - 1)
         k = min(int(pos), _LEVELS - 2)
         f = pos - k
         coarse = (1.0 - f) * self._levels[k] + f * self._levels[k + 1]
+        for b in np.nonzero(w > 1e-3)[0]:
+            coarse = coarse + np.float32(w[b]) * self._basis_fields[b]
         field = cv2.resize(coarse, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         map_x = self._base_x + field[..., 0]
         map_y = self._base_y + field[..., 1]
         roi = cv2.remap(self._image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        self._paint_interior(roi, a)
+        inner_disp = a * self._inner_disp + np.tensordot(w, self._basis_inner, 1)
+        if a > 0.0:
+            self._paint_interior(roi, a, inner_disp)
+        if w[3] > 1e-3:
+            self._paint_fv_teeth(roi, w[3], inner_disp)
+        if w[2] > 1e-3:
+            self._paint_seam(roi, min(w[2], 1.0), inner_disp)
         out[y0:y1, x0:x1] = roi
         return out
 
-    def _paint_interior(self, roi: np.ndarray, a: float) -> None:
+    def _paint_seam(self, roi: np.ndarray, weight: float, inner_disp: np.ndarray) -> None:
+        """Pressed lips: lip colour over what is left between them, and a thin dark seam."""
+        x0, y0 = self.roi[:2]
+        inner = self._inner_src + inner_disp - (x0, y0)
+        line = (inner[[0, 1, 2, 3, 4]] + inner[[0, 7, 6, 5, 4]]) / 2  # between the inner lips
+        half = max(0.5 * self._src_gap, 0.0) + 0.03 * self._width
+        bx0 = max(int(np.floor(line[:, 0].min())) - 1, 0)
+        bx1 = min(int(np.ceil(line[:, 0].max())) + 2, roi.shape[1])
+        by0 = max(int(np.floor(line[:, 1].min() - half)) - 2, 0)
+        by1 = min(int(np.ceil(line[:, 1].max() + half)) + 3, roi.shape[0])
+        if bx1 - bx0 < 2 or by1 - by0 < 2:
+            return
+        ys, xs = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
+        o = np.argsort(line[:, 0])
+        ly = np.interp(xs[0], line[o, 0], line[o, 1])[None, :]
+        dist = np.abs(ys - ly)
+        cx, rx = line[:, 0].mean(), max(np.ptp(line[:, 0]) / 2, 1.0)
+        taper = np.clip(1.0 - np.abs((xs - cx) / rx) ** 4, 0.0, 1.0)
+        fill = np.clip((half * taper + 0.5 - dist) / 1.5, 0.0, 1.0)[..., None] * weight * 0.9
+        seam = np.clip(1.0 - dist / 1.2, 0.0, 1.0)[..., None] * weight * 0.4 * taper[..., None]
+        patch = roi[by0:by1, bx0:bx1].astype(np.float32)
+        patch += (self._lip_rgb - patch) * fill
+        patch += (_INTERIOR_EDGE * 0.7 - patch) * seam
+        roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+
+    def _paint_fv_teeth(self, roi: np.ndarray, weight: float, inner_disp: np.ndarray) -> None:
+        """F/V: the upper teeth's edges showing above the raised lower lip."""
+        x0, y0 = self.roi[:2]
+        inner = self._inner_src + inner_disp - (x0, y0)
+        upper = inner[[0, 1, 2, 3, 4]]
+        bx0 = max(int(np.floor(upper[:, 0].min())), 0)
+        bx1 = min(int(np.ceil(upper[:, 0].max())) + 1, roi.shape[1])
+        band = max(0.05 * self._width, 1.5)
+        by0 = max(int(np.floor(upper[:, 1].min())) - 1, 0)
+        by1 = min(int(np.ceil(upper[:, 1].max() + band)) + 2, roi.shape[0])
+        if bx1 - bx0 < 2 or by1 - by0 < 2:
+            return
+        ys, xs = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
+        lip_y = np.interp(xs[0], upper[:, 0], upper[:, 1])[None, :]
+        below = ys - lip_y
+        alpha = np.clip(below + 0.5, 0, 1) * np.clip((band - below) / 1.5, 0, 1)
+        cx = upper[:, 0].mean()
+        rx = max(np.ptp(upper[:, 0]) / 2, 1.0)
+        side = np.clip(1.0 - np.abs((xs - cx) / (0.8 * rx)) ** 2, 0.0, 1.0)
+        alpha = (alpha * side * min(weight, 1.0) * 0.85)[..., None]
+        patch = roi[by0:by1, bx0:bx1].astype(np.float32)
+        patch += (_TEETH * (0.8 + 0.2 * side[..., None]) - patch) * alpha
+        roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+
+    def _paint_interior(self, roi: np.ndarray, a: float, inner_disp: np.ndarray) -> None:
         """Darken the opened mouth (inside the displaced inner lips) in place."""
         x0, y0 = self.roi[:2]
-        inner = self._inner_src + a * self._inner_disp - (x0, y0)  # ROI-local, order 60..67
+        inner = self._inner_src + inner_disp - (x0, y0)  # ROI-local, order 60..67
         gap = float(np.linalg.norm(inner[6] - inner[2]))  # 66 vs 62: vertical opening
         if gap < 0.5:
             return

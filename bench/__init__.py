@@ -1,0 +1,20 @@
+"""a2v benchmarks: ``make bench`` (or ``python -m bench``) prints one table.
+
+The benchmark starts its own stack (``a2v_server.stack.LocalStack``: Triton plus the a2v server on
+free loopback ports), drives it from the client side like a user would, and stops it. Figures:
+
+* first media chunk for a file upload, from the client (config sent -> first chunk received) and
+  from the server (``Summary.timings.first_chunk_seconds``), p50/p95 over ``BENCH_RUNS`` runs;
+* live end-to-end latency: PCM sent at real-time pace in 20 ms pieces; per fragment, arrival time
+  minus the send time of the audio at the fragment's end; fragment durations;
+* real-time factor (audio seconds / wall seconds) and frames per second at 512x512 and 1280x720,
+  against the encode-only ceiling measured in the same run (``bench.ceiling``);
+* the most simultaneous live streams that keep real time (``bench.live``);
+* peak RSS of the server and of the Triton process tree for a 10 s and (``BENCH_LONG=1``) a
+  10 min input (``bench.procmem``);
+* Triton's own per-request statistics per model (``bench.triton_stats``).
+
+Environment: ``BENCH_RUNS`` (default 10), ``BENCH_LONG=1`` (adds the 10-minute memory run,
+about 2 minutes), ``BENCH_MAX_STREAMS`` (default 6). Benchmarks print figures; nothing here
+asserts on time.
+"""

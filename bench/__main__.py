@@ -1,0 +1,87 @@
+"""``python -m bench``: start a stack, run every measurement, print the table, stop the stack."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from a2v_server.stack import LocalStack
+
+from . import suite, triton_stats
+from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speech
+from .table import Row, markdown
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        sys.exit(f"bench: {name} must be an integer")
+
+
+def main() -> int:
+    runs = _env_int("BENCH_RUNS", 10)
+    max_streams = _env_int("BENCH_MAX_STREAMS", 6)
+    long_run = os.environ.get("BENCH_LONG", "") not in ("", "0")
+    #: override the models' instance count (0 = as in config.pbtxt), to compare settings
+    instances = _env_int("BENCH_INSTANCES", 0)
+    started = time.monotonic()
+    image = PORTRAIT.read_bytes()
+
+    def step(text: str) -> None:
+        print(f"[bench {time.monotonic() - started:5.0f} s] {text}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="a2v-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        step("making inputs (espeak-ng, sox)")
+        ten = speech(tmp_dir / "speech-10s.wav", 10.0)
+        eight = speech(tmp_dir / "speech-8s.wav", 8.0)
+        long_input = speech(tmp_dir / "speech-10min.wav", 600.0) if long_run else None
+        step("starting Triton and the a2v server")
+        # The per-caller stream limit is a policy, not capacity: lift it to measure capacity.
+        stack = LocalStack(
+            ROOT, log_dir=tmp_dir, server_env={"A2V_MAX_STREAMS_PER_KEY": str(max_streams + 1)}
+        )
+        stack.triton.instance_count = instances
+        with stack:
+            before = triton_stats.snapshot(stack.triton.url)
+            rows: list[Row] = []
+            step(f"first chunk, {runs} file uploads")
+            rows += suite.first_chunk(stack.address, SPEECH, image, runs)
+            step("real-time factor and encode-only ceiling")
+            rows += suite.throughput(stack.address, SPEECH, PORTRAIT, 3)
+            step("one live stream")
+            rows += suite.live(stack.address, ten, image)
+            # Triton's statistics for single streams only (queueing under overload is shown
+            # by the concurrency row instead).
+            after = triton_stats.snapshot(stack.triton.url)
+            step("simultaneous live streams")
+            rows += suite.concurrency(stack.address, eight, image, max_streams)
+            step("memory" + (" (10 s and 10 min inputs)" if long_run else " (10 s input)"))
+            inputs = [("10 s", ten)] + ([("10 min", long_input)] if long_input else [])
+            rows += suite.memory(stack.address, inputs, image, "512x512")
+            if not long_run:
+                rows.append(
+                    Row("peak RSS, 10 min input", "skipped (set BENCH_LONG=1, ~2 more minutes)")
+                )
+            rows += suite.triton_rows(triton_stats.delta(before, after))
+    step("done")
+    print()
+    print(f"a2v benchmark — {machine()}")
+    print(
+        f"inputs: {SPEECH.name} ({audio_seconds(SPEECH):.2f} s) for file uploads, espeak-ng "
+        f"speech for live streams and memory, portrait {PORTRAIT.name}, 25 fps; "
+        f"model instances: {instances or 'as in config.pbtxt'}; "
+        f"client and stack on the same machine; total bench time "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    print()
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

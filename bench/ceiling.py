@@ -1,0 +1,75 @@
+"""The encode-only ceiling: what the service could reach if the model were free.
+
+Decodes the same audio file and portrait with the server's own decoders, then H.264/AAC-encodes
+the same number of frames at the same size with the server's own ``FragmentedMp4Encoder`` (same
+settings as a generation: veryfast, CRF 20, 200 ms fragments). Every frame is the still
+portrait: the rendered video differs only around the mouth, so this is a slightly optimistic
+(upper) bound. Runs in this process, single-threaded per stream like the server's encoder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from a2v_server.media.audio import EncodedAudioDecoder
+from a2v_server.media.encoder import FragmentedMp4Encoder
+from a2v_server.media.image import decode_image
+
+
+@dataclass
+class Ceiling:
+    frames: int
+    audio_seconds: float
+    seconds: float  # decode + encode wall time
+
+    @property
+    def rtf(self) -> float:
+        return self.audio_seconds / self.seconds
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds
+
+
+def encode_only(audio: Path, image: Path, width: int, height: int, fps: float = 25.0) -> Ceiling:
+    """Decode ``audio`` and ``image`` and encode ``round(seconds * fps)`` frames, timed."""
+    started = time.perf_counter()
+    portrait = decode_image(image.read_bytes())
+    # Cover-resize to the output size (the server crops around the face; same pixel count).
+    scale = max(width / portrait.shape[1], height / portrait.shape[0])
+    resized = cv2.resize(portrait, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    y0 = (resized.shape[0] - height) // 2
+    x0 = (resized.shape[1] - width) // 2
+    frame = np.ascontiguousarray(resized[y0 : y0 + height, x0 : x0 + width])
+
+    decoder = EncodedAudioDecoder()
+    decoder.write(audio.read_bytes())
+    decoder.end()
+    encoder: FragmentedMp4Encoder | None = None
+    model_samples = 0
+    frames = 0
+    for block in decoder.blocks():
+        if encoder is None:
+            encoder = FragmentedMp4Encoder(width, height, fps, block.output_pcm.shape[0])
+        encoder.add_audio(block.output_pcm)
+        model_samples += len(block.model_pcm)
+        # keep the video level with the audio, as the pipeline does
+        while frames < int(model_samples * fps / 16000):
+            encoder.add_video(frame)
+            frames += 1
+    if encoder is None:
+        raise RuntimeError(f"{audio}: no audio decoded")
+    total = round(model_samples * fps / 16000)
+    while frames < total:
+        encoder.add_video(frame)
+        frames += 1
+    size = sum(len(s.data) for s in encoder.close())
+    seconds = time.perf_counter() - started
+    if size <= 0:
+        raise RuntimeError("the encoder produced nothing")
+    return Ceiling(frames=frames, audio_seconds=model_samples / 16000, seconds=seconds)

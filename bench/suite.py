@@ -1,0 +1,194 @@
+"""The measurements, each returning table rows. ``bench.__main__`` runs them in order against
+one running stack."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from pathlib import Path
+
+from a2v_client.client import file_pcm
+
+from . import triton_stats
+from .ceiling import encode_only
+from .procmem import PeakSampler, StackPids
+from .runs import LiveRun, file_run, live_run, live_runs
+from .table import Row, mib, ms, pct
+
+#: a live stream that is this far behind (worst fragment, or the end) no longer keeps real time
+BEHIND_SECONDS = 1.0
+
+
+def first_chunk(address: str, audio: Path, image: bytes, runs: int) -> list[Row]:
+    """File upload at 512x512: config sent -> first media chunk, client and server clocks."""
+    file_run(address, audio, image, "512x512")  # warm-up (first sequence, caches)
+    results = [file_run(address, audio, image, "512x512") for _ in range(runs)]
+    client = [r.first_chunk for r in results]
+    server = [r.server_first_chunk for r in results]
+    return [
+        Row(
+            f"first media chunk, file upload, 512x512 ({runs} runs, client clock)",
+            f"p50 {ms(pct(client, 50))}, p95 {ms(pct(client, 95))}",
+            f"server's own first_chunk_seconds: p50 {ms(pct(server, 50))}, "
+            f"p95 {ms(pct(server, 95))}",
+            "<= 300 ms",
+        )
+    ]
+
+
+def throughput(address: str, audio: Path, portrait: Path, runs: int) -> list[Row]:
+    """Real-time factor and fps of one file upload vs the encode-only ceiling, per size, and
+    where the CPU time of one run goes (per process)."""
+    rows = []
+    image = portrait.read_bytes()
+    pids = StackPids.find()
+    for width, height, target in ((512, 512, 4.0), (1280, 720, 2.0)):
+        size = f"{width}x{height}"
+        cpu_before = pids.cpu_seconds()
+        results = [file_run(address, audio, image, size) for _ in range(runs)]
+        cpu_after = pids.cpu_seconds()
+        best = sorted(results, key=lambda r: r.total)[len(results) // 2]  # the median run
+        rtf = best.duration / best.total
+        fps = best.frames / best.total
+        ceilings = [encode_only(audio, portrait, width, height) for _ in range(runs)]
+        ceiling = sorted(ceilings, key=lambda c: c.seconds)[len(ceilings) // 2]
+        t = best.summary.timings
+        rows.append(
+            Row(
+                f"real-time factor, file upload, {size} (median of {runs})",
+                f"{rtf:.1f}x real time, {fps:.0f} fps ({best.duration:.2f} s in "
+                f"{best.total:.2f} s; server: decode {t.decode_seconds:.2f} s, inference "
+                f"{t.inference_seconds:.2f} s, encode {t.encode_seconds:.2f} s)",
+                f"encode-only ceiling {ceiling.rtf:.1f}x, {ceiling.fps:.0f} fps -> "
+                f"{100 * rtf / ceiling.rtf:.0f}% of ceiling",
+                f">= {target:g}x, >= 60% of ceiling",
+            )
+        )
+        cpu = {k: (cpu_after[k] - cpu_before[k]) / runs for k in cpu_before}
+        rows.append(
+            Row(
+                f"CPU seconds per run, {size} (mean of {runs}; 2 cores = 2 CPU-s per wall s)",
+                ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
+                f"encode-only ceiling: {ceiling.seconds:.2f} s (one process); tritonserver's "
+                "own share is moving tensors (the model runs in the stubs)",
+                "",
+            )
+        )
+    return rows
+
+
+def _pcm(audio: Path) -> tuple[bytes, int]:
+    rate, channels, pieces = file_pcm(audio, 0.02)
+    if channels != 1:
+        raise RuntimeError(f"{audio}: the live benchmark expects mono input")
+    return b"".join(pieces), rate
+
+
+def live(address: str, audio: Path, image: bytes) -> list[Row]:
+    """One live stream at 512x512: latency per fragment, fragment durations."""
+    pcm, rate = _pcm(audio)
+    run = asyncio.run(live_run(address, pcm, rate, image, "512x512"))
+    if run.error:
+        return [Row("live stream, 512x512", f"failed: {run.error}")]
+    durations = run.fragment_durations
+    return [
+        Row(
+            f"live end-to-end latency, 512x512, 1 stream ({run.audio_seconds:.1f} s of PCM at "
+            f"real-time pace, {len(run.latencies)} fragments)",
+            f"p50 {ms(pct(run.latencies, 50))}, p95 {ms(pct(run.latencies, 95))}, "
+            f"max {ms(max(run.latencies))}; end of audio -> summary {ms(run.tail)}",
+            f"first media chunk {ms(run.first_chunk)} after the config",
+            "<= 400 ms",
+        ),
+        Row(
+            "live fragment duration",
+            f"mean {ms(statistics.fmean(durations))}, min {ms(min(durations))}, "
+            f"max {ms(max(durations))}",
+            "",
+            "<= 200 ms",
+        ),
+    ]
+
+
+def _keeps_up(runs: list[LiveRun]) -> bool:
+    return all(not r.error and r.worst <= BEHIND_SECONDS for r in runs)
+
+
+def concurrency(address: str, audio: Path, image: bytes, max_streams: int) -> list[Row]:
+    """Ramp 1, 2, 3, ... simultaneous live streams until one falls behind by > 1 s."""
+    pcm, rate = _pcm(audio)
+    best = 0
+    steps = []
+    for n in range(1, max_streams + 1):
+        runs = asyncio.run(live_runs(address, pcm, rate, image, "512x512", n))
+        latencies = [x for r in runs for x in r.latencies]
+        worst = max(r.worst for r in runs)
+        errors = sum(bool(r.error) for r in runs)
+        failures = sorted({r.error.split(":")[0] for r in runs if r.error})
+        steps.append(
+            f"{n}: p95 {ms(pct(latencies, 95))}, worst {ms(worst)}"
+            + (f", {errors} failed ({', '.join(failures)})" if errors else "")
+        )
+        if not _keeps_up(runs):
+            break
+        best = n
+    return [
+        Row(
+            f"simultaneous live streams that keep real time, 512x512 ({len(pcm) / 2 / rate:.0f} s "
+            f"each; behind = a fragment or the end > {BEHIND_SECONDS:g} s late)",
+            f"{best}" + (f" (the ramp's limit, {max_streams})" if best == max_streams else ""),
+            "; ".join(steps),
+            ">= 3",
+        )
+    ]
+
+
+def memory(address: str, inputs: list[tuple[str, Path]], image: bytes, size: str) -> list[Row]:
+    """Peak RSS of the server and of the Triton process tree during one file upload each."""
+    pids = StackPids.find()
+    rows = []
+    first = None
+    for label, audio in inputs:
+        with PeakSampler(pids) as sampler:
+            result = file_run(address, audio, image, size)
+        peaks = (sampler.server_peak, sampler.triton_peak)
+        baseline = (
+            f"idle before: server {mib(sampler.server_idle)}, Triton {mib(sampler.triton_idle)}"
+        )
+        if first is not None:
+            baseline += (
+                f"; vs the {first[0]} input: server {(peaks[0] - first[1][0]) / 2**20:+.0f} MiB, "
+                f"Triton {(peaks[1] - first[1][1]) / 2**20:+.0f} MiB"
+            )
+        else:
+            first = (label, peaks)
+        rows.append(
+            Row(
+                f"peak RSS, {label} input ({result.duration:.0f} s of video, {size}, rendered "
+                f"in {result.total:.0f} s)",
+                f"server {mib(peaks[0])}, Triton {mib(peaks[1])} "
+                f"({sampler.triton_processes} processes: tritonserver + backend stubs)",
+                baseline,
+                "" if first[0] == label else f"<= the {first[0]} input + 50 MB",
+            )
+        )
+    return rows
+
+
+def triton_rows(stats: list[triton_stats.ModelStats]) -> list[Row]:
+    rows = []
+    for s in stats:
+        m = s.mean_ms
+        rows.append(
+            Row(
+                f"Triton statistics, {s.model} (mean per request over this run)",
+                f"{s.requests} requests, {m['success']:.1f} ms each: queue {m['queue']:.1f}, "
+                f"input {m['compute_input']:.2f}, infer {m['compute_infer']:.1f}, "
+                f"output {m['compute_output']:.2f} ms",
+                "talking_avatar: 1 request = one piece of >= 100 ms of audio (its frames)"
+                if s.model == "talking_avatar"
+                else "once per generation (portrait analysis)",
+                "",
+            )
+        )
+    return rows

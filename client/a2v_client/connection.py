@@ -1,0 +1,155 @@
+"""How the client reaches the server: plaintext or TLS / mutual TLS, and the API key.
+
+The key travels as ``authorization: Bearer <key>`` metadata on every call, added by a channel
+interceptor so that each RPC method need not remember it (and plaintext channels work too,
+which gRPC call credentials refuse).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS channel: ``ca`` verifies the server (None = the system roots);
+    ``cert`` and ``key`` are the client's own certificate for mutual TLS."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def from_env(cls) -> TlsFiles | None:
+        """From ``A2V_TLS_CA``, ``A2V_TLS_CERT``, ``A2V_TLS_KEY``; None when none is set."""
+        files = cls(
+            os.environ.get("A2V_TLS_CA") or None,
+            os.environ.get("A2V_TLS_CERT") or None,
+            os.environ.get("A2V_TLS_KEY") or None,
+        )
+        return files if (files.ca or files.cert or files.key) else None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("a client certificate needs its key: give --tls-cert and --tls-key")
+
+        def read(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca),
+            private_key=read(self.key),
+            certificate_chain=read(self.cert),
+        )
+
+
+def api_key_from_env() -> str | None:
+    return os.environ.get("A2V_API_KEY") or None
+
+
+def _with_key(details: Any, key: str) -> Any:
+    metadata = list(details.metadata or ())
+    metadata.append(("authorization", f"Bearer {key}"))
+    return details._replace(metadata=metadata)
+
+
+class _KeyInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(_with_key(details, self._key), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(_with_key(details, self._key), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(_with_key(details, self._key), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(_with_key(details, self._key), request_iterator)
+
+
+# grpc.aio files an interceptor under the first kind it implements only: one class per kind.
+class _AioUnaryUnaryKey(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        return await continuation(_with_key(details, self._key), request)
+
+
+class _AioUnaryStreamKey(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        return await continuation(_with_key(details, self._key), request)
+
+
+class _AioStreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    async def intercept_stream_unary(self, continuation, details, request_iterator):
+        return await continuation(_with_key(details, self._key), request_iterator)
+
+
+class _AioStreamStreamKey(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    async def intercept_stream_stream(self, continuation, details, request_iterator):
+        return await continuation(_with_key(details, self._key), request_iterator)
+
+
+def open_channel(
+    address: str,
+    options: Sequence[tuple[str, Any]],
+    *,
+    api_key: str | None = None,
+    tls: TlsFiles | None = None,
+) -> grpc.Channel:
+    """A blocking channel; TLS when ``tls`` is given; the key on every call when given."""
+    if tls is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        channel = grpc.secure_channel(address, tls.credentials(), options=options)
+    return grpc.intercept_channel(channel, _KeyInterceptor(api_key)) if api_key else channel
+
+
+def open_aio_channel(
+    address: str,
+    options: Sequence[tuple[str, Any]],
+    *,
+    api_key: str | None = None,
+    tls: TlsFiles | None = None,
+) -> grpc.aio.Channel:
+    """The asyncio counterpart of ``open_channel``."""
+    interceptors = None
+    if api_key:
+        interceptors = [
+            kind(api_key)
+            for kind in (
+                _AioUnaryUnaryKey,
+                _AioUnaryStreamKey,
+                _AioStreamUnaryKey,
+                _AioStreamStreamKey,
+            )
+        ]
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(
+        address, tls.credentials(), options=options, interceptors=interceptors
+    )

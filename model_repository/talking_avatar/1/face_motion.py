@@ -1,0 +1,200 @@
+"""Eyelids, eyebrows and head motion on a still portrait (numpy/OpenCV, precomputed per portrait).
+
+* Blink: per eye, the upper eyelid slides down over the eye. Inside the eye's box the image is
+  resampled from above (``src(x, y - d)``, d = blink * lid opening at that column), so the lid
+  is the portrait's own skin from above the eye and the lash line travels with it; a feathered
+  mask keeps the part of the eye below the moving lid edge untouched. At blink 1 the lid edge
+  lies just past the lower lid.
+* Brows: the brow band is lifted (``src(x, y + d)``) with a displacement that is largest on the
+  brow line and fades to zero on the upper eyelids and high on the forehead, so eyes never move.
+* Head: a rotation (roll) about the neck plus a shift for yaw/pitch, applied as a displacement
+  field that is full on the head and fades to zero around it (and below the chin), so the
+  frame border, shoulders and background stay put and the face can never leave the frame.
+All warps touch only their precomputed boxes; zero values return the input untouched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+class _Eye:
+    def __init__(self, lm: np.ndarray, idx: list[int], shape: tuple[int, int]):
+        p = lm[idx]  # outer/inner corner order as dlib: 0 corner, 1-2 upper, 3 corner, 4-5 lower
+        h, w = shape
+        ew = max(float(np.linalg.norm(p[3] - p[0])), 4.0)
+        upper = p[[0, 1, 2, 3]]
+        lower = p[[0, 5, 4, 3]]
+        o = np.argsort(upper[:, 0])
+        upper = upper[o]
+        lower = lower[np.argsort(lower[:, 0])]
+        opening = float(max(np.max(lower[:, 1]) - np.min(upper[:, 1]), 2.0))
+        x0 = max(int(math.floor(upper[0, 0] - 0.25 * ew)), 0)
+        x1 = min(int(math.ceil(upper[-1, 0] + 0.25 * ew)) + 1, w)
+        y0 = max(int(math.floor(upper[:, 1].min() - 2.0 * opening - 0.15 * ew)), 0)
+        y1 = min(int(math.ceil(lower[:, 1].max() + 0.2 * ew)) + 1, h)
+        self.box = (x0, y0, x1, y1)
+        xs = np.arange(x0, x1, dtype=np.float64)
+        yu = np.interp(xs, upper[:, 0], upper[:, 1])
+        yl = np.interp(xs, lower[:, 0], lower[:, 1])
+        # The lid covers the opening plus a margin so lashes rest on the lower lid.
+        lid = np.maximum(yl - yu, 0.0) + 0.06 * ew
+        span = max(upper[-1, 0] - upper[0, 0], 1.0)
+        u = (xs - upper[0, 0]) / span
+        wx = _smoothstep((u + 0.12) / 0.2) * _smoothstep((1.12 - u) / 0.2)
+        self._lid = (lid * wx)[None, :]  # (1, W)
+        self._yu = yu[None, :]
+        ys = np.arange(y0, y1, dtype=np.float64)[:, None]
+        # Skin band above the upper lid that is stretched down over the eye.
+        self._band = np.maximum(0.45 * float(lid.max()), 2.0) * wx[None, :] + 1e-3
+        self._ys = ys
+        xs2, _ = np.meshgrid(xs, ys[:, 0])
+        self._mx = xs2.astype(np.float32)
+
+    def apply(self, img: np.ndarray, src: np.ndarray, blink: float) -> None:
+        x0, y0, x1, y1 = self.box
+        close = blink * self._lid
+        edge = self._yu + close  # new lid edge per column
+        top = self._yu - self._band
+        # [top, yu] (skin, then the lash line just above yu) onto [top, edge]: the lash line
+        # keeps its thickness (1:1 near the edge), only the skin above it is stretched.
+        lash = 0.3 * self._band
+        knee = edge - lash
+        skin = top + (self._ys - top) * (self._band - lash) / (self._band - lash + close)
+        src_y = np.where(self._ys >= knee, self._yu - (edge - self._ys), skin)
+        inside = (self._ys >= top) & (self._ys <= edge + 1.0)
+        my = np.where(inside, src_y, self._ys).astype(np.float32)
+        warped = cv2.remap(src, self._mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # The stretched skin is smoothed (no streaks from stray lashes); the lash line is not.
+        soft = cv2.GaussianBlur(warped, (0, 0), sigmaX=1.0, sigmaY=2.5).astype(np.float32)
+        keep = np.clip((self._ys - knee) / 1.5 + 0.5, 0.0, 1.0)
+        keep = np.maximum(keep, np.clip(1.0 - (self._ys - top) / (0.5 * self._band), 0.0, 1.0))
+        keep = keep[..., None]
+        warped = soft + (warped.astype(np.float32) - soft) * keep
+        mask = np.clip((edge + 0.75 - self._ys) / 1.5, 0.0, 1.0) * (self._ys >= top)
+        mask = mask * np.clip(close / (0.25 * self._lid.max() + 1e-6), 0.0, 1.0)
+        roi = img[y0:y1, x0:x1].astype(np.float32)
+        roi += (warped - roi) * mask[..., None]
+        img[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
+
+
+class FaceMotion:
+    def __init__(self, image_shape: tuple[int, int], landmarks: np.ndarray):
+        lm = np.asarray(landmarks, np.float64).reshape(68, 2)
+        h, w = image_shape[:2]
+        self.shape = (h, w)
+        self._eyes = [_Eye(lm, list(range(36, 42)), (h, w)), _Eye(lm, list(range(42, 48)), (h, w))]
+        eye_y = lm[36:48, 1].mean()
+        face_w = float(lm[16, 0] - lm[0, 0])
+        self._face_w = max(face_w, 8.0)
+        self._face_h = max(float(lm[8, 1] - lm[27:30, 1].mean()), 8.0) * 1.6
+
+        # Brows: box from well above the brows down to the top of the eyes.
+        brow = lm[17:27]
+        brow_eye = max(float(eye_y - brow[:, 1].mean()), 4.0)
+        self._brow_lift = 0.22 * brow_eye  # pixels at brow = 1
+        bx0 = max(int(brow[:, 0].min() - 0.15 * brow_eye), 0)
+        bx1 = min(int(brow[:, 0].max() + 0.15 * brow_eye) + 1, w)
+        by0 = max(int(brow[:, 1].min() - 2.2 * brow_eye), 0)
+        by1 = min(int(lm[[37, 38, 43, 44], 1].min()), h)
+        self._brow_box = (bx0, by0, bx1, by1)
+        if by1 - by0 > 4 and bx1 - bx0 > 4:
+            xs = np.arange(bx0, bx1, dtype=np.float64)
+            o = np.argsort(brow[:, 0])
+            yb = np.interp(xs, brow[o, 0], brow[o, 1])[None, :]
+            ys = np.arange(by0, by1, dtype=np.float64)[:, None]
+            below = _smoothstep((by1 - ys) / max(by1 - yb.mean(), 1.0))
+            above = _smoothstep(1.0 - (yb - ys) / (2.0 * brow_eye))
+            prof = np.where(ys >= yb, below, above)
+            u = (xs - brow[:, 0].min()) / max(np.ptp(brow[:, 0]), 1.0)
+            wx = _smoothstep((u + 0.1) / 0.25) * _smoothstep((1.1 - u) / 0.25)
+            self._brow_prof = (prof * wx[None, :]).astype(np.float32)
+            gx, gy = np.meshgrid(xs, ys[:, 0])
+            self._brow_mx, self._brow_my = gx.astype(np.float32), gy.astype(np.float32)
+        else:
+            self._brow_prof = None
+
+        # Head: weight 1 on the head, fading to 0 around it and below the chin; coarse grid.
+        centre = np.array([lm[27:31, 0].mean(), (lm[19:25, 1].min() + lm[8, 1]) / 2])
+        centre[1] -= 0.1 * self._face_h
+        rx, ry = 0.85 * self._face_w, 0.75 * self._face_h
+        self._pivot = lm[8] + 0.35 * (lm[8] - lm[27])
+        hx0 = max(int(centre[0] - 1.7 * rx), 0)
+        hx1 = min(int(centre[0] + 1.7 * rx) + 1, w)
+        hy0 = max(int(centre[1] - 1.7 * ry), 0)
+        hy1 = min(int(lm[8, 1] + 0.7 * self._face_h) + 1, h)
+        self._head_box = (hx0, hy0, hx1, hy1)
+        scale = min(1.0, 64.0 / max(hx1 - hx0, hy1 - hy0, 1))
+        gw, gh = max(2, round((hx1 - hx0) * scale)), max(2, round((hy1 - hy0) * scale))
+        gx = hx0 - 0.5 + (np.arange(gw) + 0.5) * (hx1 - hx0) / gw
+        gy = hy0 - 0.5 + (np.arange(gh) + 0.5) * (hy1 - hy0) / gh
+        px, py = np.meshgrid(gx, gy)
+        r = np.hypot((px - centre[0]) / rx, (py - centre[1]) / ry)
+        wgt = _smoothstep((1.6 - r) / 0.6)
+        wgt *= _smoothstep((lm[8, 1] + 0.6 * self._face_h - py) / (0.45 * self._face_h))
+        # Zero on the box border (and the frame border) so nothing outside ever moves.
+        edge = np.minimum.reduce([px - hx0, hx1 - 1 - px, py - hy0, hy1 - 1 - py]) / 6.0
+        wgt *= _smoothstep(edge)
+        self._head_w = wgt.astype(np.float32)
+        self._head_p = np.stack([px, py], -1).astype(np.float32)
+        hy, hx = np.mgrid[hy0:hy1, hx0:hx1].astype(np.float32)
+        self._head_base = (hx, hy)
+        # Full-resolution taper: exactly 0 on the box's outer pixels (the upsampled coarse
+        # field alone is not).
+        dist = np.minimum.reduce([hx - hx0, hx1 - 1 - hx, hy - hy0, hy1 - 1 - hy])
+        self._head_taper = _smoothstep(dist / 4.0).astype(np.float32)
+
+    # ------------------------------------------------------------------------------------------
+    def apply(self, img: np.ndarray, blink: float, brow: float, pose: np.ndarray) -> np.ndarray:
+        """Return img (modified in place when possible) with lids, brows and head pose."""
+        if brow > 1e-3 and self._brow_prof is not None:
+            x0, y0, x1, y1 = self._brow_box
+            src = img[y0:y1, x0:x1].copy()
+            d = (brow * self._brow_lift) * self._brow_prof
+            img[y0:y1, x0:x1] = cv2.remap(
+                src,
+                self._brow_mx - x0,
+                (self._brow_my - y0 + d).astype(np.float32),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+        if blink > 1e-3:
+            for eye in self._eyes:  # the two eye boxes do not overlap: read and write in place
+                eye.apply(img, img, blink)
+        pose = np.asarray(pose, np.float64)
+        if np.any(np.abs(pose) > 1e-3):
+            img = self._head(img, pose)
+        return img
+
+    def _head(self, img: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        yaw, pitch, roll = (float(v) for v in pose)
+        th = math.radians(roll)
+        c, s = math.cos(th), math.sin(th)
+        sx, sy = yaw * 0.011 * self._face_w, pitch * 0.009 * self._face_h
+        p = self._head_p - self._pivot.astype(np.float32)
+        moved_x = c * p[..., 0] - s * p[..., 1] + sx
+        moved_y = s * p[..., 0] + c * p[..., 1] + sy
+        # Forward displacement weighted by the head mask; the backward map subtracts it.
+        dx = (moved_x - p[..., 0]) * self._head_w
+        dy = (moved_y - p[..., 1]) * self._head_w
+        x0, y0, x1, y1 = self._head_box
+        size = (x1 - x0, y1 - y0)
+        fx = cv2.resize(dx, size, interpolation=cv2.INTER_LINEAR) * self._head_taper
+        fy = cv2.resize(dy, size, interpolation=cv2.INTER_LINEAR) * self._head_taper
+        roi = cv2.remap(
+            img,
+            (self._head_base[0] - fx).astype(np.float32),
+            (self._head_base[1] - fy).astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        img[y0:y1, x0:x1] = roi
+        return img

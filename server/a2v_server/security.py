@@ -1,0 +1,252 @@
+"""Who may talk to the server: TLS / mutual TLS on the port, API keys, per-key stream limits.
+
+* ``bind`` opens the gRPC port: TLS when a certificate is configured (client certificates
+  required when a client CA is), plaintext otherwise — and plaintext only on loopback unless
+  ``allow_insecure`` says so.
+* ``AuthInterceptor`` checks ``authorization: Bearer <key>`` on every call except health and
+  reflection (probes and tooling must work without a key), and caps concurrent Generate
+  streams per key. Keys are never logged: a key is named by a short hash of itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: methods that need no key: health for load balancers and kubelet probes, reflection for tools
+OPEN_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+GENERATE_METHOD = "/a2v.v1.AudioToVideo/Generate"
+#: the retry hint sent with RESOURCE_EXHAUSTED: clips take seconds, so a few seconds is fair
+RETRY_AFTER_SECONDS = 5
+ANONYMOUS = "anonymous"
+
+
+# --- the port -------------------------------------------------------------------------------------
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' files, or None for plaintext."""
+    if not settings.tls_cert_file:
+        return None
+    cert = Path(settings.tls_cert_file).read_bytes()
+    key = Path(settings.tls_key_file).read_bytes()
+    client_ca = None
+    if settings.tls_client_ca_file:
+        client_ca = Path(settings.tls_client_ca_file).read_bytes()
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def bind(server: grpc.aio.Server, settings: Settings) -> int:
+    """Open ``settings.listen`` on ``server``; returns the port. Refuses unsafe plaintext."""
+    settings.validated()  # plaintext off loopback is refused there, also for hand-made settings
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(settings.listen, credentials)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.listen}")
+    mode = (
+        "plaintext"
+        if credentials is None
+        else ("mutual TLS" if settings.tls_client_ca_file else "TLS")
+    )
+    log.info("listening on %s with %s", settings.listen, mode)
+    return port
+
+
+# --- API keys -------------------------------------------------------------------------------------
+def load_api_keys(path: str | Path) -> list[str]:
+    """Keys from a file, one per line; blank lines and ``#`` comments are ignored."""
+    keys = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keys.append(line)
+    if not keys:
+        raise ValueError(f"the API keys file {path} holds no keys")
+    return keys
+
+
+def key_id(key: str) -> str:
+    """A name for a key that is safe to log: the first 8 hex digits of its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class KeyChecker:
+    """Constant-time lookup of a presented key among the configured ones."""
+
+    def __init__(self, keys: list[str]) -> None:
+        # Digests have one length, so the comparison leaks neither content nor length.
+        self._digests = [(hashlib.sha256(k.encode()).digest(), key_id(k)) for k in keys]
+
+    def identify(self, presented: str) -> str | None:
+        """The id of the matching key, or None. Compares with every key, no early exit."""
+        digest = hashlib.sha256(presented.encode()).digest()
+        match = None
+        for known, ident in self._digests:
+            if hmac.compare_digest(known, digest) and match is None:
+                match = ident
+        return match
+
+
+def bearer_token(metadata: Any) -> str | None:
+    for name, value in metadata or ():
+        if name == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+# --- concurrent streams ---------------------------------------------------------------------------
+class StreamLimiter:
+    """Counts open Generate streams per key. Used from the event loop only, so no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def try_acquire(self, key: str) -> bool:
+        if self._open.get(key, 0) >= self.limit:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    def release(self, key: str) -> None:
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
+
+    def open_streams(self, key: str) -> int:
+        return self._open.get(key, 0)
+
+
+# --- the interceptor ------------------------------------------------------------------------------
+def _status(code: int, message: str, retry_after: float | None = None) -> grpc.Status:
+    status = status_pb2.Status(code=code, message=message)
+    if retry_after is not None:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(retry_after)))
+        )
+        status.details.append(detail)
+    return rpc_status.to_status(status)
+
+
+def _denying_handler(handler: grpc.RpcMethodHandler, status: grpc.Status) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that ends the call with ``status``."""
+
+    async def deny_unary(request_or_iterator, context):
+        await context.abort_with_status(status)
+
+    async def deny_stream(request_or_iterator, context):
+        await context.abort_with_status(status)
+        yield  # pragma: no cover - makes this an async generator
+
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(deny_stream, **kwargs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(deny_unary, **kwargs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(deny_stream, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(deny_unary, **kwargs)
+
+
+def _limited_handler(
+    handler: grpc.RpcMethodHandler, limiter: StreamLimiter, key: str
+) -> grpc.RpcMethodHandler:
+    """Wraps a bidi-streaming handler so the stream holds a slot of ``key`` while it runs."""
+    inner: Callable = handler.stream_stream
+
+    async def limited(request_iterator, context):
+        if not limiter.try_acquire(key):
+            log.info("key %s is over its limit of %d concurrent streams", key, limiter.limit)
+            await context.abort_with_status(
+                _status(
+                    code_pb2.RESOURCE_EXHAUSTED,
+                    f"too many concurrent Generate streams "
+                    f"{'on this server' if key == ANONYMOUS else 'for this API key'} (limit "
+                    f"{limiter.limit}): retry in {RETRY_AFTER_SECONDS} s or when one of "
+                    "your streams ends",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            )
+        try:
+            # Headers now say "admitted": the asyncio client waits for them before it writes,
+            # so a refusal reaches it as its real status (grpc/grpc#36066: a write racing a
+            # server abort turns the status into INTERNAL in grpc.aio clients).
+            await context.send_initial_metadata(())
+            async for response in inner(request_iterator, context):
+                yield response
+        finally:  # success, error, client cancel (CancelledError / GeneratorExit)
+            limiter.release(key)
+
+    return grpc.stream_stream_rpc_method_handler(
+        limited,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """API-key check on every call (when keys are configured) and the per-key stream limit."""
+
+    def __init__(self, keys: list[str] | None, max_streams_per_key: int) -> None:
+        self._checker = KeyChecker(keys) if keys else None
+        self.limiter = StreamLimiter(max_streams_per_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthInterceptor:
+        keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
+        if keys:
+            log.info("API keys required: %d configured", len(keys))
+        return cls(keys, settings.max_streams_per_key)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        key = ANONYMOUS
+        if self._checker is not None:
+            token = bearer_token(handler_call_details.invocation_metadata)
+            ident = self._checker.identify(token) if token is not None else None
+            if ident is None:
+                log.info("rejected %s: %s API key", method, "no" if token is None else "wrong")
+                return _denying_handler(
+                    handler,
+                    _status(
+                        code_pb2.UNAUTHENTICATED,
+                        ("no API key" if token is None else "the API key is not valid")
+                        + ": send metadata 'authorization: Bearer <key>' "
+                        "(a2v --api-key KEY, or set A2V_API_KEY)",
+                    ),
+                )
+            key = ident
+        if method == GENERATE_METHOD and handler.stream_stream is not None:
+            return _limited_handler(handler, self.limiter, key)
+        return handler

@@ -1,0 +1,73 @@
+"""``a2v generate --realtime``: the CLI sends the audio like a live source (raw PCM, paced in
+real time) and the video starts coming back while the audio is still being sent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from media import PORTRAIT, duration, speech_wav
+
+from a2v_client.client import file_pcm
+
+
+@pytest.fixture(scope="module")
+def long_speech(media_dir):
+    """About 6 s: long enough that "before the upload ends" is unambiguous."""
+    return speech_wav(
+        media_dir / "realtime.wav",
+        "Streaming video should start while the speaker is still talking, not afterwards.",
+        lead=0.5,
+        tail=1.0,
+    )
+
+
+def test_file_pcm_matches_the_file(long_speech):
+    rate, channels, pieces = file_pcm(long_speech, chunk_seconds=0.02)
+    sizes = [len(p) for p in pieces]
+    assert (rate, channels) == (16000, 1)
+    # 20 ms pieces (the last may be shorter), and every sample of the file
+    assert set(sizes[:-1]) == {320 * 2}
+    assert sum(sizes) / (2 * rate) == pytest.approx(duration(long_speech), abs=0.03)
+
+
+def test_realtime_cli_streams_while_uploading(stack, long_speech, tmp_path):
+    audio_seconds = duration(long_speech)
+    cmd = [
+        sys.executable,
+        "-m",
+        "a2v_client.cli",
+        "--server",
+        stack.address,
+        "generate",
+        "--realtime",
+        "--audio",
+        str(long_speech),
+        "--image",
+        str(PORTRAIT),
+        "--resolution",
+        "256x256",
+        "-q",
+        "-o",
+        "-",
+    ]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    first = proc.stdout.read(1)
+    first_at = time.monotonic() - started
+    rest = proc.stdout.read()
+    stderr = proc.stderr.read().decode()
+    finished_at = time.monotonic() - started
+    assert proc.wait(30) == 0, stderr
+
+    out = tmp_path / "realtime.mp4"
+    out.write_bytes(first + rest)
+    assert duration(out) == pytest.approx(audio_seconds, abs=0.1)
+    # Paced upload: the whole run cannot be faster than the audio itself ...
+    assert finished_at >= audio_seconds - 0.1
+    # ... and the first media bytes arrive while the audio is still being sent (ordering, not a
+    # performance figure: the margin is seconds wide; the latency itself is in `make bench`).
+    assert first_at < audio_seconds - 1.5, (first_at, audio_seconds)

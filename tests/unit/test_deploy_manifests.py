@@ -1,0 +1,194 @@
+"""deploy/ and docker-compose.yml, checked offline: every Kubernetes document against the
+schemas bundled in kubernetes-validate (strict: unknown fields fail), kustomizations against
+the files they name (the GPU overlay patch merged in here and validated as a whole), and the
+settings the manifests rely on against the server's own."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from a2v_server.health import LIVENESS_SERVICE
+from a2v_server.service import SERVICE_NAME
+from a2v_server.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"  # the oldest minor still supported here: grpc probes, preStop sleep
+KUSTOMIZE_KIND = "Kustomization"
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _manifests() -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        for doc in _documents(path):
+            if doc.get("kind") != KUSTOMIZE_KIND:
+                found.append((path, doc))
+    return found
+
+
+def _strategic_merge(base: Any, patch: Any) -> Any:
+    """Enough of kubectl's strategic merge for our patches: maps merge, lists of named maps
+    merge by name, other lists are replaced."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = _strategic_merge(base[key], value) if key in base else value
+        return out
+    if isinstance(base, list) and isinstance(patch, list):
+        if all(isinstance(x, dict) and "name" in x for x in base + patch):
+            out = [copy.deepcopy(x) for x in base]
+            for item in patch:
+                match = next((i for i, x in enumerate(out) if x["name"] == item["name"]), None)
+                if match is None:
+                    out.append(item)
+                else:
+                    out[match] = _strategic_merge(out[match], item)
+            return out
+        return patch
+    return patch
+
+
+def _kustomize(directory: Path) -> list[dict[str, Any]]:
+    """Render a kustomization (resources, patches and common labels only)."""
+    (k,) = _documents(directory / "kustomization.yaml")
+    docs: list[dict[str, Any]] = []
+    for resource in k.get("resources", []):
+        target = directory / resource
+        docs += _kustomize(target) if target.is_dir() else _documents(target)
+    for patch in k.get("patches", []):
+        (p,) = _documents(directory / patch["path"])
+        for i, doc in enumerate(docs):
+            if (doc["kind"], doc["metadata"]["name"]) == (p["kind"], p["metadata"]["name"]):
+                docs[i] = _strategic_merge(doc, p)
+                break
+        else:
+            raise AssertionError(f"patch {patch['path']} matches no resource")
+    for group in k.get("labels", []):
+        for doc in docs:
+            doc.setdefault("metadata", {}).setdefault("labels", {}).update(group["pairs"])
+    return docs
+
+
+def _by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    _manifests(),
+    ids=[f"{p.relative_to(K8S)}:{d['kind']}" for p, d in _manifests()],
+)
+def test_manifest_matches_the_kubernetes_schema(path, doc):
+    if path.parent.name != "base":  # a patch is a partial object: validated once merged
+        pytest.skip("overlay patch")
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/gpu"])
+def test_rendered_kustomization_is_valid(overlay):
+    docs = _kustomize(K8S / overlay)
+    assert len(docs) >= 8
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_kustomizations_name_existing_files():
+    for path in K8S.rglob("kustomization.yaml"):
+        (k,) = _documents(path)
+        for name in k.get("resources", []) + [p["path"] for p in k.get("patches", [])]:
+            assert (path.parent / name).exists(), f"{path}: {name}"
+
+
+def test_server_deployment_is_hardened_and_probed():
+    docs = _by_kind(_kustomize(K8S / "base"))
+    deployment = docs["Deployment", "a2v-server"]
+    pod = deployment["spec"]["template"]["spec"]
+    server = _container(deployment)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert server["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"cpu", "memory"} <= server["resources"]["requests"].keys()
+    assert {"cpu", "memory"} <= server["resources"]["limits"].keys()
+    assert server["readinessProbe"]["grpc"] == {"port": 50051, "service": SERVICE_NAME}
+    assert server["livenessProbe"]["grpc"] == {"port": 50051, "service": LIVENESS_SERVICE}
+
+    config = docs["ConfigMap", "a2v-server"]["data"]
+    settings = Settings.from_env(config)  # the ConfigMap is a valid server configuration
+    grace = settings.shutdown_grace_seconds
+    pre_stop = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + grace
+
+    key_mount = next(m for m in server["volumeMounts"] if m["name"] == "api-keys")
+    assert settings.api_keys_file.startswith(key_mount["mountPath"] + "/")
+    secret = next(v for v in pod["volumes"] if v["name"] == "api-keys")["secret"]
+    assert secret["secretName"] == "a2v-api-keys"
+    assert not any(d["kind"] == "Secret" for d in docs.values())  # keys never in the repo
+    assert settings.triton_url.split(":")[0] in {n for k, n in docs if k == "Service"}
+
+
+def test_server_service_hpa_pdb_suit_long_streams():
+    docs = _by_kind(_kustomize(K8S / "base"))
+    assert docs["Service", "a2v-server"]["spec"]["clusterIP"] == "None"  # client-side balancing
+    hpa = docs["HorizontalPodAutoscaler", "a2v-server"]["spec"]
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    assert hpa["minReplicas"] >= 2
+    pdb = docs["PodDisruptionBudget", "a2v-server"]["spec"]
+    assert pdb["selector"]["matchLabels"] == {"app.kubernetes.io/name": "a2v-server"}
+
+
+def test_only_the_server_reaches_triton():
+    docs = _by_kind(_kustomize(K8S / "base"))
+    policy = docs["NetworkPolicy", "a2v-triton"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "a2v-triton"}
+    assert policy["policyTypes"] == ["Ingress"]
+    sources = [peer for rule in policy["ingress"] for peer in rule.get("from", [None])]
+    assert sources == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "a2v-server"}}}]
+    assert docs["Service", "a2v-triton"]["spec"]["type"] == "ClusterIP"
+
+
+def test_triton_cpu_by_default_gpu_in_the_overlay():
+    base = _by_kind(_kustomize(K8S / "base"))["Deployment", "a2v-triton"]
+    gpu = _by_kind(_kustomize(K8S / "overlays/gpu"))["Deployment", "a2v-triton"]
+    assert "nvidia.com/gpu" not in _container(base)["resources"]["limits"]
+    assert _container(gpu)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["spec"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert gpu["spec"]["template"]["spec"]["nodeSelector"]
+    for deployment in (base, gpu):
+        shm = next(
+            v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "dshm"
+        )
+        assert shm["emptyDir"]["medium"] == "Memory"
+        assert _container(deployment)["volumeMounts"][0]["mountPath"] == "/dev/shm"
+
+
+def test_docker_compose_has_the_three_services():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"server", "triton", "otel-collector"}
+    for name in ("server", "triton"):
+        assert services[name]["healthcheck"]["test"][0] == "CMD"
+    assert services["server"]["depends_on"]["triton"]["condition"] == "service_healthy"
+    env = services["server"]["environment"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+    assert env["OTEL_TRACES_EXPORTER"] == "otlp"
+    # The server accepts this configuration (plaintext is explicitly allowed on the network).
+    Settings.from_env({k: str(v) for k, v in env.items() if k.startswith("A2V_")})
+    assert all(p.startswith("127.0.0.1:") for p in services["server"]["ports"])
+    config = services["otel-collector"]["volumes"][0].split(":")[0]
+    collector = yaml.safe_load((ROOT / config).read_text())
+    assert "otlp" in collector["service"]["pipelines"]["traces"]["receivers"]
