@@ -31,6 +31,9 @@ tracer = trace.get_tracer("a2v_server")
 ANALYSIS_SIDE = 1280
 #: lipsync: a video may hold at most this many frames (10 minutes at 60 fps)
 MAX_VIDEO_FRAMES = 36_000
+#: lipsync framing: look for a face in the first PROBE_FRAMES frames, every PROBE_EVERY-th
+PROBE_FRAMES = 30
+PROBE_EVERY = 3
 
 
 @dataclass
@@ -190,12 +193,25 @@ async def prepare_video(
             rate, _, frames = await asyncio.to_thread(
                 upload.frames, max_frames=MAX_VIDEO_FRAMES, max_pixels=settings.max_image_pixels
             )
-            first = await asyncio.to_thread(next, frames, None)
+            # Frame the face: look for it in the first frames (a clip may open on a title
+            # card or a cutaway); those frames are kept and stored like the rest.
+            head: list[np.ndarray] = []
+            face = None
+            while len(head) < PROBE_FRAMES:
+                frame = await asyncio.to_thread(next, frames, None)
+                if frame is None:
+                    break
+                head.append(frame)
+                if (len(head) - 1) % PROBE_EVERY == 0:
+                    clock.decode += time.monotonic() - t
+                    face = _select(await _faces(backend, frame, clock), spec)
+                    t = time.monotonic()
+                    if face is not None:
+                        break
             clock.decode += time.monotonic() - t
-            if first is None:
+            if not head:
                 raise InvalidInput("the video contains no frames", field="video")
-            faces = await _faces(backend, first, clock)
-            face = _select(faces, spec)
+            first = head[0]
             h, w = first.shape[:2]
             # No face in the first frame: frame the centre; frames without a face pass through.
             box = face.box if face is not None else (w * 0.3, h * 0.2, w * 0.7, h * 0.6)
@@ -205,7 +221,7 @@ async def prepare_video(
             try:
                 await asyncio.to_thread(
                     store.fill,
-                    itertools.chain([first], frames),
+                    itertools.chain(head, frames),
                     lambda f: framing.render_fitted(f, placement, out_wh),
                 )
             except BaseException:

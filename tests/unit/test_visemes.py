@@ -62,7 +62,7 @@ def _frames(x, **kw):
 
 
 def test_mama_papa_closes_at_bilabials_and_opens_at_a(mama):
-    an, frames = _frames(mama)
+    _, frames = _frames(mama)
     vis = np.array([f.viseme for f in frames])
     opening = np.array([f.openness for f in frames])
     assert (vis == CLOSED).sum() >= 2

@@ -128,7 +128,9 @@ class FaceAnalyzer:
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
 
-    def landmarks_in(self, image_rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    def landmarks_in(
+        self, image_rgb: np.ndarray, box: tuple[float, float, float, float]
+    ) -> np.ndarray:
         """The 68 landmarks of the face inside ``box`` (x0, y0, x1, y1), without detection.
 
         Used to track a face from frame to frame: the previous frame's box is a good enough

@@ -63,7 +63,9 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> None:
         now = time.monotonic()
-        for corrid in [c for c, s in self._sessions.items() if now - s.last_used > self._idle_seconds]:
+        for corrid in [
+            c for c, s in self._sessions.items() if now - s.last_used > self._idle_seconds
+        ]:
             del self._sessions[corrid]
         for request in requests:
             sender = request.get_response_sender()
@@ -72,13 +74,19 @@ class TritonPythonModel:
                 self._handle(request, sender, corrid)
             except InvalidRequest as exc:
                 self._sessions.pop(corrid, None)
-                sender.send(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(f"[INVALID_ARGUMENT] {exc}")))
+                sender.send(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(f"[INVALID_ARGUMENT] {exc}")
+                    )
+                )
             except Exception as exc:
                 log.exception("sequence %d failed", corrid)
                 self._sessions.pop(corrid, None)
-                sender.send(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(f"[INTERNAL] lipsync failed: {exc}")))
+                sender.send(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(f"[INTERNAL] lipsync failed: {exc}")
+                    )
+                )
             finally:
                 sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
@@ -107,7 +115,8 @@ class TritonPythonModel:
             if len(session.frames) != len(session.openness):
                 raise InvalidRequest(
                     f"got {len(session.frames)} frames for {len(session.openness)} frames of "
-                    "audio: send exactly one frame per audio frame")
+                    "audio: send exactly one frame per audio frame"
+                )
         self._render(session, sender)
         if end:
             self._sessions.pop(corrid, None)
@@ -126,12 +135,16 @@ class TritonPythonModel:
                 out.append(frame if marks is None else reanimate(frame, marks, openness))
                 opens.append(openness)
                 found.append(marks is not None)
-            sender.send(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("FRAMES", np.stack(out)),
-                pb_utils.Tensor("FIRST_FRAME", np.array([session.next_frame], np.int64)),
-                pb_utils.Tensor("MOUTH_OPEN", np.array(opens, np.float32)),
-                pb_utils.Tensor("FACE_FOUND", np.array(found, np.uint8)),
-            ]))
+            sender.send(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("FRAMES", np.stack(out)),
+                        pb_utils.Tensor("FIRST_FRAME", np.array([session.next_frame], np.int64)),
+                        pb_utils.Tensor("MOUTH_OPEN", np.array(opens, np.float32)),
+                        pb_utils.Tensor("FACE_FOUND", np.array(found, np.uint8)),
+                    ]
+                )
+            )
             session.next_frame += n
 
     def _new_session(self, request) -> Session:

@@ -19,13 +19,54 @@ import numpy as np
 OPEN_GAP = 0.30
 #: how far lower-lip and jaw points follow the lower-lip motion
 _FOLLOW = {
-    65: 1.0, 66: 1.0, 67: 1.0, 56: 0.97, 57: 0.97, 58: 0.97, 55: 0.75, 59: 0.75,
-    8: 0.9, 7: 0.8, 9: 0.8, 6: 0.6, 10: 0.6, 5: 0.35, 11: 0.35,
-    48: 0.25, 54: 0.25, 60: 0.3, 64: 0.3,
+    65: 1.0,
+    66: 1.0,
+    67: 1.0,
+    56: 0.97,
+    57: 0.97,
+    58: 0.97,
+    55: 0.75,
+    59: 0.75,
+    8: 0.9,
+    7: 0.8,
+    9: 0.8,
+    6: 0.6,
+    10: 0.6,
+    5: 0.35,
+    11: 0.35,
+    48: 0.25,
+    54: 0.25,
+    60: 0.3,
+    64: 0.3,
 }
 #: points that stay where they are: outer jaw, nose, upper lip
-_FIXED = [0, 1, 2, 3, 13, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 49, 50, 51, 52, 53,
-          61, 62, 63]
+_FIXED = [
+    0,
+    1,
+    2,
+    3,
+    13,
+    14,
+    15,
+    16,
+    27,
+    28,
+    29,
+    30,
+    31,
+    32,
+    33,
+    34,
+    35,
+    49,
+    50,
+    51,
+    52,
+    53,
+    61,
+    62,
+    63,
+]
 _GRID_STEP = 6  # px between samples of the backward map (the field is smooth)
 _INTERIOR = np.array([40.0, 14.0, 16.0])  # RGB of the darkened mouth interior
 
@@ -92,24 +133,40 @@ def reanimate(frame: np.ndarray, landmarks: np.ndarray, openness: float) -> np.n
     offset = _kernel(grid, dst) @ weights[:n] + weights[n] + grid @ weights[n + 1 :]
     coarse = (grid + offset).reshape(len(gy), len(gx), 2).astype(np.float32)
     # Upsample the coarse map to the region's pixels (grid node k sits at x0 + k * step).
-    fine = cv2.resize(coarse, ((len(gx) - 1) * _GRID_STEP + 1, (len(gy) - 1) * _GRID_STEP + 1),
-                      interpolation=cv2.INTER_LINEAR)[: y1 - y0, : x1 - x0]
+    fine = cv2.resize(
+        coarse,
+        ((len(gx) - 1) * _GRID_STEP + 1, (len(gy) - 1) * _GRID_STEP + 1),
+        interpolation=cv2.INTER_LINEAR,
+    )[: y1 - y0, : x1 - x0]
     out = frame.copy()
-    warped = cv2.remap(frame, fine[..., 0], fine[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    warped = cv2.remap(
+        frame, fine[..., 0], fine[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    ).astype(np.float32)
     # Between the border anchors the spline is only nearly zero: fade the warp out towards the
     # region's edge so no seam shows on strong edges (a collar, a jaw line).
     ramp = _edge_ramp(y1 - y0, x1 - x0, max(4.0, width / 6))[..., None]
     original = frame[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = (original + ramp * (warped - original) + 0.5).astype(np.uint8)
     if delta > 0:
-        _paint_interior(out, lm, down * delta, (x0, y0, x1, y1), _INTERIOR,
-                        float(np.clip(delta / width * 4.0, 0.0, 0.85)))
+        _paint_interior(
+            out,
+            lm,
+            down * delta,
+            (x0, y0, x1, y1),
+            _INTERIOR,
+            float(np.clip(delta / width * 4.0, 0.0, 0.85)),
+        )
     elif current > 0.04 * width:
         # Closing a mouth that is open in the source: what is left of the gap (teeth, tongue)
         # is covered with the lips' own colour.
-        _paint_interior(out, lm, down * delta, (x0, y0, x1, y1), _lip_colour(frame, lm),
-                        float(np.clip(-delta / current, 0.0, 0.9)))
+        _paint_interior(
+            out,
+            lm,
+            down * delta,
+            (x0, y0, x1, y1),
+            _lip_colour(frame, lm),
+            float(np.clip(-delta / current, 0.0, 0.9)),
+        )
     return out
 
 

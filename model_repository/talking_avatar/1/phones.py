@@ -81,10 +81,10 @@ class PhoneTracker:
                 for p in phones:
                     dec.add_word(f"ph_{p.lower()}", p, False)
                 dec.add_word("ph_sil", "SIL", True)
-                body = " ".join(
-                    "[ph_sil] " + " ".join(f"ph_{p.lower()}" for p in w) for w in words
+                body = " ".join("[ph_sil] " + " ".join(f"ph_{p.lower()}" for p in w) for w in words)
+                dec.add_jsgf_string(
+                    "align", f"#JSGF V1.0;\ngrammar a;\npublic <s> = {body} [ph_sil];\n"
                 )
-                dec.add_jsgf_string("align", f"#JSGF V1.0;\ngrammar a;\npublic <s> = {body} [ph_sil];\n")
                 dec.activate_search("align")
                 self.aligned = True
                 self.words = words

@@ -113,6 +113,20 @@ def frame_viseme(segments: list[tuple[str, float, float]], t0: float, t1: float)
     return PHONE_VISEME.get(phone, REST)
 
 
+def consonant_jaw(segments: list[tuple[str, float, float]], t0: float, t1: float) -> float:
+    """Jaw scale of the frame: 0.5 where a lip-neutral consonant covers most of it (the jaw
+    nearly closes on T/D/K/S/N..., Rhubarb's "clenched teeth"; the lips keep the vowel's
+    shape), else 1."""
+    best, best_ov = None, 0.0
+    for seg in segments:
+        if seg[2] <= t0 or seg[1] >= t1:
+            continue
+        ov = min(seg[2], t1) - max(seg[1], t0)
+        if ov > best_ov:
+            best, best_ov = seg, ov
+    return 0.5 if best is not None and best[0] in NEUTRAL else 1.0
+
+
 class ShapeSmoother:
     """Per-frame easing of the render weights toward the current viseme's.
 

