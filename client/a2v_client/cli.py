@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import BinaryIO
+
+from google.protobuf.json_format import MessageToDict
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
@@ -23,9 +26,29 @@ from .connection import TlsFiles
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="render a video from audio and a portrait")
+    p = sub.add_parser(
+        "generate", help="render a video from audio and a portrait (or a speaker video)"
+    )
     p.add_argument("--audio", required=True, help="audio file (WAV, MP3, M4A, Ogg, FLAC, WebM)")
-    p.add_argument("--image", required=True, help="portrait (PNG, JPEG, WebP)")
+    visual = p.add_mutually_exclusive_group(required=True)
+    visual.add_argument("--image", help="portrait (PNG, JPEG, WebP): talking avatar")
+    visual.add_argument(
+        "--video", help="video of a speaker (MP4, MOV, WebM): lipsync (model lipsync)"
+    )
+    p.add_argument(
+        "--sync-mode",
+        choices=["bounce", "loop", "cut_off", "silence", "remap"],
+        help="lipsync, when video and audio lengths differ: bounce (default; forward then "
+        "backward), loop, cut_off (shorter wins), silence (pad the audio), remap (stretch)",
+    )
+    p.add_argument("--face-index", type=int, help="lipsync: which face, 0 = largest")
+    p.add_argument("--transcript", default="", help="what is said (English), for exact phones")
+    p.add_argument("--expression-scale", type=float, help="facial motion 0..2 (default 1)")
+    p.add_argument("--head-motion", type=float, help="head motion 0..2 (default 1)")
+    p.add_argument("--blink-rate", type=float, help="blinks per minute 0..60 (default 15)")
+    p.add_argument(
+        "--timeline", help="write the per-frame animation timeline (JSON lines) to this file"
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -123,7 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _generate(client: Client, args: argparse.Namespace) -> int:
     options = GenerateOptions(
-        model=args.model,
+        model=args.model or ("lipsync" if args.video else ""),
+        transcript=args.transcript,
+        expression_scale=args.expression_scale,
+        head_motion_scale=args.head_motion,
+        blink_rate=args.blink_rate,
+        include_timeline=bool(args.timeline),
+        sync_mode=args.sync_mode,
+        face_index=args.face_index,
         fps=args.fps,
         resolution=args.resolution,
         aspect=args.aspect,
@@ -133,7 +163,8 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
         trim_end=args.trim_end,
         seed=args.seed,
     )
-    image = Path(args.image).read_bytes()
+    image = Path(args.image).read_bytes() if args.image else None
+    timeline = open(args.timeline, "w") if args.timeline else None  # noqa: SIM115
     audio = realtime_file_audio(args.audio) if args.realtime else file_audio(args.audio)
     to_stdout = args.output == "-"
     # Write next to the target and rename at the end: a failed run never leaves a short
@@ -143,9 +174,14 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     summary = None
     try:
-        for response in client.generate(audio=audio, image=image, options=options):
+        for response in client.generate(
+            audio=audio, image=image, video=args.video, options=options
+        ):
             kind = response.WhichOneof("message")
-            if kind == "chunk":
+            if kind == "timeline" and timeline is not None:
+                for f in response.timeline.frames:
+                    timeline.write(json.dumps(_timeline_row(f)) + "\n")
+            elif kind == "chunk":
                 out.write(response.chunk.data)
                 if to_stdout:
                     out.flush()  # a player reading the pipe starts now
@@ -173,6 +209,9 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
             out.close()
             partial.unlink(missing_ok=True)
         raise
+    finally:
+        if timeline is not None:
+            timeline.close()
     bar.close()
     if partial is not None:
         out.close()
@@ -191,6 +230,15 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _timeline_row(frame: pb.TimelineFrame) -> dict:
+    """One JSON line of ``--timeline`` (uint64 as a number, the viseme by name)."""
+    row = MessageToDict(
+        frame, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    row["index"] = int(frame.index)
+    return row
 
 
 class _Progress:

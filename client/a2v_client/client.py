@@ -91,6 +91,13 @@ class GenerateOptions:
     trim_end: float = 0.0
     seed: int = 0
     request_id: str = ""
+    transcript: str = ""
+    expression_scale: float | None = None
+    head_motion_scale: float | None = None
+    blink_rate: float | None = None
+    include_timeline: bool = False
+    sync_mode: str | None = None  # lipsync: bounce | loop | cut_off | silence | remap
+    face_index: int | None = None  # lipsync: n-th largest face
     extra: dict = field(default_factory=dict)
 
     def to_proto(self) -> pb.GenerateConfig:
@@ -102,14 +109,26 @@ class GenerateOptions:
             out.aspect_ratio = pb.AspectRatio.Value(f"ASPECT_RATIO_{key}")
         if self.fit:
             out.fit = pb.Fit.Value(f"FIT_{self.fit.upper()}")
-        return pb.GenerateConfig(
+        animation = pb.AnimationOptions()
+        for name in ("expression_scale", "head_motion_scale", "blink_rate"):
+            if getattr(self, name) is not None:
+                setattr(animation, name, getattr(self, name))
+        config = pb.GenerateConfig(
             model=self.model,
             output=out,
             prompt=self.prompt,
             seed=self.seed,
             request_id=self.request_id,
             trim=pb.AudioTrim(start_seconds=self.trim_start, end_seconds=self.trim_end),
+            transcript=self.transcript,
+            animation=animation,
+            include_timeline=self.include_timeline,
         )
+        if self.sync_mode:
+            config.sync_mode = pb.SyncMode.Value(f"SYNC_MODE_{self.sync_mode.upper()}")
+        if self.face_index is not None:
+            config.face.index = self.face_index
+        return config
 
 
 def parse_resolution(text: str) -> pb.Resolution:
@@ -206,13 +225,32 @@ def _image_bytes(image: bytes | str | Path) -> bytes:
     return image if isinstance(image, bytes) else Path(image).read_bytes()
 
 
+def _file_pieces(source: bytes | str | Path) -> Iterator[bytes]:
+    if isinstance(source, bytes):
+        for i in range(0, len(source), CHUNK_BYTES):
+            yield source[i : i + CHUNK_BYTES]
+        return
+    with open(source, "rb") as f:  # a video can be large: never read it whole
+        while data := f.read(CHUNK_BYTES):
+            yield data
+
+
 def request_stream(
-    options: GenerateOptions, image: bytes, audio: Iterable[pb.AudioChunk]
+    options: GenerateOptions,
+    image: bytes | None,
+    audio: Iterable[pb.AudioChunk],
+    video: bytes | str | Path | None = None,
 ) -> Iterator[pb.GenerateRequest]:
-    """The whole client stream: config, portrait (chunked), audio, end."""
+    """The whole client stream: config, portrait or speaker video (chunked), audio, end."""
+    if (image is None) == (video is None):
+        raise ValueError("give exactly one visual input: an image or a video")
     yield pb.GenerateRequest(config=options.to_proto())
-    for i in range(0, len(image), CHUNK_BYTES):
-        yield pb.GenerateRequest(image=pb.ImageInput(data=image[i : i + CHUNK_BYTES]))
+    if video is not None:
+        for piece in _file_pieces(video):
+            yield pb.GenerateRequest(video=pb.VideoInput(data=piece))
+    else:
+        for piece in _file_pieces(image):
+            yield pb.GenerateRequest(image=pb.ImageInput(data=piece))
     for chunk in audio:
         yield pb.GenerateRequest(audio=chunk)
     yield pb.GenerateRequest(end=pb.EndOfInput())
@@ -241,10 +279,14 @@ class Client:
         self,
         *,
         audio: Iterable[pb.AudioChunk],
-        image: bytes | str | Path,
+        image: bytes | str | Path | None = None,
+        video: bytes | str | Path | None = None,
         options: GenerateOptions | None = None,
     ) -> Iterator[pb.GenerateResponse]:
-        requests = request_stream(options or GenerateOptions(), _image_bytes(image), audio)
+        """Stream the inputs, yield the responses. Give ``image`` (talking avatar) or
+        ``video`` (lipsync: set ``options.model = "lipsync"``)."""
+        still = None if image is None else _image_bytes(image)
+        requests = request_stream(options or GenerateOptions(), still, audio, video)
         call = self._stub.Generate(requests, timeout=self._timeout)
         try:
             yield from call
@@ -306,10 +348,12 @@ class AsyncClient:
         self,
         *,
         audio: Iterable[pb.AudioChunk] | AsyncIterable[pb.AudioChunk],
-        image: bytes | str | Path,
+        image: bytes | str | Path | None = None,
+        video: bytes | str | Path | None = None,
         options: GenerateOptions | None = None,
     ) -> AsyncIterator[pb.GenerateResponse]:
-        image_data = _image_bytes(image)
+        """As ``Client.generate``; ``audio`` may also be an async iterable (a live source)."""
+        image_data = None if image is None else _image_bytes(image)
         opts = options or GenerateOptions()
 
         async def requests() -> AsyncIterator[pb.GenerateRequest]:
@@ -319,7 +363,7 @@ class AsyncClient:
             await call.initial_metadata()
             # Stop writing once the server has ended the call (e.g. rejected the input): a
             # write after that makes grpc.aio replace the server's status with INTERNAL.
-            for message in request_stream(opts, image_data, ()):
+            for message in request_stream(opts, image_data, (), video):
                 if message.HasField("end") or call.done():
                     break
                 yield message

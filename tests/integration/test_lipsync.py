@@ -7,9 +7,10 @@ import io
 import av
 import cv2
 import numpy as np
+from media import PORTRAIT, decode_frames, duration, probe
+
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import file_audio
-from media import PORTRAIT, decode_frames, duration, probe
 
 FPS = 30
 BLACK = 6  # leading frames without a face
@@ -105,3 +106,44 @@ def test_lipsync_reanimates_only_the_mouth(stack, client, pause_speech, tmp_path
     speech = change[int(1.3 * FPS) : int((duration(pause_speech) - 1.6) * FPS)]
     assert speech.max() > 8, "the mouth must be re-animated during speech"
     assert (speech > 3).mean() > 0.3
+
+
+def test_cli_lipsync_with_sync_mode_and_timeline(stack, short_speech, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    video, source = _speaker_video(0.8)  # shorter than the speech
+    src = tmp_path / "speaker.mp4"
+    src.write_bytes(video)
+    out, timeline = tmp_path / "cli.mp4", tmp_path / "timeline.jsonl"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "a2v"),
+            "--server",
+            stack.address,
+            "generate",
+            "--video",
+            str(src),
+            "--audio",
+            str(short_speech),
+            "--sync-mode",
+            "cut_off",
+            "--resolution",
+            "256x256",
+            "--timeline",
+            str(timeline),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    # cut_off: the shorter input wins, here the video
+    assert len(decode_frames(out)) == len(source)
+    assert abs(duration(out) - len(source) / FPS) <= 1 / FPS + 0.03
+    rows = [json.loads(line) for line in timeline.read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(len(source)))
+    assert all(0.0 <= r["mouth_open"] <= 1.0 for r in rows)

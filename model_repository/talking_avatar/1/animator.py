@@ -29,6 +29,7 @@ from visemes import CLOSED, OPEN, REST, ShapeSmoother, consonant_jaw, frame_vise
 from voice_activity import VoiceActivity
 
 LOOKAHEAD_S = 0.24
+_DEAD_ZONE = 0.08  # jaw openings below this render as closed
 SAMPLE_RATE = 16000
 
 
@@ -155,7 +156,9 @@ class Animator:
         self._gate += a_gate * (float(speaking) - self._gate)
         if self._gate < 1e-3:
             self._gate = 0.0
-        openness = 0.0 if vis == CLOSED else float(np.clip(sig * w[0] * self._gate, 0.0, 1.0))
+        openness = 0.0 if vis == CLOSED else sig * w[0] * self._gate
+        # Dead zone: slivers of opening between syllables read as flutter; shut them.
+        openness = float(np.clip((openness - _DEAD_ZONE) / (1.0 - _DEAD_ZONE), 0.0, 1.0))
         if vis == REST and openness < 0.02:
             openness = 0.0
 
