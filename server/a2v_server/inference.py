@@ -181,9 +181,18 @@ class TritonSequenceStream:
     is how the end is detected.
     """
 
+    #: frames the model may have in flight (asked for, not yet received): ~1 s of video. Triton
+    #: queues a streaming request's responses without limit, so without this window a model
+    #: that renders faster than the server encodes fills Triton's memory with frames.
+    WINDOW_SECONDS = 1.0
+
     def __init__(self, client, model: str, first: dict[str, np.ndarray]) -> None:
         self._client = client
         self._model = model
+        self._fps = float(first["FPS"].ravel()[0])
+        self._samples = 0
+        self._received = 0
+        self._progress = asyncio.Condition()
         self._sequence_id = secrets.randbits(62) + 1
         self._requests: asyncio.Queue = asyncio.Queue(maxsize=8)
         self._sent = 0
@@ -199,6 +208,14 @@ class TritonSequenceStream:
         frames: np.ndarray | None = None,
         source_index: np.ndarray | None = None,
     ) -> None:
+        window = max(2, round(self.WINDOW_SECONDS * self._fps))
+        async with self._progress:
+            await self._progress.wait_for(
+                lambda: self._closed or self._requested() - self._received <= window
+            )
+        if self._closed:
+            return
+        self._samples += len(samples)
         tensors = {"AUDIO": np.ascontiguousarray(samples, dtype=np.float32).ravel()}
         if frames is not None and len(frames):
             tensors["FRAMES_IN"] = np.ascontiguousarray(frames, dtype=np.uint8)
@@ -229,6 +246,9 @@ class TritonSequenceStream:
         if last:
             await self._requests.put(None)
 
+    def _requested(self) -> int:
+        return int(self._samples * self._fps / 16000)
+
     async def _request_iter(self):
         while True:
             item = await self._requests.get()
@@ -244,7 +264,11 @@ class TritonSequenceStream:
                     raise _map_error(error, "rendering")
                 response = result.get_response()
                 if result.as_numpy("FRAMES") is not None:
-                    yield _batch(result)
+                    batch = _batch(result)
+                    async with self._progress:
+                        self._received += len(batch.frames)
+                        self._progress.notify_all()
+                    yield batch
                 final = response.parameters.get("triton_final_response")
                 if final is not None and final.bool_param and response.id == self._last_request_id:
                     return
@@ -261,6 +285,8 @@ class TritonSequenceStream:
         if self._closed:
             return
         self._closed = True
+        async with self._progress:
+            self._progress.notify_all()  # wake a send_audio waiting for the window
         try:
             self._requests.put_nowait(None)
         except asyncio.QueueFull:
