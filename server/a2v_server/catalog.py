@@ -34,7 +34,7 @@ TALKING_AVATAR = ModelSpec(
     inputs=(InputKind.AUDIO, InputKind.IMAGE),
     native_fps=25.0,
     presets=(480, 720, 1080),
-    accepts_prompt=False,
+    accepts_prompt=True,  # camera, look and delivery words (look.py)
     triton_models=("face_landmarks", "talking_avatar"),
 )
 
@@ -47,7 +47,7 @@ LIPSYNC = ModelSpec(
     inputs=(InputKind.AUDIO, InputKind.VIDEO),
     native_fps=0.0,  # the source video's rate
     presets=(480, 720, 1080),
-    accepts_prompt=False,
+    accepts_prompt=True,  # camera and look words (look.py)
     triton_models=("face_landmarks", "lipsync"),
 )
 

@@ -28,6 +28,7 @@ from .audio_input import audio_blocks
 from .catalog import InputKind, ModelSpec
 from .errors import A2VError, DeadlineExceeded, InvalidInput
 from .inference import Backend, FrameBatch, ModelStream
+from .look import FrameStyler, parse_prompt
 from .media.audio import OUTPUT_RATE
 from .media.encoder import FragmentedMp4Encoder
 from .media.video import source_index
@@ -72,6 +73,7 @@ class Generation:
         self._clock = StageClock()
         self._first_chunk_at: float | None = None
         self._fps = spec.fps
+        self._steering = parse_prompt(spec.prompt)
         self._frames_total = 0
         self._frames_done = 0
         self._audio_seconds = 0.0
@@ -123,7 +125,11 @@ class Generation:
             fps=visual.fps,
             seed=self.spec.seed,
             mime_type=mime_type((visual.width, visual.height), visual.fps),
-            unused_prompt_words=() if self.model.accepts_prompt else prompt_words(self.spec.prompt),
+            unused_prompt_words=(
+                self._steering.unused_words
+                if self.model.accepts_prompt
+                else prompt_words(self.spec.prompt)
+            ),
             face_box=visual.face_box,
         )
 
@@ -134,9 +140,10 @@ class Generation:
             )
         s = self.spec
         options: dict[str, np.ndarray] = {"SEED": np.array([s.seed], dtype=np.uint64)}
+        delivery = self._steering.delivery  # "calm" / "energetic" in the prompt
         for name, value in (
-            ("EXPRESSION_SCALE", s.expression_scale),
-            ("HEAD_MOTION_SCALE", s.head_motion_scale),
+            ("EXPRESSION_SCALE", _scaled(s.expression_scale, delivery)),
+            ("HEAD_MOTION_SCALE", _scaled(s.head_motion_scale, delivery)),
             ("BLINK_RATE", s.blink_rate),
         ):
             if value is not None:
@@ -207,6 +214,17 @@ class Generation:
     async def _encode(self, visual: Visual) -> None:
         loop = asyncio.get_running_loop()
         encoder: FragmentedMp4Encoder | None = None
+        styler = (
+            FrameStyler(
+                self._steering,
+                (visual.width, visual.height),
+                visual.fps,
+                self.spec.seed,
+                visual.face_box,
+            )
+            if self._steering.changes_frames
+            else None
+        )
         last_progress = 0
         with tracer.start_as_current_span("encode") as span:
             try:
@@ -225,7 +243,9 @@ class Generation:
                     if kind == "audio":
                         segments = await self._in_encoder(loop, encoder.add_audio, payload)
                     else:
-                        segments = await self._in_encoder(loop, _add_frames, encoder, payload)
+                        segments = await self._in_encoder(
+                            loop, _add_frames, encoder, payload, styler
+                        )
                         self._frames_done += len(payload.frames)
                     await self._emit(segments)
                     if self._frames_done - last_progress >= self._fps:
@@ -365,11 +385,22 @@ def _gather(store, indices: np.ndarray) -> np.ndarray:
     return np.stack([store[int(i)] for i in indices])
 
 
-def _add_frames(encoder: FragmentedMp4Encoder, batch: FrameBatch) -> list:
+def _add_frames(
+    encoder: FragmentedMp4Encoder, batch: FrameBatch, styler: FrameStyler | None
+) -> list:
     segments = []
-    for frame in batch.frames:
+    for k, frame in enumerate(batch.frames):
+        if styler is not None:
+            frame = styler.apply(batch.first_index + k, frame)
         segments.extend(encoder.add_video(frame))
     return segments
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    """A motion scale times the prompt's delivery factor (None stays None when factor is 1)."""
+    if factor == 1.0:
+        return value
+    return min(2.0, (1.0 if value is None else value) * factor)
 
 
 async def _with_idle_timeout(inputs: AsyncIterator[InputEvent], seconds: float):

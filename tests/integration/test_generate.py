@@ -135,13 +135,31 @@ def test_live_pcm_input_and_trim(client, short_speech, tmp_path):
     assert len(decode_frames(out)) == 24
 
 
-def test_unused_prompt_words_are_listed(client, short_speech, tmp_path):
+def test_prompt_steers_camera_and_look_and_lists_unused_words(client, short_speech, tmp_path):
+    plain = tmp_path / "plain.mp4"
+    render(client, short_speech, plain, PORTRAIT, resolution="256x256", seed=7)
+    styled = tmp_path / "styled.mp4"
     responses = render(
         client,
         short_speech,
-        tmp_path / "p.mp4",
+        styled,
         PORTRAIT,
         resolution="256x256",
-        prompt="Warm light, slow zoom-in",
+        seed=7,
+        prompt="Black and white, slow zoom in, with a purple dragon",
     )
-    assert list(responses[0].accepted.unused_prompt_words) == ["warm", "light", "slow", "zoom-in"]
+    assert list(responses[0].accepted.unused_prompt_words) == ["purple", "dragon"]
+    a, b = decode_frames(plain), decode_frames(styled)
+    assert len(a) == len(b)
+    # black and white: no colour left
+    assert np.abs(b[5].astype(int) - b[5][..., :1]).max() <= 6
+    assert np.abs(a[5].astype(int) - a[5][..., :1]).max() > 40
+
+    # slow zoom in: the last frame shows a smaller part of the picture than the first (edges
+    # of the frame move outwards, so the picture near the border differs more at the end)
+    def border_change(frames, i):
+        gray = frames[i].mean(axis=2)
+        ref = frames[0].mean(axis=2)
+        return np.abs(gray[:20] - ref[:20]).mean()
+
+    assert border_change(b, len(b) - 1) > border_change(a, len(a) - 1) + 2
