@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger(__name__)
+
+#: W3C trace context only (not the global propagator, which may carry baggage): what crosses
+#: a process boundary in a2v is the trace id and span id, never user data.
+_W3C = TraceContextTextMapPropagator()
+_TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 def configure_tracing(extra_processor: SpanProcessor | None = None) -> TracerProvider:
@@ -45,3 +53,24 @@ def configure_tracing(extra_processor: SpanProcessor | None = None) -> TracerPro
         provider.add_span_processor(extra_processor)
     trace.set_tracer_provider(provider)
     return provider
+
+
+def extract_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context:
+    """The caller's trace context from gRPC metadata (W3C ``traceparent``), or an empty one.
+
+    Only the trace-context headers are read: baggage from outside is not trusted into spans.
+    """
+    carrier = {
+        key.lower(): value
+        for key, value in (metadata or ())
+        if key.lower() in _TRACE_HEADERS and isinstance(value, str)
+    }
+    return _W3C.extract(carrier)
+
+
+def trace_headers() -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``) of the current span, for an outgoing call; empty
+    outside a sampled or valid span, so callers can pass it unconditionally."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier
