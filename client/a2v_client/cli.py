@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     print(
                         f"{m.name}\t{'ready' if m.ready else 'NOT READY'}\tinputs={inputs}\t"
-                        f"fps={m.native_fps:g}\tprompt={'yes' if m.accepts_prompt else 'no'}\t"
-                        f"{m.description}"
+                        f"fps={m.native_fps or 'source':}\t"
+                        f"lookahead={m.lookahead_seconds * 1000:.0f}ms\t"
+                        f"prompt={'yes' if m.accepts_prompt else 'no'}\t{m.description}"
                     )
                 return 0
             status = client.health(args.service)

@@ -15,6 +15,8 @@ from typing import Any
 
 import grpc
 
+from . import tracing
+
 
 @dataclass(frozen=True)
 class TlsFiles:
@@ -126,7 +128,12 @@ def open_channel(
         channel = grpc.insecure_channel(address, options=options)
     else:
         channel = grpc.secure_channel(address, tls.credentials(), options=options)
-    return grpc.intercept_channel(channel, _KeyInterceptor(api_key)) if api_key else channel
+    if api_key:
+        channel = grpc.intercept_channel(channel, _KeyInterceptor(api_key))
+    # the caller's trace context, when OpenTelemetry is installed (optional)
+    if tracing.available():
+        channel = grpc.intercept_channel(channel, tracing.TraceInterceptor())
+    return channel
 
 
 def open_aio_channel(
@@ -148,6 +155,7 @@ def open_aio_channel(
                 _AioStreamStreamKey,
             )
         ]
+    interceptors = [*(interceptors or []), *tracing.aio_interceptors()] or None
     if tls is None:
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     return grpc.aio.secure_channel(

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +22,8 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from .errors import A2VError, InvalidInput, ResourceExhausted, Unavailable
+from .metrics import TRITON_SECONDS
+from .telemetry import trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class ModelStream(Protocol):
 
 class Backend(Protocol):
     async def ready(self, models: tuple[str, ...]) -> bool: ...
+    async def lookahead_seconds(self, model: str) -> float: ...
     async def analyze_faces(self, image: np.ndarray) -> list[Face]: ...
     async def open_avatar(
         self, portrait: np.ndarray, landmarks: np.ndarray, fps: float, options: dict | None = None
@@ -98,6 +102,7 @@ class TritonBackend:
         self.url = url
         self._client = aioclient.InferenceServerClient(url)
         self._inputs: dict[str, set[str]] = {}
+        self._lookahead: dict[str, float] = {}
 
     async def ready(self, models: tuple[str, ...] = (FACE_MODEL, AVATAR_MODEL)) -> bool:
         try:
@@ -114,7 +119,11 @@ class TritonBackend:
         tensor = grpcclient.InferInput("IMAGE", list(image.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(image, dtype=np.uint8))
         try:
-            result = await self._client.infer(FACE_MODEL, [tensor], client_timeout=30.0)
+            sent = time.monotonic()
+            result = await self._client.infer(
+                FACE_MODEL, [tensor], client_timeout=30.0, headers=trace_headers()
+            )
+            TRITON_SECONDS.labels(FACE_MODEL, "infer").observe(time.monotonic() - sent)
         except InferenceServerException as exc:
             raise _map_error(exc, "face analysis") from exc
         except grpc.RpcError as exc:
@@ -159,6 +168,17 @@ class TritonBackend:
             first["FACE_BOX"] = np.array(face_box, dtype=np.float32)
         return TritonSequenceStream(self._client, LIPSYNC_MODEL, first)
 
+    async def lookahead_seconds(self, model: str) -> float:
+        """The lookahead ``model`` declares in its config (0 when unknown or not ready)."""
+        if model not in self._lookahead:
+            try:
+                config = (await self._client.get_model_config(model, as_json=True))["config"]
+                value = config.get("parameters", {}).get("lookahead_seconds", {})
+                self._lookahead[model] = float(value.get("string_value", 0.0))
+            except (InferenceServerException, grpc.RpcError, ValueError):
+                return 0.0
+        return self._lookahead[model]
+
     async def _input_names(self, model: str) -> set[str]:
         if model not in self._inputs:
             try:
@@ -199,6 +219,8 @@ class TritonSequenceStream:
         self._first = first
         self._last_request_id: str | None = None
         self._closed = False
+        #: request id -> when it went to Triton, for the per-request latency metric
+        self._sent_at: dict[str, float] = {}
 
     async def send_audio(
         self,
@@ -254,10 +276,12 @@ class TritonSequenceStream:
             item = await self._requests.get()
             if item is None:
                 return
+            self._sent_at[item["request_id"]] = time.monotonic()
             yield item
 
     async def batches(self) -> AsyncIterator[FrameBatch]:
-        stream = self._client.stream_infer(self._request_iter())
+        # The current span (inference.render) becomes the parent of Triton's own spans.
+        stream = self._client.stream_infer(self._request_iter(), headers=trace_headers())
         try:
             async for result, error in stream:
                 if error is not None:
@@ -270,6 +294,12 @@ class TritonSequenceStream:
                         self._progress.notify_all()
                     yield batch
                 final = response.parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    sent = self._sent_at.pop(response.id, None)
+                    if sent is not None:
+                        TRITON_SECONDS.labels(self._model, "stream_infer").observe(
+                            time.monotonic() - sent
+                        )
                 if final is not None and final.bool_param and response.id == self._last_request_id:
                     return
         except InferenceServerException as exc:

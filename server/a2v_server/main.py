@@ -20,6 +20,8 @@ from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from .health import HealthWatcher
 from .inference import Backend, TritonBackend
+from .logging_setup import configure_logging
+from .metrics import ObservabilityInterceptor, start_metrics_server
 from .security import AuthInterceptor, bind
 from .service import SERVICE_NAME, AudioToVideoService
 from .settings import Settings
@@ -34,7 +36,8 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int, HealthWatcher]:
     """A configured, not yet started server bound to ``settings.listen`` (port 0 = any free)."""
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor.from_settings(settings)],
+        # Observability first: it sees the calls the auth interceptor refuses, too.
+        interceptors=[ObservabilityInterceptor(), AuthInterceptor.from_settings(settings)],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -66,6 +69,8 @@ def create_server(
 
 
 async def serve(settings: Settings) -> None:
+    # Before Triton starts: a taken metrics port then fails fast without a process to clean up.
+    metrics = start_metrics_server(settings.metrics_listen)
     triton: TritonProcess | None = None
     if settings.launch_triton:
         host, _, port = settings.triton_url.rpartition(":")
@@ -76,6 +81,8 @@ async def serve(settings: Settings) -> None:
             grpc_port=int(port),
             instance_kind=settings.triton_instance_kind,
             instance_count=settings.triton_instance_count,
+            trace_url=settings.triton_trace_url,
+            trace_rate=settings.triton_trace_rate,
         )
         await asyncio.to_thread(triton.start)
     backend = TritonBackend(settings.triton_url)
@@ -100,6 +107,8 @@ async def serve(settings: Settings) -> None:
         await server.stop(settings.shutdown_grace_seconds)
     finally:
         await backend.aclose()
+        if metrics is not None:
+            metrics[0].shutdown()
         if triton is not None:
             await asyncio.to_thread(triton.stop)
         log.info("stopped")
@@ -128,6 +137,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--triton-instance-count", type=int, help="instances per model (default: config.pbtxt)"
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    parser.add_argument("--log-format", choices=["text", "json"], help="log line format (text)")
+    parser.add_argument(
+        "--metrics-listen", help="host:port of the Prometheus endpoint (127.0.0.1:9464; '' = off)"
+    )
+    parser.add_argument(
+        "--triton-trace-url", help="OTLP/HTTP traces URL for the launched Triton ('' = off)"
+    )
     parser.add_argument("--tls-cert-file", help="PEM server certificate (enables TLS)")
     parser.add_argument("--tls-key-file", help="PEM private key of the server certificate")
     parser.add_argument(
@@ -153,10 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"a2v-server: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     log.info("settings: %s", settings.describe())
     configure_tracing()
     try:

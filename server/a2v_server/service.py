@@ -21,6 +21,7 @@ from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from . import catalog, spec
 from .errors import A2VError, FailedPrecondition, InvalidInput, NotFound
 from .inference import Backend
+from .logging_setup import request_id_var
 from .pipeline import Generation
 from .settings import Settings
 
@@ -373,6 +374,8 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                     )
                 generate_spec, model = spec_from_config(first.config)
                 request_id = generate_spec.request_id
+                # JSON log lines of this call (and of the tasks it starts) carry the id.
+                request_id_var.set(request_id)
                 span.set_attribute("a2v.request_id", request_id)
                 span.set_attribute("a2v.model", model.name)
                 generation = Generation(generate_spec, model, self._backend, self._settings)
@@ -418,4 +421,6 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             resolutions=[_PRESET_ENUM[p] for p in model.presets],
             accepts_prompt=model.accepts_prompt,
             ready=await self._backend.ready(model.triton_models),
+            # the last Triton model of a catalog entry is the one that renders
+            lookahead_seconds=await self._backend.lookahead_seconds(model.triton_models[-1]),
         )

@@ -42,6 +42,15 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
+    #: "text" (human-readable) or "json" (one object per line, with trace and request ids)
+    log_format: str = "text"
+    #: host:port of the Prometheus /metrics endpoint; "" turns it off
+    metrics_listen: str = "127.0.0.1:9464"
+    #: OTLP/HTTP traces endpoint for the launched Triton's own OpenTelemetry tracing
+    #: (e.g. http://otel-collector:4318/v1/traces); "" = Triton does not trace
+    triton_trace_url: str = ""
+    #: Triton samples one request in this many when tracing (1 = every request)
+    triton_trace_rate: int = 1
     #: PEM server certificate and key: TLS on the gRPC port when set
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -94,6 +103,12 @@ class Settings:
             )
         if self.max_streams_per_key < 1:
             raise ValueError("max_streams_per_key must be at least 1")
+        if self.log_format not in ("text", "json"):
+            raise ValueError("log_format must be text or json")
+        if self.metrics_listen and ":" not in self.metrics_listen:
+            raise ValueError("metrics_listen must be host:port, or empty to turn metrics off")
+        if self.triton_trace_rate < 1:
+            raise ValueError("triton_trace_rate must be at least 1")
         return self
 
     def describe(self) -> str:

@@ -41,6 +41,8 @@ class LocalStack:
         )
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        #: the server's Prometheus endpoint: a free port too, so stacks do not collide
+        self.metrics_port = free_port()
         self.log_dir = Path(log_dir) if log_dir else None
         self._server_env = server_env or {}
         self._server: subprocess.Popen | None = None
@@ -48,7 +50,11 @@ class LocalStack:
 
     def start(self, timeout: float = 120.0) -> LocalStack:
         self.triton.start(timeout)
-        env = {**os.environ, **self._server_env}
+        env = {
+            **os.environ,
+            "A2V_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
+            **self._server_env,
+        }
         out = subprocess.DEVNULL
         if self.log_dir is not None:
             self._server_log = open(self.log_dir / "server.log", "wb")  # noqa: SIM115

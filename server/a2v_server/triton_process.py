@@ -64,6 +64,8 @@ class TritonProcess:
         log_path: str | Path | None = None,
         instance_kind: str = "",
         instance_count: int = 0,
+        trace_url: str = "",
+        trace_rate: int = 1,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.env = Path(env).resolve()
@@ -76,6 +78,9 @@ class TritonProcess:
         #: override of the models' instance_group ("" / 0 = as written in config.pbtxt)
         self.instance_kind = instance_kind
         self.instance_count = instance_count
+        #: OTLP/HTTP endpoint for Triton's own OpenTelemetry traces ("" = no tracing)
+        self.trace_url = trace_url
+        self.trace_rate = trace_rate
         self._proc: subprocess.Popen | None = None
         self._workdir: Path | None = None
         self._log_file = None
@@ -127,8 +132,23 @@ class TritonProcess:
             f"--metrics-port={metrics_port}",
             "--exit-timeout-secs=10",
             "--log-verbose=0",
+            *self._trace_args(),
         ]
         return command, env
+
+    def _trace_args(self) -> list[str]:
+        """Triton's OpenTelemetry tracing: its spans join the a2v server's traces because the
+        server sends ``traceparent`` with every request (inference.py)."""
+        if not self.trace_url:
+            return []
+        return [
+            "--trace-config=mode=opentelemetry",
+            f"--trace-config=opentelemetry,url={self.trace_url}",
+            "--trace-config=opentelemetry,resource=service.name=triton",
+            f"--trace-config=rate={self.trace_rate}",
+            "--trace-config=level=TIMESTAMPS",
+            "--trace-config=count=-1",
+        ]
 
     def _overrides(self) -> bool:
         return bool(self.instance_kind or self.instance_count)

@@ -147,6 +147,7 @@ def test_models_health_and_reflection(stack, client):
     models = client.list_models()
     assert [m.name for m in models] == ["talking_avatar", "lipsync"]
     assert all(m.ready for m in models)
+    assert 0 < models[0].lookahead_seconds <= 0.25 and 0 < models[1].lookahead_seconds <= 0.1
     lipsync = models[1]
     assert set(lipsync.accepted_inputs) == {pb.INPUT_KIND_AUDIO, pb.INPUT_KIND_VIDEO}
     m = models[0]

@@ -58,6 +58,9 @@ class FakeBackend:
     async def ready(self, models=()):
         return True
 
+    async def lookahead_seconds(self, model):
+        return 0.05
+
     async def analyze_faces(self, image):
         if not self.faces:
             return []

@@ -411,7 +411,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "description", "accepted_inputs", "native_fps", "resolutions", "accepts_prompt", "ready")
+    __slots__ = ("name", "description", "accepted_inputs", "native_fps", "resolutions", "accepts_prompt", "ready", "lookahead_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +419,7 @@ class ModelInfo(_message.Message):
     RESOLUTIONS_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_PROMPT_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    LOOKAHEAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     accepted_inputs: _containers.RepeatedScalarFieldContainer[InputKind]
@@ -426,4 +427,5 @@ class ModelInfo(_message.Message):
     resolutions: _containers.RepeatedScalarFieldContainer[ResolutionPreset]
     accepts_prompt: bool
     ready: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., accepted_inputs: _Optional[_Iterable[_Union[InputKind, str]]] = ..., native_fps: _Optional[float] = ..., resolutions: _Optional[_Iterable[_Union[ResolutionPreset, str]]] = ..., accepts_prompt: _Optional[bool] = ..., ready: _Optional[bool] = ...) -> None: ...
+    lookahead_seconds: float
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., accepted_inputs: _Optional[_Iterable[_Union[InputKind, str]]] = ..., native_fps: _Optional[float] = ..., resolutions: _Optional[_Iterable[_Union[ResolutionPreset, str]]] = ..., accepts_prompt: _Optional[bool] = ..., ready: _Optional[bool] = ..., lookahead_seconds: _Optional[float] = ...) -> None: ...

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from animator import Animator
+from animator import LOOKAHEAD_S, Animator
 from face_motion import FaceMotion
 from mouth_render import MouthRenderer
 
@@ -95,6 +95,11 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = config.get("parameters", {})
         self._max_frames = int(params["max_frames_per_response"]["string_value"])
+        declared = float(params["lookahead_seconds"]["string_value"])
+        if abs(declared - LOOKAHEAD_S) > 1e-6:  # the config is what callers are told
+            raise pb_utils.TritonModelException(
+                f"config.pbtxt declares lookahead_seconds={declared}, the code uses {LOOKAHEAD_S}"
+            )
         idle_us = int(config["sequence_batching"]["max_sequence_idle_microseconds"])
         self._idle_seconds = idle_us / 1e6
         self._sessions: dict[int, Session] = {}

@@ -163,6 +163,11 @@ class _ChunkStream:
             return self._position
 
 
+def _frame_key(frame: av.AudioFrame) -> tuple:
+    """What an AudioResampler is bound to: sample format, channel layout and rate."""
+    return frame.format.name, frame.layout.name, frame.sample_rate
+
+
 def _invalid(reason: str) -> InvalidInput:
     return InvalidInput(
         f"could not decode the audio: {reason}; send {ACCEPTED_AUDIO_FORMATS}", field="audio"
@@ -223,28 +228,54 @@ class _BlockMaker:
         self._width = 0
         self._model: av.AudioResampler | None = None
         self._output: av.AudioResampler | None = None
+        self._input: tuple | None = None
 
     @property
     def done(self) -> bool:
         """trim_end was reached on both outputs: no need to decode further."""
         return all(t.done for t in self._trims)
 
+    def _setup(self, frame: av.AudioFrame) -> None:
+        # Both resamplers keep at most stereo; mono is then the plain channel average.
+        # swresample's own stereo->mono matrix sums with 0.707 gains, which raises
+        # correlated content such as speech by 3 dB and clips loud recordings.
+        channels = min(frame.layout.nb_channels, 2)
+        if self.output_channels is None:
+            self.output_channels = channels
+        self._width = channels
+        layout = "mono" if channels == 1 else "stereo"
+        self._model = av.AudioResampler(format="fltp", layout=layout, rate=MODEL_RATE)
+        self._output = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
+        self._input = _frame_key(frame)
+
     def _resample(self, frame: av.AudioFrame | None) -> tuple[np.ndarray, np.ndarray]:
-        if self._output is None:
-            # Both resamplers keep at most stereo; mono is then the plain channel average.
-            # swresample's own stereo->mono matrix sums with 0.707 gains, which raises
-            # correlated content such as speech by 3 dB and clips loud recordings.
-            channels = min(frame.layout.nb_channels, 2)
-            if self.output_channels is None:
-                self.output_channels = channels
-            self._width = channels
-            layout = "mono" if channels == 1 else "stereo"
-            self._model = av.AudioResampler(format="fltp", layout=layout, rate=MODEL_RATE)
-            self._output = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
+        if frame is None or self._input == _frame_key(frame):
+            return self._run(frame)
+        # The first frame, or the stream changed rate or layout mid-way (legal in MP3/ADTS,
+        # and common in corrupt files; a resampler takes one input format only): flush what
+        # the old resamplers hold and go on with new ones.
+        head = self._run(None) if self._output is not None else None
+        self._setup(frame)
+        model, output = self._run(frame)
+        if head is not None:
+            model = np.concatenate([head[0], model])
+            output = np.concatenate([head[1], output], axis=1)
+        return model, output
+
+    def _run(self, frame: av.AudioFrame | None) -> tuple[np.ndarray, np.ndarray]:
         parts = []
-        for resampler in (self._model, self._output):
-            frames = [f.to_ndarray() for f in resampler.resample(frame)]
-            parts.append(np.concatenate(frames, axis=1) if frames else np.zeros((self._width, 0)))
+        try:
+            for resampler in (self._model, self._output):
+                frames = [f.to_ndarray() for f in resampler.resample(frame)]
+                parts.append(
+                    np.concatenate(frames, axis=1) if frames else np.zeros((self._width, 0))
+                )
+        except (av.error.FFmpegError, ValueError) as exc:
+            # swresample cannot mix some unusual channel layouts (e.g. 9 unnamed channels).
+            layout = "" if frame is None else f" ({frame.layout.name}, {frame.sample_rate} Hz)"
+            raise _invalid(
+                f"its channel layout{layout} cannot be converted; send mono or stereo audio"
+            ) from exc
         model, output = parts
         model = model.mean(axis=0)
         if output.shape[0] > self.output_channels:
@@ -345,7 +376,14 @@ class EncodedAudioDecoder:
             raise _invalid("unrecognised format")
         self._stream.allow_seek = demuxer == "mov"
         try:
-            container = av.open(self._stream, mode="r", format=demuxer, options=_OPEN_OPTIONS)
+            # Tags are user bytes too: undecodable text must not fail the open.
+            container = av.open(
+                self._stream,
+                mode="r",
+                format=demuxer,
+                options=_OPEN_OPTIONS,
+                metadata_errors="replace",
+            )
         except av.error.FFmpegError as exc:
             raise _invalid(f"corrupt or truncated {demuxer} data ({exc.strerror})") from exc
         with container:

@@ -153,7 +153,13 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000) -> np.ndarray:
     # max_pixels also bounds the decoder itself, in case the header parse and FFmpeg disagree.
     options = {"max_pixels": str(max_pixels)}
     try:
-        with av.open(io.BytesIO(data), mode="r", format=demuxer, options=options) as container:
+        with av.open(
+            io.BytesIO(data),
+            mode="r",
+            format=demuxer,
+            options=options,
+            metadata_errors="replace",  # tags are user bytes: never fail on their text
+        ) as container:
             if not container.streams.video:
                 raise _invalid("the file contains no picture")
             frame = next(container.decode(video=0), None)

@@ -74,14 +74,22 @@ class VideoUpload:
         fmt = detect_video_format(self._file.read(16))
         self._file.seek(0)
         try:
-            container = av.open(self._file, format=fmt, mode="r")
+            # Tags are user bytes too: undecodable text must not fail the open.
+            container = av.open(self._file, format=fmt, mode="r", metadata_errors="replace")
         except (av.error.FFmpegError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise InvalidInput(
-                f"could not read the video ({exc}): send {ACCEPTED_VIDEO_FORMATS}", field="video"
+                f"could not read the video: corrupt or truncated {fmt} data ({reason}); send a "
+                f"complete {ACCEPTED_VIDEO_FORMATS} file",
+                field="video",
             ) from None
         try:
             if not container.streams.video:
-                raise InvalidInput("the file has no video stream", field="video")
+                raise InvalidInput(
+                    "the video file has no video stream (audio only?): send a video of the "
+                    f"speaker ({ACCEPTED_VIDEO_FORMATS})",
+                    field="video",
+                )
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if stream.width * stream.height > max_pixels:

@@ -1,0 +1,333 @@
+"""Quality measures computed from the outside, on a decoded output file: dlib landmarks
+re-detected in every frame, the output's own audio track, pixels against the source video.
+
+Nothing here reads the service's timeline or face box: every figure comes from the MP4 (PyAV)
+and, for lipsync, from the source video the benchmark made itself.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from ..inputs import ROOT
+
+# dlib face detector + 68-point predictor, the same code the face_landmarks model runs
+sys.path.insert(0, str(ROOT / "model_repository" / "face_landmarks" / "1"))
+from face_detection import FaceAnalyzer  # noqa: E402
+
+#: dlib 68-point indices
+INNER_UPPER, INNER_LOWER = (61, 62, 63), (67, 66, 65)
+MOUTH_CORNERS = (48, 54)
+NON_MOUTH = np.arange(0, 48)  # jaw outline, brows, nose, eyes
+MOUTH = np.arange(48, 68)
+#: lags tried by the sync cross-correlation, in frames
+MAX_LAG = 10
+#: audio envelope floor, dB below the clip's loud level (95th percentile)
+FLOOR_DB = 50.0
+#: speech frames are within this many dB of the loud level; silence frames are below -SILENT
+SPEECH_DB, SILENT_DB = 25.0, 45.0
+#: frames next to speech that count as neither (the mouth's attack and release)
+SILENCE_MARGIN = 4
+
+_analyzer: FaceAnalyzer | None = None
+
+
+def analyzer() -> FaceAnalyzer:
+    global _analyzer
+    if _analyzer is None:
+        _analyzer = FaceAnalyzer(max_analysis_side=640)
+    return _analyzer
+
+
+@dataclass
+class Decoded:
+    """A decoded MP4: RGB frames with their presentation times, and mono float audio."""
+
+    frames: list[np.ndarray]
+    times: np.ndarray  # seconds, per frame (from the container's pts)
+    fps: float
+    audio: np.ndarray  # mono float32
+    rate: int
+    audio_start: float  # presentation time of audio[0], seconds
+
+
+def decode(path: Path | str, audio: bool = True) -> Decoded:
+    frames, times = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            times.append(float(frame.time) if frame.time is not None else len(times) / fps)
+    samples, rate, start = np.zeros(0, np.float32), 48000, 0.0
+    if audio:
+        with av.open(str(path)) as container:
+            if container.streams.audio:
+                astream = container.streams.audio[0]
+                rate = astream.codec_context.sample_rate
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+                pieces = []
+                first = None
+                for frame in container.decode(astream):
+                    if first is None and frame.time is not None:
+                        first = float(frame.time)
+                    for out in resampler.resample(frame):
+                        pieces.append(out.to_ndarray().reshape(-1))
+                for out in resampler.resample(None):
+                    pieces.append(out.to_ndarray().reshape(-1))
+                samples = np.concatenate(pieces) if pieces else samples
+                start = first or 0.0
+    return Decoded(frames, np.array(times), fps, samples.astype(np.float32), rate, start)
+
+
+# --- landmarks ----------------------------------------------------------------------------------
+def landmarks(frames: list[np.ndarray]) -> np.ndarray:
+    """(n, 68, 2) landmarks of the largest face per frame; NaN where dlib finds no face."""
+    out = np.full((len(frames), 68, 2), np.nan, np.float32)
+    fa = analyzer()
+    for i, frame in enumerate(frames):
+        faces = fa.analyze(frame)
+        if faces:
+            out[i] = faces[0].landmarks
+    return out
+
+
+def mouth_opening(lms: np.ndarray) -> np.ndarray:
+    """Inner-lip gap / mouth width per frame (0 = lips touch; ~0.3 = wide open)."""
+    gap = np.mean(
+        [np.linalg.norm(lms[:, u] - lms[:, lo], axis=1) for u, lo in zip(INNER_UPPER, INNER_LOWER)],
+        axis=0,
+    )
+    width = np.linalg.norm(lms[:, MOUTH_CORNERS[0]] - lms[:, MOUTH_CORNERS[1]], axis=1)
+    return gap / np.maximum(width, 1e-6)
+
+
+# --- audio --------------------------------------------------------------------------------------
+def envelope_db(decoded: Decoded) -> np.ndarray:
+    """RMS of the output's audio over each frame's display interval [t, t + 1/fps), in dB
+    relative to the clip's loud level (95th percentile), floored at -FLOOR_DB."""
+    period = 1.0 / decoded.fps
+    rms = np.zeros(len(decoded.times))
+    for i, t in enumerate(decoded.times):
+        a = round((t - decoded.audio_start) * decoded.rate)
+        b = round((t + period - decoded.audio_start) * decoded.rate)
+        window = decoded.audio[max(0, a) : max(0, b)]
+        rms[i] = math.sqrt(float(np.mean(window.astype(np.float64) ** 2))) if len(window) else 0.0
+    db = 20 * np.log10(np.maximum(rms, 1e-9))
+    loud = np.percentile(db, 95)
+    return np.maximum(db - loud, -FLOOR_DB)
+
+
+def speech_silence_masks(env_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Speech frames (within SPEECH_DB of the loud level) and silence frames (below -SILENT_DB
+    and at least SILENCE_MARGIN frames from any speech-ish frame)."""
+    speech = env_db > -SPEECH_DB
+    active = env_db > -SILENT_DB
+    near = np.convolve(active.astype(float), np.ones(2 * SILENCE_MARGIN + 1), "same") > 0
+    return speech, ~near
+
+
+# --- measures -----------------------------------------------------------------------------------
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if len(a) < 10 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@dataclass
+class Sync:
+    lag: int  # frames; > 0: the mouth moves after the sound
+    corr: float  # Pearson correlation at that lag
+    corr_at_zero: float
+
+
+def sync(opening: np.ndarray, env_db: np.ndarray, max_lag: int = MAX_LAG) -> Sync:
+    """Cross-correlate mouth opening with the audio envelope over lags -max_lag..+max_lag:
+    at lag L, opening[i + L] is paired with envelope[i]."""
+    n = len(opening)
+    best = (0, -math.inf)
+    values = {}
+    for lag in range(-max_lag, max_lag + 1):
+        if lag >= 0:
+            c = _corr(opening[lag:], env_db[: n - lag])
+        else:
+            c = _corr(opening[: n + lag], env_db[-lag:])
+        values[lag] = c
+        if math.isfinite(c) and c > best[1]:
+            best = (lag, c)
+    return Sync(int(best[0]), float(best[1]) if math.isfinite(best[1]) else float("nan"), values[0])
+
+
+@dataclass
+class Openings:
+    speech_mean: float
+    silence_mean: float
+    silence_p95: float
+    speech_frames: int
+    silence_frames: int
+
+
+def openings(opening: np.ndarray, env_db: np.ndarray) -> Openings:
+    speech, silent = speech_silence_masks(env_db)
+    s = opening[speech & np.isfinite(opening)]
+    q = opening[silent & np.isfinite(opening)]
+    nan = float("nan")
+    return Openings(
+        float(s.mean()) if len(s) else nan,
+        float(q.mean()) if len(q) else nan,
+        float(np.percentile(q, 95)) if len(q) else nan,
+        len(s),
+        len(q),
+    )
+
+
+@dataclass
+class Jitter:
+    std_px: float  # per-landmark std of position over time (x and y pooled), mean over points
+    step_px: float  # RMS frame-to-frame displacement, mean over points
+    frames: int
+
+
+def jitter(lms: np.ndarray, points: np.ndarray = NON_MOUTH) -> Jitter:
+    """How much landmarks move on a head that does not move."""
+    sel = lms[:, points]
+    sel = sel[np.all(np.isfinite(sel), axis=(1, 2))]
+    if len(sel) < 3:
+        return Jitter(float("nan"), float("nan"), len(sel))
+    std = float(np.mean(np.sqrt(np.var(sel, axis=0).sum(axis=1) / 2)))
+    steps = np.linalg.norm(np.diff(sel, axis=0), axis=2)
+    return Jitter(std, float(np.mean(np.sqrt(np.mean(steps**2, axis=0)))), len(sel))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def face_mask(lms: np.ndarray, shape: tuple[int, int], margin: float = 0.15) -> np.ndarray:
+    """True inside the face: the box around all 68 landmarks, widened by ``margin`` of the face
+    width on each side, up by the same and down by twice that (the jaw drops when the mouth
+    opens)."""
+    mask = np.zeros(shape, bool)
+    if not np.all(np.isfinite(lms)):
+        return mask
+    x0, y0 = lms.min(axis=0)
+    x1, y1 = lms.max(axis=0)
+    m = margin * (x1 - x0)
+    h, w = shape
+    xa, xb = int(max(0, x0 - m)), int(min(w, x1 + m + 1))
+    ya, yb = int(max(0, y0 - m)), int(min(h, y1 + 2 * m + 1))
+    mask[ya:yb, xa:xb] = True
+    return mask
+
+
+def psnr_outside_face(
+    out_frames: list[np.ndarray], src_frames: list[np.ndarray], src_lms: np.ndarray
+) -> np.ndarray:
+    """PSNR of the pixels outside the face (mask from the SOURCE frame's landmarks), output
+    frame i against source frame i. A frame without a face compares every pixel."""
+    values = []
+    for i, (out, src) in enumerate(zip(out_frames, src_frames, strict=False)):
+        keep = ~face_mask(src_lms[i], out.shape[:2])
+        values.append(psnr(out[keep], src[keep]))
+    return np.array(values)
+
+
+# --- music --------------------------------------------------------------------------------------
+def frame_motion(frames: list[np.ndarray]) -> np.ndarray:
+    """Mean absolute grey-level change from the previous frame (0 for the first)."""
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.int16) for f in frames]
+    out = [0.0] + [float(np.mean(np.abs(b - a))) for a, b in zip(gray, gray[1:], strict=False)]
+    return np.array(out)
+
+
+def autocorr(x: np.ndarray, lag: float) -> float:
+    """Normalised autocorrelation of ``x`` at a possibly fractional lag (linear between the
+    neighbouring integer lags)."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    x = x - x.mean()
+    denom = float(np.dot(x, x))
+    if denom == 0:
+        return float("nan")
+
+    def at(k: int) -> float:
+        return float(np.dot(x[: len(x) - k], x[k:]) / denom) if 0 < k < len(x) else float("nan")
+
+    lo = int(math.floor(lag))
+    frac = lag - lo
+    return at(lo) if frac == 0 else (1 - frac) * at(lo) + frac * at(lo + 1)
+
+
+def dominant_period(x: np.ndarray, lo: int, hi: int) -> float:
+    """Lag (frames) of the highest autocorrelation between ``lo`` and ``hi``, refined by a
+    parabola through the peak and its neighbours."""
+    values = np.array([autocorr(x, k) for k in range(lo - 1, hi + 2)])
+    k = int(np.nanargmax(values[1:-1])) + 1
+    a, b, c = values[k - 1], values[k], values[k + 1]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
+    return lo - 1 + k + float(np.clip(shift, -0.5, 0.5))
+
+
+@dataclass
+class BeatFollow:
+    autocorr_beat: float  # at the beat period
+    autocorr_half: float  # at half the beat period (anti-phase check)
+    tempo_bpm: float  # from the dominant period between 0.5x and 2x the beat period
+    beat_locking: float  # modulation depth of the beat-phase folded profile, (max-min)/mean
+    peak_phase: float  # beat phase (0..1) of that profile's maximum
+
+
+def beat_follow(x: np.ndarray, times: np.ndarray, bpm: float, skip_s: float = 1.0) -> BeatFollow:
+    """How a motion signal ``x`` (per frame, at ``times``) follows a beat at ``bpm`` starting at
+    t = 0. The first ``skip_s`` seconds are left out (tempo tracking settles)."""
+    fps = 1.0 / float(np.median(np.diff(times)))
+    keep = times >= skip_s
+    x, t = fill_gaps(x)[keep], times[keep]
+    period = fps * 60.0 / bpm
+    lag = dominant_period(x, max(2, int(period / 2)), int(2 * period) + 1)
+    phase = ((t * bpm / 60.0) % 1.0 + 1.0) % 1.0
+    bins = 8
+    profile = np.array(
+        [np.nanmean(x[(phase >= k / bins) & (phase < (k + 1) / bins)]) for k in range(bins)]
+    )
+    mean = float(np.nanmean(x))
+    depth = float((profile.max() - profile.min()) / mean) if mean > 0 else float("nan")
+    return BeatFollow(
+        autocorr(x, period),
+        autocorr(x, period / 2),
+        60.0 * fps / lag,
+        depth,
+        (int(np.nanargmax(profile)) + 0.5) / bins,
+    )
+
+
+def fill_gaps(x: np.ndarray) -> np.ndarray:
+    """Linear interpolation over NaN entries (frames where no face was found)."""
+    x = np.asarray(x, float).copy()
+    ok = np.isfinite(x)
+    if ok.sum() >= 2 and not ok.all():
+        idx = np.arange(len(x))
+        x[~ok] = np.interp(idx[~ok], idx[ok], x[ok])
+    return x
+
+
+def head_position(lms: np.ndarray) -> np.ndarray:
+    """Vertical position (px, down) of the nose bridge and tip (points 27-33) per frame."""
+    return lms[:, 27:34, 1].mean(axis=1)
+
+
+def head_speed(lms: np.ndarray) -> np.ndarray:
+    """Speed (px per frame) of the mean of the non-mouth landmarks."""
+    centre = lms[:, NON_MOUTH].mean(axis=1)
+    step = np.linalg.norm(np.diff(centre, axis=0), axis=1)
+    return np.concatenate([[np.nan], step])
