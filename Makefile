@@ -4,7 +4,7 @@ VENV := .venv
 TRITON_ENV := .venv-triton
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit serve proto lint clean system-deps bench
+.PHONY: venv demo test test-unit serve proto lint clean system-deps bench bench-quality
 
 venv: $(VENV)/.installed $(TRITON_ENV)/.installed
 
@@ -38,6 +38,11 @@ test: venv system-deps
 # BENCH_LONG=1 adds the 10-minute memory run; BENCH_RUNS, BENCH_MAX_STREAMS, BENCH_INSTANCES.
 bench: venv system-deps
 	$(BIN)/python -m bench
+
+# Quality benchmark (bench/quality/): lip sync, mouth at rest, jitter, lipsync PSNR, music,
+# measured on the decoded outputs of its own stack; prints Markdown tables (~5 minutes).
+bench-quality: venv system-deps
+	$(BIN)/python -m bench.quality
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit

@@ -138,7 +138,9 @@ def beat_track(path: Path, seconds: float = 8.0, bpm: float = BPM) -> Path:
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+    )
     if not ok:
         raise RuntimeError("JPEG encode failed")
     return data.tobytes()
@@ -148,21 +150,47 @@ def load_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
+#: the speaker video's own speech (the lipsync inputs are the VOICES, never this one)
+SPEAKER = Voice(
+    "en-us (variant m7)",
+    "en-us+m7",
+    (
+        "Thank you all for coming tonight, it is a real pleasure to see so many of you here.",
+        "Before we start, let me say a few words about the plans for the new library building.",
+    ),
+)
+#: a face from scikit-image's Labeled Faces in the Wild subset (25x25 px, grey): another person
+LFW_INDEX = 15
+
+
+def lfw_face(size: int = 512, face: int = 300) -> np.ndarray:
+    """LFW face LFW_INDEX upscaled to ``face`` px in the middle of a ``size`` square, the rest
+    filled by reflecting it: a low-detail photo of someone other than samples/portrait.jpg."""
+    from skimage import data
+
+    faces = np.load(Path(data.__file__).parent / "lfw_subset.npy")
+    grey = (faces[LFW_INDEX] * 255).astype(np.uint8)
+    big = cv2.resize(grey, (face, face), interpolation=cv2.INTER_CUBIC)
+    pad = (size - face) // 2
+    big = cv2.copyMakeBorder(
+        big, pad, size - face - pad, pad, size - face - pad, cv2.BORDER_REFLECT
+    )
+    return cv2.cvtColor(big, cv2.COLOR_GRAY2RGB)
+
+
 def portraits() -> dict[str, bytes]:
     """samples/portrait.jpg; a mirrored, rescaled (0.8x, on a 640x480 canvas), grayscale copy
-    of it; and scikit-image's astronaut photo (Eileen Collins, public domain), not in the repo."""
+    of it; and a face of another person from scikit-image's LFW subset (upscaled 12x)."""
     base = load_rgb(PORTRAIT)
     gray = cv2.cvtColor(cv2.cvtColor(base[:, ::-1], cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     small = cv2.resize(gray, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
     canvas = np.full((480, 640, 3), 96, np.uint8)
     y, x = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 3
     canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
-    from skimage import data
-
     return {
         "portrait.jpg": PORTRAIT.read_bytes(),
-        "portrait mirrored, gray, 0.8x on 640x480": _jpeg(canvas),
-        "skimage astronaut": _jpeg(data.astronaut()),
+        "portrait.jpg mirrored, grey, 0.8x on 640x480": _jpeg(canvas),
+        f"LFW face #{LFW_INDEX} (25 px, 12x upscaled)": _jpeg(lfw_face()),
     }
 
 

@@ -7,6 +7,7 @@ and, for lipsync, from the source video the benchmark made itself.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from ..inputs import ROOT
 
 # dlib face detector + 68-point predictor, the same code the face_landmarks model runs
 sys.path.insert(0, str(ROOT / "model_repository" / "face_landmarks" / "1"))
-from face_detection import FaceAnalyzer  # noqa: E402
+from face_detection import FaceAnalyzer
 
 #: dlib 68-point indices
 INNER_UPPER, INNER_LOWER = (61, 62, 63), (67, 66, 65)
@@ -102,7 +103,10 @@ def landmarks(frames: list[np.ndarray]) -> np.ndarray:
 def mouth_opening(lms: np.ndarray) -> np.ndarray:
     """Inner-lip gap / mouth width per frame (0 = lips touch; ~0.3 = wide open)."""
     gap = np.mean(
-        [np.linalg.norm(lms[:, u] - lms[:, lo], axis=1) for u, lo in zip(INNER_UPPER, INNER_LOWER)],
+        [
+            np.linalg.norm(lms[:, u] - lms[:, lo], axis=1)
+            for u, lo in zip(INNER_UPPER, INNER_LOWER, strict=True)
+        ],
         axis=0,
     )
     width = np.linalg.norm(lms[:, MOUTH_CORNERS[0]] - lms[:, MOUTH_CORNERS[1]], axis=1)
@@ -246,7 +250,7 @@ def psnr_outside_face(
 def frame_motion(frames: list[np.ndarray]) -> np.ndarray:
     """Mean absolute grey-level change from the previous frame (0 for the first)."""
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.int16) for f in frames]
-    out = [0.0] + [float(np.mean(np.abs(b - a))) for a, b in zip(gray, gray[1:], strict=False)]
+    out = [0.0] + [float(np.mean(np.abs(b - a))) for a, b in itertools.pairwise(gray)]
     return np.array(out)
 
 
@@ -331,3 +335,52 @@ def head_speed(lms: np.ndarray) -> np.ndarray:
     centre = lms[:, NON_MOUTH].mean(axis=1)
     step = np.linalg.norm(np.diff(centre, axis=0), axis=1)
     return np.concatenate([[np.nan], step])
+
+
+def landmarks_of(path: Path | str) -> np.ndarray:
+    """Landmarks of every frame of a video file (for a process pool)."""
+    return landmarks(decode(path, audio=False).frames)
+
+
+def read_audio(path: Path | str, rate: int) -> np.ndarray:
+    """Any audio file as mono float32 at ``rate``."""
+    pieces = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        for frame in container.decode(audio=0):
+            pieces += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        pieces += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def audio_offset_ms(source: Path | str, decoded: Decoded, max_ms: int = 300) -> float:
+    """Where the output's audio track sits against the input audio: the lag (ms, > 0 = later in
+    the output) that best aligns their 1 ms amplitude envelopes."""
+    per_ms = decoded.rate // 1000
+    src = read_audio(source, decoded.rate)
+
+    def env(x: np.ndarray) -> np.ndarray:
+        n = len(x) // per_ms
+        return np.abs(x[: n * per_ms]).reshape(n, per_ms).mean(axis=1)
+
+    a = env(src)
+    lead = round(decoded.audio_start * 1000)  # output audio[0] sits at this time
+    b = env(decoded.audio)
+    b = np.concatenate([np.zeros(max(0, lead)), b])[max(0, -lead) :]
+    best, best_lag = -math.inf, 0
+    m = min(len(a), len(b))
+    x = a[max_ms : m - max_ms]
+    for lag in range(-max_ms, max_ms + 1):
+        c = _corr(x, b[max_ms + lag : m - max_ms + lag])
+        if math.isfinite(c) and c > best:
+            best, best_lag = c, lag
+    return float(best_lag)
+
+
+def rest_opening(image: bytes) -> float:
+    """Mouth opening of the largest face in an encoded picture (the portrait at rest)."""
+    rgb = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
+    faces = analyzer().analyze(rgb)
+    return float(mouth_opening(faces[0].landmarks[None])[0]) if faces else float("nan")

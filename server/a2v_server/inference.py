@@ -51,6 +51,8 @@ class FrameBatch:
     blink: np.ndarray | None = None  # (n,)
     audio_kind: int = 0  # a2v.v1.AudioKind number
     face_found: np.ndarray | None = None  # (n,) lipsync: 0 = frame passed through
+    #: when set, ``frames`` are only this part (x0, y0, x1, y1) of the picture
+    region: tuple[int, int, int, int] | None = None
 
 
 class ModelStream(Protocol):
@@ -331,6 +333,7 @@ def _batch(result) -> FrameBatch:
         return result.as_numpy(name)  # None when the model does not send it
 
     kind = optional("AUDIO_KIND")
+    region = optional("REGION")
     return FrameBatch(
         int(result.as_numpy("FIRST_FRAME")[0]),
         result.as_numpy("FRAMES"),
@@ -340,6 +343,7 @@ def _batch(result) -> FrameBatch:
         blink=optional("BLINK"),
         audio_kind=int(kind.ravel()[0]) if kind is not None else 0,
         face_found=optional("FACE_FOUND"),
+        region=tuple(int(v) for v in region.ravel()) if region is not None else None,
     )
 
 

@@ -244,7 +244,7 @@ class Generation:
                         segments = await self._in_encoder(loop, encoder.add_audio, payload)
                     else:
                         segments = await self._in_encoder(
-                            loop, _add_frames, encoder, payload, styler
+                            loop, _add_frames, encoder, payload, styler, visual.portrait
                         )
                         self._frames_done += len(payload.frames)
                     await self._emit(segments)
@@ -386,10 +386,18 @@ def _gather(store, indices: np.ndarray) -> np.ndarray:
 
 
 def _add_frames(
-    encoder: FragmentedMp4Encoder, batch: FrameBatch, styler: FrameStyler | None
+    encoder: FragmentedMp4Encoder,
+    batch: FrameBatch,
+    styler: FrameStyler | None,
+    portrait: np.ndarray | None,
 ) -> list:
     segments = []
     for k, frame in enumerate(batch.frames):
+        if batch.region is not None and portrait is not None:
+            x0, y0, x1, y1 = batch.region  # the model sent only the part that changes
+            full = portrait.copy()
+            full[y0:y1, x0:x1] = frame
+            frame = full
         if styler is not None:
             frame = styler.apply(batch.first_index + k, frame)
         segments.extend(encoder.add_video(frame))

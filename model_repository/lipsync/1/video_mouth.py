@@ -113,7 +113,7 @@ def reanimate(frame: np.ndarray, landmarks: np.ndarray, openness: float) -> np.n
         return frame
 
     h, w = frame.shape[:2]
-    jaw = lm[list(range(2, 15)) + [29, 30, 31, 35]]
+    jaw = lm[[*range(2, 15), 29, 30, 31, 35]]
     x0, y0 = np.floor(jaw.min(0) - 0.1 * width).astype(int)
     x1, y1 = np.ceil(jaw.max(0) + 0.35 * width + max(delta, 0) * np.abs(down)).astype(int)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)

@@ -158,6 +158,14 @@ class FaceMotion:
         dist = np.minimum.reduce([hx - hx0, hx1 - 1 - hx, hy - hy0, hy1 - 1 - hy])
         self._head_taper = _smoothstep(dist / 4.0).astype(np.float32)
 
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """x0, y0, x1, y1 of the only pixels ``apply`` may change (lids, brows, head)."""
+        boxes = [self._head_box, *(eye.box for eye in self._eyes)]
+        if self._brow_prof is not None:
+            boxes.append(self._brow_box)
+        return _union(boxes)
+
     # ------------------------------------------------------------------------------------------
     def apply(self, img: np.ndarray, blink: float, brow: float, pose: np.ndarray) -> np.ndarray:
         """Return img (modified in place when possible) with lids, brows and head pose."""
@@ -204,3 +212,12 @@ class FaceMotion:
         )
         img[y0:y1, x0:x1] = roi
         return img
+
+
+def _union(boxes) -> tuple[int, int, int, int]:
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )

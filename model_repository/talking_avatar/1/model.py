@@ -50,6 +50,8 @@ class Session:
     renderer: MouthRenderer
     face: FaceMotion
     animator: Animator
+    #: x0, y0, x1, y1: the only pixels any frame changes; responses carry just this region
+    region: tuple[int, int, int, int] = (0, 0, 0, 0)
     next_frame: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -157,6 +159,7 @@ class TritonPythonModel:
                 self._sessions.pop(corrid, None)
                 return
             batch = frames[i : i + self._max_frames]
+            x0, y0, x1, y1 = session.region
             images = np.stack(
                 [
                     session.face.apply(
@@ -164,11 +167,12 @@ class TritonPythonModel:
                     )
                     for f in batch
                 ]
-            )
+            )[:, y0:y1, x0:x1]
             sender.send(
                 pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor("FRAMES", images),
+                        pb_utils.Tensor("FRAMES", np.ascontiguousarray(images)),
+                        pb_utils.Tensor("REGION", np.array(session.region, np.int32)),
                         pb_utils.Tensor(
                             "FIRST_FRAME", np.array([session.next_frame], dtype=np.int64)
                         ),
@@ -205,7 +209,14 @@ class TritonPythonModel:
         renderer = MouthRenderer(np.ascontiguousarray(portrait), landmarks)
         face = FaceMotion(portrait.shape, landmarks)
         animator = Animator(fps=fps, transcript=_transcript(request), **_liveliness(request))
-        return Session(renderer=renderer, face=face, animator=animator)
+        boxes = (renderer.roi, face.box)
+        region = (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+        return Session(renderer=renderer, face=face, animator=animator, region=region)
 
     def _drop_idle_sessions(self) -> None:
         """Forget sequences whose client vanished without sending END (Triton also frees them)."""

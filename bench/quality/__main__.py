@@ -1,0 +1,263 @@
+"""``python -m bench.quality``: make the inputs, start a stack, render everything, stop the
+stack, measure the outputs (two processes), print the tables."""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from a2v_client import Client
+from a2v_server.stack import LocalStack
+
+from ..inputs import ROOT, audio_seconds, machine
+from ..table import Row
+from . import inputs, metrics
+from .renders import SIZE, render
+from .report import ClipRow, clip_table, rows_table
+
+#: seconds of the silent inputs
+SILENCE_S = 4.0
+
+
+@dataclass
+class Job:
+    """One render and what it is measured against."""
+
+    name: str
+    model: str  # talking_avatar | lipsync
+    audio: Path
+    audio_label: str
+    visual_label: str
+    image: bytes | None = None
+    video: Path | None = None  # lipsync source (its frames are the PSNR reference)
+    rest: float = float("nan")  # the visual's own mouth opening at rest
+    options: dict = field(default_factory=dict)
+    out: Path | None = None
+    audio_kind: int = 0
+
+
+def main() -> int:
+    started = time.monotonic()
+
+    def step(text: str) -> None:
+        print(f"[quality {time.monotonic() - started:5.0f} s] {text}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="a2v-quality-") as tmp:
+        d = Path(tmp)
+        step("making inputs (espeak-ng in 5 voices, sox beat track, portraits, still video)")
+        voices = [(v.label, inputs.speech(d / f"v{i}.wav", v)) for i, v in enumerate(inputs.VOICES)]
+        speaker_speech = inputs.speech(d / "speaker.wav", inputs.SPEAKER)
+        beat = inputs.beat_track(d / "beat.wav")
+        quiet = inputs.silence(d / "silence.wav", SILENCE_S)
+        portraits = inputs.portraits()
+        rest = {k: metrics.rest_opening(v) for k, v in portraits.items()}
+        main_label, *other_labels = portraits
+        still_src = d / "still.mp4"
+        still_src.write_bytes(inputs.still_video(inputs.load_rgb(inputs.PORTRAIT), SILENCE_S + 1))
+        en_us_label, en_us = voices[0]
+
+        speaker_label = other_labels[-1]  # the other person
+
+        def avatar(name: str, audio: Path, audio_label: str, visual: str, **options) -> Job:
+            return Job(
+                name, "talking_avatar", audio, audio_label, visual, portraits[visual],
+                rest=rest[visual], options=options,
+            )  # fmt: skip
+
+        def lips(name: str, audio: Path, audio_label: str, visual: str, video=None) -> Job:
+            return Job(
+                name, "lipsync", audio, audio_label, f"{'still' if video else 'speaker'} video "
+                f"of {visual}", video=video, rest=rest[visual], options={"sync_mode": "cut_off"},
+            )  # fmt: skip
+
+        jobs = [avatar(f"av-{i}", a, label, main_label) for i, (label, a) in enumerate(voices)]
+        jobs += [avatar(f"av-p{i}", en_us, en_us_label, p) for i, p in enumerate(other_labels)]
+        jobs.append(
+            avatar(
+                "av-transcript", en_us, f"{en_us_label}, with transcript", main_label,
+                transcript=" ".join(inputs.VOICES[0].sentences),
+            )
+        )  # fmt: skip
+        silent = f"{SILENCE_S:g} s silence"
+        idle = avatar("av-silence", quiet, silent, main_label)
+        still_av = avatar(
+            "av-still", quiet, silent, main_label, head_motion_scale=0.0, blink_rate=0.0
+        )
+        music = avatar("av-beat", beat, f"{inputs.BPM:g} BPM beat track", main_label)
+        speakers = [
+            avatar("speaker-0", speaker_speech, inputs.SPEAKER.label, main_label),
+            avatar("speaker-1", speaker_speech, inputs.SPEAKER.label, speaker_label),
+        ]
+        lipsync = [lips(f"ls-{i}", a, label, main_label) for i, (label, a) in enumerate(voices)]
+        lipsync.append(lips("ls-other", en_us, en_us_label, speaker_label))
+        still_ls = lips("ls-still", quiet, silent, main_label, video=still_src)
+
+        step("starting Triton and the a2v server")
+        with LocalStack(ROOT, log_dir=d) as stack, Client(stack.address, timeout=600) as client:
+            step(f"rendering {len(jobs) + 4} talking-avatar clips at {SIZE}")
+            for job in [*jobs, idle, still_av, music, *speakers]:
+                _run(client, job, d)
+            for job in lipsync:
+                job.video = speakers[job.name == "ls-other"].out
+            step(f"rendering {len(lipsync) + 1} lipsync clips (speaker videos made above)")
+            for job in [*lipsync, still_ls]:
+                _run(client, job, d)
+        step("stack stopped; re-detecting landmarks in every output frame (2 processes)")
+        files = [j.out for j in [*jobs, idle, still_av, music, *lipsync, still_ls]]
+        files += [speakers[0].out, speakers[1].out, still_src]
+        with ProcessPoolExecutor(2) as pool:
+            lms = dict(zip(files, pool.map(metrics.landmarks_of, files), strict=True))
+        step("measuring")
+        clip_rows = [_clip_row(job, lms) for job in [*jobs, *lipsync]]
+        rows = _other_rows(idle, still_av, music, still_ls, jobs[0], en_us, lms)
+        frames = sum(len(v) for v in lms.values())
+        found = sum(int(np.isfinite(v[:, 0, 0]).sum()) for v in lms.values())
+        rows.append(
+            Row(
+                "frames analysed (dlib HOG + 68 points, every frame)",
+                f"{frames} ({found} with a face)",
+            )
+        )
+    step("done")
+    print()
+    print(f"a2v quality benchmark — {machine()}")
+    print(
+        f"inputs: espeak-ng speech ({', '.join(v.label for v in inputs.VOICES)}; "
+        f"{inputs.LEAD:g} s silence, two sentences {inputs.PAUSE:g} s apart, {inputs.TAIL:g} s "
+        f"silence; {audio_seconds(en_us):.1f} s for en-us), a sox {inputs.BPM:g} BPM beat track, "
+        f"portraits: {', '.join(portraits)}; every clip {SIZE} at 25 fps; lipsync on speaker "
+        f"videos rendered by talking_avatar from other speech ({inputs.SPEAKER.label}), "
+        f"sync_mode cut_off; total {time.monotonic() - started:.0f} s"
+    )
+    print()
+    print(clip_table(clip_rows))
+    print()
+    print(rows_table(rows))
+    return 0
+
+
+def _run(client: Client, job: Job, d: Path) -> None:
+    job.out = d / f"{job.name}.mp4"
+    video = job.video.read_bytes() if job.video is not None else None
+    summary = render(client, job.audio, job.out, image=job.image, video=video, **job.options)
+    job.audio_kind = summary.audio_kind
+
+
+def _clip_row(job: Job, lms: dict) -> ClipRow:
+    decoded = metrics.decode(job.out)
+    marks = lms[job.out]
+    opening = metrics.mouth_opening(marks)
+    env = metrics.envelope_db(decoded)
+    lin = 10 ** (env / 20)
+    sync = metrics.sync(opening, lin)
+    sync_db = metrics.sync(opening, env)
+    mouth = metrics.openings(opening, env)
+    psnr = None
+    if job.video is not None:
+        src = metrics.decode(job.video, audio=False)
+        n = min(len(src.frames), len(decoded.frames))
+        psnr = metrics.psnr_outside_face(decoded.frames[:n], src.frames[:n], lms[job.video])
+    return ClipRow(
+        model=job.model,
+        audio=job.audio_label,
+        visual=job.visual_label,
+        frames=len(marks),
+        faces=int(np.isfinite(marks[:, 0, 0]).sum()),
+        sync=sync,
+        sync_db=sync_db,
+        mouth=mouth,
+        rest=job.rest,
+        psnr=psnr,
+    )
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _other_rows(idle, still_av, music, still_ls, first, first_audio, lms) -> list[Row]:
+    rows = []
+    floor = metrics.jitter(lms[still_ls.video])
+    floor_mouth = metrics.jitter(lms[still_ls.video], metrics.MOUTH)
+    for job, what in (
+        (still_ls, "lipsync, still video of portrait.jpg + silence"),
+        (still_av, "talking_avatar, head_motion_scale 0, blink_rate 0, silence"),
+    ):
+        j = metrics.jitter(lms[job.out])
+        jm = metrics.jitter(lms[job.out], metrics.MOUTH)
+        rows.append(
+            Row(
+                f"landmark jitter on a still head: {what} ({j.frames} frames)",
+                f"non-mouth points: std {_f(j.std_px)} px, frame-to-frame {_f(j.step_px)} px; "
+                f"mouth points: std {_f(jm.std_px)} px",
+                f"measurement floor (same detector on the still source video): non-mouth std "
+                f"{_f(floor.std_px)} px, step {_f(floor.step_px)} px; mouth std "
+                f"{_f(floor_mouth.std_px)} px",
+                "std <= 0.5 px (no visible jitter)",
+            )
+        )
+    j = metrics.jitter(lms[idle.out])
+    o = metrics.mouth_opening(lms[idle.out])
+    rows.append(
+        Row(
+            f"talking_avatar idle in {SILENCE_S:g} s silence, default options",
+            f"mouth opening mean {_f(np.nanmean(o), 3)}, max {_f(np.nanmax(o), 3)}; "
+            f"head motion (non-mouth std) {_f(j.std_px)} px",
+            f"the portrait's own opening {_f(idle.rest, 3)}",
+            "mouth at rest (= portrait); subtle motion",
+        )
+    )
+    # music
+    decoded = metrics.decode(music.out)
+    marks = lms[music.out]
+    motion = metrics.frame_motion(decoded.frames)
+    for signal, what in (
+        (motion, "frame-difference energy"),
+        (metrics.head_position(marks), "head vertical position (nose)"),
+    ):
+        bf = metrics.beat_follow(signal, decoded.times, inputs.BPM)
+        rows.append(
+            Row(
+                f"music ({inputs.BPM:g} BPM, {len(decoded.frames)} frames): {what}",
+                f"autocorrelation at the beat period {_f(bf.autocorr_beat)} (at half of it "
+                f"{_f(bf.autocorr_half)}); dominant tempo {_f(bf.tempo_bpm, 1)} BPM",
+                f"beat-phase folded profile: depth {_f(bf.beat_locking)} (max-min)/mean, peak "
+                f"at phase {bf.peak_phase:.2f}",
+                f"clear peak at the beat period; tempo {inputs.BPM:g} (or x2 / x0.5)",
+            )
+        )
+    o = metrics.mouth_opening(marks)
+    rows.append(
+        Row(
+            "music: mouth opening (no vocals in the track)",
+            f"mean {_f(np.nanmean(o), 3)}, p95 {_f(np.nanpercentile(o, 95), 3)}, max "
+            f"{_f(np.nanmax(o), 3)}",
+            f"the portrait's own opening {_f(music.rest, 3)}; service's audio_kind: "
+            f"{_KINDS.get(music.audio_kind, music.audio_kind)} (its own label, for reference)",
+            "mouth closed: p95 <= rest + 0.03",
+        )
+    )
+    dec_first = metrics.decode(first.out)
+    rows.append(
+        Row(
+            "output audio track vs the input audio (talking_avatar, en-us)",
+            f"{metrics.audio_offset_ms(first_audio, dec_first):+.0f} ms",
+            "envelope cross-correlation at 1 ms resolution",
+            "0 ms (+- 1 frame = 40 ms)",
+        )
+    )
+    return rows
+
+
+_KINDS = {0: "unspecified", 1: "speech", 2: "music", 3: "other"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

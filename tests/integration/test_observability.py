@@ -1,0 +1,113 @@
+"""Observability against the real Triton: its OpenTelemetry spans join the server's trace, and
+the server process's Prometheus endpoint reports Triton round trips."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+from helpers import render
+from media import PORTRAIT, ROOT
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client.parser import text_string_to_metric_families
+
+from a2v_server.inference import TritonBackend
+from a2v_server.telemetry import configure_tracing
+from a2v_server.triton_process import TritonProcess
+
+
+class _Collector(http.server.ThreadingHTTPServer):
+    """A stand-in OpenTelemetry collector: OTLP/HTTP, the JSON encoding Triton sends."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict] = []
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if "json" in (self.headers.get("content-type") or ""):
+                    for resource in json.loads(body).get("resourceSpans", []):
+                        for scope in resource.get("scopeSpans", []):
+                            collector.spans.extend(scope.get("spans", []))
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture(scope="module")
+def collector():
+    server = _Collector()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def _tracer() -> trace.Tracer:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        configure_tracing()  # a real provider: the default one makes invalid, unsent contexts
+    return trace.get_tracer("test")
+
+
+async def test_triton_spans_join_the_server_trace(collector, tmp_path):
+    url = f"http://127.0.0.1:{collector.server_port}/v1/traces"
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    with TritonProcess(
+        ROOT / "model_repository",
+        ROOT / ".venv-triton",
+        models=("face_landmarks", "talking_avatar"),
+        trace_url=url,
+        log_path=tmp_path / "triton.log",
+    ) as triton:
+        backend = TritonBackend(triton.url)
+        try:
+            with _tracer().start_as_current_span("face") as face_span:
+                (face,) = await backend.analyze_faces(portrait)
+            stream = await backend.open_avatar(portrait, face.landmarks, 25.0)
+            with _tracer().start_as_current_span("render") as render_span:
+                await stream.send_audio(np.zeros(16000, np.float32), last=True)
+                frames = sum([len(b.frames) async for b in stream.batches()])
+        finally:
+            await backend.aclose()
+        assert frames == 25
+        expected = {
+            f"{s.get_span_context().span_id:016x}": f"{s.get_span_context().trace_id:032x}"
+            for s in (face_span, render_span)
+        }
+        deadline = time.monotonic() + 30  # Triton exports in batches, every few seconds
+        while time.monotonic() < deadline:
+            parents = {s.get("parentSpanId"): s.get("traceId") for s in collector.spans}
+            if all(parents.get(span_id) == trace_id for span_id, trace_id in expected.items()):
+                break
+            time.sleep(0.25)
+    assert all(parents.get(span_id) == trace_id for span_id, trace_id in expected.items()), (
+        collector.spans
+    )
+
+
+def test_the_server_exports_triton_round_trips(stack, client, short_speech, tmp_path):
+    render(client, short_speech, tmp_path / "clip.mp4", PORTRAIT, resolution="256x256")
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics") as reply:
+        families = {f.name: f for f in text_string_to_metric_families(reply.read().decode())}
+    counts = {
+        (s.labels["model"], s.labels["call"]): s.value
+        for s in families["a2v_triton_request_seconds"].samples
+        if s.name.endswith("_count")
+    }
+    assert counts[("face_landmarks", "infer")] >= 1
+    assert counts[("talking_avatar", "stream_infer")] >= 1
+    frames = families["a2v_frames_rendered"].samples
+    assert sum(s.value for s in frames if s.name.endswith("_total")) > 0
