@@ -290,18 +290,20 @@ class TritonSequenceStream:
                     raise _map_error(error, "rendering")
                 response = result.get_response()
                 if result.as_numpy("FRAMES") is not None:
+                    # Round trip of this request: sent -> its first frames back. (Its final
+                    # response cannot be timed: the asyncio tritonclient does not pass
+                    # enable_empty_final_response on, so empty finals never arrive.)
+                    sent = self._sent_at.pop(response.id, None)
+                    if sent is not None:
+                        TRITON_SECONDS.labels(self._model, "stream_infer").observe(
+                            time.monotonic() - sent
+                        )
                     batch = _batch(result)
                     async with self._progress:
                         self._received += len(batch.frames)
                         self._progress.notify_all()
                     yield batch
                 final = response.parameters.get("triton_final_response")
-                if final is not None and final.bool_param:
-                    sent = self._sent_at.pop(response.id, None)
-                    if sent is not None:
-                        TRITON_SECONDS.labels(self._model, "stream_infer").observe(
-                            time.monotonic() - sent
-                        )
                 if final is not None and final.bool_param and response.id == self._last_request_id:
                     return
         except InferenceServerException as exc:

@@ -68,6 +68,31 @@ def create_server(
     return server, port, watcher
 
 
+async def supervise_triton(triton: TritonProcess, stop: asyncio.Event) -> None:
+    """Restart a Triton that died, as a container orchestrator would.
+
+    While it is down, health reports NOT_SERVING and streams fail with UNAVAILABLE; once it is
+    back, new requests succeed without restarting the server. Restarts back off (1 s doubling
+    to 30 s) so a model that cannot load does not spin.
+    """
+    delay = 1.0
+    while not stop.is_set():
+        await asyncio.sleep(0.5)
+        if triton.running():
+            continue
+        log.error("Triton exited (see its log); restarting it in %g s", delay)
+        await asyncio.sleep(delay)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(triton.restart)
+            log.info("Triton is back on %s", triton.url)
+            delay = 1.0
+        except Exception as exc:  # keep trying: the server itself stays up
+            log.error("restarting Triton failed: %s", exc)
+            delay = min(30.0, delay * 2)
+
+
 async def serve(settings: Settings) -> None:
     # Before Triton starts: a taken metrics port then fails fast without a process to clean up.
     metrics = start_metrics_server(settings.metrics_listen)
@@ -95,6 +120,11 @@ async def serve(settings: Settings) -> None:
         await server.start()
         await watcher.check_once()
         watcher.start()
+        supervisor = (
+            asyncio.create_task(supervise_triton(triton, stop), name="a2v-triton-supervisor")
+            if triton is not None
+            else None
+        )
         log.info(
             "a2v listening on %s (port %d), Triton at %s",
             settings.listen,
@@ -102,6 +132,9 @@ async def serve(settings: Settings) -> None:
             settings.triton_url,
         )
         await stop.wait()
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
         log.info("shutting down: draining streams for up to %g s", settings.shutdown_grace_seconds)
         await watcher.stop()
         await server.stop(settings.shutdown_grace_seconds)

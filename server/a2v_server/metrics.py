@@ -63,7 +63,7 @@ ERRORS = Counter(
 TRITON_SECONDS = Histogram(
     "a2v_triton_request_seconds",
     "Round trip of one Triton request as the server sees it: a face-analysis infer, or a "
-    "streamed render request from sending it to its final response",
+    "streamed render request from sending it to its first frames",
     ["model", "call"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
-from . import catalog, spec
+from . import catalog, framing, spec
 from .errors import A2VError, FailedPrecondition, InvalidInput, NotFound
 from .inference import Backend
 from .logging_setup import request_id_var
@@ -31,6 +31,8 @@ tracer = trace.get_tracer("a2v_server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioToVideo"].full_name
 MAX_PROMPT_CHARS = 2000
 MAX_TRANSCRIPT_CHARS = 5000
+#: trim times beyond a day are refused (no audio is that long: see Settings.max_audio_seconds)
+MAX_TRIM_SECONDS = 86_400
 _SYNC_MODES = {
     pb.SYNC_MODE_UNSPECIFIED: "bounce",
     pb.SYNC_MODE_BOUNCE: "bounce",
@@ -110,6 +112,24 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
     which = out.resolution.WhichOneof("value")
     if which == "size":
         size = (out.resolution.size.width, out.resolution.size.height)
+        # Checked here, not only when framing: a bad size must fail before any decoding.
+        w, h = size
+        _require(
+            w % 2 == 0
+            and h % 2 == 0
+            and framing.MIN_SIDE <= min(w, h)
+            and max(w, h) <= framing.MAX_SIDE,
+            "config.output.resolution.size",
+            f"resolution {w}x{h} is not allowed: width and height must be even and within "
+            f"{framing.MIN_SIDE}..{framing.MAX_SIDE}",
+        )
+        aspect = _ASPECTS.get(out.aspect_ratio)
+        _require(
+            aspect is None or abs(w / h - float(framing.ASPECTS[aspect])) <= 0.01,
+            "config.output.aspect_ratio",
+            f"resolution {w}x{h} does not have the aspect ratio {aspect}: leave aspect_ratio "
+            "unset with an explicit size, or use a preset",
+        )
     else:
         preset = out.resolution.preset if which == "preset" else pb.RESOLUTION_PRESET_UNSPECIFIED
         _require(
@@ -124,16 +144,18 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
         f"the prompt has {len(config.prompt)} characters; the limit is {MAX_PROMPT_CHARS}",
     )
     trim = config.trim
+    # An upper bound too: seconds are multiplied by sample rates downstream, and 1e308 s
+    # would overflow into infinity there.
     _require(
-        math.isfinite(trim.start_seconds) and trim.start_seconds >= 0,
+        math.isfinite(trim.start_seconds) and 0 <= trim.start_seconds <= MAX_TRIM_SECONDS,
         "config.trim.start_seconds",
-        "trim start must be a number >= 0",
+        f"trim start must be a number within 0..{MAX_TRIM_SECONDS} s",
     )
     _require(
         math.isfinite(trim.end_seconds)
-        and (trim.end_seconds == 0 or trim.end_seconds > trim.start_seconds),
+        and (trim.end_seconds == 0 or trim.start_seconds < trim.end_seconds <= MAX_TRIM_SECONDS),
         "config.trim.end_seconds",
-        "trim end must be 0 (until the end) or after the start",
+        f"trim end must be 0 (until the end) or after the start, at most {MAX_TRIM_SECONDS} s",
     )
     _require(
         len(config.transcript) <= MAX_TRANSCRIPT_CHARS,

@@ -182,7 +182,8 @@ class TritonProcess:
             self.stop()
             raise
         log_path = self.log_path or self._workdir / "triton.log"
-        self._log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # append: a restart keeps the history; closed in stop()
+        self._log_file = open(log_path, "ab")  # noqa: SIM115
         self._log_path = log_path
         log.info("starting Triton on %s (log: %s)", self.url, log_path)
         self._proc = subprocess.Popen(
@@ -241,6 +242,11 @@ class TritonProcess:
         except (OSError, AttributeError):
             return "(no log)"
 
+    def restart(self, timeout: float = 120.0) -> TritonProcess:
+        """Stop whatever is left of the process and start a new one on the same ports."""
+        self.stop()
+        return self.start(timeout)
+
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -255,6 +261,13 @@ class TritonProcess:
                 log.warning("Triton did not stop in %g s: killing it", timeout)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if proc is not None:
+            # Python backend stubs left behind by a Triton that crashed or was killed share
+            # its process group (start_new_session): take them down too.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -1,0 +1,158 @@
+"""Faults: Triton dies mid-stream. The stream ends UNAVAILABLE with only whole fragments sent,
+health goes NOT_SERVING, the server restarts Triton by itself, and new requests succeed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media import PORTRAIT, ROOT, SPEECH
+
+from a2v_client import A2VClientError, Client, GenerateOptions, file_audio, pcm_audio, realtime
+from a2v_server.triton_process import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) tritonserver children of ``pid``."""
+    out = subprocess.run(
+        ["ps", "-o", "pid=,ppid=,stat=,comm=", "-A"], capture_output=True, text=True
+    )
+    rows = [line.split() for line in out.stdout.splitlines()]
+    return [
+        int(r[0]) for r in rows if int(r[1]) == pid and "tritonserver" in r[3] and "Z" not in r[2]
+    ]
+
+
+def _wait_health(client: Client, wanted: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if client.health() == wanted:
+                return True
+        except A2VClientError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def supervised(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        [
+            str(BIN / "a2v-server"),
+            "--launch-triton",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--triton-url",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client = Client(f"127.0.0.1:{port}", timeout=120)
+    try:
+        assert _wait_health(client, "SERVING", 120), (tmp_path / "server.log").read_text()
+        yield server, client
+    finally:
+        client.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_triton_killed_mid_stream(supervised):
+    server, client = supervised
+    # 20 s of live audio paced in real time: the stream is still running when Triton dies.
+    pcm = (np.sin(np.arange(16000 * 20) / 16000 * 2 * np.pi * 220) * 8000).astype("<i2")
+    pieces = [pcm[i : i + 1600].tobytes() for i in range(0, len(pcm), 1600)]
+    chunks, error = [], []
+
+    def run() -> None:
+        try:
+            for r in client.generate(
+                audio=realtime(pcm_audio(pieces, 16000, 1), 0.1),
+                image=PORTRAIT,
+                options=GenerateOptions(resolution="256x256"),
+            ):
+                if r.HasField("chunk"):
+                    chunks.append(r.chunk)
+        except A2VClientError as exc:
+            error.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while len(chunks) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(chunks) >= 3, "the stream never started"
+    (triton_pid,) = _children(server.pid)
+    os.kill(triton_pid, signal.SIGKILL)
+    worker.join(60)
+    assert not worker.is_alive()
+    assert error and error[0].code == "UNAVAILABLE", error
+    # what was sent is whole: init + complete fragments, numbered without gaps
+    assert [c.sequence_number for c in chunks] == list(range(len(chunks)))
+    data = b"".join(c.data for c in chunks)
+    pos = 0
+    while pos < len(data):  # every top-level MP4 box is complete
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        assert size >= 8 and pos + size <= len(data)
+        pos += size
+    assert pos == len(data)
+
+    # health goes NOT_SERVING, the server restarts Triton by itself, health comes back
+    assert _wait_health(client, "NOT_SERVING", 30)
+    assert _wait_health(client, "SERVING", 120)
+    assert _children(server.pid) != [triton_pid]
+    responses = list(
+        client.generate(
+            audio=file_audio(SPEECH), image=PORTRAIT, options=GenerateOptions(resolution="256x256")
+        )
+    )
+    assert responses[-1].HasField("summary")
+
+
+def test_unreachable_triton_is_unavailable():
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "a2v-server"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--triton-url",
+            f"127.0.0.1:{free_port()}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with Client(f"127.0.0.1:{port}", timeout=60) as client:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    client.health()
+                    break
+                except A2VClientError:
+                    time.sleep(0.2)
+            with pytest.raises(A2VClientError) as info:
+                list(client.generate(audio=file_audio(SPEECH), image=PORTRAIT))
+            assert info.value.code == "UNAVAILABLE"
+            assert client.health() == "NOT_SERVING"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
