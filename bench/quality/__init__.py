@@ -17,6 +17,7 @@ stops the stack, then measures the OUTPUT files from the outside (``bench.qualit
 * music: periodicity of frame-difference energy and of the head's vertical position at the
   known tempo, beat-phase locking, and the mouth staying closed.
 
-The service's own timeline and face box are never used as measurements. Figures, not
+``BENCH_QUALITY_OUT=DIR`` keeps the inputs and rendered clips in DIR. The service's own
+timeline and face box are never used as measurements. Figures, not
 assertions: ``tests/integration/test_quality_bench.py`` only checks that the measures work.
 """

@@ -4,6 +4,7 @@ stack, measure the outputs (two processes), print the tables."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import tempfile
 import time
@@ -49,8 +50,10 @@ def main() -> int:
     def step(text: str) -> None:
         print(f"[quality {time.monotonic() - started:5.0f} s] {text}", file=sys.stderr, flush=True)
 
+    keep = os.environ.get("BENCH_QUALITY_OUT", "")
     with tempfile.TemporaryDirectory(prefix="a2v-quality-") as tmp:
-        d = Path(tmp)
+        d = Path(keep or tmp)
+        d.mkdir(parents=True, exist_ok=True)
         step("making inputs (espeak-ng in 5 voices, sox beat track, portraits, still video)")
         voices = [(v.label, inputs.speech(d / f"v{i}.wav", v)) for i, v in enumerate(inputs.VOICES)]
         speaker_speech = inputs.speech(d / "speaker.wav", inputs.SPEAKER)
@@ -62,6 +65,7 @@ def main() -> int:
         still_src = d / "still.mp4"
         still_src.write_bytes(inputs.still_video(inputs.load_rgb(inputs.PORTRAIT), SILENCE_S + 1))
         en_us_label, en_us = voices[0]
+        en_us_seconds = audio_seconds(en_us)
 
         speaker_label = other_labels[-1]  # the other person
 
@@ -131,7 +135,7 @@ def main() -> int:
     print(
         f"inputs: espeak-ng speech ({', '.join(v.label for v in inputs.VOICES)}; "
         f"{inputs.LEAD:g} s silence, two sentences {inputs.PAUSE:g} s apart, {inputs.TAIL:g} s "
-        f"silence; {audio_seconds(en_us):.1f} s for en-us), a sox {inputs.BPM:g} BPM beat track, "
+        f"silence; {en_us_seconds:.1f} s for en-us), a sox {inputs.BPM:g} BPM beat track, "
         f"portraits: {', '.join(portraits)}; every clip {SIZE} at 25 fps; lipsync on speaker "
         f"videos rendered by talking_avatar from other speech ({inputs.SPEAKER.label}), "
         f"sync_mode cut_off; total {time.monotonic() - started:.0f} s"

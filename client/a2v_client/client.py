@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +257,56 @@ def request_stream(
     yield pb.GenerateRequest(end=pb.EndOfInput())
 
 
+class _ResumeTracker:
+    """Follows a Generate stream so that a dropped connection can be resumed.
+
+    Remembers the resume token and the last chunk received, checks each chunk's CRC-32, and
+    turns a transport failure (no status from the server) into a Resume request. A status the
+    server sent (an error of the generation itself) is raised as it is.
+    """
+
+    MAX_ATTEMPTS = 5
+
+    def __init__(self) -> None:
+        self.token = ""
+        self.last: int | None = None
+        self.attempts = 0
+
+    def accept(self, response: pb.GenerateResponse) -> bool:
+        """False for a response already delivered before a resume (a repeated Accepted)."""
+        kind = response.WhichOneof("message")
+        if kind == "accepted":
+            if self.token:
+                return False
+            self.token = response.accepted.resume_token
+        elif kind == "chunk":
+            chunk = response.chunk
+            if chunk.crc32 and zlib.crc32(chunk.data) != chunk.crc32:
+                raise A2VClientError(
+                    "DATA_LOSS", f"chunk {chunk.sequence_number} arrived corrupted (CRC-32)"
+                )
+            self.last = chunk.sequence_number
+        return True
+
+    def resume_request(self, error: grpc.RpcError) -> pb.ResumeRequest:
+        server_status = rpc_status.from_call(error) is not None  # type: ignore[arg-type]
+        transport = error.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.INTERNAL,
+            grpc.StatusCode.UNKNOWN,
+        )
+        if server_status or not transport or not self.token or self.attempts >= self.MAX_ATTEMPTS:
+            raise A2VClientError.from_rpc_error(error) from None
+        self.attempts += 1
+        request = pb.ResumeRequest(resume_token=self.token)
+        if self.last is not None:
+            request.last_sequence = self.last
+        return request
+
+    def backoff(self) -> float:
+        return min(2.0, 0.2 * 2 ** (self.attempts - 1))
+
+
 # --- blocking client ------------------------------------------------------------------------------
 class Client:
     """Blocking client. A context manager; also usable with ``close()``."""
@@ -287,13 +338,20 @@ class Client:
         ``video`` (lipsync: set ``options.model = "lipsync"``)."""
         still = None if image is None else _image_bytes(image)
         requests = request_stream(options or GenerateOptions(), still, audio, video)
+        tracker = _ResumeTracker()
         call = self._stub.Generate(requests, timeout=self._timeout)
-        try:
-            yield from call
-        except grpc.RpcError as error:
-            raise A2VClientError.from_rpc_error(error) from None
-        finally:
-            call.cancel()  # no-op when complete; frees the server side when we stop early
+        while True:
+            try:
+                for response in call:
+                    if tracker.accept(response):
+                        yield response
+                return
+            except grpc.RpcError as error:
+                request = tracker.resume_request(error)  # raises when it cannot resume
+            finally:
+                call.cancel()  # no-op when complete; frees the server side when we stop early
+            time.sleep(tracker.backoff())
+            call = self._stub.Resume(request, timeout=self._timeout)
 
     def list_models(self) -> list[pb.ModelInfo]:
         try:
@@ -381,14 +439,20 @@ class AsyncClient:
             if not call.done():
                 yield pb.GenerateRequest(end=pb.EndOfInput())
 
+        tracker = _ResumeTracker()
         call = self._stub.Generate(requests(), timeout=self._timeout)
-        try:
-            async for response in call:
-                yield response
-        except grpc.RpcError as error:
-            raise A2VClientError.from_rpc_error(error) from None
-        finally:
-            call.cancel()
+        while True:
+            try:
+                async for response in call:
+                    if tracker.accept(response):
+                        yield response
+                return
+            except grpc.RpcError as error:
+                request = tracker.resume_request(error)  # raises when it cannot resume
+            finally:
+                call.cancel()
+            await asyncio.sleep(tracker.backoff())
+            call = self._stub.Resume(request, timeout=self._timeout)
 
     async def list_models(self) -> list[pb.ModelInfo]:
         try:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from opentelemetry import trace
 
 from .errors import FailedPrecondition, InvalidInput, ResourceExhausted
-from .media.audio import AudioBlock, EncodedAudioDecoder, PcmDecoder
+from .media.audio import MODEL_RATE, AudioBlock, EncodedAudioDecoder, PcmDecoder
 from .settings import Settings
 from .spec import (
     EncodedAudioPiece,
@@ -45,14 +45,17 @@ async def audio_blocks(
         "trim_end": spec.trim_end,
         "max_seconds": settings.max_audio_seconds,
     }
+    samples = 0
     with tracer.start_as_current_span("decode.audio"):
         if isinstance(event, EncodedAudioPiece):
             async for block in _encoded(
                 inputs, event, EncodedAudioDecoder(**limits), settings, clock
             ):
+                samples += block.model_pcm.shape[0]
                 yield block
         elif isinstance(event, PcmAudioPiece):
             async for block in _pcm(inputs, event, limits, settings, clock):
+                samples += block.model_pcm.shape[0]
                 yield block
         elif isinstance(event, EndOfInput):
             raise InvalidInput(
@@ -60,6 +63,13 @@ async def audio_blocks(
             )
         else:
             unexpected(event, "audio")
+    # Shorter than half a frame, the clip would have no frame at all: never end OK with that.
+    if samples * spec.fps < MODEL_RATE / 2:
+        raise InvalidInput(
+            f"the audio lasts {1000 * samples / MODEL_RATE:.0f} ms, too short for one video "
+            f"frame at {spec.fps:g} fps: send at least {500 / spec.fps:.0f} ms of audio",
+            field="audio",
+        )
     # Nothing may follow the end message.
     async for extra in inputs:
         raise FailedPrecondition(

@@ -16,14 +16,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
-
 from .health import HealthWatcher
 from .inference import Backend, TritonBackend
 from .logging_setup import configure_logging
 from .metrics import ObservabilityInterceptor, start_metrics_server
 from .security import AuthInterceptor, bind
-from .service import SERVICE_NAME, AudioToVideoService
+from .service import SERVICE_NAME, AudioToVideoService, add_to_server
 from .settings import Settings
 from .telemetry import configure_tracing
 from .triton_process import TritonProcess
@@ -50,7 +48,8 @@ def create_server(
             ("grpc.max_connection_age_ms", 300_000),
         ],
     )
-    pb_grpc.add_AudioToVideoServicer_to_server(AudioToVideoService(backend, settings), server)
+    # not the generated add_AudioToVideoServicer_to_server: malformed bytes -> INVALID_ARGUMENT
+    add_to_server(AudioToVideoService(backend, settings), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

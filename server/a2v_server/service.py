@@ -7,10 +7,12 @@ import logging
 import math
 import secrets
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import trace
@@ -23,6 +25,7 @@ from .errors import A2VError, FailedPrecondition, InvalidInput, NotFound
 from .inference import Backend
 from .logging_setup import request_id_var
 from .pipeline import Generation
+from .sessions import SessionStore
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -117,7 +120,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
         _require(
             w % 2 == 0
             and h % 2 == 0
-            and framing.MIN_SIDE <= min(w, h)
+            and min(w, h) >= framing.MIN_SIDE
             and max(w, h) <= framing.MAX_SIDE,
             "config.output.resolution.size",
             f"resolution {w}x{h} is not allowed: width and height must be even and within "
@@ -233,6 +236,7 @@ async def input_events(
 ) -> AsyncIterator[spec.InputEvent]:
     """The client stream after the config, as domain events."""
     async for request in requests:
+        _check_parsed(request)
         kind = request.WhichOneof("message")
         if kind == "image":
             yield spec.ImagePiece(request.image.data)
@@ -257,7 +261,7 @@ async def input_events(
             raise InvalidInput("an empty GenerateRequest: set one of its fields", field="message")
 
 
-def event_to_proto(event: spec.OutputEvent) -> pb.GenerateResponse:
+def event_to_proto(event: spec.OutputEvent, resume_token: str = "") -> pb.GenerateResponse:
     if isinstance(event, spec.Chunk):
         seg = event.segment
         return pb.GenerateResponse(
@@ -267,6 +271,7 @@ def event_to_proto(event: spec.OutputEvent) -> pb.GenerateResponse:
                 start_seconds=seg.start_seconds,
                 end_seconds=seg.end_seconds,
                 data=seg.data,
+                crc32=zlib.crc32(seg.data),
             )
         )
     if isinstance(event, spec.Timeline):
@@ -308,6 +313,7 @@ def event_to_proto(event: spec.OutputEvent) -> pb.GenerateResponse:
                 mime_type=event.mime_type,
                 unused_prompt_words=list(event.unused_prompt_words),
                 face_box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1),
+                resume_token=resume_token,
             )
         )
     t = event.timings
@@ -372,10 +378,71 @@ async def _drain(requests: AsyncIterator[pb.GenerateRequest], seconds: float = 1
         pass
 
 
+class Unparsable:
+    """A request message that protobuf could not parse (e.g. a string that is not UTF-8)."""
+
+    def __init__(self, kind: str, error: Exception) -> None:
+        self.message = (
+            f"a {kind} message could not be parsed ({error}): string fields must be valid "
+            "UTF-8 and the bytes valid protobuf; use the a2v.v1 contract"
+        )
+
+
+def _lenient(message_class):
+    """A request deserializer that hands undecodable bytes to the servicer as ``Unparsable``:
+    grpc would answer them with INTERNAL itself, before any of our code ran."""
+
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return Unparsable(message_class.DESCRIPTOR.name, exc)
+
+    return parse
+
+
+def _check_parsed(request) -> None:
+    if isinstance(request, Unparsable):
+        raise InvalidInput(request.message, field="message")
+
+
+def add_to_server(servicer: AudioToVideoService, server) -> None:
+    """Register the service like the generated ``add_AudioToVideoServicer_to_server``, but
+    with request parsing that turns malformed bytes into INVALID_ARGUMENT."""
+    handlers = {
+        "Generate": grpc.stream_stream_rpc_method_handler(
+            servicer.Generate,
+            request_deserializer=_lenient(pb.GenerateRequest),
+            response_serializer=pb.GenerateResponse.SerializeToString,
+        ),
+        "ListModels": grpc.unary_unary_rpc_method_handler(
+            servicer.ListModels,
+            request_deserializer=_lenient(pb.ListModelsRequest),
+            response_serializer=pb.ListModelsResponse.SerializeToString,
+        ),
+        "GetModel": grpc.unary_unary_rpc_method_handler(
+            servicer.GetModel,
+            request_deserializer=_lenient(pb.GetModelRequest),
+            response_serializer=pb.ModelInfo.SerializeToString,
+        ),
+        "Resume": grpc.unary_stream_rpc_method_handler(
+            servicer.Resume,
+            request_deserializer=_lenient(pb.ResumeRequest),
+            response_serializer=pb.GenerateResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 class AudioToVideoService(pb_grpc.AudioToVideoServicer):
     def __init__(self, backend: Backend, settings: Settings) -> None:
         self._backend = backend
         self._settings = settings
+        self._sessions = SessionStore(
+            detach_seconds=settings.resume_detach_seconds,
+            retention_seconds=settings.resume_retention_seconds,
+        )
 
     async def Generate(self, request_iterator, context: grpc.aio.ServicerContext):
         requests = request_iterator.__aiter__()
@@ -388,6 +455,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                     raise InvalidInput(
                         "the stream was empty: send a config message first", field="config"
                     ) from None
+                _check_parsed(first)
                 if first.WhichOneof("message") != "config":
                     raise InvalidInput(
                         f"the first message must be a config, got "
@@ -401,8 +469,11 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 span.set_attribute("a2v.request_id", request_id)
                 span.set_attribute("a2v.model", model.name)
                 generation = Generation(generate_spec, model, self._backend, self._settings)
-                async for event in generation.run(input_events(requests)):
-                    yield event_to_proto(event)
+                # The generation writes into a session that outlives this call, so a client
+                # whose connection drops can Resume; this call is its first reader.
+                session = self._sessions.start(generation.run(input_events(requests)))
+                async for event in session.follow():
+                    yield event_to_proto(event, session.token)
                 log.info("request %s done", request_id)
             except A2VError as exc:
                 log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
@@ -414,12 +485,28 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 span.record_exception(exc)
                 await context.abort_with_status(rpc_status.to_status(to_status(exc)))
 
+    async def Resume(self, request, context: grpc.aio.ServicerContext):
+        if isinstance(request, Unparsable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        try:
+            session = self._sessions.get(request.resume_token)
+            after = request.last_sequence if request.HasField("last_sequence") else None
+            async for event in session.follow(after):
+                yield event_to_proto(event, session.token)
+        except A2VError as exc:
+            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+        except Exception as exc:  # a bug
+            log.exception("resume crashed")
+            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+
     async def ListModels(self, request, context):
         return pb.ListModelsResponse(
             models=[await self._model_info(m) for m in catalog.MODELS.values()]
         )
 
     async def GetModel(self, request, context):
+        if isinstance(request, Unparsable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
         model = catalog.MODELS.get(request.name)
         if model is None:
             await context.abort_with_status(

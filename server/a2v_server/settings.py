@@ -40,6 +40,10 @@ class Settings:
     #: the server waits this long for the visual input and each next message before giving up
     idle_timeout_seconds: float = 30.0
     shutdown_grace_seconds: float = 10.0
+    #: a generation whose client vanished keeps rendering this long, waiting for a Resume
+    resume_detach_seconds: float = 15.0
+    #: a finished session (and its last chunks) can be resumed for this long
+    resume_retention_seconds: float = 60.0
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
     #: "text" (human-readable) or "json" (one object per line, with trace and request ids)

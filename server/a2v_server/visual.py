@@ -34,6 +34,8 @@ MAX_VIDEO_FRAMES = 36_000
 #: lipsync framing: look for a face in the first PROBE_FRAMES frames, every PROBE_EVERY-th
 PROBE_FRAMES = 30
 PROBE_EVERY = 3
+#: the face models refuse smaller pictures
+MIN_PICTURE_SIDE = 16
 
 
 @dataclass
@@ -159,6 +161,7 @@ async def prepare_portrait(
         t = time.monotonic()
         image = await asyncio.to_thread(decode_image, data, max_pixels=settings.max_image_pixels)
         clock.decode += time.monotonic() - t
+    _check_picture_size(image, "portrait", "image")
     faces = await _faces(backend, image, clock)
     if not faces:
         raise InvalidInput(
@@ -201,6 +204,8 @@ async def prepare_video(
                 frame = await asyncio.to_thread(next, frames, None)
                 if frame is None:
                     break
+                if not head:
+                    _check_picture_size(frame, "video", "video")
                 head.append(frame)
                 if (len(head) - 1) % PROBE_EVERY == 0:
                     clock.decode += time.monotonic() - t
@@ -244,6 +249,17 @@ async def prepare_video(
         frames=store,
         face_select_box=select_box,  # type: ignore[arg-type]
     )
+
+
+def _check_picture_size(picture: np.ndarray, what: str, field: str) -> None:
+    """The face models need a picture of some size; say so instead of a tensor-shape error."""
+    h, w = picture.shape[:2]
+    if min(h, w) < MIN_PICTURE_SIDE:
+        raise InvalidInput(
+            f"the {what} is {w}x{h} pixels, too small to hold a face: send at least "
+            f"{MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} (a face needs about 40 pixels)",
+            field=field,
+        )
 
 
 def _select(faces: list[Face], spec: GenerateSpec) -> Face | None:

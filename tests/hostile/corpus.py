@@ -51,12 +51,13 @@ def add(name: str, code: str, phrase: str, build: Build) -> None:
 # --- message builders --------------------------------------------------------------------------
 def config(**fields) -> pb.GenerateRequest:
     """A config for a small, quick render; ``fields`` are GenerateConfig fields."""
-    message = pb.GenerateConfig(
-        output=pb.OutputOptions(resolution=pb.Resolution(size=pb.Size(width=128, height=128)))
-    )
+    small = pb.Resolution(size=pb.Size(width=128, height=128))
+    message = pb.GenerateConfig(output=pb.OutputOptions(resolution=small))
     for key, value in fields.items():
         if key == "output":
-            message.output.MergeFrom(value)
+            message.output.CopyFrom(value)
+            if not value.HasField("resolution"):
+                message.output.resolution.CopyFrom(small)
         elif isinstance(value, (pb.AudioTrim, pb.AnimationOptions, pb.FaceSelector)):
             getattr(message, key).CopyFrom(value)
         else:
@@ -137,9 +138,9 @@ def raw_string_field(number: int, data: bytes) -> bytes:
 # audio that arrived renders (a client that sends `end` says that is all the audio there is).
 _AUDIO_EXPECT = {
     #          cut4     cut16    cut50%   cut-7    flip0    flip20   flip50%  junk
-    "wav": ("I", "I", "OK", "OK", "I", "OK", "OK", "OK"),
+    "wav": ("I", "I", "OK", "OK", "I", "I", "OK", "I"),
     "mp3": ("I", "I", "OK", "OK", "I", "OK", "OK", "I"),
-    "m4a": ("I", "I", "I", "OK", "I", "I", "OK", "I"),
+    "m4a": ("I", "I", "I", "OK", "I", "OK", "OK", "I"),
     "opus": ("I", "I", "I", "OK", "I", "I", "OK", "I"),
     "vorbis": ("I", "I", "I", "OK", "I", "I", "OK", "I"),
     "flac": ("I", "I", "OK", "OK", "I", "I", "OK", "I"),
@@ -168,8 +169,11 @@ for _fmt in AUDIO_FORMATS:
 add("audio/random-bytes", INVALID, "unrecognised format", lambda m: with_audio(os.urandom(5000))(m))
 add("audio/text", INVALID, "unrecognised format", with_audio(b"hello, this is not audio\n" * 50))
 add("audio/wav-rate-0", INVALID, "could not decode the audio", with_audio(wav_header(0, 1)))
-add("audio/wav-rate-7", EXHAUSTED, "600 s", with_audio(wav_header(7, 1)))
-add("audio/wav-rate-10M", "OK", "", with_audio(wav_header(10**7, 1, samples=200_000)))
+add("audio/wav-rate-7", INVALID, "sample rate 7 Hz", with_audio(wav_header(7, 1)))
+add("audio/wav-rate-1", INVALID, "sample rate 1 Hz", with_audio(wav_header(1, 1)))
+add("audio/wav-rate-10M", INVALID, "sample rate", with_audio(wav_header(10**7, 1, samples=200_000)))
+add("audio/wav-10-ms", INVALID, "too short", with_audio(wav_header(16000, 1, samples=160)))
+add("audio/wav-channels-64", INVALID, "mono or stereo", with_audio(wav_header(16000, 64)))
 add("audio/wav-channels-0", INVALID, "could not decode the audio", with_audio(wav_header(16000, 0)))
 add("audio/wav-channels-9", INVALID, "mono or stereo", with_audio(wav_header(16000, 9)))
 add("audio/wav-bits-0", INVALID, "could not decode the audio", with_audio(wav_header(16000, 1, bits=0)))
@@ -233,7 +237,7 @@ for _fmt in IMAGE_FORMATS:
 add("image/png-bomb-100000x100000", EXHAUSTED, "100000x100000", with_portrait(lambda m: png(100000, 100000)))
 add("image/png-2^31-wide", EXHAUSTED, "smaller image", with_portrait(lambda m: png(2**31, 1)))
 add("image/png-0x0", INVALID, "empty size", with_portrait(lambda m: png(0, 0)))
-add("image/png-1x1", INVALID, "no face", with_portrait(lambda m: png(1, 1, b"\0\0\0\0")))
+add("image/png-1x1", INVALID, "too small", with_portrait(lambda m: png(1, 1, b"\0\0\0\0")))
 add("image/png-header-only", INVALID, "corrupt PNG", with_portrait(lambda m: png(64, 64)[:33]))
 add("image/empty", INVALID, "image is empty", with_portrait(lambda m: b""))
 add("image/gif", INVALID, "PNG, JPEG or WebP", with_portrait(lambda m: m.gif))
@@ -255,7 +259,8 @@ add("image/jpeg-soi-only", INVALID, "JPEG frame header", with_portrait(lambda m:
 add("image/webp-riff-only", INVALID, "WebP", with_portrait(lambda m: b"RIFF\0\0\0\0WEBPVP8 "))
 add("image/no-face", INVALID, "no face", with_portrait(lambda m: png(64, 64, bytes(64 * 193))))
 add("image/split-into-97-pieces", "OK", "", lambda m: [
-    config(), *[image(p) for p in np.array_split(np.frombuffer(m.image["png"], np.uint8), 97)],
+    config(),
+    *[image(p.tobytes()) for p in np.array_split(np.frombuffer(m.image["png"], np.uint8), 97)],
     *encoded(m.audio["wav"]), END,
 ])  # fmt: skip
 add(
@@ -288,7 +293,7 @@ add(
 add(
     "video/face-box-inverted",
     INVALID,
-    "config.face.box",
+    "face box",
     lipsync(lambda m: m.video, face=pb.FaceSelector(box=pb.Box(x0=9, y0=9, x1=1, y1=1))),
 )
 add(
@@ -316,6 +321,7 @@ add(
     "must not change",
     _pcm_stream(pcm(_TONE, 16000, 1), pcm(_TONE, 22050, 1)),
 )
+add("pcm/10-ms", INVALID, "too short", _pcm_stream(pcm(_TONE[:320], 16000, 1)))
 add("pcm/empty", INVALID, "no samples", _pcm_stream(pcm(b"", 16000, 1)))
 add("pcm/half-a-sample", INVALID, "no samples", _pcm_stream(pcm(b"\x01", 16000, 1)))
 add(

@@ -132,6 +132,14 @@ INPUT_KIND_AUDIO: InputKind
 INPUT_KIND_IMAGE: InputKind
 INPUT_KIND_VIDEO: InputKind
 
+class ResumeRequest(_message.Message):
+    __slots__ = ("resume_token", "last_sequence")
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    resume_token: str
+    last_sequence: int
+    def __init__(self, resume_token: _Optional[str] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+
 class GenerateRequest(_message.Message):
     __slots__ = ("config", "image", "audio", "end", "video")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
@@ -307,7 +315,7 @@ class TimelineFrame(_message.Message):
     def __init__(self, index: _Optional[int] = ..., time_seconds: _Optional[float] = ..., mouth_open: _Optional[float] = ..., viseme: _Optional[_Union[Viseme, str]] = ..., head_yaw: _Optional[float] = ..., head_pitch: _Optional[float] = ..., head_roll: _Optional[float] = ..., blink: _Optional[float] = ...) -> None: ...
 
 class Accepted(_message.Message):
-    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box")
+    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box", "resume_token")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +325,7 @@ class Accepted(_message.Message):
     MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
     UNUSED_PROMPT_WORDS_FIELD_NUMBER: _ClassVar[int]
     FACE_BOX_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     width: int
@@ -326,7 +335,8 @@ class Accepted(_message.Message):
     mime_type: str
     unused_prompt_words: _containers.RepeatedScalarFieldContainer[str]
     face_box: Box
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class Box(_message.Message):
     __slots__ = ("x0", "y0", "x1", "y1")
@@ -341,18 +351,20 @@ class Box(_message.Message):
     def __init__(self, x0: _Optional[float] = ..., y0: _Optional[float] = ..., x1: _Optional[float] = ..., y1: _Optional[float] = ...) -> None: ...
 
 class MediaChunk(_message.Message):
-    __slots__ = ("sequence_number", "kind", "start_seconds", "end_seconds", "data")
+    __slots__ = ("sequence_number", "kind", "start_seconds", "end_seconds", "data", "crc32")
     SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
     END_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
     sequence_number: int
     kind: ChunkKind
     start_seconds: float
     end_seconds: float
     data: bytes
-    def __init__(self, sequence_number: _Optional[int] = ..., kind: _Optional[_Union[ChunkKind, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., data: _Optional[bytes] = ...) -> None: ...
+    crc32: int
+    def __init__(self, sequence_number: _Optional[int] = ..., kind: _Optional[_Union[ChunkKind, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("frames_done", "frames_total", "audio_seconds")

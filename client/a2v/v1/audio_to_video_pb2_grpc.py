@@ -50,6 +50,11 @@ class AudioToVideoStub:
                 request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.Resume = channel.unary_stream(
+                '/a2v.v1.AudioToVideo/Resume',
+                request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.ResumeRequest.SerializeToString,
+                response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.GenerateResponse.FromString,
+                _registered_method=True)
 
 
 class AudioToVideoServicer:
@@ -77,6 +82,18 @@ class AudioToVideoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Resume(self, request, context):
+        """Continues the output of a Generate call whose connection dropped after its input was
+        complete: the same responses, from the one after the last chunk the client received. The
+        server keeps rendering for a while (resume_detach_seconds) after a client disappears and
+        keeps recently sent chunks (a bounded window). NOT_FOUND: unknown or expired token;
+        OUT_OF_RANGE: the chunks after last_sequence are no longer kept (start again). A Generate
+        that failed (e.g. its input was cut off) reports its error here too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioToVideoServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +111,11 @@ def add_AudioToVideoServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.GetModelRequest.FromString,
                     response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.ModelInfo.SerializeToString,
+            ),
+            'Resume': grpc.unary_stream_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.ResumeRequest.FromString,
+                    response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.GenerateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +200,33 @@ class AudioToVideo:
             '/a2v.v1.AudioToVideo/GetModel',
             a2v_dot_v1_dot_audio__to__video__pb2.GetModelRequest.SerializeToString,
             a2v_dot_v1_dot_audio__to__video__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/a2v.v1.AudioToVideo/Resume',
+            a2v_dot_v1_dot_audio__to__video__pb2.ResumeRequest.SerializeToString,
+            a2v_dot_v1_dot_audio__to__video__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,

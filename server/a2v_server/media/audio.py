@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MODEL_RATE = 16000
 OUTPUT_RATE = 48000
+#: sample rates accepted in audio files
+MIN_INPUT_RATE, MAX_INPUT_RATE = 8000, 384000
 ACCEPTED_AUDIO_FORMATS = "WAV, MP3, M4A/AAC, Ogg (Opus or Vorbis), FLAC or WebM/Opus"
 # bad packets tolerated in a row (an ID3 tag split across reads can produce one) before the
 # rest of the file is considered corrupt
@@ -254,6 +256,12 @@ class _BlockMaker:
         # The first frame, or the stream changed rate or layout mid-way (legal in MP3/ADTS,
         # and common in corrupt files; a resampler takes one input format only): flush what
         # the old resamplers hold and go on with new ones.
+        if not MIN_INPUT_RATE <= frame.sample_rate <= MAX_INPUT_RATE:
+            # A header declaring 7 Hz would make every sample thousands of output samples.
+            raise _invalid(
+                f"its sample rate {frame.sample_rate} Hz is outside "
+                f"{MIN_INPUT_RATE}..{MAX_INPUT_RATE} Hz (corrupt header?)"
+            )
         head = self._run(None) if self._output is not None else None
         self._setup(frame)
         model, output = self._run(frame)

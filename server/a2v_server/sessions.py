@@ -1,0 +1,208 @@
+"""Generation sessions that outlive a dropped connection, so a client can resume.
+
+A generation writes its output events into a ``Session``; the Generate call (and later any
+Resume call) reads them from there. The session keeps what was already sent for a while
+(bounded by bytes) so a client that lost its connection can continue after the last chunk it
+received, and it applies backpressure: the generation waits while too much output is unread.
+When nobody has been reading for ``detach_seconds`` the generation is cancelled; a finished
+session is forgotten ``retention_seconds`` after its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+from .errors import A2VError, NotFound
+from .spec import Chunk, OutputEvent
+
+log = logging.getLogger(__name__)
+
+
+class ResumeTooLate(A2VError):
+    """The chunks after the client's last one are no longer retained."""
+
+    status_name = "OUT_OF_RANGE"
+
+
+def _size(event: OutputEvent) -> int:
+    return len(event.segment.data) if isinstance(event, Chunk) else 64
+
+
+class Session:
+    def __init__(self, token: str, *, unsent_bytes: int, retained_bytes: int) -> None:
+        self.token = token
+        self._events: deque[tuple[int, OutputEvent]] = deque()  # (index, event)
+        self._next_index = 0  # index the next appended event gets
+        self._read = 0  # index of the next event the (latest) reader will get
+        self._retained = 0  # bytes of events already read and still kept
+        self._unsent = 0  # bytes appended but not yet read
+        self._unsent_cap = unsent_bytes
+        self._retained_cap = retained_bytes
+        self._changed = asyncio.Condition()
+        self.done = False
+        self.error: BaseException | None = None
+        self.readers = 0
+        self.detached_at: float | None = time.monotonic()
+        self.ended_at: float | None = None
+        self.task: asyncio.Task | None = None
+
+    async def pump(self, events: AsyncIterator[OutputEvent]) -> None:
+        """Move a generation's events in (runs as the session's task)."""
+        try:
+            async for event in events:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._unsent < self._unsent_cap)
+                    self._events.append((self._next_index, event))
+                    self._next_index += 1
+                    self._unsent += _size(event)
+                    self._changed.notify_all()
+        except BaseException as exc:
+            self.error = exc
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            async with self._changed:
+                self.done = True
+                self.ended_at = time.monotonic()
+                self._changed.notify_all()
+
+    async def follow(self, after_sequence: int | None = None) -> AsyncIterator[OutputEvent]:
+        """The events from the start, or after chunk ``after_sequence``; ends with the
+        generation (raising its error, if any)."""
+        start = self._position_after(after_sequence)
+        self.readers += 1
+        self.detached_at = None
+        try:
+            index = start
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(
+                        lambda i=index: self.done or self._next_index > i
+                    )
+                    batch = [(i, e) for i, e in self._events if i >= index]
+                    if not batch and self.done:
+                        break
+                for i, event in batch:
+                    yield event
+                    index = i + 1
+                    await self._mark_read(index)
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.readers -= 1
+            if self.readers == 0:
+                self.detached_at = time.monotonic()
+
+    def _position_after(self, sequence: int | None) -> int:
+        if sequence is None:
+            if self._events and self._events[0][0] > 0:
+                raise ResumeTooLate("the start of this session is no longer retained")
+            return 0
+        for i, event in self._events:
+            if isinstance(event, Chunk) and event.sequence_number == sequence:
+                return i + 1
+        raise ResumeTooLate(
+            f"chunk {sequence} is no longer retained (or was never sent): start the "
+            "generation again"
+        )
+
+    async def _mark_read(self, index: int) -> None:
+        async with self._changed:
+            while self._read < index:
+                for i, event in self._events:
+                    if i == self._read:
+                        self._unsent -= _size(event)
+                        self._retained += _size(event)
+                        break
+                self._read += 1
+            # Forget the oldest read events beyond the retention budget.
+            while self._retained > self._retained_cap and self._events:
+                i, event = self._events[0]
+                if i >= self._read:
+                    break
+                self._events.popleft()
+                self._retained -= _size(event)
+            self._changed.notify_all()
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class SessionStore:
+    """All live sessions of this server process, by resume token."""
+
+    def __init__(
+        self,
+        *,
+        detach_seconds: float,
+        retention_seconds: float,
+        unsent_bytes: int = 8 << 20,
+        retained_bytes: int = 16 << 20,
+    ) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._detach = detach_seconds
+        self._retention = retention_seconds
+        self._unsent = unsent_bytes
+        self._retained = retained_bytes
+        self._sweeper: asyncio.Task | None = None
+
+    def start(self, events: AsyncIterator[OutputEvent]) -> Session:
+        token = secrets.token_urlsafe(18)
+        session = Session(token, unsent_bytes=self._unsent, retained_bytes=self._retained)
+        session.task = asyncio.create_task(session.pump(events), name=f"a2v-session-{token[:6]}")
+        self._sessions[token] = session
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="a2v-session-sweeper")
+        return session
+
+    def get(self, token: str) -> Session:
+        session = self._sessions.get(token)
+        if session is None:
+            raise NotFound(
+                "unknown or expired resume token: the session ended more than "
+                f"{self._retention:g} s ago or was never started here; start again",
+                field="resume_token",
+            )
+        return session
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def _sweep(self) -> None:
+        while self._sessions:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for token, s in list(self._sessions.items()):
+                if (
+                    not s.done
+                    and s.readers == 0
+                    and s.detached_at is not None
+                    and (now - s.detached_at > self._detach)
+                ):
+                    log.info(
+                        "session %s: no reader for %g s, cancelling it", token[:6], self._detach
+                    )
+                    s.cancel()
+                if (
+                    s.done
+                    and s.ended_at is not None
+                    and s.readers == 0
+                    and (now - s.ended_at > self._retention)
+                ):
+                    del self._sessions[token]
+
+    async def aclose(self) -> None:
+        for s in self._sessions.values():
+            s.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await asyncio.gather(
+            *(s.task for s in self._sessions.values() if s.task), return_exceptions=True
+        )
+        self._sessions.clear()
