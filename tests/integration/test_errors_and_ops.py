@@ -20,6 +20,8 @@ from a2v_client import A2VClientError, GenerateOptions, bytes_audio, file_audio
 from a2v_server.triton_process import free_port
 
 BIN = Path(sys.executable).parent
+#: servers started here must not compete for the default metrics port
+NO_METRICS = {**os.environ, "A2V_METRICS_LISTEN": ""}
 
 
 def _call(stack, requests: list[pb.GenerateRequest]) -> grpc.RpcError:
@@ -248,6 +250,7 @@ def test_health_not_serving_without_triton_and_cli_exit_code():
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=NO_METRICS,
     )
     try:
         deadline = time.monotonic() + 30
@@ -303,6 +306,7 @@ def test_launch_triton_serves_and_sigterm_stops_everything():
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=NO_METRICS,
     )
     try:
         deadline = time.monotonic() + 120

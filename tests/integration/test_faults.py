@@ -19,6 +19,8 @@ from a2v_client import A2VClientError, Client, GenerateOptions, file_audio, pcm_
 from a2v_server.triton_process import free_port
 
 BIN = Path(sys.executable).parent
+#: servers started here must not compete for the default metrics port
+NO_METRICS = {**os.environ, "A2V_METRICS_LISTEN": ""}
 
 
 def _children(pid: int) -> list[int]:
@@ -58,6 +60,7 @@ def supervised(tmp_path):
             f"127.0.0.1:{free_port()}",
         ],
         cwd=ROOT,
+        env=NO_METRICS,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -139,6 +142,7 @@ def test_unreachable_triton_is_unavailable():
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=NO_METRICS,
     )
     try:
         with Client(f"127.0.0.1:{port}", timeout=60) as client:
