@@ -57,7 +57,7 @@ def main() -> int:
         step("making inputs (espeak-ng in 5 voices, sox beat track, portraits, still video)")
         voices = [(v.label, inputs.speech(d / f"v{i}.wav", v)) for i, v in enumerate(inputs.VOICES)]
         speaker_speech = inputs.speech(d / "speaker.wav", inputs.SPEAKER)
-        beat = inputs.beat_track(d / "beat.wav")
+        beat = inputs.beat_track(d / "beat.wav", 10.0)
         quiet = inputs.silence(d / "silence.wav", SILENCE_S)
         portraits = inputs.portraits()
         rest = {k: metrics.rest_opening(v) for k, v in portraits.items()}
@@ -188,22 +188,24 @@ def _f(x: float, digits: int = 2) -> str:
 
 def _other_rows(idle, still_av, music, still_ls, first, first_audio, lms) -> list[Row]:
     rows = []
-    floor = metrics.jitter(lms[still_ls.video])
-    floor_mouth = metrics.jitter(lms[still_ls.video], metrics.MOUTH)
+    src = lms[still_ls.video]
+    floor = [metrics.jitter(src, pts) for pts in (metrics.NON_MOUTH, metrics.JAW, metrics.MOUTH)]
     for job, what in (
         (still_ls, "lipsync, still video of portrait.jpg + silence"),
         (still_av, "talking_avatar, head_motion_scale 0, blink_rate 0, silence"),
     ):
-        j = metrics.jitter(lms[job.out])
-        jm = metrics.jitter(lms[job.out], metrics.MOUTH)
+        j, jaw, mouth = (
+            metrics.jitter(lms[job.out], pts)
+            for pts in (metrics.NON_MOUTH, metrics.JAW, metrics.MOUTH)
+        )
         rows.append(
             Row(
                 f"landmark jitter on a still head: {what} ({j.frames} frames)",
-                f"non-mouth points: std {_f(j.std_px)} px, frame-to-frame {_f(j.step_px)} px; "
-                f"mouth points: std {_f(jm.std_px)} px",
-                f"measurement floor (same detector on the still source video): non-mouth std "
-                f"{_f(floor.std_px)} px, step {_f(floor.step_px)} px; mouth std "
-                f"{_f(floor_mouth.std_px)} px",
+                f"brows, nose, eyes: std {_f(j.std_px)} px, frame-to-frame {_f(j.step_px)} px; "
+                f"jaw: std {_f(jaw.std_px)} px; mouth: std {_f(mouth.std_px)} px",
+                "measurement floor (same detector on the still source video): std "
+                + " / ".join(_f(f.std_px) for f in floor)
+                + " px (brows-nose-eyes / jaw / mouth)",
                 "std <= 0.5 px (no visible jitter)",
             )
         )
@@ -221,20 +223,33 @@ def _other_rows(idle, still_av, music, still_ls, first, first_audio, lms) -> lis
     # music
     decoded = metrics.decode(music.out)
     marks = lms[music.out]
-    motion = metrics.frame_motion(decoded.frames)
-    for signal, what in (
-        (motion, "frame-difference energy"),
-        (metrics.head_position(marks), "head vertical position (nose)"),
+    shift = metrics.face_shift(decoded.frames, marks)
+    motion = metrics.frame_motion(decoded.frames, metrics.keyframes(music.out))
+    aim = f"autocorrelation at the beat period >= 0.5; tempo {inputs.BPM:g} BPM"
+    aim_sway = f"tempo {inputs.BPM / 2:g} BPM (a sway over two beats) or {inputs.BPM:g}"
+    aim_energy = f"tempo {2 * inputs.BPM:g} BPM (a nod has two speed peaks per beat)"
+    for signal, what, detrend, unit, target in (
+        (shift[:, 1], "head vertical shift (face-region phase correlation)", True, "px", aim),
+        (shift[:, 0], "head horizontal shift (sway)", True, "px", aim_sway),
+        (
+            motion,
+            "frame-difference energy (64x64 grey, keyframes left out)",
+            False,
+            "grey levels",
+            aim_energy,
+        ),
     ):
-        bf = metrics.beat_follow(signal, decoded.times, inputs.BPM)
+        bf = metrics.beat_follow(signal, decoded.times, inputs.BPM, detrend=detrend)
         rows.append(
             Row(
-                f"music ({inputs.BPM:g} BPM, {len(decoded.frames)} frames): {what}",
+                f"music ({inputs.BPM:g} BPM, {len(decoded.frames)} frames, first 2 s left "
+                f"out): {what}",
                 f"autocorrelation at the beat period {_f(bf.autocorr_beat)} (at half of it "
                 f"{_f(bf.autocorr_half)}); dominant tempo {_f(bf.tempo_bpm, 1)} BPM",
-                f"beat-phase folded profile: depth {_f(bf.beat_locking)} (max-min)/mean, peak "
-                f"at phase {bf.peak_phase:.2f}",
-                f"clear peak at the beat period; tempo {inputs.BPM:g} (or x2 / x0.5)",
+                f"beat-folded profile: range {_f(bf.profile_range)} {unit}, maximum at beat "
+                f"phase {bf.peak_phase:+.2f}"
+                + (" (y down: lowest head on the beat at 0)" if "vertical" in what else ""),
+                target,
             )
         )
     o = metrics.mouth_opening(marks)

@@ -26,12 +26,15 @@ from face_detection import FaceAnalyzer
 #: dlib 68-point indices
 INNER_UPPER, INNER_LOWER = (61, 62, 63), (67, 66, 65)
 MOUTH_CORNERS = (48, 54)
-NON_MOUTH = np.arange(0, 48)  # jaw outline, brows, nose, eyes
+NON_MOUTH = np.arange(17, 48)  # brows, nose, eyes (the jaw moves with the mouth)
+JAW = np.arange(0, 17)
 MOUTH = np.arange(48, 68)
 #: lags tried by the sync cross-correlation, in frames
 MAX_LAG = 10
 #: audio envelope floor, dB below the clip's loud level (95th percentile)
 FLOOR_DB = 50.0
+#: the loud level of a clip is at least this (dB full scale): below it, the whole clip is quiet
+QUIET_DBFS = -30.0
 #: speech frames are within this many dB of the loud level; silence frames are below -SILENT
 SPEECH_DB, SILENT_DB = 25.0, 45.0
 #: frames next to speech that count as neither (the mouth's attack and release)
@@ -90,13 +93,30 @@ def decode(path: Path | str, audio: bool = True) -> Decoded:
 
 # --- landmarks ----------------------------------------------------------------------------------
 def landmarks(frames: list[np.ndarray]) -> np.ndarray:
-    """(n, 68, 2) landmarks of the largest face per frame; NaN where dlib finds no face."""
+    """(n, 68, 2) landmarks of THE face of the clip in every frame; NaN where it is not found.
+
+    dlib also returns weak false positives (e.g. the mission patch on samples/portrait.jpg's
+    suit, score ~0.07, larger than the real face), so the face is not "the largest": each
+    frame's best-scoring detection gives the clip's anchor (median centre and width), and in
+    every frame the best-scoring detection within half a face width of the anchor is taken.
+    """
     out = np.full((len(frames), 68, 2), np.nan, np.float32)
     fa = analyzer()
-    for i, frame in enumerate(frames):
-        faces = fa.analyze(frame)
-        if faces:
-            out[i] = faces[0].landmarks
+    found = [fa.analyze(frame) for frame in frames]
+    best = [max(faces, key=lambda f: f.score) for faces in found if faces]
+    if not best:
+        return out
+    boxes = np.array([f.box for f in best])
+    centre = np.median((boxes[:, :2] + boxes[:, 2:]) / 2, axis=0)
+    width = float(np.median(boxes[:, 2] - boxes[:, 0]))
+    for i, faces in enumerate(found):
+        near = [
+            f
+            for f in faces
+            if np.linalg.norm((np.array(f.box[:2]) + f.box[2:]) / 2 - centre) <= width / 2
+        ]
+        if near:
+            out[i] = max(near, key=lambda f: f.score).landmarks
     return out
 
 
@@ -116,7 +136,8 @@ def mouth_opening(lms: np.ndarray) -> np.ndarray:
 # --- audio --------------------------------------------------------------------------------------
 def envelope_db(decoded: Decoded) -> np.ndarray:
     """RMS of the output's audio over each frame's display interval [t, t + 1/fps), in dB
-    relative to the clip's loud level (95th percentile), floored at -FLOOR_DB."""
+    relative to the clip's loud level (its 95th percentile, but at least QUIET_DBFS so that a
+    silent clip stays silent), floored at -FLOOR_DB."""
     period = 1.0 / decoded.fps
     rms = np.zeros(len(decoded.times))
     for i, t in enumerate(decoded.times):
@@ -125,7 +146,7 @@ def envelope_db(decoded: Decoded) -> np.ndarray:
         window = decoded.audio[max(0, a) : max(0, b)]
         rms[i] = math.sqrt(float(np.mean(window.astype(np.float64) ** 2))) if len(window) else 0.0
     db = 20 * np.log10(np.maximum(rms, 1e-9))
-    loud = np.percentile(db, 95)
+    loud = max(float(np.percentile(db, 95)), QUIET_DBFS)
     return np.maximum(db - loud, -FLOOR_DB)
 
 
@@ -247,11 +268,48 @@ def psnr_outside_face(
 
 
 # --- music --------------------------------------------------------------------------------------
-def frame_motion(frames: list[np.ndarray]) -> np.ndarray:
-    """Mean absolute grey-level change from the previous frame (0 for the first)."""
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.int16) for f in frames]
-    out = [0.0] + [float(np.mean(np.abs(b - a))) for a, b in itertools.pairwise(gray)]
+def keyframes(path: Path | str) -> list[int]:
+    """Indices of the H.264 keyframes (in decode order = display order for this encoder)."""
+    with av.open(str(path)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    return [i for i, p in enumerate(packets) if p.is_keyframe]
+
+
+def frame_motion(frames: list[np.ndarray], skip: list[int] = ()) -> np.ndarray:
+    """Mean absolute grey-level change from the previous frame on a 64x64 downscale (coding
+    noise averages out); NaN for the first frame and the ``skip`` frames (keyframes: the
+    encoder refreshes the whole picture there, a change that is not motion)."""
+    small = [
+        cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (64, 64), interpolation=cv2.INTER_AREA)
+        for f in frames
+    ]
+    out = [np.nan] + [
+        float(np.mean(np.abs(b.astype(np.float32) - a))) for a, b in itertools.pairwise(small)
+    ]
+    for i in skip:
+        if 0 <= i < len(out):
+            out[i] = np.nan
     return np.array(out)
+
+
+def face_shift(frames: list[np.ndarray], lms: np.ndarray, margin: float = 0.2) -> np.ndarray:
+    """(n, 2) sub-pixel translation (x, y; px, y down) of the face region against the first
+    frame, by phase correlation of a fixed box around the clip's median landmark box."""
+    lo = np.nanmedian(np.nanmin(lms, axis=1), axis=0)
+    hi = np.nanmedian(np.nanmax(lms, axis=1), axis=0)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        return np.full((len(frames), 2), np.nan)
+    m = margin * (hi[0] - lo[0])
+    h, w = frames[0].shape[:2]
+    x0, y0 = int(max(0, lo[0] - m)), int(max(0, lo[1] - m))
+    x1, y1 = int(min(w, hi[0] + m)), int(min(h, hi[1] + m))
+    window = cv2.createHanningWindow((x1 - x0, y1 - y0), cv2.CV_64F)
+
+    def crop(f: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[y0:y1, x0:x1].astype(np.float64)
+
+    ref = crop(frames[0])
+    return np.array([cv2.phaseCorrelate(ref, crop(f), window)[0] for f in frames])
 
 
 def autocorr(x: np.ndarray, lag: float) -> float:
@@ -282,41 +340,9 @@ def dominant_period(x: np.ndarray, lo: int, hi: int) -> float:
     return lo - 1 + k + float(np.clip(shift, -0.5, 0.5))
 
 
-@dataclass
-class BeatFollow:
-    autocorr_beat: float  # at the beat period
-    autocorr_half: float  # at half the beat period (anti-phase check)
-    tempo_bpm: float  # from the dominant period between 0.5x and 2x the beat period
-    beat_locking: float  # modulation depth of the beat-phase folded profile, (max-min)/mean
-    peak_phase: float  # beat phase (0..1) of that profile's maximum
-
-
-def beat_follow(x: np.ndarray, times: np.ndarray, bpm: float, skip_s: float = 1.0) -> BeatFollow:
-    """How a motion signal ``x`` (per frame, at ``times``) follows a beat at ``bpm`` starting at
-    t = 0. The first ``skip_s`` seconds are left out (tempo tracking settles)."""
-    fps = 1.0 / float(np.median(np.diff(times)))
-    keep = times >= skip_s
-    x, t = fill_gaps(x)[keep], times[keep]
-    period = fps * 60.0 / bpm
-    lag = dominant_period(x, max(2, int(period / 2)), int(2 * period) + 1)
-    phase = ((t * bpm / 60.0) % 1.0 + 1.0) % 1.0
-    bins = 8
-    profile = np.array(
-        [np.nanmean(x[(phase >= k / bins) & (phase < (k + 1) / bins)]) for k in range(bins)]
-    )
-    mean = float(np.nanmean(x))
-    depth = float((profile.max() - profile.min()) / mean) if mean > 0 else float("nan")
-    return BeatFollow(
-        autocorr(x, period),
-        autocorr(x, period / 2),
-        60.0 * fps / lag,
-        depth,
-        (int(np.nanargmax(profile)) + 0.5) / bins,
-    )
-
-
 def fill_gaps(x: np.ndarray) -> np.ndarray:
-    """Linear interpolation over NaN entries (frames where no face was found)."""
+    """Linear interpolation over NaN entries (frames where no face was found, skipped
+    frames)."""
     x = np.asarray(x, float).copy()
     ok = np.isfinite(x)
     if ok.sum() >= 2 and not ok.all():
@@ -325,16 +351,45 @@ def fill_gaps(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def head_position(lms: np.ndarray) -> np.ndarray:
-    """Vertical position (px, down) of the nose bridge and tip (points 27-33) per frame."""
-    return lms[:, 27:34, 1].mean(axis=1)
+@dataclass
+class BeatFollow:
+    autocorr_beat: float  # at the beat period
+    autocorr_half: float  # at half the beat period (a bob: negative)
+    tempo_bpm: float  # from the dominant period between 0.5x and 2x the beat period
+    profile_range: float  # max - min of the beat-phase folded profile (signal units)
+    peak_phase: float  # beat phase (0..1) of that profile's maximum (0 = on the beat)
 
 
-def head_speed(lms: np.ndarray) -> np.ndarray:
-    """Speed (px per frame) of the mean of the non-mouth landmarks."""
-    centre = lms[:, NON_MOUTH].mean(axis=1)
-    step = np.linalg.norm(np.diff(centre, axis=0), axis=1)
-    return np.concatenate([[np.nan], step])
+def beat_follow(
+    x: np.ndarray, times: np.ndarray, bpm: float, skip_s: float = 2.0, detrend: bool = False
+) -> BeatFollow:
+    """How a per-frame motion signal ``x`` (at ``times``) follows a beat at ``bpm`` whose first
+    beat is at t = 0. The first ``skip_s`` seconds are left out (the service needs a few beats
+    to find the tempo). ``detrend`` removes a moving average over two beats first (for
+    positions, which also drift)."""
+    fps = 1.0 / float(np.median(np.diff(times)))
+    period = fps * 60.0 / bpm
+    x = fill_gaps(x)
+    if detrend:
+        k = 2 * round(period) + 1
+        pad = np.pad(x, k // 2, mode="edge")
+        x = x - np.convolve(pad, np.ones(k) / k, "valid")
+    keep = times >= skip_s
+    x, t = x[keep], times[keep]
+    lag = dominant_period(x, max(2, int(period / 2)), int(2 * period) + 1)
+    phase = (t * bpm / 60.0) % 1.0
+    bins = 8
+    profile = np.array(
+        [np.nanmean(x[(phase >= k / bins) & (phase < (k + 1) / bins)]) for k in range(bins)]
+    )
+    peak = (int(np.nanargmax(profile)) + 0.5) / bins
+    return BeatFollow(
+        autocorr(x, period),
+        autocorr(x, period / 2),
+        60.0 * fps / lag,
+        float(np.nanmax(profile) - np.nanmin(profile)),
+        peak if peak <= 0.5 else peak - 1.0,
+    )
 
 
 def landmarks_of(path: Path | str) -> np.ndarray:

@@ -99,6 +99,8 @@ class GenerateOptions:
     include_timeline: bool = False
     sync_mode: str | None = None  # lipsync: bounce | loop | cut_off | silence | remap
     face_index: int | None = None  # lipsync: n-th largest face
+    #: let the server keep rendering through a dropped connection; the client resumes
+    resumable: bool = True
     extra: dict = field(default_factory=dict)
 
     def to_proto(self) -> pb.GenerateConfig:
@@ -124,6 +126,7 @@ class GenerateOptions:
             transcript=self.transcript,
             animation=animation,
             include_timeline=self.include_timeline,
+            resumable=self.resumable,
         )
         if self.sync_mode:
             config.sync_mode = pb.SyncMode.Value(f"SYNC_MODE_{self.sync_mode.upper()}")
@@ -348,6 +351,13 @@ class Client:
                 return
             except grpc.RpcError as error:
                 request = tracker.resume_request(error)  # raises when it cannot resume
+            except GeneratorExit:  # the caller stopped early: free the server side now
+                if tracker.token:
+                    try:
+                        self._stub.Cancel(pb.CancelRequest(resume_token=tracker.token), timeout=2)
+                    except grpc.RpcError:
+                        pass  # best effort: the server stops it after resume_detach_seconds
+                raise
             finally:
                 call.cancel()  # no-op when complete; frees the server side when we stop early
             time.sleep(tracker.backoff())
@@ -449,6 +459,14 @@ class AsyncClient:
                 return
             except grpc.RpcError as error:
                 request = tracker.resume_request(error)  # raises when it cannot resume
+            except (GeneratorExit, asyncio.CancelledError):  # the caller stopped early
+                if tracker.token:
+                    cancel = self._stub.Cancel(
+                        pb.CancelRequest(resume_token=tracker.token), timeout=2
+                    )
+                    # fire and forget: awaiting inside GeneratorExit handling is not allowed
+                    asyncio.ensure_future(cancel).add_done_callback(lambda f: f.exception())
+                raise
             finally:
                 call.cancel()
             await asyncio.sleep(tracker.backoff())

@@ -218,6 +218,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[spec.GenerateSpec, cata
             ),
             blink_rate=animation.blink_rate if animation.HasField("blink_rate") else None,
             include_timeline=config.include_timeline,
+            resumable=config.resumable,
             sync_mode=_SYNC_MODES[config.sync_mode],
             face_index=config.face.index if config.face.WhichOneof("selector") == "index" else 0,
             face_box=face_box,
@@ -425,6 +426,11 @@ def add_to_server(servicer: AudioToVideoService, server) -> None:
             request_deserializer=_lenient(pb.GetModelRequest),
             response_serializer=pb.ModelInfo.SerializeToString,
         ),
+        "Cancel": grpc.unary_unary_rpc_method_handler(
+            servicer.Cancel,
+            request_deserializer=_lenient(pb.CancelRequest),
+            response_serializer=pb.CancelResponse.SerializeToString,
+        ),
         "Resume": grpc.unary_stream_rpc_method_handler(
             servicer.Resume,
             request_deserializer=_lenient(pb.ResumeRequest),
@@ -472,8 +478,12 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 # The generation writes into a session that outlives this call, so a client
                 # whose connection drops can Resume; this call is its first reader.
                 session = self._sessions.start(generation.run(input_events(requests)))
-                async for event in session.follow():
-                    yield event_to_proto(event, session.token)
+                try:
+                    async for event in session.follow():
+                        yield event_to_proto(event, session.token)
+                finally:
+                    if not generate_spec.resumable and not session.done:
+                        session.cancel()  # the caller is gone and will not resume
                 log.info("request %s done", request_id)
             except A2VError as exc:
                 log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
@@ -498,6 +508,15 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         except Exception as exc:  # a bug
             log.exception("resume crashed")
             await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+
+    async def Cancel(self, request, context: grpc.aio.ServicerContext):
+        if isinstance(request, Unparsable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        try:
+            self._sessions.get(request.resume_token).cancel()
+        except A2VError as exc:
+            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+        return pb.CancelResponse()
 
     async def ListModels(self, request, context):
         return pb.ListModelsResponse(

@@ -81,9 +81,7 @@ class Session:
             index = start
             while True:
                 async with self._changed:
-                    await self._changed.wait_for(
-                        lambda i=index: self.done or self._next_index > i
-                    )
+                    await self._changed.wait_for(lambda i=index: self.done or self._next_index > i)
                     batch = [(i, e) for i, e in self._events if i >= index]
                     if not batch and self.done:
                         break

@@ -33,6 +33,7 @@ class GenerateSpec:
     head_motion_scale: float | None = None
     blink_rate: float | None = None
     include_timeline: bool = False
+    resumable: bool = False
     #: lipsync: "bounce" | "loop" | "cut_off" | "silence" | "remap"
     sync_mode: str = "bounce"
     face_index: int = 0

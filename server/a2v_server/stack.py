@@ -80,6 +80,10 @@ class LocalStack:
             raise
         return self
 
+    @property
+    def server_pid(self) -> int | None:
+        return self._server.pid if self._server is not None else None
+
     def wait_serving(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.address) as channel:

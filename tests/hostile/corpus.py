@@ -48,7 +48,7 @@ def add(name: str, code: str, phrase: str, build: Build) -> None:
     case(name, code, phrase)(build)
 
 
-# --- message builders --------------------------------------------------------------------------
+# --- message builders ----------------------------------------------------------------------------
 def config(**fields) -> pb.GenerateRequest:
     """A config for a small, quick render; ``fields`` are GenerateConfig fields."""
     small = pb.Resolution(size=pb.Size(width=128, height=128))
@@ -107,7 +107,12 @@ def with_config(request: pb.GenerateRequest) -> Build:
 
 
 def lipsync(data: Callable[[Media], bytes], **fields) -> Build:
-    return lambda m: [config(model="lipsync", **fields), video(data(m)), *encoded(m.audio["wav"]), END]
+    return lambda m: [
+        config(model="lipsync", **fields),
+        video(data(m)),
+        *encoded(m.audio["wav"]),
+        END,
+    ]
 
 
 def seed(fmt: str, change: Callable[[bytes], bytes]) -> Callable[[Media], bytes]:
@@ -166,6 +171,10 @@ for _fmt in AUDIO_FORMATS:
             lambda m, f=_fmt, c=_change: with_audio(c(m.audio[f]))(m),
         )
 
+# Found by this corpus: PyAV raised UnicodeDecodeError on a non-UTF-8 tag (here the MP4 brand),
+# and ValueError when the sample rate changed mid-stream; both ended as INTERNAL.
+add("audio/m4a-non-utf8-brand", "OK", "", lambda m: with_audio(flip(m.audio["m4a"], 8))(m))
+add("audio/mp3-rate-changes-midway", "OK", "", lambda m: with_audio(m.audio["mp3"] + m.mp3_44k)(m))
 add("audio/random-bytes", INVALID, "unrecognised format", lambda m: with_audio(os.urandom(5000))(m))
 add("audio/text", INVALID, "unrecognised format", with_audio(b"hello, this is not audio\n" * 50))
 add("audio/wav-rate-0", INVALID, "could not decode the audio", with_audio(wav_header(0, 1)))
@@ -176,9 +185,19 @@ add("audio/wav-10-ms", INVALID, "too short", with_audio(wav_header(16000, 1, sam
 add("audio/wav-channels-64", INVALID, "mono or stereo", with_audio(wav_header(16000, 64)))
 add("audio/wav-channels-0", INVALID, "could not decode the audio", with_audio(wav_header(16000, 0)))
 add("audio/wav-channels-9", INVALID, "mono or stereo", with_audio(wav_header(16000, 9)))
-add("audio/wav-bits-0", INVALID, "could not decode the audio", with_audio(wav_header(16000, 1, bits=0)))
+add(
+    "audio/wav-bits-0",
+    INVALID,
+    "could not decode the audio",
+    with_audio(wav_header(16000, 1, bits=0)),
+)
 add("audio/id3-header-only", INVALID, "could not decode", with_audio(b"ID3\x04\0\0\0\0\0\0"))
-add("audio/adts-sync-then-noise", INVALID, "no decodable audio", with_audio(b"\xff\xf1" + bytes(4000)))
+add(
+    "audio/adts-sync-then-noise",
+    INVALID,
+    "no decodable audio",
+    with_audio(b"\xff\xf1" + bytes(4000)),
+)
 
 
 # --- local files and protocols: never followed ---------------------------------------------------
@@ -202,17 +221,27 @@ for _kind in ("hls", "hls-file-url", "concat", "file-url", "subfile", "sdp"):
         "unrecognised format",
         lambda m, k=_kind: with_audio(_playlists(m)[k])(m),
     )
-add("local-file/video-hls", INVALID, "not in a supported format", lipsync(lambda m: _playlists(m)["hls"]))
+add(
+    "local-file/video-hls",
+    INVALID,
+    "not in a supported format",
+    lipsync(lambda m: _playlists(m)["hls"]),
+)
 add(
     "local-file/video-concat",
     INVALID,
     "not in a supported format",
     lipsync(lambda m: _playlists(m)["concat"]),
 )
-add("local-file/image-file-url", INVALID, "PNG, JPEG or WebP", with_portrait(lambda m: _playlists(m)["file-url"]))
+add(
+    "local-file/image-file-url",
+    INVALID,
+    "PNG, JPEG or WebP",
+    with_portrait(lambda m: _playlists(m)["file-url"]),
+)
 
 
-# --- images ----------------------------------------------------------------------------------------
+# --- images --------------------------------------------------------------------------------------
 _IMAGE_EXPECT = {  # cut8, cut30, cut50%, flip16, noise
     "png": (INVALID, INVALID, INVALID, EXHAUSTED, INVALID),
     "jpg": (INVALID, INVALID, "OK", INVALID, INVALID),
@@ -234,7 +263,12 @@ for _fmt in IMAGE_FORMATS:
             _IMAGE_PHRASE[_code],
             with_portrait(lambda m, f=_fmt, c=_change: c(m.image[f])),
         )
-add("image/png-bomb-100000x100000", EXHAUSTED, "100000x100000", with_portrait(lambda m: png(100000, 100000)))
+add(
+    "image/png-bomb-100000x100000",
+    EXHAUSTED,
+    "100000x100000",
+    with_portrait(lambda m: png(100000, 100000)),
+)
 add("image/png-2^31-wide", EXHAUSTED, "smaller image", with_portrait(lambda m: png(2**31, 1)))
 add("image/png-0x0", INVALID, "empty size", with_portrait(lambda m: png(0, 0)))
 add("image/png-1x1", INVALID, "too small", with_portrait(lambda m: png(1, 1, b"\0\0\0\0")))
@@ -255,7 +289,12 @@ add(
     with_portrait(lambda m: b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(200)),
 )
 add("image/random-bytes", INVALID, "PNG, JPEG or WebP", with_portrait(lambda m: os.urandom(4000)))
-add("image/jpeg-soi-only", INVALID, "JPEG frame header", with_portrait(lambda m: b"\xff\xd8\xff\xd9"))
+add(
+    "image/jpeg-soi-only",
+    INVALID,
+    "JPEG frame header",
+    with_portrait(lambda m: b"\xff\xd8\xff\xd9"),
+)
 add("image/webp-riff-only", INVALID, "WebP", with_portrait(lambda m: b"RIFF\0\0\0\0WEBPVP8 "))
 add("image/no-face", INVALID, "no face", with_portrait(lambda m: png(64, 64, bytes(64 * 193))))
 add("image/split-into-97-pieces", "OK", "", lambda m: [
@@ -278,6 +317,7 @@ add("video/random-bytes", INVALID, "not in a supported format", lipsync(lambda m
 add("video/mp4-no-video-stream", INVALID, "no video stream", lipsync(lambda m: m.audio_only_mp4))
 add("video/webm-audio-only", INVALID, "no video stream", lipsync(lambda m: m.audio["webm"]))
 add("video/empty", INVALID, "video is missing", lipsync(lambda m: b""))
+add("video/8x8-pixels", INVALID, "too small", lipsync(lambda m: m.tiny_video))
 add(
     "video/image-for-lipsync",
     INVALID,
@@ -368,22 +408,82 @@ def _audio(m: Media) -> list[pb.GenerateRequest]:
 
 
 add("order/empty-stream", INVALID, "stream was empty", lambda m: [])
-add("order/empty-request-first", INVALID, "first message must be a config", lambda m: [pb.GenerateRequest(), portrait(m), *_audio(m), END])
-add("order/empty-request-later", INVALID, "empty GenerateRequest", lambda m: [config(), portrait(m), pb.GenerateRequest(), *_audio(m), END])
-add("order/missing-config", INVALID, "first message must be a config", lambda m: [portrait(m), *_audio(m), END])
-add("order/audio-first", INVALID, "first message must be a config", lambda m: [*_audio(m), config(), portrait(m), END])
-add("order/audio-before-image", INVALID, "portrait is missing", lambda m: [config(), *_audio(m), portrait(m), END])
-add("order/image-after-audio", PRECONDITION, "in that order", lambda m: [config(), portrait(m), *_audio(m), portrait(m), END])
-add("order/config-twice", PRECONDITION, "second config", lambda m: [config(), config(), portrait(m), *_audio(m), END])
-add("order/config-after-audio", PRECONDITION, "second config", lambda m: [config(), portrait(m), *_audio(m), config(), END])
-add("order/end-twice", PRECONDITION, "after the end message", lambda m: [config(), portrait(m), *_audio(m), END, END])
-add("order/audio-after-end", PRECONDITION, "after the end message", lambda m: [config(), portrait(m), *_audio(m), END, *_audio(m)])
+add(
+    "order/empty-request-first",
+    INVALID,
+    "first message must be a config",
+    lambda m: [pb.GenerateRequest(), portrait(m), *_audio(m), END],
+)
+add(
+    "order/empty-request-later",
+    INVALID,
+    "empty GenerateRequest",
+    lambda m: [config(), portrait(m), pb.GenerateRequest(), *_audio(m), END],
+)
+add(
+    "order/missing-config",
+    INVALID,
+    "first message must be a config",
+    lambda m: [portrait(m), *_audio(m), END],
+)
+add(
+    "order/audio-first",
+    INVALID,
+    "first message must be a config",
+    lambda m: [*_audio(m), config(), portrait(m), END],
+)
+add(
+    "order/audio-before-image",
+    INVALID,
+    "portrait is missing",
+    lambda m: [config(), *_audio(m), portrait(m), END],
+)
+add(
+    "order/image-after-audio",
+    PRECONDITION,
+    "in that order",
+    lambda m: [config(), portrait(m), *_audio(m), portrait(m), END],
+)
+add(
+    "order/config-twice",
+    PRECONDITION,
+    "second config",
+    lambda m: [config(), config(), portrait(m), *_audio(m), END],
+)
+add(
+    "order/config-after-audio",
+    PRECONDITION,
+    "second config",
+    lambda m: [config(), portrait(m), *_audio(m), config(), END],
+)
+add(
+    "order/end-twice",
+    PRECONDITION,
+    "after the end message",
+    lambda m: [config(), portrait(m), *_audio(m), END, END],
+)
+add(
+    "order/audio-after-end",
+    PRECONDITION,
+    "after the end message",
+    lambda m: [config(), portrait(m), *_audio(m), END, *_audio(m)],
+)
 add("order/missing-end", INVALID, "end message", lambda m: [config(), portrait(m), *_audio(m)])
 add("order/end-after-config", INVALID, "portrait is missing", lambda m: [config(), END])
 add("order/end-after-image", INVALID, "audio is missing", lambda m: [config(), portrait(m), END])
 add("order/config-only", INVALID, "ended before any audio", lambda m: [config(), portrait(m)])
-add("order/duplicated-image", "OK", "", lambda m: [config(), portrait(m), portrait(m), *_audio(m), END])
-add("order/duplicated-audio", "OK", "", lambda m: [config(), portrait(m), *_audio(m), *_audio(m), END])
+add(
+    "order/duplicated-image",
+    "OK",
+    "",
+    lambda m: [config(), portrait(m), portrait(m), *_audio(m), END],
+)
+add(
+    "order/duplicated-audio",
+    "OK",
+    "",
+    lambda m: [config(), portrait(m), *_audio(m), *_audio(m), END],
+)
 
 
 def _silent_client(m: Media) -> Iterable[pb.GenerateRequest]:
@@ -400,16 +500,21 @@ add(
     lambda m: [config(), image(bytes(9 * 2**20)), END],
 )
 
-# --- enums: raw numbers outside the enum -----------------------------------------------------------
+# --- enums: raw numbers outside the enum ---------------------------------------------------------
 add("enum/container-7", INVALID, "CONTAINER_FMP4", with_config(output(container=7)))
 add("enum/video-codec-9", INVALID, "H264", with_config(output(video_codec=9)))
 add("enum/audio-codec-5", INVALID, "AAC", with_config(output(audio_codec=5)))
 add("enum/aspect-99", INVALID, "aspect ratio", with_config(output(aspect_ratio=99)))
 add("enum/fit-negative", INVALID, "fit", with_config(output(fit=-1)))
-add("enum/preset-42", INVALID, "resolution preset", with_config(output(resolution=pb.Resolution(preset=42))))
+add(
+    "enum/preset-42",
+    INVALID,
+    "resolution preset",
+    with_config(output(resolution=pb.Resolution(preset=42))),
+)
 add("enum/sync-mode-77", INVALID, "sync mode", with_config(config(sync_mode=77)))
 
-# --- numbers out of range --------------------------------------------------------------------------
+# --- numbers out of range ------------------------------------------------------------------------
 for _fps in (0.5, 61, math.nan, math.inf, -math.inf, -5):
     add(f"number/fps-{_fps}", INVALID, "fps", with_config(output(fps=_fps)))
 for _name, _trim, _phrase in [
@@ -421,8 +526,18 @@ for _name, _trim, _phrase in [
     ("huge-end", pb.AudioTrim(end_seconds=1e308), "trim"),
 ]:
     add(f"number/trim-{_name}", INVALID, _phrase, with_config(config(trim=_trim)))
-add("number/trim-past-the-end", INVALID, "no samples", with_config(config(trim=pb.AudioTrim(start_seconds=100))))
-for _w, _h, _phrase in [(129, 128, "even"), (0, 0, "even"), (100000, 100000, "64..3840"), (2, 2, "64..3840")]:
+add(
+    "number/trim-past-the-end",
+    INVALID,
+    "no samples",
+    with_config(config(trim=pb.AudioTrim(start_seconds=100))),
+)
+for _w, _h, _phrase in [
+    (129, 128, "even"),
+    (0, 0, "even"),
+    (100000, 100000, "64..3840"),
+    (2, 2, "64..3840"),
+]:
     _res = pb.Resolution(size=pb.Size(width=_w, height=_h))
     add(f"number/size-{_w}x{_h}", INVALID, _phrase, with_config(output(resolution=_res)))
 add(
@@ -446,18 +561,36 @@ for _field, _value in [
         with_config(config(animation=pb.AnimationOptions(**{_field: _value}))),
     )
 
-# --- text: odd Unicode, lengths, control characters ------------------------------------------------
-_ODD = "\u202eRTL\u200f mark, zero\u200dwidth joiner \U0001f468\u200d\U0001f469\u200d\U0001f467 e\u0301"
+# --- text: odd Unicode, lengths, control characters ----------------------------------------------
+_ODD = (  # RTL override and mark, zero-width joiners (a family emoji), a combining accent
+    "\u202eRTL\u200f mark, zero\u200dwidth joiner "
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467 e\u0301"
+)
 add("text/prompt-odd-unicode", "OK", "", with_config(config(prompt=_ODD)))
 add("text/transcript-odd-unicode", "OK", "", with_config(config(transcript=_ODD + " hello")))
 add("text/prompt-2001-chars", INVALID, "prompt", with_config(config(prompt="a" * 2001)))
-add("text/prompt-2001-emoji", INVALID, "limit is 2000", with_config(config(prompt="\U0001f600" * 2001)))
+add(
+    "text/prompt-2001-emoji",
+    INVALID,
+    "limit is 2000",
+    with_config(config(prompt="\U0001f600" * 2001)),
+)
 add("text/transcript-5001-chars", INVALID, "transcript", with_config(config(transcript="b" * 5001)))
-add("text/request-id-control-char", INVALID, "request_id", with_config(config(request_id="abc\x07\n")))
+add(
+    "text/request-id-control-char",
+    INVALID,
+    "request_id",
+    with_config(config(request_id="abc\x07\n")),
+)
 add("text/request-id-rtl-mark", INVALID, "request_id", with_config(config(request_id="id\u200f")))
 add("text/request-id-129-chars", INVALID, "request_id", with_config(config(request_id="r" * 129)))
 add("text/request-id-emoji", "OK", "", with_config(config(request_id="\U0001f3ac-take-1")))
-add("text/model-odd-unicode", "NOT_FOUND", "unknown model", with_config(config(model="talking\u200d_avatar")))
+add(
+    "text/model-odd-unicode",
+    "NOT_FOUND",
+    "unknown model",
+    with_config(config(model="talking\u200d_avatar")),
+)
 add("model/unknown", "NOT_FOUND", "ListModels", with_config(config(model="nope")))
 for _field, _number in (("prompt", 3), ("request_id", 6), ("model", 1)):
     add(
@@ -465,7 +598,10 @@ for _field, _number in (("prompt", 3), ("request_id", 6), ("model", 1)):
         INVALID,
         "UTF-8",
         lambda m, n=_number: [
-            raw_config(raw_string_field(n, b"a\xed\xa0\x80b")), portrait(m), *_audio(m), END
+            raw_config(raw_string_field(n, b"a\xed\xa0\x80b")),
+            portrait(m),
+            *_audio(m),
+            END,
         ],
     )
 add(

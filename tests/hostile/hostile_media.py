@@ -29,6 +29,8 @@ class Media:
     audio: dict[str, bytes]
     image: dict[str, bytes]  # 256x256 portraits
     video: bytes  # 1 s 10 fps H.264 MP4 of the portrait
+    tiny_video: bytes  # the same at 8x8 pixels
+    mp3_44k: bytes  # audio["mp3"] at 44.1 kHz: appended, the rate changes mid-stream
     audio_only_mp4: bytes
     gif: bytes
     bmp: bytes
@@ -49,12 +51,16 @@ def make_media(folder: Path) -> Media:
         "ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-i", str(PORTRAIT), "-t", "1",
         "-r", "10", "-vf", "scale=256:256", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video),
     )  # fmt: skip
+    mp3_44k = encode(speech, folder / "speech44k.mp3", "-ar", "44100", "-c:a", "libmp3lame")
+    tiny = encode(video, folder / "tiny.mp4", "-vf", "scale=8:8", "-c:v", "libx264")
     audio_only = encode(speech, folder / "audio_only.mp4", "-c:a", "aac")
     return Media(
         speech=speech,
         audio=audio,
         image={k: image[k] for k in IMAGE_FORMATS},
         video=video.read_bytes(),
+        tiny_video=tiny.read_bytes(),
+        mp3_44k=mp3_44k.read_bytes(),
         audio_only_mp4=audio_only.read_bytes(),
         gif=image["gif"],
         bmp=image["bmp"],

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from corpus import CASES
 
+from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import GenerateOptions, file_audio
 
 #: no malformed request may take longer than this (a hang is a failure)
@@ -35,6 +36,20 @@ def test_hostile_case(name, generate_call, hostile_client, media):
         assert responses[-1].HasField("summary") and responses[-1].summary.frames > 0
     else:
         assert case.phrase.lower() in details.lower(), details
+    assert hostile_client.health() == "SERVING"
+
+
+def test_get_model_with_a_name_that_is_not_utf8(hostile_stack, hostile_client):
+    with grpc.insecure_channel(hostile_stack.address) as channel:
+        get_model = channel.unary_unary(
+            "/a2v.v1.AudioToVideo/GetModel",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.ModelInfo.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            get_model(b"\x0a\x03\xed\xa0\x80", timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "UTF-8" in info.value.details()
     assert hostile_client.health() == "SERVING"
 
 

@@ -5,7 +5,7 @@ use as is, or raises an A2VError naming the field; the decoders on any bytes ret
 audio or raise InvalidInput / ResourceExhausted, never anything else.
 
 Runs are deterministic (``derandomize``) so the suite never flakes; ``HYPOTHESIS_PROFILE=fuzz``
-explores far more examples with fresh randomness.
+explores with fresh randomness, and ``HYPOTHESIS_SCALE=N`` runs N times the examples.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ settings.register_profile(
 )
 settings.register_profile("fuzz", parent=settings.get_profile("hostile"), derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hostile"))
+#: HYPOTHESIS_SCALE=10 runs ten times the examples (kept modest for `make test`)
+SCALE = int(os.environ.get("HYPOTHESIS_SCALE", "1"))
 
 # --- GenerateConfig over every field, valid and not ---------------------------------------------
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -104,7 +106,7 @@ configs = st.builds(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=400 * SCALE)
 @given(configs)
 def test_spec_from_config_accepts_a_usable_spec_or_names_the_field(config):
     try:
@@ -120,11 +122,13 @@ def test_spec_from_config_accepts_a_usable_spec_or_names_the_field(config):
     if spec.size is not None:
         w, h = spec.size
         assert spec.short_side is None and w % 2 == 0 and h % 2 == 0
-        assert framing.MIN_SIDE <= min(w, h) and max(w, h) <= framing.MAX_SIDE
+        assert min(w, h) >= framing.MIN_SIDE and max(w, h) <= framing.MAX_SIDE
     else:
         assert spec.short_side in (480, 720, 1080)
     assert math.isfinite(spec.trim_start) and spec.trim_start >= 0
-    assert spec.trim_end is None or (math.isfinite(spec.trim_end) and spec.trim_end > spec.trim_start)
+    assert spec.trim_end is None or (
+        math.isfinite(spec.trim_end) and spec.trim_end > spec.trim_start
+    )
     for value, top in (
         (spec.expression_scale, 2),
         (spec.head_motion_scale, 2),
@@ -148,7 +152,13 @@ def test_spec_from_config_accepts_a_usable_spec_or_names_the_field(config):
 
 # --- the media decoders on arbitrary bytes -------------------------------------------------------
 ALLOWED = (InvalidInput, ResourceExhausted)
-IMAGE_MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF\0\0\0\0WEBPVP8 ", b"RIFF\0\0\0\0WEBPVP8X"]
+IMAGE_MAGIC = [
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"RIFF\0\0\0\0WEBPVP8 ",
+    b"RIFF\0\0\0\0WEBPVP8X",
+]
 AUDIO_MAGIC = [b"", b"RIFF\0\0\0\0WAVE", b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"\0\0\0\x18ftyp"]
 AUDIO_MAGIC += [b"ID3", b"\xff\xfb", b"\xff\xf1"]
 
@@ -169,7 +179,7 @@ def _bytes_like(seeds: list[bytes], magic: list[bytes]) -> st.SearchStrategy[byt
 IMAGE_SEEDS = [png(32, 32, bytes(32 * 97)), png(100000, 100000), png(1, 1, bytes(4))]
 
 
-@settings(max_examples=200)
+@settings(max_examples=200 * SCALE)
 @given(data=st.data())
 def test_decode_image_raises_only_domain_errors(media, data):
     blob = data.draw(_bytes_like([*IMAGE_SEEDS, *media.image.values()], IMAGE_MAGIC))
@@ -189,7 +199,7 @@ def _decode_audio(blob: bytes) -> int:
     return sum(block.model_pcm.size for block in decoder.blocks())
 
 
-@settings(max_examples=200)
+@settings(max_examples=200 * SCALE)
 @given(data=st.data())
 def test_audio_decoder_raises_only_domain_errors(media, data):
     seeds = [*media.audio.values(), wav_header(16000, 1, 800), wav_header(8000, 2, 800)]
@@ -202,7 +212,7 @@ def test_audio_decoder_raises_only_domain_errors(media, data):
     assert time.monotonic() - start < 10
 
 
-@settings(max_examples=300)
+@settings(max_examples=300 * SCALE)
 @given(st.binary(max_size=64))
 def test_detect_video_format_is_an_allowlist(head):
     try:
@@ -211,7 +221,7 @@ def test_detect_video_format_is_an_allowlist(head):
         assert "MP4, MOV or WebM" in error.message
 
 
-@settings(max_examples=60)
+@settings(max_examples=60 * SCALE)
 @given(data=st.data())
 def test_video_upload_raises_only_domain_errors(media, data):
     blob = data.draw(_bytes_like([media.video, media.audio_only_mp4], [b"\0\0\0\x18ftyp"]))

@@ -132,6 +132,16 @@ INPUT_KIND_AUDIO: InputKind
 INPUT_KIND_IMAGE: InputKind
 INPUT_KIND_VIDEO: InputKind
 
+class CancelRequest(_message.Message):
+    __slots__ = ("resume_token",)
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    resume_token: str
+    def __init__(self, resume_token: _Optional[str] = ...) -> None: ...
+
+class CancelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ResumeRequest(_message.Message):
     __slots__ = ("resume_token", "last_sequence")
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -155,7 +165,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., image: _Optional[_Union[ImageInput, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[EndOfInput, _Mapping]] = ..., video: _Optional[_Union[VideoInput, _Mapping]] = ...) -> None: ...
 
 class GenerateConfig(_message.Message):
-    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id", "transcript", "animation", "sync_mode", "face", "include_timeline")
+    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id", "transcript", "animation", "sync_mode", "face", "include_timeline", "resumable")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +177,7 @@ class GenerateConfig(_message.Message):
     SYNC_MODE_FIELD_NUMBER: _ClassVar[int]
     FACE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    RESUMABLE_FIELD_NUMBER: _ClassVar[int]
     model: str
     output: OutputOptions
     prompt: str
@@ -178,7 +189,8 @@ class GenerateConfig(_message.Message):
     sync_mode: SyncMode
     face: FaceSelector
     include_timeline: bool
-    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ..., transcript: _Optional[str] = ..., animation: _Optional[_Union[AnimationOptions, _Mapping]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ..., include_timeline: _Optional[bool] = ...) -> None: ...
+    resumable: bool
+    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ..., transcript: _Optional[str] = ..., animation: _Optional[_Union[AnimationOptions, _Mapping]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ..., include_timeline: _Optional[bool] = ..., resumable: _Optional[bool] = ...) -> None: ...
 
 class AnimationOptions(_message.Message):
     __slots__ = ("expression_scale", "head_motion_scale", "blink_rate")

@@ -55,6 +55,11 @@ class AudioToVideoStub:
                 request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.ResumeRequest.SerializeToString,
                 response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.Cancel = channel.unary_unary(
+                '/a2v.v1.AudioToVideo/Cancel',
+                request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelRequest.SerializeToString,
+                response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelResponse.FromString,
+                _registered_method=True)
 
 
 class AudioToVideoServicer:
@@ -94,6 +99,14 @@ class AudioToVideoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Cancel(self, request, context):
+        """Stops a resumable generation now (instead of after resume_detach_seconds without a
+        reader). NOT_FOUND for an unknown or expired token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioToVideoServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +129,11 @@ def add_AudioToVideoServicer_to_server(servicer, server):
                     servicer.Resume,
                     request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.ResumeRequest.FromString,
                     response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Cancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cancel,
+                    request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelRequest.FromString,
+                    response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +245,33 @@ class AudioToVideo:
             '/a2v.v1.AudioToVideo/Resume',
             a2v_dot_v1_dot_audio__to__video__pb2.ResumeRequest.SerializeToString,
             a2v_dot_v1_dot_audio__to__video__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/a2v.v1.AudioToVideo/Cancel',
+            a2v_dot_v1_dot_audio__to__video__pb2.CancelRequest.SerializeToString,
+            a2v_dot_v1_dot_audio__to__video__pb2.CancelResponse.FromString,
             options,
             channel_credentials,
             insecure,

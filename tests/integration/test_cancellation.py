@@ -1,0 +1,96 @@
+"""Client cancellation frees everything: 500 streams cancelled mid-way leave no growth in the
+server's memory, threads or file descriptors, nor held Triton sequences."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+from media import PORTRAIT, SPEECH
+
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
+from a2v_client import GenerateOptions, file_audio
+
+STREAMS = 500
+
+
+def _usage(pid: int) -> tuple[int, int, int]:
+    """(RSS in KiB, threads, open file descriptors) of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+    threads = int(
+        next(line.split()[1] for line in status.splitlines() if line.startswith("Threads"))
+    )
+    return rss, threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _triton_rss(pid: int) -> int:
+    out = subprocess.run(
+        ["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)], capture_output=True, text=True
+    ).stdout
+    return sum(int(v) for v in out.split())
+
+
+def _cancelled_stream(stub, portrait: bytes, pcm: bytes) -> None:
+    def requests():
+        yield pb.GenerateRequest(
+            config=pb.GenerateConfig(
+                output=pb.OutputOptions(
+                    resolution=pb.Resolution(size=pb.Size(width=256, height=256))
+                )
+            )
+        )
+        yield pb.GenerateRequest(image=pb.ImageInput(data=portrait))
+        while True:  # a live source that never ends
+            yield pb.GenerateRequest(
+                audio=pb.AudioChunk(pcm=pb.PcmChunk(data=pcm, sample_rate=16000, channels=1))
+            )
+            time.sleep(0.01)
+
+    call = stub.Generate(requests(), timeout=60)
+    for response in call:
+        if response.HasField("chunk"):
+            break
+    call.cancel()
+
+
+def test_500_cancelled_streams_leak_nothing(stack, client):
+    portrait = PORTRAIT.read_bytes()
+    pcm = (np.sin(np.arange(1600) / 16000 * 2 * np.pi * 200) * 6000).astype("<i2").tobytes()
+    server_pid = stack.server_pid
+    with grpc.insecure_channel(stack.address) as channel:
+        stub = pb_grpc.AudioToVideoStub(channel)
+        with ThreadPoolExecutor(3) as pool:  # warm up: pools, caches, Triton instances
+            list(pool.map(lambda _: _cancelled_stream(stub, portrait, pcm), range(20)))
+        time.sleep(1.0)
+        before, triton_before = _usage(server_pid), _triton_rss(stack.triton._proc.pid)
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda _: _cancelled_stream(stub, portrait, pcm), range(STREAMS)))
+        time.sleep(2.0)  # let the server finish tearing down
+        after, triton_after = _usage(server_pid), _triton_rss(stack.triton._proc.pid)
+
+    rss_growth_mb = (after[0] - before[0]) / 1024
+    print(
+        f"server RSS {before[0] // 1024} -> {after[0] // 1024} MiB, threads {before[1]} -> "
+        f"{after[1]}, fds {before[2]} -> {after[2]}, Triton RSS {triton_before // 1024} -> "
+        f"{triton_after // 1024} MiB"
+    )
+    assert rss_growth_mb < 40, rss_growth_mb
+    assert after[1] <= before[1] + 4
+    assert after[2] <= before[2] + 4
+    assert (triton_after - triton_before) / 1024 < 80
+    # no Triton sequence is held: a new generation gets a model instance at once
+    start = time.monotonic()
+    responses = list(
+        client.generate(
+            audio=file_audio(SPEECH), image=PORTRAIT, options=GenerateOptions(resolution="256x256")
+        )
+    )
+    assert responses[-1].HasField("summary")
+    assert time.monotonic() - start < 30
