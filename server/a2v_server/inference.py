@@ -244,6 +244,11 @@ class TritonSequenceStream:
         if frames is not None and len(frames):
             tensors["FRAMES_IN"] = np.ascontiguousarray(frames, dtype=np.uint8)
             tensors["SOURCE_INDEX"] = np.asarray(source_index, dtype=np.int64)
+        await self._requests.put(self._request(tensors, last=last))
+        if last:
+            await self._requests.put(None)
+
+    def _request(self, tensors: dict[str, np.ndarray], *, last: bool) -> dict:
         start = self._sent == 0
         if start:
             tensors.update(self._first)
@@ -256,19 +261,15 @@ class TritonSequenceStream:
         self._sent += 1
         if last:
             self._last_request_id = request_id
-        await self._requests.put(
-            {
-                "model_name": self._model,
-                "inputs": inputs,
-                "request_id": request_id,
-                "sequence_id": self._sequence_id,
-                "sequence_start": start,
-                "sequence_end": last,
-                "enable_empty_final_response": True,
-            }
-        )
-        if last:
-            await self._requests.put(None)
+        return {
+            "model_name": self._model,
+            "inputs": inputs,
+            "request_id": request_id,
+            "sequence_id": self._sequence_id,
+            "sequence_start": start,
+            "sequence_end": last,
+            "enable_empty_final_response": True,
+        }
 
     def _requested(self) -> int:
         return int(self._samples * self._fps / 16000)
@@ -311,8 +312,8 @@ class TritonSequenceStream:
         except grpc.RpcError as exc:  # the connection to Triton broke mid-stream
             raise Unavailable(f"rendering: lost the inference server ({exc.code().name})") from exc
         finally:
+            stream.cancel()  # no-op when finished
             await self.aclose()
-            stream.cancel()  # no-op when finished; frees the Triton sequence when we stop early
 
     async def aclose(self) -> None:
         """Stop the request stream; the gRPC stream is cancelled with it (frees the sequence)."""
@@ -321,13 +322,11 @@ class TritonSequenceStream:
         self._closed = True
         async with self._progress:
             self._progress.notify_all()  # wake a send_audio waiting for the window
-        try:
-            self._requests.put_nowait(None)
-        except asyncio.QueueFull:
-            # A full queue means nobody is consuming: drop what is pending, then end it.
-            while not self._requests.empty():
-                self._requests.get_nowait()
-            self._requests.put_nowait(None)
+        # Drop what is pending. Cancelling the stream makes Triton release the sequence; the
+        # model forgets its state when the instance's next sequence starts.
+        while not self._requests.empty():
+            self._requests.get_nowait()
+        self._requests.put_nowait(None)
 
 
 def _batch(result) -> FrameBatch:
@@ -350,6 +349,7 @@ def _batch(result) -> FrameBatch:
 
 
 _DTYPES = {
+    "bool": "BOOL",
     "float32": "FP32",
     "uint8": "UINT8",
     "int32": "INT32",

@@ -15,6 +15,7 @@ as soon as the face is found and the frame size is known.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -171,18 +172,21 @@ class Generation:
         feed = _ModelFeed(stream, visual, self.spec.sync_mode, self._fps)
         out_total = 0  # output-rate samples given to the encoder
         channels = 1
-        async for block in audio_blocks(inputs, first_event, self.spec, self.settings, self._clock):
-            model_pcm, output_pcm = block.model_pcm, block.output_pcm
-            channels = output_pcm.shape[0]
-            if feed.sample_limit is not None:  # cut_off: the video is shorter than the audio
-                model_pcm = model_pcm[: max(0, feed.sample_limit - feed.total)]
-                out_limit = feed.sample_limit * OUTPUT_RATE // MODEL_RATE
-                output_pcm = output_pcm[:, : max(0, out_limit - out_total)]
-            if output_pcm.shape[1]:
-                await self._encode_queue.put(("audio", output_pcm))
-                out_total += output_pcm.shape[1]
-            await feed.add(model_pcm)
-            self._audio_seconds = feed.total / MODEL_RATE
+        blocks = audio_blocks(inputs, first_event, self.spec, self.settings, self._clock)
+        # aclosing: the decoder (and its span) is closed in this task even when cancelled
+        async with contextlib.aclosing(blocks):
+            async for block in blocks:
+                model_pcm, output_pcm = block.model_pcm, block.output_pcm
+                channels = output_pcm.shape[0]
+                if feed.sample_limit is not None:  # cut_off: the video is shorter than the audio
+                    model_pcm = model_pcm[: max(0, feed.sample_limit - feed.total)]
+                    out_limit = feed.sample_limit * OUTPUT_RATE // MODEL_RATE
+                    output_pcm = output_pcm[:, : max(0, out_limit - out_total)]
+                if output_pcm.shape[1]:
+                    await self._encode_queue.put(("audio", output_pcm))
+                    out_total += output_pcm.shape[1]
+                await feed.add(model_pcm)
+                self._audio_seconds = feed.total / MODEL_RATE
         padding = feed.padding_samples()  # silence mode: pad the audio to the video's length
         if padding:
             await self._encode_queue.put(
@@ -197,16 +201,23 @@ class Generation:
         with tracer.start_as_current_span("inference.render") as span:
             t = time.monotonic()
             received = 0
-            async for batch in stream.batches():
-                if batch.first_index != received:
-                    raise A2VError(
-                        f"the model skipped frames (got {batch.first_index}, expected {received})"
-                    )
-                if self.spec.include_timeline:
-                    await self._events.put(self._timeline(batch))
-                self._audio_kind = batch.audio_kind or self._audio_kind
-                received += len(batch.frames)
-                await self._encode_queue.put(("video", batch))
+            batches = stream.batches()
+            try:
+                async for batch in batches:
+                    if batch.first_index != received:
+                        raise A2VError(
+                            f"the model skipped frames (got {batch.first_index}, "
+                            f"expected {received})"
+                        )
+                    if self.spec.include_timeline:
+                        await self._events.put(self._timeline(batch))
+                    self._audio_kind = batch.audio_kind or self._audio_kind
+                    received += len(batch.frames)
+                    await self._encode_queue.put(("video", batch))
+            finally:
+                # Close it here, in this task: its cleanup ends the Triton sequence (ABORT)
+                # at once, instead of whenever the garbage collector gets to it.
+                await batches.aclose()
             self._clock.inference += time.monotonic() - t
             span.set_attribute("a2v.frames", received)
         await self._encode_queue.put(("close", None))

@@ -477,7 +477,9 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 generation = Generation(generate_spec, model, self._backend, self._settings)
                 # The generation writes into a session that outlives this call, so a client
                 # whose connection drops can Resume; this call is its first reader.
-                session = self._sessions.start(generation.run(input_events(requests)))
+                session = self._sessions.start(
+                    generation.run(input_events(requests)), resumable=generate_spec.resumable
+                )
                 try:
                     async for event in session.follow():
                         yield event_to_proto(event, session.token)

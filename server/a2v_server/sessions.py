@@ -50,6 +50,7 @@ class Session:
         self.detached_at: float | None = time.monotonic()
         self.ended_at: float | None = None
         self.task: asyncio.Task | None = None
+        self.resumable = True
 
     async def pump(self, events: AsyncIterator[OutputEvent]) -> None:
         """Move a generation's events in (runs as the session's task)."""
@@ -150,9 +151,16 @@ class SessionStore:
         self._retained = retained_bytes
         self._sweeper: asyncio.Task | None = None
 
-    def start(self, events: AsyncIterator[OutputEvent]) -> Session:
+    def start(self, events: AsyncIterator[OutputEvent], *, resumable: bool = True) -> Session:
+        """Run ``events`` into a new session. A session that is not resumable keeps nothing
+        once its reader has it, and is forgotten as soon as it ends."""
         token = secrets.token_urlsafe(18)
-        session = Session(token, unsent_bytes=self._unsent, retained_bytes=self._retained)
+        session = Session(
+            token,
+            unsent_bytes=self._unsent,
+            retained_bytes=self._retained if resumable else 0,
+        )
+        session.resumable = resumable
         session.task = asyncio.create_task(session.pump(events), name=f"a2v-session-{token[:6]}")
         self._sessions[token] = session
         if self._sweeper is None or self._sweeper.done():
@@ -187,11 +195,12 @@ class SessionStore:
                         "session %s: no reader for %g s, cancelling it", token[:6], self._detach
                     )
                     s.cancel()
+                retention = self._retention if s.resumable else 0.0
                 if (
                     s.done
                     and s.ended_at is not None
                     and s.readers == 0
-                    and (now - s.ended_at > self._retention)
+                    and (now - s.ended_at >= retention)
                 ):
                     del self._sessions[token]
 

@@ -81,7 +81,7 @@ def test_500_cancelled_streams_leak_nothing(stack, client):
         f"{after[1]}, fds {before[2]} -> {after[2]}, Triton RSS {triton_before // 1024} -> "
         f"{triton_after // 1024} MiB"
     )
-    assert rss_growth_mb < 40, rss_growth_mb
+    assert rss_growth_mb < 50, rss_growth_mb
     assert after[1] <= before[1] + 4
     assert after[2] <= before[2] + 4
     assert (triton_after - triton_before) / 1024 < 80

@@ -93,6 +93,9 @@ class TritonPythonModel:
 
     def _handle(self, request, sender, corrid: int) -> None:
         if bool(_input(request, "START").ravel()[0]):
+            # One sequence slot per instance (direct batching, max_batch_size 0): a new
+            # sequence means any other one here is over (see talking_avatar/1/model.py).
+            self._sessions.clear()
             self._sessions[corrid] = self._new_session(request)
         session = self._sessions.get(corrid)
         if session is None:

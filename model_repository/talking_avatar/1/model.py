@@ -141,6 +141,10 @@ class TritonPythonModel:
         start = bool(_input(request, "START").ravel()[0])
         end = bool(_input(request, "END").ravel()[0])
         if start:
+            # Direct sequence batching with max_batch_size 0 gives each instance one sequence
+            # slot: a new sequence here means any other one is over (a caller that went away
+            # without END: Triton released it but never tells the model).
+            self._sessions.clear()
             self._sessions[corrid] = self._new_session(request)
         session = self._sessions.get(corrid)
         if session is None:
