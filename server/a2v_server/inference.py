@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,11 +22,26 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from .errors import A2VError, InvalidInput, ResourceExhausted, Unavailable
+from .errors import A2VError, DeadlineExceeded, InvalidInput, ResourceExhausted, Unavailable
 from .metrics import TRITON_SECONDS
 from .telemetry import trace_headers
 
 log = logging.getLogger(__name__)
+
+#: monotonic time by which the current call must be done: the caller's gRPC deadline, set by
+#: the servicer and passed on to every Triton call made for it (a context variable, so the
+#: pipeline's tasks see it without threading it through every signature)
+call_deadline: ContextVar[float | None] = ContextVar("a2v_call_deadline", default=None)
+
+
+def remaining_seconds(cap: float | None = None) -> float | None:
+    """Seconds left until the call's deadline (at most ``cap``), or ``cap`` without one."""
+    deadline = call_deadline.get()
+    if deadline is None:
+        return cap
+    left = max(0.001, deadline - time.monotonic())
+    return left if cap is None else min(cap, left)
+
 
 FACE_MODEL = "face_landmarks"
 AVATAR_MODEL = "talking_avatar"
@@ -94,6 +110,8 @@ def _map_error(exc: InferenceServerException | Exception, what: str) -> A2VError
         if code == "RESOURCE_EXHAUSTED":
             return ResourceExhausted(msg)
         return A2VError(f"{what} failed in the model: {msg}")
+    if "DEADLINE_EXCEEDED" in text or "Deadline Exceeded" in text:
+        return DeadlineExceeded(f"{what}: the call's deadline passed; allow more time")
     return Unavailable(f"{what}: the inference server did not answer ({text.strip()[:300]})")
 
 
@@ -123,7 +141,10 @@ class TritonBackend:
         try:
             sent = time.monotonic()
             result = await self._client.infer(
-                FACE_MODEL, [tensor], client_timeout=30.0, headers=trace_headers()
+                FACE_MODEL,
+                [tensor],
+                client_timeout=remaining_seconds(30.0),
+                headers=trace_headers(),
             )
             TRITON_SECONDS.labels(FACE_MODEL, "infer").observe(time.monotonic() - sent)
         except InferenceServerException as exc:
@@ -284,7 +305,11 @@ class TritonSequenceStream:
 
     async def batches(self) -> AsyncIterator[FrameBatch]:
         # The current span (inference.render) becomes the parent of Triton's own spans.
-        stream = self._client.stream_infer(self._request_iter(), headers=trace_headers())
+        # The caller's deadline becomes the Triton stream's deadline (Triton cancels the
+        # sequence's requests when it passes).
+        stream = self._client.stream_infer(
+            self._request_iter(), stream_timeout=remaining_seconds(), headers=trace_headers()
+        )
         try:
             async for result, error in stream:
                 if error is not None:
@@ -310,6 +335,8 @@ class TritonSequenceStream:
         except InferenceServerException as exc:
             raise _map_error(exc, "rendering") from exc
         except grpc.RpcError as exc:  # the connection to Triton broke mid-stream
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded("rendering: the call's deadline passed") from exc
             raise Unavailable(f"rendering: lost the inference server ({exc.code().name})") from exc
         finally:
             stream.cancel()  # no-op when finished

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import secrets
+import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from . import catalog, framing, spec
 from .errors import A2VError, FailedPrecondition, InvalidInput, NotFound
-from .inference import Backend
+from .inference import Backend, call_deadline
 from .logging_setup import request_id_var
 from .pipeline import Generation
 from .sessions import SessionStore
@@ -474,6 +475,9 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 request_id_var.set(request_id)
                 span.set_attribute("a2v.request_id", request_id)
                 span.set_attribute("a2v.model", model.name)
+                left = context.time_remaining()
+                if left is not None:  # the caller's deadline goes on to every Triton call
+                    call_deadline.set(time.monotonic() + left)
                 generation = Generation(generate_spec, model, self._backend, self._settings)
                 # The generation writes into a session that outlives this call, so a client
                 # whose connection drops can Resume; this call is its first reader.

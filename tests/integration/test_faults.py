@@ -160,3 +160,25 @@ def test_unreachable_triton_is_unavailable():
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
+
+
+def test_deadline_is_honoured_and_frees_the_model(stack, client):
+    with Client(stack.address, timeout=0.8) as hurried, pytest.raises(A2VClientError) as info:
+        list(
+            hurried.generate(
+                audio=file_audio(SPEECH),
+                image=PORTRAIT,
+                options=GenerateOptions(resolution="720p"),
+            )
+        )
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    # the model instance was released: full renders still go through at once
+    for _ in range(5):
+        responses = list(
+            client.generate(
+                audio=file_audio(SPEECH),
+                image=PORTRAIT,
+                options=GenerateOptions(resolution="256x256"),
+            )
+        )
+        assert responses[-1].HasField("summary")

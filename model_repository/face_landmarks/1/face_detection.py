@@ -26,6 +26,8 @@ _RETRY_UP_TO = 800
 # dlib's HOG detector score: > 0 means "face" for its default threshold. Clear frontal
 # faces score ~1-3; a small margin above 0 rejects most textured false positives.
 _MIN_SCORE = 0.05
+# ... and a detection scoring below this fraction of the best one in the image is dropped
+_RELATIVE_SCORE = 0.25
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,11 @@ class FaceAnalyzer:
             )
             faces.append(Face(box=(x0, y0, x1, y1), score=float(score), landmarks=landmarks))
 
+        if faces:
+            # A weak detection next to a clear face is almost always a false positive (a
+            # badge, a pattern on clothes) that "largest first" would otherwise pick.
+            best = max(f.score for f in faces)
+            faces = [f for f in faces if f.score >= _RELATIVE_SCORE * best]
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
 
