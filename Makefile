@@ -4,7 +4,7 @@ VENV := .venv
 TRITON_ENV := .venv-triton
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit serve proto lint clean system-deps bench bench-quality
+.PHONY: venv demo test test-unit serve proto lint clean system-deps bench bench-quality load
 
 venv: $(VENV)/.installed $(TRITON_ENV)/.installed
 
@@ -43,6 +43,11 @@ bench: venv system-deps
 # measured on the decoded outputs of its own stack; prints Markdown tables (~5 minutes).
 bench-quality: venv system-deps
 	$(BIN)/python -m bench.quality
+
+# Load test (bench/load.py): LOAD_STREAMS concurrent clients for LOAD_MINUTES on loopback;
+# errors, latency percentiles, memory trend. Exits non-zero if any request failed.
+load: venv system-deps
+	$(BIN)/python -m bench.load
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
