@@ -219,15 +219,21 @@ class TritonSequenceStream:
     """One Triton sequence on a decoupled, stateful model (talking_avatar, lipsync).
 
     ``send_audio`` queues a request (the first carries ``first``, the per-sequence inputs);
-    ``batches`` yields frames as Triton streams them back, and ends after the final response
-    of the last request. Each request gets exactly one final (possibly empty) response, which
-    is how the end is detected.
+    ``batches`` yields frames as Triton streams them back and ends with the stream.
+
+    The Triton stream is read by a task of its own, never by the caller's task: grpc.aio
+    cancels a call whose reader is cancelled, and Triton 2.51 was seen to crash (SIGSEGV)
+    under a storm of cancelled decoupled sequence streams. So a generation that stops early
+    does not cancel the stream: ``aclose`` ends the sequence with an END request and the reader
+    drains what is left (at most the frames window) and finishes by itself.
     """
 
-    #: frames the model may have in flight (asked for, not yet received): ~1 s of video. Triton
-    #: queues a streaming request's responses without limit, so without this window a model
-    #: that renders faster than the server encodes fills Triton's memory with frames.
+    #: frames the model may have in flight (asked for, not yet taken by the caller): ~1 s of
+    #: video. Triton queues a streaming request's responses without limit, so without this
+    #: window a model that renders faster than the server encodes fills Triton's memory.
     WINDOW_SECONDS = 1.0
+    #: a reader still draining this long after aclose is cancelled (last resort)
+    DRAIN_SECONDS = 20.0
 
     def __init__(self, client, model: str, first: dict[str, np.ndarray]) -> None:
         self._client = client
@@ -238,9 +244,12 @@ class TritonSequenceStream:
         self._progress = asyncio.Condition()
         self._sequence_id = secrets.randbits(62) + 1
         self._requests: asyncio.Queue = asyncio.Queue(maxsize=8)
+        self._responses: asyncio.Queue = asyncio.Queue()  # bounded by the window
+        self._reader: asyncio.Task | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
         self._sent = 0
         self._first = first
-        self._last_request_id: str | None = None
+        self._ended = False  # the END request is queued
         self._closed = False
         #: request id -> when it went to Triton, for the per-request latency metric
         self._sent_at: dict[str, float] = {}
@@ -280,8 +289,7 @@ class TritonSequenceStream:
             inputs.append(t)
         request_id = f"{self._sequence_id}-{self._sent}"
         self._sent += 1
-        if last:
-            self._last_request_id = request_id
+        self._ended = self._ended or last
         return {
             "model_name": self._model,
             "inputs": inputs,
@@ -289,7 +297,6 @@ class TritonSequenceStream:
             "sequence_id": self._sequence_id,
             "sequence_start": start,
             "sequence_end": last,
-            "enable_empty_final_response": True,
         }
 
     def _requested(self) -> int:
@@ -303,57 +310,73 @@ class TritonSequenceStream:
             self._sent_at[item["request_id"]] = time.monotonic()
             yield item
 
-    async def batches(self) -> AsyncIterator[FrameBatch]:
-        # The current span (inference.render) becomes the parent of Triton's own spans.
-        # The caller's deadline becomes the Triton stream's deadline (Triton cancels the
-        # sequence's requests when it passes).
+    async def _read(self) -> None:
+        """The reader task: Triton's responses -> self._responses, then a final None."""
+        # The caller's deadline becomes the stream's (Triton cancels the sequence's requests
+        # when it passes); the current span (inference.render) parents Triton's spans.
         stream = self._client.stream_infer(
             self._request_iter(), stream_timeout=remaining_seconds(), headers=trace_headers()
         )
         try:
             async for result, error in stream:
                 if error is not None:
-                    raise _map_error(error, "rendering")
-                response = result.get_response()
-                if result.as_numpy("FRAMES") is not None:
-                    # Round trip of this request: sent -> its first frames back. (Its final
-                    # response cannot be timed: the asyncio tritonclient does not pass
-                    # enable_empty_final_response on, so empty finals never arrive.)
-                    sent = self._sent_at.pop(response.id, None)
-                    if sent is not None:
-                        TRITON_SECONDS.labels(self._model, "stream_infer").observe(
-                            time.monotonic() - sent
-                        )
-                    batch = _batch(result)
-                    async with self._progress:
-                        self._received += len(batch.frames)
-                        self._progress.notify_all()
-                    yield batch
-                final = response.parameters.get("triton_final_response")
-                if final is not None and final.bool_param and response.id == self._last_request_id:
-                    return
+                    self._responses.put_nowait(_map_error(error, "rendering"))
+                    continue
+                if result.as_numpy("FRAMES") is None or self._closed:
+                    continue  # after aclose nobody reads: drain and drop
+                # Round trip of this request: sent -> its first frames back.
+                sent = self._sent_at.pop(result.get_response().id, None)
+                if sent is not None:
+                    TRITON_SECONDS.labels(self._model, "stream_infer").observe(
+                        time.monotonic() - sent
+                    )
+                self._responses.put_nowait(_batch(result))
         except InferenceServerException as exc:
-            raise _map_error(exc, "rendering") from exc
+            self._responses.put_nowait(_map_error(exc, "rendering"))
         except grpc.RpcError as exc:  # the connection to Triton broke mid-stream
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise DeadlineExceeded("rendering: the call's deadline passed") from exc
-            raise Unavailable(f"rendering: lost the inference server ({exc.code().name})") from exc
+                self._responses.put_nowait(
+                    DeadlineExceeded("rendering: the call's deadline passed")
+                )
+            else:
+                self._responses.put_nowait(
+                    Unavailable(f"rendering: lost the inference server ({exc.code().name})")
+                )
         finally:
-            stream.cancel()  # no-op when finished
-            await self.aclose()
+            self._responses.put_nowait(None)
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
+
+    async def batches(self) -> AsyncIterator[FrameBatch]:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name=f"a2v-triton-{self._model}")
+        while True:
+            item = await self._responses.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            async with self._progress:
+                self._received += len(item.frames)
+                self._progress.notify_all()
+            yield item
 
     async def aclose(self) -> None:
-        """Stop the request stream; the gRPC stream is cancelled with it (frees the sequence)."""
+        """Finish the sequence without cancelling the Triton stream (see the class doc)."""
         if self._closed:
             return
         self._closed = True
         async with self._progress:
             self._progress.notify_all()  # wake a send_audio waiting for the window
-        # Drop what is pending. Cancelling the stream makes Triton release the sequence; the
-        # model forgets its state when the instance's next sequence starts.
-        while not self._requests.empty():
+        while not self._requests.empty():  # drop what is pending...
             self._requests.get_nowait()
+        if self._sent and not self._ended:  # ...and end a started sequence
+            self._requests.put_nowait(self._request({"AUDIO": np.zeros(0, np.float32)}, last=True))
         self._requests.put_nowait(None)
+        if self._reader is not None and not self._reader.done():
+            self._drain_timer = asyncio.get_running_loop().call_later(
+                self.DRAIN_SECONDS, self._reader.cancel
+            )
 
 
 def _batch(result) -> FrameBatch:

@@ -101,6 +101,9 @@ class Generation:
             accepted = self._accepted(visual)
             yield accepted
             stream = await self._open_model(visual)
+            # Open the sequence now, without audio: the model builds its per-portrait state
+            # (warp fields, recognisers: 0.1-0.3 s) while the audio is still being decoded.
+            await stream.send_audio(np.zeros(0, np.float32))
             producer = asyncio.create_task(self._produce(inputs, next_event, stream, visual))
             try:
                 while (event := await self._events.get()) is not _DONE:
