@@ -31,7 +31,7 @@ demo: venv
 	$(BIN)/python -m a2v_server.demo
 	@echo "out/demo.mp4 is ready"
 
-test: venv system-deps
+test: venv system-deps lint
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (bench/): starts its own Triton + server on free loopback ports, prints a table.
@@ -61,8 +61,9 @@ proto:
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=client --pyi_out=client \
 	  --grpc_python_out=client protos/a2v/v1/audio_to_video.proto
 
-lint:
-	$(BIN)/ruff check server client tests model_repository
+lint: venv
+	$(BIN)/ruff check server client tests model_repository bench
+	$(BIN)/ruff format --check server client tests model_repository bench
 
 clean:
 	rm -rf $(VENV) $(TRITON_ENV) out .pytest_cache

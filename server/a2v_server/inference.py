@@ -314,10 +314,10 @@ class TritonSequenceStream:
         """The reader task: Triton's responses -> self._responses, then a final None."""
         # The caller's deadline becomes the stream's (Triton cancels the sequence's requests
         # when it passes); the current span (inference.render) parents Triton's spans.
-        stream = self._client.stream_infer(
-            self._request_iter(), stream_timeout=remaining_seconds(), headers=trace_headers()
-        )
         try:
+            stream = self._client.stream_infer(
+                self._request_iter(), stream_timeout=remaining_seconds(), headers=trace_headers()
+            )
             async for result, error in stream:
                 if error is not None:
                     self._responses.put_nowait(_map_error(error, "rendering"))
@@ -342,6 +342,8 @@ class TritonSequenceStream:
                 self._responses.put_nowait(
                     Unavailable(f"rendering: lost the inference server ({exc.code().name})")
                 )
+        except Exception as exc:  # a bug: surface it to the generation, never hang it
+            self._responses.put_nowait(exc)
         finally:
             self._responses.put_nowait(None)
             if self._drain_timer is not None:

@@ -154,7 +154,7 @@ class _FakeTritonClient:
 
         return Result()
 
-    def stream_infer(self, inputs_iterator, headers=None):
+    def stream_infer(self, inputs_iterator, headers=None, **_options):
         self.headers["stream_infer"] = headers
 
         class Stream:
