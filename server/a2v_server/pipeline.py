@@ -27,7 +27,7 @@ from opentelemetry import trace
 
 from .audio_input import audio_blocks
 from .catalog import InputKind, ModelSpec
-from .errors import A2VError, DeadlineExceeded, InvalidInput
+from .errors import A2VError, DeadlineExceeded, InvalidInput, ResourceExhausted
 from .inference import Backend, FrameBatch, ModelStream
 from .look import FrameStyler, parse_prompt
 from .media.audio import OUTPUT_RATE
@@ -79,13 +79,14 @@ class Generation:
         self._frames_done = 0
         self._audio_seconds = 0.0
         self._audio_kind = 0
+        self._audio_started: float | None = None
         self._bytes = 0
         self._chunks = 0
         self._error: BaseException | None = None
 
     # ------------------------------------------------------------------------------------------
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncIterator[OutputEvent]:
-        inputs = _with_idle_timeout(inputs, self.settings.idle_timeout_seconds)
+        inputs = _paced(inputs, self.settings)
         visual: Visual | None = None
         try:
             source, next_event = await read_visual(inputs, self.model, self.settings)
@@ -179,6 +180,7 @@ class Generation:
         # aclosing: the decoder (and its span) is closed in this task even when cancelled
         async with contextlib.aclosing(blocks):
             async for block in blocks:
+                self._check_lag(feed.total)
                 model_pcm, output_pcm = block.model_pcm, block.output_pcm
                 channels = output_pcm.shape[0]
                 if feed.sample_limit is not None:  # cut_off: the video is shorter than the audio
@@ -199,6 +201,20 @@ class Generation:
         if feed.total == 0:
             raise InvalidInput("the audio contains no samples (after trimming)", field="audio")
         self._frames_total = await feed.finish()
+
+    def _check_lag(self, samples: int) -> None:
+        """End a stream whose audio falls too far behind real time (a slow sender)."""
+        now = time.monotonic()
+        if self._audio_started is None:
+            self._audio_started = now
+            return
+        lag = (now - self._audio_started) - samples / MODEL_RATE
+        if lag > self.settings.max_audio_lag_seconds:
+            raise DeadlineExceeded(
+                f"the audio arrives slower than real time ({lag:.1f} s behind after "
+                f"{now - self._audio_started:.1f} s): a live source must send at least as fast "
+                "as it plays"
+            )
 
     async def _receive_frames(self, stream: ModelStream) -> None:
         with tracer.start_as_current_span("inference.render") as span:
@@ -425,7 +441,11 @@ def _scaled(value: float | None, factor: float) -> float | None:
     return min(2.0, (1.0 if value is None else value) * factor)
 
 
-async def _with_idle_timeout(inputs: AsyncIterator[InputEvent], seconds: float):
+async def _paced(inputs: AsyncIterator[InputEvent], settings: Settings):
+    """The input events, with the idle timeout and the message-rate limit applied."""
+    seconds = settings.idle_timeout_seconds
+    rate = settings.max_messages_per_second
+    tokens, last = rate, time.monotonic()  # token bucket: a burst of `rate` messages
     iterator = inputs.__aiter__()
     while True:
         try:
@@ -437,6 +457,15 @@ async def _with_idle_timeout(inputs: AsyncIterator[InputEvent], seconds: float):
                 f"no message from the client for {seconds:g} s: send the input without pauses "
                 "(live sources: keep sending audio, even silence)"
             ) from None
+        now = time.monotonic()
+        tokens = min(rate, tokens + (now - last) * rate) - 1.0
+        last = now
+        if tokens < 0:
+            raise ResourceExhausted(
+                f"more than {rate:g} messages per second: send fewer, larger messages (20-100 "
+                "ms of audio, or file pieces of 64 KiB and more, each)",
+                field="audio",
+            )
         yield event
 
 

@@ -39,6 +39,11 @@ class Settings:
     max_video_bytes: int = 500 * MIB
     #: the server waits this long for the visual input and each next message before giving up
     idle_timeout_seconds: float = 30.0
+    #: input messages per second a stream may send (a burst of as many is allowed)
+    max_messages_per_second: float = 500.0
+    #: a stream whose audio falls this far behind real time (a live source that cannot keep
+    #: up, or a trickling upload) is ended with DEADLINE_EXCEEDED
+    max_audio_lag_seconds: float = 20.0
     shutdown_grace_seconds: float = 10.0
     #: a generation whose client vanished keeps rendering this long, waiting for a Resume
     resume_detach_seconds: float = 15.0
