@@ -66,22 +66,29 @@ def test_500_cancelled_streams_leak_nothing(stack, client):
     server_pid = stack.server_pid
     with grpc.insecure_channel(stack.address) as channel:
         stub = pb_grpc.AudioToVideoStub(channel)
-        with ThreadPoolExecutor(3) as pool:  # warm up: pools, caches, Triton instances
-            list(pool.map(lambda _: _cancelled_stream(stub, portrait, pcm), range(20)))
-        time.sleep(1.0)
+
+        def cancel_many(n: int) -> None:
+            with ThreadPoolExecutor(3) as pool:
+                list(pool.map(lambda _: _cancelled_stream(stub, portrait, pcm), range(n)))
+            time.sleep(2.0)  # let the server finish tearing down
+
+        cancel_many(100)  # warm up: pools, caches, allocator arenas, Triton instances
         before, triton_before = _usage(server_pid), _triton_rss(stack.triton._proc.pid)
-        with ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda _: _cancelled_stream(stub, portrait, pcm), range(STREAMS)))
-        time.sleep(2.0)  # let the server finish tearing down
+        cancel_many(STREAMS // 2)
+        middle = _usage(server_pid)
+        cancel_many(STREAMS - STREAMS // 2)
         after, triton_after = _usage(server_pid), _triton_rss(stack.triton._proc.pid)
 
-    rss_growth_mb = (after[0] - before[0]) / 1024
     print(
-        f"server RSS {before[0] // 1024} -> {after[0] // 1024} MiB, threads {before[1]} -> "
-        f"{after[1]}, fds {before[2]} -> {after[2]}, Triton RSS {triton_before // 1024} -> "
-        f"{triton_after // 1024} MiB"
+        f"server RSS {before[0] // 1024} -> {middle[0] // 1024} -> {after[0] // 1024} MiB, "
+        f"threads {before[1]} -> {after[1]}, fds {before[2]} -> {after[2]}, Triton RSS "
+        f"{triton_before // 1024} -> {triton_after // 1024} MiB"
     )
-    assert rss_growth_mb < 50, rss_growth_mb
+    # A leak grows with every stream; allocator high-water marks (arenas of the worker threads
+    # that busy moments start) level off. Measured: +30..70 MiB over the first 250 streams, then
+    # flat (+-3 MiB) over the next 250. So: the second half must add next to nothing.
+    assert (after[0] - middle[0]) / 1024 < 25, (before, middle, after)
+    assert (after[0] - before[0]) / 1024 < 100, (before, middle, after)
     assert after[1] <= before[1] + 4
     assert after[2] <= before[2] + 4
     assert (triton_after - triton_before) / 1024 < 80
