@@ -18,7 +18,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -101,7 +101,6 @@ class GenerateOptions:
     face_index: int | None = None  # lipsync: n-th largest face
     #: let the server keep rendering through a dropped connection; the client resumes
     resumable: bool = True
-    extra: dict = field(default_factory=dict)
 
     def to_proto(self) -> pb.GenerateConfig:
         out = pb.OutputOptions(fps=self.fps)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -130,11 +129,7 @@ class Generation:
             fps=visual.fps,
             seed=self.spec.seed,
             mime_type=mime_type((visual.width, visual.height), visual.fps),
-            unused_prompt_words=(
-                self._steering.unused_words
-                if self.model.accepts_prompt
-                else prompt_words(self.spec.prompt)
-            ),
+            unused_prompt_words=self._steering.unused_words,
             face_box=visual.face_box,
         )
 
@@ -255,6 +250,9 @@ class Generation:
             if self._steering.changes_frames
             else None
         )
+        # Models that send only the changing region get it pasted into this one full frame
+        # (the rest never changes), not into a fresh copy of the portrait for every frame.
+        canvas = visual.portrait.copy() if visual.portrait is not None else None
         last_progress = 0
         with tracer.start_as_current_span("encode") as span:
             try:
@@ -274,7 +272,7 @@ class Generation:
                         segments = await self._in_encoder(loop, encoder.add_audio, payload)
                     else:
                         segments = await self._in_encoder(
-                            loop, _add_frames, encoder, payload, styler, visual.portrait
+                            loop, _add_frames, encoder, payload, styler, canvas
                         )
                         self._frames_done += len(payload.frames)
                     await self._emit(segments)
@@ -419,15 +417,14 @@ def _add_frames(
     encoder: FragmentedMp4Encoder,
     batch: FrameBatch,
     styler: FrameStyler | None,
-    portrait: np.ndarray | None,
+    canvas: np.ndarray | None,
 ) -> list:
     segments = []
     for k, frame in enumerate(batch.frames):
-        if batch.region is not None and portrait is not None:
+        if batch.region is not None and canvas is not None:
             x0, y0, x1, y1 = batch.region  # the model sent only the part that changes
-            full = portrait.copy()
-            full[y0:y1, x0:x1] = frame
-            frame = full
+            canvas[y0:y1, x0:x1] = frame  # safe to reuse: the encoder copies each frame
+            frame = canvas
         if styler is not None:
             frame = styler.apply(batch.first_index + k, frame)
         segments.extend(encoder.add_video(frame))
@@ -485,14 +482,6 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
         if isinstance(e, A2VError):
             return e
     return flat[0]
-
-
-def prompt_words(prompt: str) -> tuple[str, ...]:
-    """Distinct words of the prompt, in order (what a model that ignores it lists back)."""
-    seen: dict[str, None] = {}
-    for word in re.findall(r"[\w'-]+", prompt.lower()):
-        seen.setdefault(word, None)
-    return tuple(seen)
 
 
 # H.264 levels: (level_idc hex, max macroblocks per frame, max macroblocks per second)

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -62,7 +62,6 @@ class Visual:
     #: lipsync: the fitted frames, and the caller's face box mapped to output pixels
     frames: FrameStore | None = None
     face_select_box: tuple[float, float, float, float] | None = None
-    extra: dict = field(default_factory=dict)
 
     def close(self) -> None:
         if self.frames is not None:
