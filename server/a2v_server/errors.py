@@ -55,3 +55,23 @@ class DeadlineExceeded(A2VError):
     """The work did not finish within the time the caller or the server allowed."""
 
     status_name = "DEADLINE_EXCEEDED"
+
+
+def without_traceback(exc: BaseException) -> BaseException:
+    """``exc`` with the tracebacks of it and its causes dropped, for keeping past its handler.
+
+    A kept exception's traceback refers to the frames it passed through, and they to the
+    object that keeps it: a reference cycle, which holds a whole finished generation (its
+    buffers, and the threads of its codecs) until the garbage collector's next full pass.
+    """
+    pending, seen = [exc], set()
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        pending += [e.__cause__, e.__context__]
+        if isinstance(e, BaseExceptionGroup):
+            pending += list(e.exceptions)
+    return exc

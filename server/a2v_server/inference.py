@@ -368,17 +368,23 @@ class TritonSequenceStream:
         if self._closed:
             return
         self._closed = True
-        async with self._progress:
-            self._progress.notify_all()  # wake a send_audio waiting for the window
+        # Everything that ends the sequence happens before the first await: a second cancel of
+        # the closing task must not leave the sequence holding a model instance (Triton would
+        # keep it until max_sequence_idle, 35 s, and new calls would queue behind it).
         while not self._requests.empty():  # drop what is pending...
             self._requests.get_nowait()
         if self._sent and not self._ended:  # ...and end a started sequence
             self._requests.put_nowait(self._request({"AUDIO": np.zeros(0, np.float32)}, last=True))
         self._requests.put_nowait(None)
+        self._first = {}  # the portrait and other per-sequence inputs: not needed any more
+        while not self._responses.empty():  # frames nobody will take
+            self._responses.get_nowait()
         if self._reader is not None and not self._reader.done():
             self._drain_timer = asyncio.get_running_loop().call_later(
                 self.DRAIN_SECONDS, self._reader.cancel
             )
+        async with self._progress:
+            self._progress.notify_all()  # wake a send_audio waiting for the window
 
 
 def _batch(result) -> FrameBatch:

@@ -26,7 +26,14 @@ from opentelemetry import trace
 
 from .audio_input import audio_blocks
 from .catalog import InputKind, ModelSpec
-from .errors import A2VError, DeadlineExceeded, InvalidInput, ResourceExhausted
+from .errors import (
+    A2VError,
+    DeadlineExceeded,
+    InvalidInput,
+    ResourceExhausted,
+    Unavailable,
+    without_traceback,
+)
 from .inference import Backend, FrameBatch, ModelStream
 from .look import FrameStyler, parse_prompt
 from .media.audio import OUTPUT_RATE
@@ -109,16 +116,21 @@ class Generation:
                 while (event := await self._events.get()) is not _DONE:
                     yield event
                 if self._error is not None:
-                    raise self._error
+                    error, self._error = self._error, None  # no cycle via its traceback
+                    raise error
                 yield self._summary()
             finally:
                 producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
-                await stream.aclose()
+                try:
+                    await asyncio.gather(producer, return_exceptions=True)
+                finally:  # even when this task is cancelled again meanwhile
+                    await stream.aclose()
         finally:
+            self._error = None
             if visual is not None:
                 visual.close()
-            self._encode_pool.shutdown(wait=False, cancel_futures=True)
+            # Not cancel_futures: the queued encoder.abort() must still run to free x264.
+            self._encode_pool.shutdown(wait=False)
 
     def _accepted(self, visual: Visual) -> Accepted:
         return Accepted(
@@ -159,12 +171,26 @@ class Generation:
                 group.create_task(self._feed_model(inputs, first_event, stream, visual))
                 group.create_task(self._receive_frames(stream))
                 group.create_task(self._encode(visual))
+        # Errors leave here without the tracebacks they came with. Python 3.11's TaskGroup
+        # keeps the exception it raises in a local of its __aexit__ frame, which that
+        # exception's traceback refers to: a reference cycle that passes through this frame
+        # and so holds the whole generation until a full garbage collection (measured: a few
+        # hundred finished generations and their codec threads piling up under load).
+        except asyncio.CancelledError as exc:
+            if asyncio.current_task().cancelling():
+                # run() is closing (the client went away): nobody reads the events any more,
+                # and putting _DONE into a full queue would block this task forever.
+                raise without_traceback(exc) from None
+            self._error = Unavailable("the server stopped this generation early; retry")
         except BaseExceptionGroup as group_error:
-            self._error = _first_error(group_error)
-        except BaseException as exc:
+            error = _first_error(group_error)
+            if not isinstance(error, A2VError):  # a bug: log it with where it happened
+                log.error("generation crashed", exc_info=error)
+            self._error = without_traceback(error)
+            without_traceback(group_error)
+        except Exception as exc:
             self._error = exc
-        finally:
-            await self._events.put(_DONE)
+        await self._events.put(_DONE)
 
     async def _feed_model(self, inputs, first_event, stream: ModelStream, visual: Visual) -> None:
         """Decoded audio -> encoder (output track) and the model (with video frames: lipsync)."""
@@ -289,7 +315,9 @@ class Generation:
                 span.set_attribute("a2v.bytes", self._bytes)
             finally:
                 if encoder is not None:
-                    self._encode_pool.submit(encoder.close)
+                    # Queued behind any call still running in the encode thread (PyAV objects
+                    # belong to that thread); after a normal close it does nothing.
+                    self._encode_pool.submit(encoder.abort)
 
     async def _in_encoder(self, loop, fn, *args):
         t = time.monotonic()

@@ -11,13 +11,14 @@ session is forgotten ``retention_seconds`` after its end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-from .errors import A2VError, NotFound
+from .errors import A2VError, NotFound, without_traceback
 from .spec import Chunk, OutputEvent
 
 log = logging.getLogger(__name__)
@@ -51,19 +52,28 @@ class Session:
         self.ended_at: float | None = None
         self.task: asyncio.Task | None = None
         self.resumable = True
+        self._cancelled = False
 
     async def pump(self, events: AsyncIterator[OutputEvent]) -> None:
         """Move a generation's events in (runs as the session's task)."""
         try:
-            async for event in events:
-                async with self._changed:
-                    await self._changed.wait_for(lambda: self._unsent < self._unsent_cap)
-                    self._events.append((self._next_index, event))
-                    self._next_index += 1
-                    self._unsent += _size(event)
-                    self._changed.notify_all()
+            # aclosing: a cancel that lands while this task waits for room below must still
+            # close the generation now (its encoder, Triton sequence, threads), not whenever
+            # the garbage collector finalises the suspended generator.
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    async with self._changed:
+                        await self._changed.wait_for(lambda: self._unsent < self._unsent_cap)
+                        self._events.append((self._next_index, event))
+                        self._next_index += 1
+                        self._unsent += _size(event)
+                        self._changed.notify_all()
         except BaseException as exc:
-            self.error = exc
+            if not isinstance(exc, A2VError | asyncio.CancelledError):  # a bug: log it all
+                log.error("session %s: the generation crashed", self.token[:6], exc_info=exc)
+            # Readers (this call, resumes) get it without the traceback, which refers back
+            # to this session (see without_traceback).
+            self.error = without_traceback(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
@@ -129,7 +139,10 @@ class Session:
             self._changed.notify_all()
 
     def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
+        """Stop the generation. Only the first call cancels: a second cancel would interrupt
+        the generation's own cleanup (ending its Triton sequence, freeing its encoder)."""
+        if self.task is not None and not self.task.done() and not self._cancelled:
+            self._cancelled = True
             self.task.cancel()
 
 

@@ -64,8 +64,11 @@ class Visual:
     face_select_box: tuple[float, float, float, float] | None = None
 
     def close(self) -> None:
+        """Free the pixels now: a finished generation's frames may outlive it for a while
+        (exceptions' tracebacks keep them), and must not keep the images with them."""
         if self.frames is not None:
             self.frames.close()
+        self.portrait = self.landmarks = self.frames = None
 
 
 async def read_visual(

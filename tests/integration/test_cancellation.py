@@ -18,6 +18,9 @@ from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from a2v_client import GenerateOptions, file_audio
 
 STREAMS = 500
+# Idle worker threads may come and go (asyncio's default executor, gRPC's pollers); one
+# leaked encoder alone holds 4 (x264's workers)
+THREAD_SLACK = 4
 
 
 def _usage(pid: int) -> tuple[int, int, int]:
@@ -67,16 +70,34 @@ def test_500_cancelled_streams_leak_nothing(stack, client):
     with grpc.insecure_channel(stack.address) as channel:
         stub = pb_grpc.AudioToVideoStub(channel)
 
-        def cancel_many(n: int) -> None:
+        def settle(target: int | None) -> None:
+            # Let the server finish tearing down: every call's threads (its encoder's x264
+            # workers among them) end within moments of the cancel, on a busy machine too.
+            # Waits until the thread count is down to ``target`` or has stopped changing for
+            # 2 s; what is still there after 30 s is held by something, and the asserts say so.
+            deadline = time.monotonic() + 30
+            last, stable_since = -1, time.monotonic()
+            while time.monotonic() < deadline:
+                threads = _usage(server_pid)[1]
+                if target is not None and threads <= target:
+                    break
+                if threads != last:
+                    last, stable_since = threads, time.monotonic()
+                elif target is None and time.monotonic() - stable_since > 2:
+                    break
+                time.sleep(0.25)
+            time.sleep(1.0)
+
+        def cancel_many(n: int, target: int | None) -> None:
             with ThreadPoolExecutor(3) as pool:
                 list(pool.map(lambda _: _cancelled_stream(stub, portrait, pcm), range(n)))
-            time.sleep(2.0)  # let the server finish tearing down
+            settle(target)
 
-        cancel_many(100)  # warm up: pools, caches, allocator arenas, Triton instances
+        cancel_many(100, None)  # warm up: pools, caches, allocator arenas, Triton instances
         before, triton_before = _usage(server_pid), _triton_rss(stack.triton._proc.pid)
-        cancel_many(STREAMS // 2)
+        cancel_many(STREAMS // 2, before[1] + THREAD_SLACK)
         middle = _usage(server_pid)
-        cancel_many(STREAMS - STREAMS // 2)
+        cancel_many(STREAMS - STREAMS // 2, before[1] + THREAD_SLACK)
         after, triton_after = _usage(server_pid), _triton_rss(stack.triton._proc.pid)
 
     print(
@@ -85,11 +106,12 @@ def test_500_cancelled_streams_leak_nothing(stack, client):
         f"{triton_before // 1024} -> {triton_after // 1024} MiB"
     )
     # A leak grows with every stream; allocator high-water marks (arenas of the worker threads
-    # that busy moments start) level off. Measured: +30..70 MiB over the first 250 streams, then
-    # flat (+-3 MiB) over the next 250. So: the second half must add next to nothing.
+    # that busy moments start) level off. Measured on 2 cores, with a busy loop taking one of
+    # them: 135 -> 130 -> 140 MiB, 15 -> 16 threads (before the reference cycles were broken:
+    # 167 -> 261 -> 273 MiB and up to 36 threads, finished generations waiting for a full GC).
     assert (after[0] - middle[0]) / 1024 < 25, (before, middle, after)
     assert (after[0] - before[0]) / 1024 < 100, (before, middle, after)
-    assert after[1] <= before[1] + 4
+    assert after[1] <= before[1] + THREAD_SLACK, (before, middle, after)
     assert after[2] <= before[2] + 4
     assert (triton_after - triton_before) / 1024 < 80
     # no Triton sequence is held: a new generation gets a model instance at once

@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from a2v_server.media.fmp4 import Mp4BoxSplitter, Segment
 
@@ -130,6 +131,11 @@ class FragmentedMp4Encoder:
         self._audio.layout = self._layout
         self._audio.bit_rate = 128_000
         self._audio.time_base = Fraction(1, audio_rate)
+        # One colour converter for the whole stream, single-threaded: frame.reformat() would
+        # build a new swscale context with its own thread pool for every frame (measured at
+        # 512x512: 1.15 ms per frame that way, 0.64 ms with this one), and concurrent streams
+        # already keep the cores busy.
+        self._reformatter = VideoReformatter()
         self._frames = 0
         self._samples = 0  # audio samples sent to the AAC encoder
         self._pending = np.zeros((audio_channels, 0), np.float32)
@@ -149,7 +155,9 @@ class FragmentedMp4Encoder:
                 f"got {frame_rgb.shape} {frame_rgb.dtype}"
             )
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame = self._reformatter.reformat(
+            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
+        )
         frame.pts = self._frames
         self._frames += 1
         self._container.mux(self._video.encode(frame))
@@ -180,10 +188,26 @@ class FragmentedMp4Encoder:
             self._container.mux(self._video.encode(None))
             self._container.mux(self._audio.encode(None))
         finally:
-            self._container.close()
+            self._release()
         segments = self._sink.take() + self._sink.splitter.flush()
         log.debug("fMP4 closed: %d frames, %d audio samples", self._frames, self._samples)
         return segments
+
+    def abort(self) -> None:
+        """Drop the stream without flushing (a cancelled or failed call). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        # Closing the container does not free the codecs: x264's worker threads and frame
+        # buffers live until the codec context objects are deallocated. Drop our references
+        # now, so they go at once instead of whenever the garbage collector finds the cycle
+        # a cancelled call left behind (measured: +4 threads per pending encoder).
+        try:
+            self._container.close()
+        finally:
+            self._container = self._video = self._audio = self._reformatter = None
 
     def _check_open(self) -> None:
         if self._closed:
