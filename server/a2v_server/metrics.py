@@ -170,7 +170,10 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.Rp
 
         async def streaming(request_or_iterator, context):
             observer = _CallObserver(method)
-            token = otel_context.attach(extract_context(metadata))
+            # The caller's trace context, for this call's task (the task ends with the call).
+            # Never detached: gRPC does not close the generator of a cancelled call, so its
+            # finally may run later in another task, where a detach fails.
+            otel_context.attach(extract_context(metadata))
             code = "OK"
             try:
                 async for response in inner(request_or_iterator, context):
@@ -181,7 +184,6 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.Rp
                 raise
             finally:
                 observer.ended(code)
-                otel_context.detach(token)
 
         factory = (
             grpc.stream_stream_rpc_method_handler

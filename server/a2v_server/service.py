@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from a2v.v1 import audio_to_video_pb2 as pb
@@ -455,62 +456,68 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
     async def Generate(self, request_iterator, context: grpc.aio.ServicerContext):
         requests = request_iterator.__aiter__()
         request_id = "-"
-        with tracer.start_as_current_span("a2v.generate") as span:
+        # Not "with start_as_current_span": gRPC does not close the generator of a cancelled
+        # call, so a finally here may run later in another task, where detaching a context
+        # fails ("Failed to detach context"). The span is current in this call's own task,
+        # which ends with the call, and ends when the call is done.
+        span = tracer.start_span("a2v.generate")
+        otel_context.attach(trace.set_span_in_context(span))
+        context.add_done_callback(lambda _: span.end())
+        try:
             try:
-                try:
-                    first = await anext(requests)
-                except StopAsyncIteration:
-                    raise InvalidInput(
-                        "the stream was empty: send a config message first", field="config"
-                    ) from None
-                _check_parsed(first)
-                if first.WhichOneof("message") != "config":
-                    raise InvalidInput(
-                        f"the first message must be a config, got "
-                        f"{first.WhichOneof('message') or 'an empty message'}",
-                        field="config",
-                    )
-                generate_spec, model = spec_from_config(first.config)
-                request_id = generate_spec.request_id
-                # JSON log lines of this call (and of the tasks it starts) carry the id.
-                request_id_var.set(request_id)
-                span.set_attribute("a2v.request_id", request_id)
-                span.set_attribute("a2v.model", model.name)
-                left = context.time_remaining()
-                if left is not None:  # the caller's deadline goes on to every Triton call
-                    call_deadline.set(time.monotonic() + left)
-                generation = Generation(generate_spec, model, self._backend, self._settings)
-                # The generation writes into a session that outlives this call, so a client
-                # whose connection drops can Resume; this call is its first reader.
-                session = self._sessions.start(
-                    generation.run(input_events(requests)), resumable=generate_spec.resumable
+                first = await anext(requests)
+            except StopAsyncIteration:
+                raise InvalidInput(
+                    "the stream was empty: send a config message first", field="config"
+                ) from None
+            _check_parsed(first)
+            if first.WhichOneof("message") != "config":
+                raise InvalidInput(
+                    f"the first message must be a config, got "
+                    f"{first.WhichOneof('message') or 'an empty message'}",
+                    field="config",
                 )
-                if not generate_spec.resumable:
-                    # The call's end (a client cancel included) stops the generation at once.
-                    # The finally below is not enough: a cancel that lands while gRPC writes a
-                    # response leaves this generator suspended at its yield, and its finally
-                    # would run only when the garbage collector finalises it (measured: 2-5
-                    # encoders, 4 x264 threads each, held for minutes under load).
-                    # A weak reference: gRPC keeps its call objects in a reference cycle, which
-                    # must not hold the session (and its generation) until a full collection.
-                    session_ref = weakref.ref(session)
-                    context.add_done_callback(lambda _: (s := session_ref()) and s.cancel())
-                try:
-                    async for event in session.follow():
-                        yield event_to_proto(event, session.token)
-                finally:
-                    if not generate_spec.resumable and not session.done:
-                        session.cancel()  # the caller is gone and will not resume
-                log.info("request %s done", request_id)
-            except A2VError as exc:
-                log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
-                span.set_status(trace.StatusCode.ERROR, exc.status_name)
-                await _drain(requests)
-                await context.abort_with_status(rpc_status.to_status(to_status(exc)))
-            except Exception as exc:  # a bug: log it fully, answer INTERNAL
-                log.exception("request %s crashed", request_id)
-                span.record_exception(exc)
-                await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+            generate_spec, model = spec_from_config(first.config)
+            request_id = generate_spec.request_id
+            # JSON log lines of this call (and of the tasks it starts) carry the id.
+            request_id_var.set(request_id)
+            span.set_attribute("a2v.request_id", request_id)
+            span.set_attribute("a2v.model", model.name)
+            left = context.time_remaining()
+            if left is not None:  # the caller's deadline goes on to every Triton call
+                call_deadline.set(time.monotonic() + left)
+            generation = Generation(generate_spec, model, self._backend, self._settings)
+            # The generation writes into a session that outlives this call, so a client
+            # whose connection drops can Resume; this call is its first reader.
+            session = self._sessions.start(
+                generation.run(input_events(requests)), resumable=generate_spec.resumable
+            )
+            if not generate_spec.resumable:
+                # The call's end (a client cancel included) stops the generation at once.
+                # The finally below is not enough: a cancel that lands while gRPC writes a
+                # response leaves this generator suspended at its yield, and its finally
+                # would run only when the garbage collector finalises it (measured: 2-5
+                # encoders, 4 x264 threads each, held for minutes under load).
+                # A weak reference: gRPC keeps its call objects in a reference cycle, which
+                # must not hold the session (and its generation) until a full collection.
+                session_ref = weakref.ref(session)
+                context.add_done_callback(lambda _: (s := session_ref()) and s.cancel())
+            try:
+                async for event in session.follow():
+                    yield event_to_proto(event, session.token)
+            finally:
+                if not generate_spec.resumable and not session.done:
+                    session.cancel()  # the caller is gone and will not resume
+            log.info("request %s done", request_id)
+        except A2VError as exc:
+            log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
+            span.set_status(trace.StatusCode.ERROR, exc.status_name)
+            await _drain(requests)
+            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+        except Exception as exc:  # a bug: log it fully, answer INTERNAL
+            log.exception("request %s crashed", request_id)
+            span.record_exception(exc)
+            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
 
     async def Resume(self, request, context: grpc.aio.ServicerContext):
         if isinstance(request, Unparsable):
