@@ -462,62 +462,72 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         # which ends with the call, and ends when the call is done.
         span = tracer.start_span("a2v.generate")
         otel_context.attach(trace.set_span_in_context(span))
-        context.add_done_callback(lambda _: span.end())
+        span_open = [True]
+
+        def end_span(_context=None) -> None:  # here at the end, or when gRPC drops the call
+            if span_open[0]:
+                span_open[0] = False
+                span.end()
+
+        context.add_done_callback(end_span)
         try:
             try:
-                first = await anext(requests)
-            except StopAsyncIteration:
-                raise InvalidInput(
-                    "the stream was empty: send a config message first", field="config"
-                ) from None
-            _check_parsed(first)
-            if first.WhichOneof("message") != "config":
-                raise InvalidInput(
-                    f"the first message must be a config, got "
-                    f"{first.WhichOneof('message') or 'an empty message'}",
-                    field="config",
+                try:
+                    first = await anext(requests)
+                except StopAsyncIteration:
+                    raise InvalidInput(
+                        "the stream was empty: send a config message first", field="config"
+                    ) from None
+                _check_parsed(first)
+                if first.WhichOneof("message") != "config":
+                    raise InvalidInput(
+                        f"the first message must be a config, got "
+                        f"{first.WhichOneof('message') or 'an empty message'}",
+                        field="config",
+                    )
+                generate_spec, model = spec_from_config(first.config)
+                request_id = generate_spec.request_id
+                # JSON log lines of this call (and of the tasks it starts) carry the id.
+                request_id_var.set(request_id)
+                span.set_attribute("a2v.request_id", request_id)
+                span.set_attribute("a2v.model", model.name)
+                left = context.time_remaining()
+                if left is not None:  # the caller's deadline goes on to every Triton call
+                    call_deadline.set(time.monotonic() + left)
+                generation = Generation(generate_spec, model, self._backend, self._settings)
+                # The generation writes into a session that outlives this call, so a client
+                # whose connection drops can Resume; this call is its first reader.
+                session = self._sessions.start(
+                    generation.run(input_events(requests)), resumable=generate_spec.resumable
                 )
-            generate_spec, model = spec_from_config(first.config)
-            request_id = generate_spec.request_id
-            # JSON log lines of this call (and of the tasks it starts) carry the id.
-            request_id_var.set(request_id)
-            span.set_attribute("a2v.request_id", request_id)
-            span.set_attribute("a2v.model", model.name)
-            left = context.time_remaining()
-            if left is not None:  # the caller's deadline goes on to every Triton call
-                call_deadline.set(time.monotonic() + left)
-            generation = Generation(generate_spec, model, self._backend, self._settings)
-            # The generation writes into a session that outlives this call, so a client
-            # whose connection drops can Resume; this call is its first reader.
-            session = self._sessions.start(
-                generation.run(input_events(requests)), resumable=generate_spec.resumable
-            )
-            if not generate_spec.resumable:
-                # The call's end (a client cancel included) stops the generation at once.
-                # The finally below is not enough: a cancel that lands while gRPC writes a
-                # response leaves this generator suspended at its yield, and its finally
-                # would run only when the garbage collector finalises it (measured: 2-5
-                # encoders, 4 x264 threads each, held for minutes under load).
-                # A weak reference: gRPC keeps its call objects in a reference cycle, which
-                # must not hold the session (and its generation) until a full collection.
-                session_ref = weakref.ref(session)
-                context.add_done_callback(lambda _: (s := session_ref()) and s.cancel())
-            try:
-                async for event in session.follow():
-                    yield event_to_proto(event, session.token)
-            finally:
-                if not generate_spec.resumable and not session.done:
-                    session.cancel()  # the caller is gone and will not resume
-            log.info("request %s done", request_id)
-        except A2VError as exc:
-            log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
-            span.set_status(trace.StatusCode.ERROR, exc.status_name)
-            await _drain(requests)
-            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
-        except Exception as exc:  # a bug: log it fully, answer INTERNAL
-            log.exception("request %s crashed", request_id)
-            span.record_exception(exc)
-            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+                if not generate_spec.resumable:
+                    # The call's end (a client cancel included) stops the generation at once.
+                    # The finally below is not enough: a cancel that lands while gRPC writes a
+                    # response leaves this generator suspended at its yield, and its finally
+                    # would run only when the garbage collector finalises it (measured: 2-5
+                    # encoders, 4 x264 threads each, held for minutes under load).
+                    # A weak reference: gRPC keeps its call objects in a reference cycle, which
+                    # must not hold the session (and its generation) until a full collection.
+                    session_ref = weakref.ref(session)
+                    context.add_done_callback(lambda _: (s := session_ref()) and s.cancel())
+                try:
+                    async for event in session.follow():
+                        yield event_to_proto(event, session.token)
+                finally:
+                    if not generate_spec.resumable and not session.done:
+                        session.cancel()  # the caller is gone and will not resume
+                log.info("request %s done", request_id)
+            except A2VError as exc:
+                log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
+                span.set_status(trace.StatusCode.ERROR, exc.status_name)
+                await _drain(requests)
+                await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+            except Exception as exc:  # a bug: log it fully, answer INTERNAL
+                log.exception("request %s crashed", request_id)
+                span.record_exception(exc)
+                await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+        finally:
+            end_span()
 
     async def Resume(self, request, context: grpc.aio.ServicerContext):
         if isinstance(request, Unparsable):
