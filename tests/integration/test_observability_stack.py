@@ -76,28 +76,40 @@ async def test_triton_spans_join_the_server_trace(collector, tmp_path):
         try:
             with _tracer().start_as_current_span("face") as face_span:
                 (face,) = await backend.analyze_faces(portrait)
-            stream = await backend.open_avatar(portrait, face.landmarks, 25.0)
-            with _tracer().start_as_current_span("render") as render_span:
-                await stream.send_audio(np.zeros(16000, np.float32), last=True)
-                frames = sum([len(b.frames) async for b in stream.batches()])
+            # Streams: the server sends the trace context with every stream, but Triton 2.51
+            # sometimes starts a trace of its own for a streamed request when its CPU is
+            # saturated (seen in 2 of 5 runs with two busy loops on 2 cores; never idle). So
+            # three streams, of which at least one must join its caller's trace: if the
+            # context were not sent at all, none would.
+            render_spans = []
+            for _ in range(3):
+                stream = await backend.open_avatar(portrait, face.landmarks, 25.0)
+                with _tracer().start_as_current_span("render") as render_span:
+                    await stream.send_audio(np.zeros(16000, np.float32), last=True)
+                    frames = sum([len(b.frames) async for b in stream.batches()])
+                assert frames == 25
+                render_spans.append(render_span)
         finally:
             await backend.aclose()
-        assert frames == 25
-        expected = {
-            f"{s.get_span_context().span_id:016x}": f"{s.get_span_context().trace_id:032x}"
-            for s in (face_span, render_span)
-        }
-        deadline = time.monotonic() + 30  # Triton exports in batches, every few seconds
-        while time.monotonic() < deadline:
+
+        def ids(span) -> tuple[str, str]:
+            context = span.get_span_context()
+            return f"{context.span_id:016x}", f"{context.trace_id:032x}"
+
+        def joined() -> tuple[bool, int]:
             parents = {s.get("parentSpanId"): s.get("traceId") for s in collector.spans}
-            if all(parents.get(span_id) == trace_id for span_id, trace_id in expected.items()):
-                break
+            face_ok = parents.get(ids(face_span)[0]) == ids(face_span)[1]
+            streams = sum(parents.get(i) == t for i, t in map(ids, render_spans))
+            return face_ok, streams
+
+        deadline = time.monotonic() + 30  # Triton exports in batches, every few seconds
+        while time.monotonic() < deadline and joined() != (True, len(render_spans)):
             time.sleep(0.25)
     # (stopping Triton flushes what it had not exported yet)
-    parents = {s.get("parentSpanId"): s.get("traceId") for s in collector.spans}
-    assert all(parents.get(span_id) == trace_id for span_id, trace_id in expected.items()), (
-        collector.spans
-    )
+    face_ok, streams = joined()
+    spans = [(s.get("name"), s.get("traceId"), s.get("parentSpanId")) for s in collector.spans]
+    assert face_ok, spans
+    assert streams >= 1, spans
 
 
 def test_the_server_exports_triton_round_trips(stack, client, short_speech, tmp_path):
