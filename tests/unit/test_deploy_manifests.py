@@ -176,6 +176,15 @@ def test_triton_cpu_by_default_gpu_in_the_overlay():
         assert _container(deployment)["volumeMounts"][0]["mountPath"] == "/dev/shm"
 
 
+@pytest.mark.parametrize("overlay", ["base", "overlays/gpu"])
+def test_triton_gets_guaranteed_cpu(overlay):
+    # Triton 2.51's python backend fails (and may crash) when a stub's heartbeat thread is
+    # starved for 1 s: no CPU throttling below the limit, so requests equal limits.
+    triton = _by_kind(_kustomize(K8S / overlay))["Deployment", "a2v-triton"]
+    resources = _container(triton)["resources"]
+    assert resources["requests"] == resources["limits"]
+
+
 def test_docker_compose_has_the_three_services():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
