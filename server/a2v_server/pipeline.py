@@ -186,8 +186,8 @@ class Generation:
             error = _first_error(group_error)
             if not isinstance(error, A2VError):  # a bug: log it with where it happened
                 log.error("generation crashed", exc_info=error)
-            self._error = without_traceback(error)
-            without_traceback(group_error)
+            without_traceback(group_error)  # error is one of its members
+            self._error = error
         except Exception as exc:
             self._error = exc
         await self._events.put(_DONE)

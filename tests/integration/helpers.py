@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import Client, GenerateOptions, file_audio
+from a2v_server.triton_process import free_port
+
+#: the installed console scripts (a2v, a2v-server)
+BIN = Path(sys.executable).parent
+#: servers started here must not compete for the default metrics port
+NO_METRICS = {**os.environ, "A2V_METRICS_LISTEN": ""}
+
+
+def start_server(*flags: str, **popen) -> tuple[subprocess.Popen, str]:
+    """An ``a2v-server`` process listening on a free loopback port, with ``--triton-url`` another
+    free port (nothing answers there unless ``--launch-triton`` starts Triton on it). Returns
+    the process and its address; output goes to /dev/null unless ``popen`` says otherwise."""
+    port = free_port()
+    command = [str(BIN / "a2v-server"), *flags, "--listen", f"127.0.0.1:{port}"]
+    command += ["--triton-url", f"127.0.0.1:{free_port()}"]
+    options = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen}
+    return subprocess.Popen(command, env=NO_METRICS, **options), f"127.0.0.1:{port}"
 
 
 def render(client: Client, audio: Path, out: Path, image: Path | bytes, **options) -> list:

@@ -6,22 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
 import pytest
+from helpers import BIN, start_server
 from media import PORTRAIT, SPEECH, no_face_png, probe
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from a2v_client import A2VClientError, GenerateOptions, bytes_audio, file_audio
-from a2v_server.triton_process import free_port
-
-BIN = Path(sys.executable).parent
-#: servers started here must not compete for the default metrics port
-NO_METRICS = {**os.environ, "A2V_METRICS_LISTEN": ""}
 
 
 def _call(stack, requests: list[pb.GenerateRequest]) -> grpc.RpcError:
@@ -239,24 +234,12 @@ def test_cli_reports_status_and_leaves_no_file(stack, tmp_path):
 
 
 def test_health_not_serving_without_triton_and_cli_exit_code():
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(BIN / "a2v-server"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--triton-url",
-            f"127.0.0.1:{free_port()}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=NO_METRICS,
-    )
+    server, address = start_server()
     try:
         deadline = time.monotonic() + 30
         while True:
             done = subprocess.run(
-                [str(BIN / "a2v"), "--server", f"127.0.0.1:{port}", "health"],
+                [str(BIN / "a2v"), "--server", address, "health"],
                 capture_output=True,
                 timeout=30,
             )
@@ -293,27 +276,13 @@ def test_launch_triton_serves_and_sigterm_stops_everything():
     """What `make serve` runs: the server starts Triton, serves, and takes it down on SIGTERM."""
     from media import ROOT
 
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(BIN / "a2v-server"),
-            "--launch-triton",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--triton-url",
-            f"127.0.0.1:{free_port()}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=NO_METRICS,
-    )
+    server, address = start_server("--launch-triton", cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
         status = b""
         while time.monotonic() < deadline and status != b"SERVING":
             status = subprocess.run(
-                [str(BIN / "a2v"), "--server", f"127.0.0.1:{port}", "health"],
+                [str(BIN / "a2v"), "--server", address, "health"],
                 capture_output=True,
                 timeout=30,
             ).stdout.strip()

@@ -6,21 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import start_server
 from media import PORTRAIT, ROOT, SPEECH
 
 from a2v_client import A2VClientError, Client, GenerateOptions, file_audio, pcm_audio, realtime
-from a2v_server.triton_process import free_port
-
-BIN = Path(sys.executable).parent
-#: servers started here must not compete for the default metrics port
-NO_METRICS = {**os.environ, "A2V_METRICS_LISTEN": ""}
 
 
 def _children(pid: int) -> list[int]:
@@ -48,23 +42,11 @@ def _wait_health(client: Client, wanted: str, seconds: float) -> bool:
 
 @pytest.fixture
 def supervised(tmp_path):
-    port = free_port()
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [
-            str(BIN / "a2v-server"),
-            "--launch-triton",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--triton-url",
-            f"127.0.0.1:{free_port()}",
-        ],
-        cwd=ROOT,
-        env=NO_METRICS,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    server, address = start_server(
+        "--launch-triton", cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
     )
-    client = Client(f"127.0.0.1:{port}", timeout=120)
+    client = Client(address, timeout=120)
     try:
         assert _wait_health(client, "SERVING", 120), (tmp_path / "server.log").read_text()
         yield server, client
@@ -131,21 +113,9 @@ def test_triton_killed_mid_stream(supervised):
 
 
 def test_unreachable_triton_is_unavailable():
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(BIN / "a2v-server"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--triton-url",
-            f"127.0.0.1:{free_port()}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=NO_METRICS,
-    )
+    server, address = start_server()
     try:
-        with Client(f"127.0.0.1:{port}", timeout=60) as client:
+        with Client(address, timeout=60) as client:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 try:
