@@ -56,6 +56,10 @@ def collector():
     server.shutdown()
 
 
+#: streams sent in the trace-join test (see there)
+STREAMS = 10
+
+
 def _tracer() -> trace.Tracer:
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         configure_tracing()  # a real provider: the default one makes invalid, unsent contexts
@@ -77,17 +81,20 @@ async def test_triton_spans_join_the_server_trace(collector, tmp_path):
             with _tracer().start_as_current_span("face") as face_span:
                 (face,) = await backend.analyze_faces(portrait)
             # Streams: the server sends the trace context with every stream, but Triton 2.51
-            # sometimes starts a trace of its own for a streamed request when its CPU is
-            # saturated (seen in 2 of 5 runs with two busy loops on 2 cores; never idle). So
-            # three streams, of which at least one must join its caller's trace: if the
+            # ignores it for some streamed requests and starts a trace of its own: 10-20% of
+            # streams on an idle 2-core machine (2 of 20 and 1 of 10 in a row), now and then 2
+            # or 3 in a row (CI lost 3 of 3). Holding the first request back 100 ms avoided it
+            # in 30 of 30, so it looks like a race in Triton between a stream's metadata and
+            # its first read; the server does not pay 100 ms of first-chunk latency for it.
+            # So ten streams, of which at least one must join its caller's trace: if the
             # context were not sent at all, none would.
             render_spans = []
-            for _ in range(3):
+            for _ in range(STREAMS):
                 stream = await backend.open_avatar(portrait, face.landmarks, 25.0)
                 with _tracer().start_as_current_span("render") as render_span:
-                    await stream.send_audio(np.zeros(16000, np.float32), last=True)
+                    await stream.send_audio(np.zeros(3200, np.float32), last=True)
                     frames = sum([len(b.frames) async for b in stream.batches()])
-                assert frames == 25
+                assert frames == 5  # 0.2 s at 25 fps
                 render_spans.append(render_span)
         finally:
             await backend.aclose()
@@ -103,7 +110,7 @@ async def test_triton_spans_join_the_server_trace(collector, tmp_path):
             return face_ok, streams
 
         deadline = time.monotonic() + 30  # Triton exports in batches, every few seconds
-        while time.monotonic() < deadline and joined() != (True, len(render_spans)):
+        while time.monotonic() < deadline and not (joined()[0] and joined()[1] >= 1):
             time.sleep(0.25)
     # (stopping Triton flushes what it had not exported yet)
     face_ok, streams = joined()
