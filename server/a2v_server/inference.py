@@ -350,18 +350,39 @@ class TritonSequenceStream:
                 self._drain_timer.cancel()
 
     async def batches(self) -> AsyncIterator[FrameBatch]:
+        """Frame batches in frame order.
+
+        Triton does not keep a decoupled model's responses in order across the requests of a
+        stream (triton-inference-server/server#4918; seen here: the first batch of one request
+        overtook the last batch of the one before, "got 88, expected 87"). So a batch that
+        arrives early waits here for the ones before it; a gap left at the end of the stream
+        is an error.
+        """
         if self._reader is None:
             self._reader = asyncio.create_task(self._read(), name=f"a2v-triton-{self._model}")
+        early: dict[int, FrameBatch] = {}  # first_index -> batch that overtook others
         while True:
             item = await self._responses.get()
             if item is None:
+                if early:
+                    raise A2VError(
+                        f"the model skipped frames (expected frame {self._received}, got "
+                        f"frames from {min(early)} on)"
+                    )
                 return
             if isinstance(item, BaseException):
                 raise item
-            async with self._progress:
-                self._received += len(item.frames)
-                self._progress.notify_all()
-            yield item
+            if item.first_index != self._received:
+                if item.first_index < self._received or item.first_index in early:
+                    raise A2VError(f"the model sent frame {item.first_index} twice")
+                early[item.first_index] = item
+                continue
+            while item is not None:
+                async with self._progress:
+                    self._received += len(item.frames)
+                    self._progress.notify_all()
+                yield item
+                item = early.pop(self._received, None)
 
     async def aclose(self) -> None:
         """Finish the sequence without cancelling the Triton stream (see the class doc)."""

@@ -449,13 +449,16 @@ def _add_frames(
 ) -> list:
     segments = []
     for k, frame in enumerate(batch.frames):
+        changed = None
         if batch.region is not None and canvas is not None:
             x0, y0, x1, y1 = batch.region  # the model sent only the part that changes
             canvas[y0:y1, x0:x1] = frame  # safe to reuse: the encoder copies each frame
             frame = canvas
+            changed = batch.region  # ... and the encoder converts only that part
         if styler is not None:
             frame = styler.apply(batch.first_index + k, frame)
-        segments.extend(encoder.add_video(frame))
+            changed = None  # looks and camera moves change every pixel
+        segments.extend(encoder.add_video(frame, changed))
     return segments
 
 

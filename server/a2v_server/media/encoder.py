@@ -31,7 +31,20 @@ from a2v_server.media.fmp4 import Mp4BoxSplitter, Segment
 log = logging.getLogger(__name__)
 
 _AAC_FRAME = 1024
+#: around a changed region: pixels pasted, and pixels converted but not pasted (_update_yuv)
+_REGION_PAD, _REGION_MARGIN = 4, 8
 _MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof+skip_trailer"
+
+
+def _planes(i420: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+    """Y, U, V views of packed I420 data (PyAV's yuv420p ndarray: the planes back to back)."""
+    flat = i420.reshape(-1)
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    return [
+        flat[:luma].reshape(height, width),
+        flat[luma : luma + chroma].reshape(height // 2, width // 2),
+        flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
+    ]
 
 
 def _as_rate(fps: float | Fraction) -> Fraction:
@@ -136,6 +149,8 @@ class FragmentedMp4Encoder:
         # 512x512: 1.15 ms per frame that way, 0.64 ms with this one), and concurrent streams
         # already keep the cores busy.
         self._reformatter = VideoReformatter()
+        #: the last frame as packed I420, updated in place where frames change
+        self._yuv: np.ndarray | None = None
         self._frames = 0
         self._samples = 0  # audio samples sent to the AAC encoder
         self._pending = np.zeros((audio_channels, 0), np.float32)
@@ -146,24 +161,63 @@ class FragmentedMp4Encoder:
         """Duration of the video encoded so far."""
         return float(self._frames / self.fps)
 
-    def add_video(self, frame_rgb: np.ndarray) -> list[Segment]:
-        """Encode one ``(height, width, 3)`` uint8 RGB frame."""
+    def add_video(
+        self, frame_rgb: np.ndarray, changed: tuple[int, int, int, int] | None = None
+    ) -> list[Segment]:
+        """Encode one ``(height, width, 3)`` uint8 RGB frame.
+
+        ``changed`` (x0, y0, x1, y1): the only pixels that differ from the previous frame.
+        Only they are colour-converted (about 0.48 -> 0.18 ms per 512x512 frame for a face-sized
+        region); the result is the same YUV, bit for bit (tests/unit/test_encoder.py).
+        """
         self._check_open()
         if frame_rgb.shape != (self.height, self.width, 3) or frame_rgb.dtype != np.uint8:
             raise ValueError(
                 f"expected a ({self.height}, {self.width}, 3) uint8 frame, "
                 f"got {frame_rgb.shape} {frame_rgb.dtype}"
             )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
-        frame = self._reformatter.reformat(
-            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
-        )
+        if changed is None or self._yuv is None:
+            self._yuv = self._to_yuv(frame_rgb)
+        else:
+            self._update_yuv(frame_rgb, changed)
+        frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
         frame.pts = self._frames
         self._frames += 1
         self._container.mux(self._video.encode(frame))
         # Audio may lead the video by one fragment so that each fragment carries both tracks.
         self._encode_audio(limit=self._frames / self.fps + self._lead)
         return self._sink.take()
+
+    def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB -> packed I420 (Y, then U, then V, each plane row-major; see _planes)."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = self._reformatter.reformat(
+            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
+        )
+        return frame.to_ndarray()
+
+    def _update_yuv(self, rgb: np.ndarray, changed: tuple[int, int, int, int]) -> None:
+        h, w = self.height, self.width
+        x0, y0, x1, y1 = (int(v) for v in changed)
+        if x1 <= x0 or y1 <= y0:
+            return
+        # swscale's chroma filter reaches past the 2x2 block of a chroma sample, so a change
+        # moves chroma samples around it too: paste a band around the region (even edges for
+        # 4:2:0) ...
+        p = _REGION_PAD
+        x0, y0 = max(0, (x0 - p) & ~1), max(0, (y0 - p) & ~1)
+        x1, y1 = min(w, (x1 + p + 1) & ~1), min(h, (y1 + p + 1) & ~1)
+        # ... converted with real neighbours around it, not the replicated edge pixels of a
+        # cut-out (measured: chroma off by up to 7 without the band and margin).
+        m = _REGION_MARGIN
+        ex0, ey0, ex1, ey1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+        part = self._to_yuv(rgb[ey0:ey1, ex0:ex1])
+        for plane, sub, s in zip(
+            _planes(self._yuv, w, h), _planes(part, ex1 - ex0, ey1 - ey0), (1, 2, 2), strict=True
+        ):
+            plane[y0 // s : y1 // s, x0 // s : x1 // s] = sub[
+                (y0 - ey0) // s : (y1 - ey0) // s, (x0 - ex0) // s : (x1 - ex0) // s
+            ]
 
     def add_audio(self, pcm: np.ndarray) -> list[Segment]:
         """Queue ``(channels, n)`` float32 PCM at ``audio_rate``; muxed as the video catches up."""
@@ -207,7 +261,7 @@ class FragmentedMp4Encoder:
         try:
             self._container.close()
         finally:
-            self._container = self._video = self._audio = self._reformatter = None
+            self._container = self._video = self._audio = self._reformatter = self._yuv = None
 
     def _check_open(self) -> None:
         if self._closed:

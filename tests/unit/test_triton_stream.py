@@ -1,0 +1,65 @@
+"""TritonSequenceStream against a stand-in tritonclient: what the Triton stream delivers,
+in whatever order, reaches the pipeline as consecutive frames (or a clear error)."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from a2v_server.errors import A2VError
+from a2v_server.inference import TritonSequenceStream
+
+
+class _Result:
+    def __init__(self, first: int, n: int) -> None:
+        self._tensors = {
+            "FRAMES": np.full((n, 2, 2, 3), first, np.uint8),
+            "FIRST_FRAME": np.array([first], np.int64),
+            "MOUTH_OPEN": np.zeros(n, np.float32),
+        }
+
+    def as_numpy(self, name: str):
+        return self._tensors.get(name)
+
+    def get_response(self):
+        return types.SimpleNamespace(id="")
+
+
+class _Client:
+    """Answers a whole sequence with responses in the given (first frame, count) order."""
+
+    def __init__(self, order: list[tuple[int, int]]) -> None:
+        self.order = order
+
+    def stream_infer(self, requests, **_):
+        async def responses():
+            async for _ in requests:  # the sequence's requests, up to the last one
+                pass
+            for first, n in self.order:
+                yield _Result(first, n), None
+
+        return responses()
+
+
+async def _frames(order: list[tuple[int, int]]) -> list[int]:
+    stream = TritonSequenceStream(_Client(order), "m", {"FPS": np.array([25.0], np.float32)})
+    await stream.send_audio(np.zeros(6400, np.float32), last=True)
+    return [int(b.first_index) async for b in stream.batches()]
+
+
+async def test_responses_that_overtake_others_are_put_back_in_order():
+    # Triton delivered the first batch of a request before the last one of the request before
+    assert await _frames([(0, 3), (5, 2), (3, 2), (7, 1)]) == [0, 3, 5, 7]
+    assert await _frames([(6, 2), (3, 3), (0, 3)]) == [0, 3, 6]
+
+
+async def test_a_missing_batch_is_an_error_not_a_short_video():
+    with pytest.raises(A2VError, match="skipped frames"):
+        await _frames([(0, 3), (5, 2)])
+
+
+async def test_a_repeated_batch_is_an_error():
+    with pytest.raises(A2VError, match="twice"):
+        await _frames([(0, 3), (0, 3)])
