@@ -52,7 +52,7 @@ def main() -> int:
             step(f"first chunk, {runs} file uploads")
             rows += suite.first_chunk(stack.address, SPEECH, image, runs)
             step("real-time factor and encode-only ceiling")
-            rows += suite.throughput(stack.address, SPEECH, PORTRAIT, 3)
+            rows += suite.throughput(stack.address, SPEECH, PORTRAIT, 5)
             step("one live stream")
             rows += suite.live(stack.address, ten, image)
             # Triton's statistics for single streams only (queueing under overload is shown

@@ -201,15 +201,14 @@ class FaceMotion:
         dy = (moved_y - p[..., 1]) * self._head_w
         x0, y0, x1, y1 = self._head_box
         size = (x1 - x0, y1 - y0)
-        fx = cv2.resize(dx, size, interpolation=cv2.INTER_LINEAR) * self._head_taper
-        fy = cv2.resize(dy, size, interpolation=cv2.INTER_LINEAR) * self._head_taper
-        roi = cv2.remap(
-            img,
-            (self._head_base[0] - fx).astype(np.float32),
-            (self._head_base[1] - fy).astype(np.float32),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        # The backward map, base - taper * upsampled field, computed in place (float32
+        # throughout: the same numbers as before without four box-sized temporaries).
+        maps = []
+        for field, base in zip((dx, dy), self._head_base, strict=True):
+            f = cv2.resize(field, size, interpolation=cv2.INTER_LINEAR)
+            np.multiply(f, self._head_taper, out=f)
+            maps.append(np.subtract(base, f, out=f))
+        roi = cv2.remap(img, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         img[y0:y1, x0:x1] = roi
         return img
 

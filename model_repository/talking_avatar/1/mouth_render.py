@@ -52,19 +52,43 @@ def _tps_kernel(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return 0.5 * r2 * np.log(np.maximum(r2, 1e-12))
 
 
-def _tps_eval(weights: np.ndarray, centers: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """The spline at ``xy`` (m, 2). The (m, n) kernel is the cost of a renderer's setup, so it
-    is built in float32 from coordinate differences (no |p|^2 + |q|^2 - 2pq cancellation):
-    4x faster than float64, within 0.001 px of it."""
-    n = len(centers)
-    p, q = xy.astype(np.float32), centers.astype(np.float32)
+def _kernel32(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """TPS kernel (m, n) between float32 points ``p`` and ``q``, built from coordinate
+    differences (no |p|^2 + |q|^2 - 2pq cancellation): 4x faster than float64, within 0.001 px
+    of it."""
     dx = p[:, 0, None] - q[None, :, 0]
     dy = p[:, 1, None] - q[None, :, 1]
     r2 = dx * dx + dy * dy
     kernel = np.log(np.maximum(r2, np.float32(1e-12)))
     kernel *= r2
     kernel *= np.float32(0.5)
-    return kernel @ weights[:n].astype(np.float32) + weights[n] + xy @ weights[n + 1 :]
+    return kernel
+
+
+class _GridSplines:
+    """Evaluates many splines on one grid whose centres end in the same static points.
+
+    A renderer's setup evaluates 21 splines (the openness ladder and the lip-shape bases) on
+    one coarse grid; only the lip and jaw centres move between them, the anchors (fixed
+    landmarks, cheeks, ROI border) do not. Their kernel columns (the log is the cost of the
+    setup) are computed once: setup ~2x faster, the same numbers bit for bit.
+    """
+
+    def __init__(self, xy: np.ndarray, static: np.ndarray) -> None:
+        self._xy = xy
+        self._p = xy.astype(np.float32)
+        self._static = _kernel32(self._p, static.astype(np.float32))
+        self._static_points = static
+
+    def eval(self, weights: np.ndarray, centers: np.ndarray) -> np.ndarray:
+        """The spline (``_tps_weights`` of ``centers``) at the grid points, (m, 2)."""
+        n, k = len(centers), len(centers) - len(self._static_points)
+        if not np.array_equal(centers[k:], self._static_points):
+            raise ValueError("the centres must end with the static points")
+        kernel = np.empty((len(self._p), n), np.float32)
+        kernel[:, :k] = _kernel32(self._p, centers[:k].astype(np.float32))
+        kernel[:, k:] = self._static
+        return kernel @ weights[:n].astype(np.float32) + weights[n] + self._xy @ weights[n + 1 :]
 
 
 class MouthRenderer:
@@ -145,6 +169,7 @@ class MouthRenderer:
         gx = x0 - 0.5 + (np.arange(gw) + 0.5) * rw / gw
         gy = y0 - 0.5 + (np.arange(gh) + 0.5) * rh / gh
         grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
+        splines = _GridSplines(grid, src[len(moving) :])  # only the first len(moving) move
         self._levels = np.empty((_LEVELS, gh, gw, 2), np.float32)
         for k in range(_LEVELS):
             a = k / (_LEVELS - 1)
@@ -153,7 +178,7 @@ class MouthRenderer:
                 continue
             dst = src + a * move
             wts = _tps_weights(dst, -a * move)
-            self._levels[k] = _tps_eval(wts, dst, grid).reshape(gh, gw, 2)
+            self._levels[k] = splines.eval(wts, dst).reshape(gh, gw, 2)
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         self._base_x, self._base_y = xs, ys
 
@@ -167,7 +192,7 @@ class MouthRenderer:
             bmove = np.vstack([bdisp[moving], np.zeros((len(src) - len(moving), 2))])
             dst = src + bmove
             wts = _tps_weights(dst, -bmove)
-            self._basis_fields[b] = _tps_eval(wts, dst, grid).reshape(gh, gw, 2)
+            self._basis_fields[b] = splines.eval(wts, dst).reshape(gh, gw, 2)
             self._basis_inner[b] = bdisp[60:68]
 
     def _basis_disp(self, name, lm, down, right, width, mouth) -> np.ndarray:
