@@ -322,10 +322,9 @@ class TritonSequenceStream:
                 if error is not None:
                     self._responses.put_nowait(_map_error(error, "rendering"))
                     continue
+                sent = self._forget_sent(result.get_response().id)
                 if result.as_numpy("FRAMES") is None or self._closed:
                     continue  # after aclose nobody reads: drain and drop
-                # Round trip of this request: sent -> its first frames back.
-                sent = self._sent_at.pop(result.get_response().id, None)
                 if sent is not None:
                     TRITON_SECONDS.labels(self._model, "stream_infer").observe(
                         time.monotonic() - sent
@@ -348,6 +347,20 @@ class TritonSequenceStream:
             self._responses.put_nowait(None)
             if self._drain_timer is not None:
                 self._drain_timer.cancel()
+
+    def _forget_sent(self, request_id: str) -> float | None:
+        """When request ``request_id`` was sent (for the round-trip metric: sent -> its first
+        frames back), or None after its first response. Requests before it are forgotten too:
+        the model takes a sequence's requests in order, and one that made no frames gets no
+        response at all, so without this the map would grow with the stream's length."""
+        sent = self._sent_at.pop(request_id, None)
+        number = _request_number(request_id)
+        while self._sent_at:
+            oldest = next(iter(self._sent_at))
+            if _request_number(oldest) >= number:
+                break
+            del self._sent_at[oldest]
+        return sent
 
     async def batches(self) -> AsyncIterator[FrameBatch]:
         """Frame batches in frame order.
@@ -406,6 +419,14 @@ class TritonSequenceStream:
             )
         async with self._progress:
             self._progress.notify_all()  # wake a send_audio waiting for the window
+
+
+def _request_number(request_id: str) -> int:
+    """n of a request id "<sequence id>-<n>" (see TritonSequenceStream._request); -1 if none."""
+    try:
+        return int(request_id.rpartition("-")[2])
+    except ValueError:
+        return -1
 
 
 def _batch(result) -> FrameBatch:

@@ -13,7 +13,8 @@ from a2v_server.inference import TritonSequenceStream
 
 
 class _Result:
-    def __init__(self, first: int, n: int) -> None:
+    def __init__(self, first: int, n: int, request_id: str = "") -> None:
+        self._id = request_id
         self._tensors = {
             "FRAMES": np.full((n, 2, 2, 3), first, np.uint8),
             "FIRST_FRAME": np.array([first], np.int64),
@@ -24,7 +25,7 @@ class _Result:
         return self._tensors.get(name)
 
     def get_response(self):
-        return types.SimpleNamespace(id="")
+        return types.SimpleNamespace(id=self._id)
 
 
 class _Client:
@@ -63,3 +64,23 @@ async def test_a_missing_batch_is_an_error_not_a_short_video():
 async def test_a_repeated_batch_is_an_error():
     with pytest.raises(A2VError, match="twice"):
         await _frames([(0, 3), (0, 3)])
+
+
+async def test_requests_without_frames_are_not_remembered_forever():
+    """Most live requests (20-100 ms of audio) complete no frame and get no response at all;
+    the per-request send times kept for the latency metric must not pile up over a stream."""
+
+    class Client:
+        def stream_infer(self, requests, **_):
+            async def responses():
+                ids = [r["request_id"] async for r in requests]
+                yield _Result(0, 2, ids[1]), None  # requests 0, 2, 3 make no frames
+                yield _Result(2, 2, ids[4]), None
+
+            return responses()
+
+    stream = TritonSequenceStream(Client(), "m", {"FPS": np.array([25.0], np.float32)})
+    for last in (False, False, False, False, True):
+        await stream.send_audio(np.zeros(1280, np.float32), last=last)
+    assert [b.first_index async for b in stream.batches()] == [0, 2]
+    assert stream._sent_at == {}
