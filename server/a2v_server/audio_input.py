@@ -2,8 +2,9 @@
 
 ``audio_blocks`` turns input events (encoded file pieces or raw PCM, then the end message)
 into decoded ``AudioBlock``s. Encoded files are decoded by PyAV in a worker thread that pulls
-from the bytes received so far; its blocks come back through a bounded queue, so a decoder
-that runs ahead waits, and a cancelled generation stops the thread.
+from the bytes received so far; its blocks come back through a bounded handoff (``_Handoff``),
+so a decoder that runs ahead waits, blocks that piled up go on joined into larger ones, and a
+cancelled generation stops the thread.
 """
 
 from __future__ import annotations
