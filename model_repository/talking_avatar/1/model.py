@@ -114,10 +114,12 @@ class TritonPythonModel:
         idle_us = int(config["sequence_batching"]["max_sequence_idle_microseconds"])
         self._idle_seconds = idle_us / 1e6
         self._sessions: dict[int, Session] = {}
-        # Pay the one-time initialisation now, not in the first sequence this instance serves
-        # (PocketSphinx reading its acoustic model, the VAD's ONNX session, first numpy/OpenCV
-        # calls): measured, the first file upload on each fresh instance had its first chunk
-        # ~200 ms later than the next ones (p95 ~300 ms against p50 ~80 ms).
+        # Pay the one-time initialisation now, not in the first sequence this instance serves:
+        # the first Animator in a process costs ~70 ms more than later ones (PocketSphinx
+        # reading its acoustic model, the VAD's ONNX session). Measured in the first chunk of
+        # a fresh instance's first upload: ~30 ms earlier (noisy). The rest of a first sight
+        # (~60 ms, see README Benchmarks) is not in this code: a full synthetic sequence
+        # (renderer, OpenCV, voiced audio) at load did not shorten it further.
         warm = Animator(fps=25.0)
         warm.push(np.zeros(SAMPLE_RATE, np.float32))
         warm.finish()
