@@ -8,8 +8,10 @@ free loopback ports), drives it from the client side like a user would, and stop
 * live end-to-end latency: PCM sent at real-time pace in 20 ms pieces; per fragment, arrival time
   minus the send time of the audio at the fragment's end; fragment durations;
 * real-time factor (audio seconds / wall seconds) and frames per second at 512x512 and 1280x720,
-  against the encode-only ceiling measured in the same run (``bench.ceiling``);
-* the most simultaneous live streams that keep real time (``bench.live``);
+  against the encode-only ceiling (``bench.ceiling``), one ceiling run after each service run;
+* the most simultaneous live streams that keep real time, with the per-stream p95 spread;
+* fairness: one file upload per model instance, started together (spread of finish times, and
+  total time against running them one by one);
 * peak RSS of the server and of the Triton process tree for a 10 s and (``BENCH_LONG=1``) a
   10 min input (``bench.procmem``);
 * Triton's own per-request statistics per model (``bench.triton_stats``).

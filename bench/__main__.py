@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import time
@@ -13,6 +14,12 @@ from a2v_server.stack import LocalStack
 from . import suite, triton_stats
 from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speech
 from .table import Row, markdown
+
+
+def _avatar_instances() -> int:
+    """talking_avatar's instance count in its config.pbtxt."""
+    text = (ROOT / "model_repository" / "talking_avatar" / "config.pbtxt").read_text()
+    return int(re.search(r"instance_group \[ \{ count: (\d+)", text)[1])
 
 
 def _env_int(name: str, default: int) -> int:
@@ -60,6 +67,9 @@ def main() -> int:
             after = triton_stats.snapshot(stack.triton.url)
             step("simultaneous live streams")
             rows += suite.concurrency(stack.address, eight, image, max_streams)
+            uploads = instances or _avatar_instances()  # one per model instance
+            step(f"fairness, {uploads} file uploads together")
+            rows += suite.fairness(stack.address, SPEECH, image, uploads)
             step("memory" + (" (10 s and 10 min inputs)" if long_run else " (10 s input)"))
             inputs = [("10 s", ten)] + ([("10 min", long_input)] if long_input else [])
             rows += suite.memory(stack.address, inputs, image, "512x512")

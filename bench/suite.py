@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from a2v_client.client import file_pcm
@@ -142,8 +143,14 @@ def concurrency(address: str, audio: Path, image: bytes, max_streams: int) -> li
         worst = max(r.worst for r in runs)
         errors = sum(bool(r.error) for r in runs)
         failures = sorted({r.error.split(":")[0] for r in runs if r.error})
+        per_stream = [pct(r.latencies, 95) for r in runs if r.latencies]
+        spread = (
+            f" (per stream {ms(min(per_stream))}-{ms(max(per_stream))})"
+            if n > 1 and per_stream
+            else ""
+        )
         steps.append(
-            f"{n}: p95 {ms(pct(latencies, 95))}, worst {ms(worst)}"
+            f"{n}: p95 {ms(pct(latencies, 95))}{spread}, worst {ms(worst)}"
             + (f", {errors} failed ({', '.join(failures)})" if errors else "")
         )
         if not _keeps_up(runs):
@@ -156,6 +163,28 @@ def concurrency(address: str, audio: Path, image: bytes, max_streams: int) -> li
             f"{best}" + (f" (the ramp's limit, {max_streams})" if best == max_streams else ""),
             "; ".join(steps),
             ">= 3",
+        )
+    ]
+
+
+def fairness(address: str, audio: Path, image: bytes, streams: int) -> list[Row]:
+    """``streams`` file uploads started together: do they share the machine evenly?"""
+    alone = file_run(address, audio, image, "512x512")
+    with ThreadPoolExecutor(streams) as pool:
+        results = list(
+            pool.map(lambda _: file_run(address, audio, image, "512x512"), range(streams))
+        )
+    totals = sorted(r.total for r in results)
+    firsts = sorted(r.first_chunk for r in results)
+    return [
+        Row(
+            f"fairness: {streams} file uploads started together, 512x512 ({alone.duration:.1f} s "
+            "of audio each)",
+            f"each done in {totals[0]:.2f}-{totals[-1]:.2f} s (slowest / fastest "
+            f"{totals[-1] / totals[0]:.2f}); first chunks {ms(firsts[0])}-{ms(firsts[-1])}",
+            f"one upload alone: {alone.total:.2f} s; all {streams} together: {totals[-1]:.2f} s "
+            f"= {totals[-1] / (streams * alone.total):.2f} x {streams} uploads' time one by one",
+            "even shares (slowest / fastest near 1)",
         )
     ]
 
