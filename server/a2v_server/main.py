@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
+import os
 import signal
 import sys
 
@@ -195,7 +197,30 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     return Settings.from_env().replace(**vars(args))
 
 
+def limit_malloc_arenas() -> int | None:
+    """One glibc malloc arena per core instead of up to eight (glibc's default), unless the
+    operator set MALLOC_ARENA_MAX. Returns the limit set, or None.
+
+    Every call starts threads (its encoder's, x264's, the audio decoder's), and glibc gives a new
+    thread an arena of its own; memory freed into one arena stays there. The server's RSS then
+    stepped up by tens of MiB at random moments with no leak (500 cancelled streams on 2 cores:
+    the second half moved -12..+47 MiB between runs; with 2 arenas 139 -> 136..143 MiB, steps
+    of at most 10 MiB). Must run before the threads start.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return None  # glibc read it at start-up
+    arenas = max(2, os.cpu_count() or 2)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        if libc.mallopt(-8, arenas) != 1:  # M_ARENA_MAX
+            return None
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        return None
+    return arenas
+
+
 def main(argv: list[str] | None = None) -> int:
+    arenas = limit_malloc_arenas()
     try:
         settings = parse_args(argv)
     except ValueError as exc:
@@ -203,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     log.info("settings: %s", settings.describe())
+    if arenas:
+        log.info("malloc arenas limited to %d", arenas)
     configure_tracing()
     try:
         asyncio.run(serve(settings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import wave
 
 import av
@@ -133,3 +134,15 @@ async def test_client_cancel_closes_the_model_stream(served):
             break
         await asyncio.sleep(0.05)
     assert backend.avatars[-1].closed
+
+
+def test_malloc_arenas_are_limited_unless_the_operator_chose(monkeypatch):
+    import ctypes.util
+
+    from a2v_server.main import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is None  # glibc already read the operator's value
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    expected = max(2, os.cpu_count() or 2) if ctypes.util.find_library("c") else None
+    assert limit_malloc_arenas() == expected
