@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -14,12 +14,6 @@ from a2v_server.stack import LocalStack
 from . import suite, triton_stats
 from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speech
 from .table import Row, markdown
-
-
-def _avatar_instances() -> int:
-    """talking_avatar's instance count in its config.pbtxt."""
-    text = (ROOT / "model_repository" / "talking_avatar" / "config.pbtxt").read_text()
-    return int(re.search(r"instance_group \[ \{ count: (\d+)", text)[1])
 
 
 def _env_int(name: str, default: int) -> int:
@@ -67,7 +61,8 @@ def main() -> int:
             after = triton_stats.snapshot(stack.triton.url)
             step("simultaneous live streams")
             rows += suite.concurrency(stack.address, eight, image, max_streams)
-            uploads = instances or _avatar_instances()  # one per model instance
+            config = json.loads(stack.triton.model_config_json("talking_avatar"))
+            uploads = sum(g["count"] for g in config["instance_group"])  # one per instance
             step(f"fairness, {uploads} file uploads together")
             rows += suite.fairness(stack.address, SPEECH, image, uploads)
             step("memory" + (" (10 s and 10 min inputs)" if long_run else " (10 s input)"))

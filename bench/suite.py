@@ -68,7 +68,6 @@ def throughput(address: str, audio: Path, portrait: Path, runs: int) -> list[Row
         rtf = best.duration / best.total
         fps = best.frames / best.total
         ceiling = sorted((c for _, c in pairs), key=lambda c: c.seconds)[len(pairs) // 2]
-        ceiling_rtf = ceiling.rtf
         t = best.summary.timings
         rows.append(
             Row(
@@ -76,7 +75,7 @@ def throughput(address: str, audio: Path, portrait: Path, runs: int) -> list[Row
                 f"{rtf:.1f}x real time, {fps:.0f} fps ({best.duration:.2f} s in "
                 f"{best.total:.2f} s; server: decode {t.decode_seconds:.2f} s, inference "
                 f"{t.inference_seconds:.2f} s, encode {t.encode_seconds:.2f} s)",
-                f"encode-only ceiling {ceiling_rtf:.1f}x (median); per run/ceiling pair: "
+                f"encode-only ceiling {ceiling.rtf:.1f}x (median); per run/ceiling pair: "
                 f"median {100 * ratio:.0f}% of ceiling (range {100 * ratios[0]:.0f}-"
                 f"{100 * ratios[-1]:.0f}%)",
                 f">= {target:g}x, >= 60% of ceiling",
@@ -87,8 +86,7 @@ def throughput(address: str, audio: Path, portrait: Path, runs: int) -> list[Row
                 f"CPU seconds per run, {size} (mean of {runs}; 2 cores = 2 CPU-s per wall s)",
                 ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
                 f"encode-only ceiling: {ceiling.seconds:.2f} s (median, one process); "
-                "tritonserver's "
-                "own share is moving tensors (the model runs in the stubs)",
+                "tritonserver's own share is moving tensors (the model runs in the stubs)",
                 "",
             )
         )

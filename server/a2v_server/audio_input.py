@@ -212,33 +212,31 @@ def _merged(items: list) -> list:
     """``items`` with runs of consecutive AudioBlocks joined, up to MERGE_SAMPLES each."""
     out: list = []
     run: list[AudioBlock] = []
-
-    def flush() -> None:
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            out.append(
-                AudioBlock(
-                    np.concatenate([b.model_pcm for b in run]),
-                    np.concatenate([b.output_pcm for b in run], axis=1),
-                )
-            )
-        run.clear()
-
-    size = 0
     for item in items:
-        if not isinstance(item, AudioBlock):
-            flush()
+        block = isinstance(item, AudioBlock)
+        if run and (not block or _samples(run) + len(item.model_pcm) > MERGE_SAMPLES):
+            out.append(_joined(run))
+            run = []
+        if block:
+            run.append(item)
+        else:
             out.append(item)
-            continue
-        if run and size + len(item.model_pcm) > MERGE_SAMPLES:
-            flush()
-        if not run:
-            size = 0
-        run.append(item)
-        size += len(item.model_pcm)
-    flush()
+    if run:
+        out.append(_joined(run))
     return out
+
+
+def _samples(run: list[AudioBlock]) -> int:
+    return sum(len(b.model_pcm) for b in run)
+
+
+def _joined(run: list[AudioBlock]) -> AudioBlock:
+    if len(run) == 1:
+        return run[0]
+    return AudioBlock(
+        np.concatenate([b.model_pcm for b in run]),
+        np.concatenate([b.output_pcm for b in run], axis=1),
+    )
 
 
 async def _pcm(inputs, event, limits, settings, clock):

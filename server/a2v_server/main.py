@@ -211,10 +211,9 @@ def limit_malloc_arenas() -> int | None:
         return None  # glibc read it at start-up
     arenas = max(2, os.cpu_count() or 2)
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        if libc.mallopt(-8, arenas) != 1:  # M_ARENA_MAX
+        if ctypes.CDLL(None).mallopt(-8, arenas) != 1:  # M_ARENA_MAX, in this process's libc
             return None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+    except (OSError, AttributeError):  # no mallopt (macOS): nothing to do
         return None
     return arenas
 
