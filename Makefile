@@ -28,7 +28,7 @@ system-deps:
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng sox)
 
 demo: venv
-	$(BIN)/python -m a2v_server.demo
+	$(BIN)/python -m devstack.demo
 	@echo "out/demo.mp4 is ready"
 
 test: venv system-deps lint
@@ -62,8 +62,8 @@ proto:
 	  --grpc_python_out=client protos/a2v/v1/audio_to_video.proto
 
 lint: venv
-	$(BIN)/ruff check server client tests model_repository bench
-	$(BIN)/ruff format --check server client tests model_repository bench
+	$(BIN)/ruff check server client tests model_repository bench devstack
+	$(BIN)/ruff format --check server client tests model_repository bench devstack
 
 clean:
 	rm -rf $(VENV) $(TRITON_ENV) out .pytest_cache

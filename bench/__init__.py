@@ -1,6 +1,6 @@
 """a2v benchmarks: ``make bench`` (or ``python -m bench``) prints one table.
 
-The benchmark starts its own stack (``a2v_server.stack.LocalStack``: Triton plus the a2v server on
+The benchmark starts its own stack (``devstack.stack.LocalStack``: Triton plus the a2v server on
 free loopback ports), drives it from the client side like a user would, and stops it. Figures:
 
 * first media chunk for a file upload, from the client (config sent -> first chunk received) and

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from a2v_server.stack import LocalStack
+from devstack.stack import LocalStack
 
 from . import suite, triton_stats
 from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speech

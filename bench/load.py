@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2v_server.stack import LocalStack
+from devstack.stack import LocalStack
 
 from .inputs import machine, speech
 from .procmem import StackPids

@@ -2,7 +2,7 @@
 
 Makes its inputs on the spot (espeak-ng speech in five voices and languages with pauses and
 silence, a sox beat track, three portraits, a still video, speaker videos rendered by the
-service itself from other speech), starts its own stack (``a2v_server.stack.LocalStack`` on free
+service itself from other speech), starts its own stack (``devstack.stack.LocalStack`` on free
 loopback ports), renders every input through the running service with ``a2v_client.Client``,
 stops the stack, then measures the OUTPUT files from the outside (``bench.quality.metrics``):
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from a2v_client import Client
-from a2v_server.stack import LocalStack
+from devstack.stack import LocalStack
 
 from ..inputs import ROOT, audio_seconds, machine
 from ..table import Row

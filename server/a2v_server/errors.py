@@ -1,7 +1,7 @@
 """Domain errors of the a2v server.
 
 Every layer below the gRPC servicer raises these (never grpc types); the servicer maps them
-to status codes in one place (``a2v_server.service.abort_with``). An exception that is not an
+to status codes in one place (``a2v_server.transport.servicer.abort_with``). An exception that is not an
 ``A2VError`` reaching the servicer is a bug and is reported as INTERNAL.
 """
 

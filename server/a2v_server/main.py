@@ -18,15 +18,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .health import HealthWatcher
-from .inference import Backend, TritonBackend
-from .logging_setup import configure_logging
-from .metrics import ObservabilityInterceptor, start_metrics_server
-from .security import AuthInterceptor, bind
-from .service import SERVICE_NAME, AudioToVideoService, add_to_server
-from .settings import Settings
-from .telemetry import configure_tracing
-from .triton_process import TritonProcess
+from a2v_server.inference.triton import Backend, TritonBackend
+from a2v_server.inference.triton_process import TritonProcess
+from a2v_server.observability.logs import configure_logging
+from a2v_server.observability.metrics import ObservabilityInterceptor, start_metrics_server
+from a2v_server.observability.tracing import configure_tracing
+from a2v_server.settings import Settings
+from a2v_server.transport.health import HealthWatcher
+from a2v_server.transport.security import AuthInterceptor, bind
+from a2v_server.transport.servicer import SERVICE_NAME, AudioToVideoService, add_to_server
 
 log = logging.getLogger("a2v_server")
 

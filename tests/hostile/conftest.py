@@ -12,7 +12,7 @@ from media import ROOT
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import Client
-from a2v_server.stack import LocalStack
+from devstack.stack import LocalStack
 
 #: the server's idle timeout in this tier (seconds): the DEADLINE_EXCEEDED case waits this long
 IDLE_TIMEOUT = 3.0

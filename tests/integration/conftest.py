@@ -9,7 +9,7 @@ import pytest
 from media import ROOT, speech_wav
 
 from a2v_client import Client
-from a2v_server.stack import LocalStack
+from devstack.stack import LocalStack
 
 
 def pytest_collection_modifyitems(items):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import Client, GenerateOptions, file_audio
-from a2v_server.triton_process import free_port
+from a2v_server.inference.triton_process import free_port
 
 #: the installed console scripts (a2v, a2v-server)
 BIN = Path(sys.executable).parent

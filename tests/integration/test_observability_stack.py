@@ -18,9 +18,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
-from a2v_server.inference import TritonBackend
-from a2v_server.telemetry import configure_tracing
-from a2v_server.triton_process import TritonProcess
+from a2v_server.inference.triton import TritonBackend
+from a2v_server.inference.triton_process import TritonProcess
+from a2v_server.observability.tracing import configure_tracing
 
 
 class _Collector(http.server.ThreadingHTTPServer):

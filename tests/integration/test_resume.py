@@ -10,7 +10,7 @@ from media import PORTRAIT, SPEECH
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import Client, GenerateOptions, file_audio
-from a2v_server.triton_process import free_port
+from a2v_server.inference.triton_process import free_port
 
 
 class CuttableProxy:

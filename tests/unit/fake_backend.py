@@ -1,5 +1,5 @@
 """A stand-in for Triton, for the service tier only: a centred face, grey frames whose
-brightness follows the audio level. Same protocol as a2v_server.inference.TritonBackend."""
+brightness follows the audio level. Same protocol as a2v_server.inference.triton.TritonBackend."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import numpy as np
 
-from a2v_server.inference import Face, FrameBatch
+from a2v_server.inference.triton import Face, FrameBatch
 
 RATE = 16000
 

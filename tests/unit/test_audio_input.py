@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a2v_server.audio_input import MERGE_SAMPLES, audio_blocks
+from a2v_server.domain import EncodedAudioPiece, EndOfInput, GenerateSpec, PcmAudioPiece
 from a2v_server.errors import FailedPrecondition
 from a2v_server.media.audio import EncodedAudioDecoder
+from a2v_server.pipeline.audio_input import MERGE_SAMPLES, audio_blocks
+from a2v_server.pipeline.visual import StageClock
 from a2v_server.settings import Settings
-from a2v_server.spec import EncodedAudioPiece, EndOfInput, GenerateSpec, PcmAudioPiece
-from a2v_server.visual import StageClock
 
 SPEECH = Path(__file__).resolve().parents[2] / "samples" / "speech.ogg"  # Opus: 20 ms packets
 SPEC = GenerateSpec("talking_avatar", "", 0, 25.0, None, 512, None, "crop", "", 0.0, None)

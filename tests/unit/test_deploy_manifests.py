@@ -13,9 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from a2v_server.health import LIVENESS_SERVICE
-from a2v_server.service import SERVICE_NAME
 from a2v_server.settings import Settings
+from a2v_server.transport.health import LIVENESS_SERVICE
+from a2v_server.transport.servicer import SERVICE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

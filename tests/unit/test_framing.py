@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from a2v_server import framing
 from a2v_server.errors import InvalidInput
+from a2v_server.pipeline import framing
 
 
 @pytest.mark.parametrize(

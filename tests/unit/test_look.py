@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from a2v_server.look import FrameStyler, parse_prompt
+from a2v_server.pipeline.look import FrameStyler, parse_prompt
 
 
 @pytest.mark.parametrize(

@@ -22,12 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import A2VClientError, AsyncClient, Client, GenerateOptions, bytes_audio
-from a2v_server import inference
-from a2v_server.logging_setup import JsonFormatter
+from a2v_server.inference import triton as inference
 from a2v_server.main import create_server
-from a2v_server.metrics import start_metrics_server
+from a2v_server.observability.logs import JsonFormatter
+from a2v_server.observability.metrics import start_metrics_server
+from a2v_server.observability.tracing import configure_tracing
 from a2v_server.settings import Settings
-from a2v_server.telemetry import configure_tracing
 
 PROMPT = "a very private prompt"
 

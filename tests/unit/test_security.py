@@ -25,8 +25,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import A2VClientError, AsyncClient, GenerateOptions, TlsFiles
 from a2v_server.main import create_server, parse_args
-from a2v_server.security import KeyChecker, load_api_keys
 from a2v_server.settings import Settings
+from a2v_server.transport.security import KeyChecker, load_api_keys
 
 KEY = "k3y-for-tests-0123456789"
 OTHER_KEY = "another-key-abcdef"

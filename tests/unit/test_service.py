@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import A2VClientError, AsyncClient, GenerateOptions, bytes_audio, pcm_audio
 from a2v_server.main import create_server
+from a2v_server.observability.tracing import configure_tracing
 from a2v_server.settings import Settings
-from a2v_server.telemetry import configure_tracing
 
 SPANS = InMemorySpanExporter()
 configure_tracing(SimpleSpanProcessor(SPANS))

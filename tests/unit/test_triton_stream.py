@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from a2v_server.errors import A2VError
-from a2v_server.inference import TritonSequenceStream
+from a2v_server.inference.triton import TritonSequenceStream
 
 
 class _Result:

@@ -16,7 +16,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from ..errors import InvalidInput, ResourceExhausted
+from a2v_server.errors import InvalidInput, ResourceExhausted
 
 log = logging.getLogger(__name__)
 

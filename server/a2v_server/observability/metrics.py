@@ -25,7 +25,7 @@ from opentelemetry import context as otel_context
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
-from .telemetry import extract_context
+from a2v_server.observability.tracing import extract_context
 
 log = logging.getLogger(__name__)
 

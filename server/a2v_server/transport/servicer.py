@@ -22,14 +22,15 @@ from opentelemetry import trace
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
-
-from . import catalog, framing, spec
-from .errors import A2VError, FailedPrecondition, InvalidInput, NotFound
-from .inference import Backend, call_deadline
-from .logging_setup import request_id_var
-from .pipeline import Generation
-from .sessions import SessionStore
-from .settings import Settings
+from a2v_server import catalog
+from a2v_server import domain as spec
+from a2v_server.errors import A2VError, FailedPrecondition, InvalidInput, NotFound
+from a2v_server.inference.triton import Backend, call_deadline
+from a2v_server.observability.logs import request_id_var
+from a2v_server.pipeline import framing
+from a2v_server.pipeline.generation import Generation
+from a2v_server.settings import Settings
+from a2v_server.transport.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("a2v_server")

@@ -22,9 +22,15 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from .errors import A2VError, DeadlineExceeded, InvalidInput, ResourceExhausted, Unavailable
-from .metrics import TRITON_SECONDS
-from .telemetry import trace_headers
+from a2v_server.errors import (
+    A2VError,
+    DeadlineExceeded,
+    InvalidInput,
+    ResourceExhausted,
+    Unavailable,
+)
+from a2v_server.observability.metrics import TRITON_SECONDS
+from a2v_server.observability.tracing import trace_headers
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-from .errors import A2VError, NotFound, without_traceback
-from .spec import Chunk, OutputEvent
+from a2v_server.domain import Chunk, OutputEvent
+from a2v_server.errors import A2VError, NotFound, without_traceback
 
 log = logging.getLogger(__name__)
 

@@ -24,23 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from opentelemetry import trace
 
-from .audio_input import audio_blocks
-from .catalog import InputKind, ModelSpec
-from .errors import (
-    A2VError,
-    DeadlineExceeded,
-    InvalidInput,
-    ResourceExhausted,
-    Unavailable,
-    without_traceback,
-)
-from .inference import Backend, FrameBatch, ModelStream
-from .look import FrameStyler, parse_prompt
-from .media.audio import OUTPUT_RATE
-from .media.encoder import FragmentedMp4Encoder
-from .media.video import source_index
-from .settings import Settings
-from .spec import (
+from a2v_server.catalog import InputKind, ModelSpec
+from a2v_server.domain import (
     Accepted,
     Chunk,
     GenerateSpec,
@@ -52,7 +37,28 @@ from .spec import (
     TimelineFrame,
     Timings,
 )
-from .visual import StageClock, Visual, prepare_portrait, prepare_video, read_visual
+from a2v_server.errors import (
+    A2VError,
+    DeadlineExceeded,
+    InvalidInput,
+    ResourceExhausted,
+    Unavailable,
+    without_traceback,
+)
+from a2v_server.inference.triton import Backend, FrameBatch, ModelStream
+from a2v_server.media.audio import OUTPUT_RATE
+from a2v_server.media.encoder import FragmentedMp4Encoder
+from a2v_server.media.video import source_index
+from a2v_server.pipeline.audio_input import audio_blocks
+from a2v_server.pipeline.look import FrameStyler, parse_prompt
+from a2v_server.pipeline.visual import (
+    StageClock,
+    Visual,
+    prepare_portrait,
+    prepare_video,
+    read_visual,
+)
+from a2v_server.settings import Settings
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("a2v_server")

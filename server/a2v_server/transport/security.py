@@ -22,7 +22,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from .settings import Settings
+from a2v_server.settings import Settings
 
 log = logging.getLogger(__name__)
 

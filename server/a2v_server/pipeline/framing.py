@@ -12,7 +12,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-from .errors import InvalidInput
+from a2v_server.errors import InvalidInput
 
 ASPECTS: dict[str, Fraction] = {
     "1:1": Fraction(1, 1),

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from a2v_client import cli
-
-from .stack import LocalStack
+from devstack.stack import LocalStack
 
 
 def main() -> int:

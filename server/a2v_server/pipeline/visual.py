@@ -16,14 +16,14 @@ import cv2
 import numpy as np
 from opentelemetry import trace
 
-from . import framing
-from .catalog import InputKind, ModelSpec
-from .errors import InvalidInput, ResourceExhausted
-from .inference import Backend, Face
-from .media.image import decode_image
-from .media.video import FrameStore, VideoUpload
-from .settings import Settings
-from .spec import GenerateSpec, ImagePiece, InputEvent, VideoPiece
+from a2v_server.catalog import InputKind, ModelSpec
+from a2v_server.domain import GenerateSpec, ImagePiece, InputEvent, VideoPiece
+from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.inference.triton import Backend, Face
+from a2v_server.media.image import decode_image
+from a2v_server.media.video import FrameStore, VideoUpload
+from a2v_server.pipeline import framing
+from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")
 

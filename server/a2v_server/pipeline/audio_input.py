@@ -18,10 +18,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 from opentelemetry import trace
 
-from .errors import FailedPrecondition, InvalidInput, ResourceExhausted
-from .media.audio import MODEL_RATE, AudioBlock, EncodedAudioDecoder, PcmDecoder
-from .settings import Settings
-from .spec import (
+from a2v_server.domain import (
     EncodedAudioPiece,
     EndOfInput,
     GenerateSpec,
@@ -30,7 +27,10 @@ from .spec import (
     PcmAudioPiece,
     VideoPiece,
 )
-from .visual import StageClock
+from a2v_server.errors import FailedPrecondition, InvalidInput, ResourceExhausted
+from a2v_server.media.audio import MODEL_RATE, AudioBlock, EncodedAudioDecoder, PcmDecoder
+from a2v_server.pipeline.visual import StageClock
+from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")
 

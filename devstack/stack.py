@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .triton_process import TritonProcess, free_port
+from a2v_server.inference.triton_process import TritonProcess, free_port
 
 log = logging.getLogger(__name__)
 
