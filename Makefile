@@ -64,6 +64,7 @@ proto:
 lint: venv
 	$(BIN)/ruff check server client tests model_repository bench devstack
 	$(BIN)/ruff format --check server client tests model_repository bench devstack
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(TRITON_ENV) out .pytest_cache
