@@ -17,8 +17,9 @@ USER triton-server
 EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
   CMD curl -fs localhost:8000/v2/health/ready || exit 1
-CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit", \
-     "--load-model=face_landmarks", "--load-model=talking_avatar"]
+# Every model of the repository: its folders are exactly the catalog's Triton models
+# (server/a2v_server/catalog.py TRITON_MODELS; tests/deploy/test_deploy_manifests.py checks).
+CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=none"]
 
 # --- server: build a wheel, then install it into a slim runtime ------------------------------
 FROM python:3.11-slim AS build

@@ -1,9 +1,21 @@
-"""The models a2v offers, and the Triton models behind each."""
+"""The models a2v offers, and the Triton models behind each.
+
+The one list of Triton model names: the launcher (``TRITON_MODELS``), the container command
+(the Dockerfile loads every model of ``model_repository/``, a test checks that they agree),
+health and the servicer follow it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+#: Triton model: face box and 68 landmarks of a still image (dlib)
+FACE_MODEL = "face_landmarks"
+#: Triton model: renders a talking head from audio and a portrait
+AVATAR_MODEL = "talking_avatar"
+#: Triton model: re-animates the mouth of a speaker video to new audio
+LIPSYNC_MODEL = "lipsync"
 
 
 class InputKind(Enum):
@@ -23,6 +35,12 @@ class ModelSpec:
     accepts_prompt: bool
     #: Triton models this one needs loaded and ready
     triton_models: tuple[str, ...]
+    #: the Triton model (one of ``triton_models``) that renders the frames
+    renderer: str
+
+    def __post_init__(self) -> None:
+        if self.renderer not in self.triton_models:
+            raise ValueError(f"{self.name}: renderer {self.renderer!r} is not in triton_models")
 
 
 TALKING_AVATAR = ModelSpec(
@@ -35,7 +53,8 @@ TALKING_AVATAR = ModelSpec(
     native_fps=25.0,
     presets=(480, 720, 1080),
     accepts_prompt=True,  # camera, look and delivery words (look.py)
-    triton_models=("face_landmarks", "talking_avatar"),
+    triton_models=(FACE_MODEL, AVATAR_MODEL),
+    renderer=AVATAR_MODEL,
 )
 
 LIPSYNC = ModelSpec(
@@ -48,8 +67,15 @@ LIPSYNC = ModelSpec(
     native_fps=0.0,  # the source video's rate
     presets=(480, 720, 1080),
     accepts_prompt=True,  # camera and look words (look.py)
-    triton_models=("face_landmarks", "lipsync"),
+    triton_models=(FACE_MODEL, LIPSYNC_MODEL),
+    renderer=LIPSYNC_MODEL,
 )
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (TALKING_AVATAR, LIPSYNC)}
 DEFAULT_MODEL = TALKING_AVATAR.name
+
+#: every Triton model an offered model needs, each once, in the order they are first named;
+#: what the launcher loads, what health waits for, exactly the folders of model_repository/
+TRITON_MODELS: tuple[str, ...] = tuple(
+    dict.fromkeys(m for spec in MODELS.values() for m in spec.triton_models)
+)

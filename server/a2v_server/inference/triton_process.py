@@ -23,9 +23,12 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
+from a2v_server.catalog import TRITON_MODELS
+
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = ("face_landmarks", "talking_avatar", "lipsync")
+#: the catalog's Triton models, all of them (the one list of names)
+DEFAULT_MODELS = TRITON_MODELS
 
 
 class TritonStartError(RuntimeError):

@@ -1,11 +1,14 @@
-"""deploy/ and docker-compose.yml, checked offline: every Kubernetes document against the
-schemas bundled in kubernetes-validate (strict: unknown fields fail), kustomizations against
-the files they name (the GPU overlay patch merged in here and validated as a whole), and the
-settings the manifests rely on against the server's own."""
+"""deploy/, docker-compose.yml and the Dockerfile, checked offline: every Kubernetes document
+against the schemas bundled in kubernetes-validate (strict: unknown fields fail),
+kustomizations against the files they name (the GPU overlay patch merged in here and
+validated as a whole), the settings the manifests rely on against the server's own, and the
+Triton models every container command loads against the catalog's."""
 
 from __future__ import annotations
 
 import copy
+import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from a2v_server.catalog import MODELS, TRITON_MODELS
+from a2v_server.inference.triton_process import TritonProcess
 from a2v_server.settings import Settings
 from a2v_server.transport.health import LIVENESS_SERVICE
 from a2v_server.transport.servicer import SERVICE_NAME
@@ -201,3 +206,155 @@ def test_docker_compose_has_the_three_services():
     config = services["otel-collector"]["volumes"][0].split(":")[0]
     collector = yaml.safe_load((ROOT / config).read_text())
     assert "otlp" in collector["service"]["pipelines"]["traces"]["receivers"]
+
+
+# --- the Triton models a container loads: exactly the catalog's ------------------------------
+
+TRITON_IMAGE = "a2v-triton"
+REPOSITORY = ROOT / "model_repository"
+
+
+def _dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per logical line: continuations joined, comments dropped."""
+    logical, pending = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):  # a comment inside a continued instruction
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    out = []
+    for line in logical:
+        instruction, _, args = line.partition(" ")
+        out.append((instruction.upper(), args.strip()))
+    return out
+
+
+def _stage(text: str, name: str) -> list[tuple[str, str]]:
+    stage: list[tuple[str, str]] | None = None
+    found: list[tuple[str, str]] | None = None
+    for instruction, args in _dockerfile_instructions(text):
+        if instruction == "FROM":
+            stage = [] if args.lower().split()[-1] == name and " as " in args.lower() else None
+            if stage is not None:
+                found = stage
+        elif stage is not None:
+            stage.append((instruction, args))
+    assert found is not None, f"no stage {name!r} in the Dockerfile"
+    return found
+
+
+def _argv(form: str) -> list[str]:
+    """An exec-form (JSON) or shell-form command."""
+    return json.loads(form) if form.startswith("[") else shlex.split(form)
+
+
+def _triton_stage_command(text: str) -> tuple[list[str], dict[str, Path]]:
+    """The triton target's CMD, and where its COPY instructions put local folders."""
+    stage = _stage(text, "triton")
+    commands = [args for instruction, args in stage if instruction == "CMD"]
+    assert commands, "the triton target has no CMD"
+    copies = {}
+    for instruction, args in stage:
+        if instruction == "COPY" and not args.startswith("--"):
+            *sources, target = _argv(args)
+            for source in sources:
+                copies[target.rstrip("/")] = ROOT / source
+    return _argv(commands[-1]), copies  # the last CMD wins
+
+
+def _option(argv: list[str], name: str) -> list[str]:
+    values = []
+    for i, arg in enumerate(argv):
+        if arg.startswith(name + "="):
+            values.append(arg.split("=", 1)[1])
+        elif arg == name and i + 1 < len(argv):
+            values.append(argv[i + 1])
+    return values
+
+
+def _repository_models(repository: Path) -> set[str]:
+    """What Triton takes for models in a repository: every folder in it."""
+    return {p.name for p in repository.iterdir() if p.is_dir()}
+
+
+def _loaded_models(argv: list[str], copies: dict[str, Path]) -> set[str]:
+    """The models a tritonserver command line loads at start-up."""
+    assert Path(argv[0]).name == "tritonserver", argv
+    (repository,) = _option(argv, "--model-repository") or _option(argv, "--model-store")
+    local = copies.get(repository.rstrip("/"))
+    assert local is not None, f"{repository} is not copied into the image"
+    mode = (_option(argv, "--model-control-mode") or ["none"])[-1]
+    if mode in ("none", "poll"):
+        assert not _option(argv, "--load-model"), "--load-model needs explicit mode"
+        return _repository_models(local)
+    assert mode == "explicit", mode
+    named = set(_option(argv, "--load-model"))
+    return _repository_models(local) if "*" in named else named
+
+
+def _triton_commands() -> list[tuple[str, list[str]]]:
+    """Every command that starts the Triton image: the image's CMD wherever a deployment
+    leaves it alone, its own command where it sets one."""
+    image_cmd, _ = _triton_stage_command((ROOT / "Dockerfile").read_text())
+    found = [("Dockerfile", image_cmd)]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        if service.get("build", {}).get("target") == "triton" or str(
+            service.get("image", "")
+        ).startswith(TRITON_IMAGE):
+            command = service.get("command")
+            if command is None:
+                argv = image_cmd
+            else:
+                argv = _argv(command) if isinstance(command, str) else list(map(str, command))
+            found.append((f"docker-compose.yml:{name}", argv))
+    for overlay in ("base", "overlays/gpu"):
+        for doc in _kustomize(K8S / overlay):
+            if doc["kind"] != "Deployment":
+                continue
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                if not container["image"].startswith(TRITON_IMAGE):
+                    continue
+                # the image's ENTRYPOINT (NVIDIA's) runs command + args, or the CMD
+                argv = container.get("command", []) + container.get("args", [])
+                found.append((f"k8s/{overlay}:{container['name']}", argv or image_cmd))
+    return found
+
+
+def test_the_repository_holds_exactly_the_catalogs_triton_models():
+    assert _repository_models(REPOSITORY) == set(TRITON_MODELS)
+    assert len(set(TRITON_MODELS)) == len(TRITON_MODELS)
+    for spec in MODELS.values():
+        assert spec.renderer in spec.triton_models
+        config = (REPOSITORY / spec.renderer / "config.pbtxt").read_text()
+        assert "decoupled: true" in config  # the renderer streams frames as they render
+
+
+_TRITON_COMMANDS = _triton_commands()
+
+
+@pytest.mark.parametrize(
+    ("where", "argv"), _TRITON_COMMANDS, ids=[where for where, _ in _TRITON_COMMANDS]
+)
+def test_every_triton_container_loads_exactly_the_catalogs_models(where, argv):
+    _, copies = _triton_stage_command((ROOT / "Dockerfile").read_text())
+    assert _loaded_models(argv, copies) == set(TRITON_MODELS), where
+
+
+def test_the_triton_command_is_found_in_every_deployment():
+    places = [where for where, _ in _TRITON_COMMANDS]
+    assert places[0] == "Dockerfile"
+    assert any(p.startswith("docker-compose.yml:") for p in places)
+    assert any(p.startswith("k8s/base:") for p in places)
+    assert any(p.startswith("k8s/overlays/gpu:") for p in places)
+
+
+def test_the_launcher_loads_the_catalogs_models():
+    triton = TritonProcess(REPOSITORY, ROOT / ".venv-triton")
+    assert triton.models == TRITON_MODELS
