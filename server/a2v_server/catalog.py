@@ -79,3 +79,6 @@ DEFAULT_MODEL = TALKING_AVATAR.name
 TRITON_MODELS: tuple[str, ...] = tuple(
     dict.fromkeys(m for spec in MODELS.values() for m in spec.triton_models)
 )
+
+#: the audio every Triton model takes: mono float32 at this rate (the server resamples to it)
+MODEL_SAMPLE_RATE = 16000

@@ -7,7 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .media.fmp4 import Segment
+from a2v_server.media.fmp4 import Segment
+
+#: output frame rates the service renders; lipsync keeps its source's rate, within the same range
+MIN_FPS, MAX_FPS = 1, 60
+DEFAULT_FPS = 25.0
+#: expression and head-motion scales multiply the model's own motion (1 = as it is)
+MAX_MOTION_SCALE = 2.0
+#: blinks per minute
+MAX_BLINK_RATE = 60.0
+#: upper bound of each optional animation setting (all start at 0)
+ANIMATION_RANGES = {
+    "expression_scale": MAX_MOTION_SCALE,
+    "head_motion_scale": MAX_MOTION_SCALE,
+    "blink_rate": MAX_BLINK_RATE,
+}
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,16 @@
 """Domain errors of the a2v server.
 
-Every layer below the gRPC servicer raises these (never grpc types); the servicer maps them
-to status codes in one place (``a2v_server.transport.servicer.abort_with``). An exception that is not an
-``A2VError`` reaching the servicer is a bug and is reported as INTERNAL.
+Every layer below the gRPC servicer raises these (never grpc types); the transport maps them
+to status codes in one place (``a2v_server.transport.status.abort_with``). An exception that is
+not an ``A2VError`` reaching the servicer is a bug and is reported as INTERNAL.
 """
 
 from __future__ import annotations
 
 
 class A2VError(Exception):
-    """Base class: ``message`` is shown to the caller and must say what to fix."""
+    """Base class (not raised itself): ``message`` is shown to the caller and must say what
+    to fix."""
 
     #: name of the grpc.StatusCode member this error maps to
     status_name = "INTERNAL"
@@ -57,6 +58,23 @@ class DeadlineExceeded(A2VError):
     status_name = "DEADLINE_EXCEEDED"
 
 
+class OutOfRange(A2VError):
+    """A position the caller asked for is outside what exists."""
+
+    status_name = "OUT_OF_RANGE"
+
+
+class ResumeTooLate(OutOfRange):
+    """The chunks after the client's last one are no longer retained."""
+
+
+class ModelFault(A2VError):
+    """The model broke its own contract (skipped or repeated frames, failed internally): a bug
+    on the model's side, reported as INTERNAL with what went wrong."""
+
+    status_name = "INTERNAL"
+
+
 def without_traceback(exc: BaseException) -> BaseException:
     """``exc`` with the tracebacks of it and its causes dropped, for keeping past its handler.
 
@@ -64,14 +82,30 @@ def without_traceback(exc: BaseException) -> BaseException:
     object that keeps it: a reference cycle, which holds a whole finished generation (its
     buffers, and the threads of its codecs) until the garbage collector's next full pass.
     """
-    pending, seen = [exc], set()
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
     while pending:
         e = pending.pop()
-        if e is None or id(e) in seen:
+        if id(e) in seen:
             continue
         seen.add(id(e))
         e.__traceback__ = None
-        pending += [e.__cause__, e.__context__]
+        pending += [c for c in (e.__cause__, e.__context__) if c is not None]
         if isinstance(e, BaseExceptionGroup):
             pending += list(e.exceptions)
     return exc
+
+
+def root_cause(group: BaseExceptionGroup) -> BaseException:
+    """The error that ended a task group: a domain error before the cancellations it caused."""
+    flat: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            flat.append(e)
+
+    walk(group)
+    return next((e for e in flat if isinstance(e, A2VError)), flat[0])

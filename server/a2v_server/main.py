@@ -18,7 +18,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from a2v_server.inference.triton import Backend, TritonBackend
+from a2v_server.inference.backend import Backend
+from a2v_server.inference.triton import TritonBackend
 from a2v_server.inference.triton_process import TritonProcess
 from a2v_server.observability.logs import configure_logging
 from a2v_server.observability.metrics import ObservabilityInterceptor, start_metrics_server

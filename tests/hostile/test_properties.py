@@ -25,7 +25,7 @@ from a2v_server.media.audio import OUTPUT_RATE, EncodedAudioDecoder, PcmDecoder
 from a2v_server.media.image import decode_image
 from a2v_server.media.video import VideoUpload, detect_video_format
 from a2v_server.pipeline import framing
-from a2v_server.transport.servicer import spec_from_config
+from a2v_server.transport.convert import spec_from_config
 
 settings.register_profile(
     "hostile",

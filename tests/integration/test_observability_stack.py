@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
+from a2v_server.inference.backend import AvatarOptions
 from a2v_server.inference.triton import TritonBackend
 from a2v_server.inference.triton_process import TritonProcess
 from a2v_server.observability.tracing import configure_tracing
@@ -90,7 +91,9 @@ async def test_triton_spans_join_the_server_trace(collector, tmp_path):
             # context were not sent at all, none would.
             render_spans = []
             for _ in range(STREAMS):
-                stream = await backend.open_avatar(portrait, face.landmarks, 25.0)
+                stream = await backend.open_avatar(
+                    portrait, face.landmarks, AvatarOptions(fps=25.0, seed=1)
+                )
                 with _tracer().start_as_current_span("render") as render_span:
                     await stream.send_audio(np.zeros(3200, np.float32), last=True)
                     frames = sum([len(b.frames) async for b in stream.batches()])

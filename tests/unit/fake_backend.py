@@ -1,5 +1,5 @@
 """A stand-in for Triton, for the service tier only: a centred face, grey frames whose
-brightness follows the audio level. Same protocol as a2v_server.inference.triton.TritonBackend."""
+brightness follows the audio level. Same protocol as a2v_server.inference.backend.Backend."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import numpy as np
 
-from a2v_server.inference.triton import Face, FrameBatch
+from a2v_server.inference.backend import Face, FrameBatch
 
 RATE = 16000
 
@@ -69,13 +69,13 @@ class FakeBackend:
         marks = np.tile(np.array([[w / 2, h / 2]], np.float32), (68, 1))
         return [Face(box, 1.0, marks)]
 
-    async def open_avatar(self, portrait, landmarks, fps, options=None):
-        avatar = FakeAvatar(portrait, fps)
+    async def open_avatar(self, portrait, landmarks, options):
+        avatar = FakeAvatar(portrait, options.fps)
         self.avatars.append(avatar)
         return avatar
 
-    async def open_lipsync(self, fps, face_index, face_box):
-        avatar = FakeAvatar(None, fps)
+    async def open_lipsync(self, options):
+        avatar = FakeAvatar(None, options.fps)
         self.avatars.append(avatar)
         return avatar
 

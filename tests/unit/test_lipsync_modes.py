@@ -12,7 +12,7 @@ from fake_backend import FakeBackend
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import AsyncClient, GenerateOptions, pcm_audio
 from a2v_server.main import create_server
-from a2v_server.media.video import source_index
+from a2v_server.pipeline.model_feed import source_index
 from a2v_server.settings import Settings
 
 FPS = 10

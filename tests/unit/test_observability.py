@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import A2VClientError, AsyncClient, Client, GenerateOptions, bytes_audio
-from a2v_server.inference import triton as inference
+from a2v_server.inference.sequence import TritonSequenceStream
+from a2v_server.inference.triton import TritonBackend
 from a2v_server.main import create_server
 from a2v_server.observability.logs import JsonFormatter
 from a2v_server.observability.metrics import start_metrics_server
@@ -171,14 +172,12 @@ class _FakeTritonClient:
 
 
 async def test_traceparent_reaches_the_tritonclient_calls():
-    backend = inference.TritonBackend("127.0.0.1:1")
+    backend = TritonBackend("127.0.0.1:1")
     await backend._client.close()
     fake = backend._client = _FakeTritonClient()
     with trace.get_tracer("test").start_as_current_span("render") as span:
         await backend.analyze_faces(np.zeros((8, 8, 3), np.uint8))
-        stream = inference.TritonSequenceStream(
-            fake, "talking_avatar", {"FPS": np.array([25.0], np.float32)}
-        )
+        stream = TritonSequenceStream(fake, "talking_avatar", {"FPS": np.array([25.0], np.float32)})
         await stream.send_audio(np.zeros(640, np.float32), last=True)
         _ = [b async for b in stream.batches()]
     ids = span.get_span_context()

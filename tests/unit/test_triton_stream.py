@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from a2v_server.errors import A2VError
-from a2v_server.inference.triton import TritonSequenceStream
+from a2v_server.inference.sequence import TritonSequenceStream
 
 
 class _Result:
@@ -83,4 +83,4 @@ async def test_requests_without_frames_are_not_remembered_forever():
     for last in (False, False, False, False, True):
         await stream.send_audio(np.zeros(1280, np.float32), last=last)
     assert [b.first_index async for b in stream.batches()] == [0, 2]
-    assert stream._sent_at == {}
+    assert len(stream._sent_at) == 0

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from a2v_server.catalog import MODEL_SAMPLE_RATE as MODEL_RATE
 from a2v_server.errors import InvalidInput, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
-MODEL_RATE = 16000
 OUTPUT_RATE = 48000
 #: sample rates accepted in audio files
 MIN_INPUT_RATE, MAX_INPUT_RATE = 8000, 384000

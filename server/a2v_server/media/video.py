@@ -16,12 +16,12 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from a2v_server.domain import MAX_FPS, MIN_FPS
 from a2v_server.errors import InvalidInput, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_VIDEO_FORMATS = "MP4, MOV or WebM/Matroska"
-MAX_FPS = 60
 
 
 def detect_video_format(head: bytes) -> str:
@@ -115,9 +115,10 @@ class VideoUpload:
 def _frame_rate(stream) -> Fraction:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
     rate = Fraction(rate).limit_denominator(1001)
-    if not 1 <= rate <= MAX_FPS:
+    if not MIN_FPS <= rate <= MAX_FPS:
         raise InvalidInput(
-            f"the video's frame rate {float(rate):.3g} is outside 1..{MAX_FPS} fps", field="video"
+            f"the video's frame rate {float(rate):.3g} is outside {MIN_FPS}..{MAX_FPS} fps",
+            field="video",
         )
     return rate
 
@@ -190,24 +191,3 @@ class FrameStore:
     def close(self) -> None:
         self._map = None
         self._file.close()
-
-
-def source_index(i: int, n_src: int, mode: str, n_out: int | None = None) -> int:
-    """Which source frame output frame ``i`` shows, for a lipsync sync mode.
-
-    bounce: forward then backward (no jump); loop: wrap around; cut_off / silence: play once,
-    holding the last frame after the end; remap: stretch the source over ``n_out`` frames.
-    """
-    if n_src <= 1:
-        return 0
-    if mode == "loop":
-        return i % n_src
-    if mode == "bounce":
-        period = 2 * n_src - 2
-        k = i % period
-        return k if k < n_src else period - k
-    if mode == "remap":
-        if not n_out or n_out <= 1:
-            return 0
-        return min(n_src - 1, round(i * (n_src - 1) / (n_out - 1)))
-    return min(i, n_src - 1)  # cut_off, silence

@@ -29,7 +29,7 @@ from a2v_server.domain import (
 )
 from a2v_server.errors import FailedPrecondition, InvalidInput, ResourceExhausted
 from a2v_server.media.audio import MODEL_RATE, AudioBlock, EncodedAudioDecoder, PcmDecoder
-from a2v_server.pipeline.visual import StageClock
+from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from a2v_server.domain import MAX_MOTION_SCALE
+
 #: phrase -> (kind, value). Longer phrases are matched first.
 VOCABULARY: dict[str, tuple[str, str]] = {
     "static": ("camera", "static"), "locked off": ("camera", "static"),
@@ -59,6 +61,15 @@ class Steering:
     @property
     def changes_frames(self) -> bool:
         return self.camera != "static" or bool(self.looks)
+
+    def scaled(self, motion_scale: float | None) -> float | None:
+        """A motion scale times the delivery factor (None, the model's default, stays None
+        when the prompt asks for no change)."""
+        if self.delivery == 1.0:
+            return motion_scale
+        return min(
+            MAX_MOTION_SCALE, (1.0 if motion_scale is None else motion_scale) * self.delivery
+        )
 
 
 def parse_prompt(prompt: str) -> Steering:

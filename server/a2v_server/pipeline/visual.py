@@ -19,10 +19,11 @@ from opentelemetry import trace
 from a2v_server.catalog import InputKind, ModelSpec
 from a2v_server.domain import GenerateSpec, ImagePiece, InputEvent, VideoPiece
 from a2v_server.errors import InvalidInput, ResourceExhausted
-from a2v_server.inference.triton import Backend, Face
+from a2v_server.inference.backend import Backend, Face
 from a2v_server.media.image import decode_image
 from a2v_server.media.video import FrameStore, VideoUpload
 from a2v_server.pipeline import framing
+from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")
@@ -36,15 +37,6 @@ PROBE_FRAMES = 30
 PROBE_EVERY = 3
 #: the face models refuse smaller pictures
 MIN_PICTURE_SIDE = 16
-
-
-@dataclass
-class StageClock:
-    """Seconds spent per stage (reported in the Summary)."""
-
-    decode: float = 0.0
-    inference: float = 0.0
-    encode: float = 0.0
 
 
 @dataclass

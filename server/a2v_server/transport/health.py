@@ -8,7 +8,7 @@ import logging
 from grpc_health.v1 import health, health_pb2
 
 from a2v_server.catalog import MODELS
-from a2v_server.inference.triton import Backend
+from a2v_server.inference.backend import Backend
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,9 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from a2v_server.domain import Chunk, OutputEvent
-from a2v_server.errors import A2VError, NotFound, without_traceback
+from a2v_server.errors import A2VError, NotFound, ResumeTooLate, without_traceback
 
 log = logging.getLogger(__name__)
-
-
-class ResumeTooLate(A2VError):
-    """The chunks after the client's last one are no longer retained."""
-
-    status_name = "OUT_OF_RANGE"
 
 
 def _size(event: OutputEvent) -> int:

@@ -1,0 +1,54 @@
+"""Model output -> what the encoder and the client get: full frames, and timeline events."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from a2v_server.domain import Timeline, TimelineFrame
+from a2v_server.inference.backend import FrameBatch
+from a2v_server.media.encoder import FragmentedMp4Encoder
+from a2v_server.media.fmp4 import Segment
+from a2v_server.pipeline.look import FrameStyler
+
+
+def encode_batch(
+    encoder: FragmentedMp4Encoder,
+    batch: FrameBatch,
+    styler: FrameStyler | None,
+    canvas: np.ndarray | None,
+) -> list[Segment]:
+    """Encode a batch of model frames (runs in the encoder's thread)."""
+    segments = []
+    for k, frame in enumerate(batch.frames):
+        changed = None
+        if batch.region is not None and canvas is not None:
+            x0, y0, x1, y1 = batch.region  # the model sent only the part that changes
+            canvas[y0:y1, x0:x1] = frame  # safe to reuse: the encoder copies each frame
+            frame = canvas
+            changed = batch.region  # ... and the encoder converts only that part
+        if styler is not None:
+            frame = styler.apply(batch.first_index + k, frame)
+            changed = None  # looks and camera moves change every pixel
+        segments.extend(encoder.add_video(frame, changed))
+    return segments
+
+
+def timeline(batch: FrameBatch, fps: float) -> Timeline:
+    """The per-frame animation data of a batch (sent when the caller asked for it)."""
+    frames = []
+    for k in range(len(batch.frames)):
+        index = batch.first_index + k
+        yaw, pitch, roll = (
+            (float(v) for v in batch.head_pose[k]) if batch.head_pose is not None else (0, 0, 0)
+        )
+        frames.append(
+            TimelineFrame(
+                index=index,
+                time_seconds=index / fps,
+                mouth_open=float(batch.mouth_open[k]),
+                viseme=int(batch.viseme[k]) if batch.viseme is not None else 0,
+                head_pose=(float(yaw), float(pitch), float(roll)),
+                blink=float(batch.blink[k]) if batch.blink is not None else 0.0,
+            )
+        )
+    return Timeline(tuple(frames))
