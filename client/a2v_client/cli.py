@@ -14,15 +14,12 @@ from google.protobuf.json_format import MessageToDict
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
-from .client import (
-    DEFAULT_ADDRESS,
-    A2VClientError,
-    Client,
-    GenerateOptions,
-    file_audio,
-    realtime_file_audio,
-)
+from ._base import DEFAULT_ADDRESS
+from .client import Client
 from .connection import TlsFiles
+from .errors import A2VClientError
+from .options import GenerateOptions
+from .sources import file_audio, realtime_file_audio
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -171,7 +168,7 @@ def _generate(client: Client, args: argparse.Namespace) -> int:
     # Write next to the target and rename at the end: a failed run never leaves a short
     # file under the requested name.
     partial = None if to_stdout else Path(args.output + ".partial")
-    out: BinaryIO = sys.stdout.buffer if to_stdout else open(partial, "wb")  # type: ignore[arg-type]  # noqa: SIM115
+    out: BinaryIO = sys.stdout.buffer if partial is None else open(partial, "wb")  # noqa: SIM115
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     summary = None
     try:

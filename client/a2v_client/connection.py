@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from . import tracing
+from .interceptors import MetadataInterceptor, add_metadata, aio_metadata_interceptors
 
 
 @dataclass(frozen=True)
@@ -56,64 +58,7 @@ def api_key_from_env() -> str | None:
 
 
 def _with_key(details: Any, key: str) -> Any:
-    metadata = list(details.metadata or ())
-    metadata.append(("authorization", f"Bearer {key}"))
-    return details._replace(metadata=metadata)
-
-
-class _KeyInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    def __init__(self, key: str) -> None:
-        self._key = key
-
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(_with_key(details, self._key), request)
-
-    def intercept_unary_stream(self, continuation, details, request):
-        return continuation(_with_key(details, self._key), request)
-
-    def intercept_stream_unary(self, continuation, details, request_iterator):
-        return continuation(_with_key(details, self._key), request_iterator)
-
-    def intercept_stream_stream(self, continuation, details, request_iterator):
-        return continuation(_with_key(details, self._key), request_iterator)
-
-
-# grpc.aio files an interceptor under the first kind it implements only: one class per kind.
-class _AioUnaryUnaryKey(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, key: str) -> None:
-        self._key = key
-
-    async def intercept_unary_unary(self, continuation, details, request):
-        return await continuation(_with_key(details, self._key), request)
-
-
-class _AioUnaryStreamKey(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, key: str) -> None:
-        self._key = key
-
-    async def intercept_unary_stream(self, continuation, details, request):
-        return await continuation(_with_key(details, self._key), request)
-
-
-class _AioStreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, key: str) -> None:
-        self._key = key
-
-    async def intercept_stream_unary(self, continuation, details, request_iterator):
-        return await continuation(_with_key(details, self._key), request_iterator)
-
-
-class _AioStreamStreamKey(grpc.aio.StreamStreamClientInterceptor):
-    def __init__(self, key: str) -> None:
-        self._key = key
-
-    async def intercept_stream_stream(self, continuation, details, request_iterator):
-        return await continuation(_with_key(details, self._key), request_iterator)
+    return add_metadata(details, [("authorization", f"Bearer {key}")])
 
 
 def open_channel(
@@ -129,7 +74,9 @@ def open_channel(
     else:
         channel = grpc.secure_channel(address, tls.credentials(), options=options)
     if api_key:
-        channel = grpc.intercept_channel(channel, _KeyInterceptor(api_key))
+        channel = grpc.intercept_channel(
+            channel, MetadataInterceptor(partial(_with_key, key=api_key))
+        )
     # the caller's trace context, when OpenTelemetry is installed (optional)
     if tracing.available():
         channel = grpc.intercept_channel(channel, tracing.TraceInterceptor())
@@ -144,20 +91,14 @@ def open_aio_channel(
     tls: TlsFiles | None = None,
 ) -> grpc.aio.Channel:
     """The asyncio counterpart of ``open_channel``."""
-    interceptors = None
+    interceptors: list[grpc.aio.ClientInterceptor] = []
     if api_key:
-        interceptors = [
-            kind(api_key)
-            for kind in (
-                _AioUnaryUnaryKey,
-                _AioUnaryStreamKey,
-                _AioStreamUnaryKey,
-                _AioStreamStreamKey,
-            )
-        ]
-    interceptors = [*(interceptors or []), *tracing.aio_interceptors()] or None
+        interceptors += aio_metadata_interceptors(partial(_with_key, key=api_key))
+    interceptors += tracing.aio_interceptors()
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+        return grpc.aio.insecure_channel(
+            address, options=options, interceptors=interceptors or None
+        )
     return grpc.aio.secure_channel(
-        address, tls.credentials(), options=options, interceptors=interceptors
+        address, tls.credentials(), options=options, interceptors=interceptors or None
     )

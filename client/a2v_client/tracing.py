@@ -12,9 +12,12 @@ from typing import Any
 
 import grpc
 
+from .interceptors import MetadataInterceptor, add_metadata, aio_metadata_interceptors
+
 try:
     from opentelemetry import propagate
 except ImportError:  # the client works without OpenTelemetry
+    # the module's name stands for "absent" here; mypy only knows it as a module
     propagate = None  # type: ignore[assignment]
 
 
@@ -35,59 +38,18 @@ def _with_trace(details: Any) -> Any:
     extra = trace_metadata()
     if not extra:
         return details
-    return details._replace(metadata=[*(details.metadata or ()), *extra])
+    return add_metadata(details, extra)
 
 
-class TraceInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
+class TraceInterceptor(MetadataInterceptor):
     """Blocking channels: adds ``traceparent`` to every call made inside a span."""
 
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(_with_trace(details), request)
-
-    def intercept_unary_stream(self, continuation, details, request):
-        return continuation(_with_trace(details), request)
-
-    def intercept_stream_unary(self, continuation, details, request_iterator):
-        return continuation(_with_trace(details), request_iterator)
-
-    def intercept_stream_stream(self, continuation, details, request_iterator):
-        return continuation(_with_trace(details), request_iterator)
-
-
-# grpc.aio files an interceptor under the first kind it implements only: one class per kind.
-# grpc.aio runs them in a task created at call time, which copies the caller's context.
-class _AioUnaryUnaryTrace(grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, details, request):
-        return await continuation(_with_trace(details), request)
-
-
-class _AioUnaryStreamTrace(grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, details, request):
-        return await continuation(_with_trace(details), request)
-
-
-class _AioStreamUnaryTrace(grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, details, request_iterator):
-        return await continuation(_with_trace(details), request_iterator)
-
-
-class _AioStreamStreamTrace(grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, details, request_iterator):
-        return await continuation(_with_trace(details), request_iterator)
+    def __init__(self) -> None:
+        super().__init__(_with_trace)
 
 
 def aio_interceptors() -> list[grpc.aio.ClientInterceptor]:
     """The asyncio interceptors, one per call kind; none without OpenTelemetry."""
     if propagate is None:
         return []
-    return [
-        _AioUnaryUnaryTrace(),
-        _AioUnaryStreamTrace(),
-        _AioStreamUnaryTrace(),
-        _AioStreamStreamTrace(),
-    ]
+    return aio_metadata_interceptors(_with_trace)

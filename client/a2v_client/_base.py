@@ -1,0 +1,76 @@
+"""What ``Client`` (blocking) and ``AsyncClient`` (asyncio) share: the channel and its stubs,
+the call timeouts, and the requests and replies that are the same in both.
+
+The two clients differ only in how they wait (blocking calls or ``await``); everything they
+decide alike lives here, in ``resume.py`` (reading a Generate stream) and in ``sources.py``
+(the request stream).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
+
+from .connection import TlsFiles, api_key_from_env
+from .options import GenerateOptions
+from .sources import image_bytes
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+    # Spread calls over every address the name resolves to (a headless Kubernetes Service
+    # lists each server pod), instead of sending them all down the first connection.
+    ("grpc.lb_policy_name", "round_robin"),
+]
+#: seconds for the unary calls (a Generate stream takes the client's own ``timeout``)
+MODELS_TIMEOUT = 10
+HEALTH_TIMEOUT = 5
+CANCEL_TIMEOUT = 2
+
+ChannelT = TypeVar("ChannelT", grpc.Channel, grpc.aio.Channel)
+
+
+class ClientBase(Generic[ChannelT]):
+    """A connection to an a2v server; subclasses say how to open the channel."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = None,
+        api_key: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
+        """``api_key`` defaults to ``$A2V_API_KEY``; ``tls`` (PEM files) switches TLS on."""
+        key = api_key_from_env() if api_key is None else api_key
+        self._channel: ChannelT = self._open_channel(address, api_key=key, tls=tls)
+        self._stub = pb_grpc.AudioToVideoStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout
+
+    def _open_channel(self, address: str, *, api_key: str | None, tls: TlsFiles | None) -> ChannelT:
+        """The channel (blocking or asyncio), opened with ``CHANNEL_OPTIONS``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _generate_inputs(
+        image: bytes | str | Path | None, options: GenerateOptions | None
+    ) -> tuple[bytes | None, GenerateOptions]:
+        """``generate``'s arguments as ``request_stream`` takes them: the portrait's bytes (None
+        without one) and the options (the defaults when not given)."""
+        return (None if image is None else image_bytes(image)), options or GenerateOptions()
+
+    @staticmethod
+    def _health_request(service: str) -> Any:
+        return health_pb2.HealthCheckRequest(service=service)
+
+    @staticmethod
+    def _serving_status(reply: Any) -> str:
+        """SERVING, NOT_SERVING, ... from a health reply."""
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -1,0 +1,112 @@
+"""The asyncio client, ``AsyncClient``: ``Client``'s methods as coroutines, and ``generate`` as
+an async iterator whose audio may come from an async iterable (a live source)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from pathlib import Path
+
+import grpc
+
+from a2v.v1 import audio_to_video_pb2 as pb
+
+from ._base import CANCEL_TIMEOUT, CHANNEL_OPTIONS, HEALTH_TIMEOUT, MODELS_TIMEOUT, ClientBase
+from .connection import TlsFiles, open_aio_channel
+from .errors import client_errors
+from .options import GenerateOptions
+from .resume import ResumeTracker
+from .sources import request_stream
+
+
+class AsyncClient(ClientBase[grpc.aio.Channel]):
+    """asyncio client; audio may be a plain or an async iterable (a live source)."""
+
+    def _open_channel(
+        self, address: str, *, api_key: str | None, tls: TlsFiles | None
+    ) -> grpc.aio.Channel:
+        return open_aio_channel(address, CHANNEL_OPTIONS, api_key=api_key, tls=tls)
+
+    async def generate(
+        self,
+        *,
+        audio: Iterable[pb.AudioChunk] | AsyncIterable[pb.AudioChunk],
+        image: bytes | str | Path | None = None,
+        video: bytes | str | Path | None = None,
+        options: GenerateOptions | None = None,
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        """As ``Client.generate``; ``audio`` may also be an async iterable (a live source)."""
+        image_data, opts = self._generate_inputs(image, options)
+
+        async def requests() -> AsyncIterator[pb.GenerateRequest]:
+            # The server sends headers once the stream is admitted (key and stream limit
+            # checked). Writing before then races a refusal, and grpc.aio would report it as
+            # INTERNAL instead of UNAUTHENTICATED / RESOURCE_EXHAUSTED (grpc/grpc#36066).
+            await call.initial_metadata()
+            # Stop writing once the server has ended the call (e.g. rejected the input): a
+            # write after that makes grpc.aio replace the server's status with INTERNAL.
+            for message in request_stream(opts, image_data, (), video):
+                if message.HasField("end") or call.done():
+                    break
+                yield message
+            if isinstance(audio, AsyncIterable):
+                async for chunk in audio:
+                    if call.done():
+                        return
+                    yield pb.GenerateRequest(audio=chunk)
+            else:
+                for chunk in audio:
+                    if call.done():
+                        return
+                    yield pb.GenerateRequest(audio=chunk)
+                    await asyncio.sleep(0)
+            if not call.done():
+                yield pb.GenerateRequest(end=pb.EndOfInput())
+
+        tracker = ResumeTracker()
+        call = self._stub.Generate(requests(), timeout=self._timeout)
+        while True:
+            try:
+                async for response in call:
+                    if tracker.accept(response):
+                        yield response
+                return
+            except grpc.RpcError as error:
+                request = tracker.resume_request(error)  # raises when it cannot resume
+            except (GeneratorExit, asyncio.CancelledError):  # the caller stopped early
+                if (cancel := tracker.cancel_request()) is not None:
+                    # fire and forget: awaiting inside GeneratorExit handling is not allowed
+                    future = asyncio.ensure_future(
+                        self._stub.Cancel(cancel, timeout=CANCEL_TIMEOUT)
+                    )
+                    future.add_done_callback(lambda f: f.exception())
+                raise
+            finally:
+                call.cancel()
+            await asyncio.sleep(tracker.backoff())
+            call = self._stub.Resume(request, timeout=self._timeout)
+
+    async def list_models(self) -> list[pb.ModelInfo]:
+        with client_errors():
+            reply = await self._stub.ListModels(pb.ListModelsRequest(), timeout=MODELS_TIMEOUT)
+        return list(reply.models)
+
+    async def get_model(self, name: str) -> pb.ModelInfo:
+        """As ``Client.get_model``: one model's ``ModelInfo``; NOT_FOUND for an unknown name."""
+        with client_errors():
+            return await self._stub.GetModel(pb.GetModelRequest(name=name), timeout=MODELS_TIMEOUT)
+
+    async def health(self, service: str = "") -> str:
+        """SERVING, NOT_SERVING, ... of the server (or of one service)."""
+        with client_errors():
+            reply = await self._health.Check(self._health_request(service), timeout=HEALTH_TIMEOUT)
+        return self._serving_status(reply)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,129 @@
+"""What a generation sends: audio sources and the whole request stream.
+
+An audio source is any iterable of ``AudioChunk`` messages: a file or bytes sent piece by piece
+(``file_audio``, ``bytes_audio``), raw PCM from a live source (``pcm_audio``), optionally
+paced like one (``realtime``). ``request_stream`` puts config, visual input and audio in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from a2v.v1 import audio_to_video_pb2 as pb
+
+from .options import GenerateOptions
+
+#: bytes per message for file inputs: well under the server's message limit
+CHUNK_BYTES = 256 * 1024
+
+
+def file_pieces(source: bytes | str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """``source`` (the data itself, or a file's path) in pieces of ``chunk_bytes``."""
+    if isinstance(source, bytes):
+        for i in range(0, len(source), chunk_bytes):
+            yield source[i : i + chunk_bytes]
+        return
+    with open(source, "rb") as f:  # a video can be large: never read it whole
+        while data := f.read(chunk_bytes):
+            yield data
+
+
+def file_audio(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
+    """An audio file, read and sent piece by piece."""
+    for data in file_pieces(path, chunk_bytes):
+        yield pb.AudioChunk(encoded=data)
+
+
+def bytes_audio(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
+    for piece in file_pieces(data, chunk_bytes):
+        yield pb.AudioChunk(encoded=piece)
+
+
+def pcm_audio(pieces: Iterable[bytes], sample_rate: int, channels: int) -> Iterator[pb.AudioChunk]:
+    """Raw s16le PCM from a live source; the format is declared on the first chunk."""
+    for i, data in enumerate(pieces):
+        fmt = (sample_rate, channels) if i == 0 else (0, 0)
+        yield pb.AudioChunk(pcm=pb.PcmChunk(data=data, sample_rate=fmt[0], channels=fmt[1]))
+
+
+def realtime(chunks: Iterable[pb.AudioChunk], seconds_per_chunk: float) -> Iterator[pb.AudioChunk]:
+    """Pace chunks like a live source (one chunk every ``seconds_per_chunk``)."""
+    start = time.monotonic()
+    for i, chunk in enumerate(chunks):
+        delay = start + i * seconds_per_chunk - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield chunk
+
+
+def file_pcm(path: str | Path, chunk_seconds: float = 0.02) -> tuple[int, int, Iterator[bytes]]:
+    """Decode an audio file locally to s16le PCM at its own rate, as a live source would send it.
+
+    Returns ``(sample_rate, channels, pieces)``: ``pieces`` yields ``chunk_seconds`` of
+    interleaved PCM each (the last one may be shorter). More than two channels are downmixed
+    to stereo. The file is decoded while the pieces are consumed, so memory stays flat.
+    """
+    import av  # only the live-source helpers need PyAV on the client side
+
+    container = av.open(str(path))
+    if not container.streams.audio:
+        container.close()
+        raise ValueError(f"{path}: no audio stream")
+    stream = container.streams.audio[0]
+    rate = stream.codec_context.sample_rate
+    channels = 1 if stream.codec_context.channels == 1 else 2
+    piece_bytes = max(1, round(rate * chunk_seconds)) * 2 * channels
+
+    def pieces() -> Iterator[bytes]:
+        resampler = av.AudioResampler(
+            format="s16", layout="mono" if channels == 1 else "stereo", rate=rate
+        )
+        buffer = bytearray()
+        try:
+            for frame in [*container.decode(stream), None]:
+                for out in resampler.resample(frame):
+                    buffer += out.to_ndarray().tobytes()
+                while len(buffer) >= piece_bytes:
+                    yield bytes(buffer[:piece_bytes])
+                    del buffer[:piece_bytes]
+            if buffer:
+                yield bytes(buffer)
+        finally:
+            container.close()
+
+    return rate, channels, pieces()
+
+
+def realtime_file_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterator[pb.AudioChunk]:
+    """An audio file sent like a live source: raw PCM pieces of ``chunk_seconds``, paced in
+    real time (``a2v generate --realtime``)."""
+    rate, channels, pieces = file_pcm(path, chunk_seconds)
+    return realtime(pcm_audio(pieces, rate, channels), chunk_seconds)
+
+
+def image_bytes(image: bytes | str | Path) -> bytes:
+    """A portrait given as its bytes or as a path: the bytes."""
+    return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+
+def request_stream(
+    options: GenerateOptions,
+    image: bytes | None,
+    audio: Iterable[pb.AudioChunk],
+    video: bytes | str | Path | None = None,
+) -> Iterator[pb.GenerateRequest]:
+    """The whole client stream: config, portrait or speaker video (chunked), audio, end."""
+    if (image is None) == (video is None):
+        raise ValueError("give exactly one visual input: an image or a video")
+    yield pb.GenerateRequest(config=options.to_proto())
+    if video is not None:
+        for piece in file_pieces(video):
+            yield pb.GenerateRequest(video=pb.VideoInput(data=piece))
+    elif image is not None:
+        for piece in file_pieces(image):
+            yield pb.GenerateRequest(image=pb.ImageInput(data=piece))
+    for chunk in audio:
+        yield pb.GenerateRequest(audio=chunk)
+    yield pb.GenerateRequest(end=pb.EndOfInput())
