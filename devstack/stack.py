@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -46,7 +47,7 @@ class LocalStack:
         self.log_dir = Path(log_dir) if log_dir else None
         self._server_env = server_env or {}
         self._server: subprocess.Popen | None = None
-        self._server_log = None
+        self._server_log: BinaryIO | None = None
 
     def start(self, timeout: float = 120.0) -> LocalStack:
         self.triton.start(timeout)
@@ -55,7 +56,7 @@ class LocalStack:
             "A2V_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
             **self._server_env,
         }
-        out = subprocess.DEVNULL
+        out: int | BinaryIO = subprocess.DEVNULL
         if self.log_dir is not None:
             self._server_log = open(self.log_dir / "server.log", "wb")  # noqa: SIM115
             out = self._server_log

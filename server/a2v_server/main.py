@@ -100,12 +100,12 @@ async def serve(settings: Settings) -> None:
     metrics = start_metrics_server(settings.metrics_listen)
     triton: TritonProcess | None = None
     if settings.launch_triton:
-        host, _, port = settings.triton_url.rpartition(":")
+        host, _, triton_port = settings.triton_url.rpartition(":")
         triton = TritonProcess(
             settings.model_repository,
             settings.triton_env,
             host=host,
-            grpc_port=int(port),
+            grpc_port=int(triton_port),
             instance_kind=settings.triton_instance_kind,
             instance_count=settings.triton_instance_count,
             trace_url=settings.triton_trace_url,

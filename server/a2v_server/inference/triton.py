@@ -81,12 +81,12 @@ class TritonBackend:
         """Start a talking-avatar sequence. Optional inputs the deployed model does not
         declare are left out with a warning, so a server can run against an older model
         repository."""
-        first = {
+        first: dict[str, np.ndarray] = {
             "PORTRAIT": np.ascontiguousarray(portrait, dtype=np.uint8),
             "LANDMARKS": np.asarray(landmarks, dtype=np.float32).reshape(68, 2),
             "FPS": np.array([options.fps], dtype=np.float32),
         }
-        optional = {"SEED": np.array([options.seed], dtype=np.uint64)}
+        optional: dict[str, np.ndarray] = {"SEED": np.array([options.seed], dtype=np.uint64)}
         for name, value in (
             ("EXPRESSION_SCALE", options.expression_scale),
             ("HEAD_MOTION_SCALE", options.head_motion_scale),
@@ -97,9 +97,9 @@ class TritonBackend:
         if options.transcript:
             optional["TRANSCRIPT"] = np.array([options.transcript.encode()], dtype=np.object_)
         accepted = await self._input_names(AVATAR_MODEL)
-        for name, value in optional.items():
+        for name, tensor in optional.items():
             if name in accepted:
-                first[name] = value
+                first[name] = tensor
             else:
                 log.warning("model %s has no input %s: option ignored", AVATAR_MODEL, name)
         return TritonSequenceStream(self._client, AVATAR_MODEL, first)

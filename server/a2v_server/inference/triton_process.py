@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import tritonclient.grpc as grpcclient
 from google.protobuf import json_format, text_format
@@ -86,7 +87,8 @@ class TritonProcess:
         self.trace_rate = trace_rate
         self._proc: subprocess.Popen | None = None
         self._workdir: Path | None = None
-        self._log_file = None
+        self._log_file: BinaryIO | None = None
+        self._log_path: Path | None = None
 
     @property
     def url(self) -> str:
@@ -240,9 +242,11 @@ class TritonProcess:
             client.close()
 
     def log_tail(self, lines: int = 40) -> str:
+        if self._log_path is None:
+            return "(no log)"
         try:
-            return "\n".join(Path(self._log_path).read_text(errors="replace").splitlines()[-lines:])
-        except (OSError, AttributeError):
+            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
             return "(no log)"
 
     def restart(self, timeout: float = 120.0) -> TritonProcess:

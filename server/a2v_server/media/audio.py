@@ -272,6 +272,7 @@ class _BlockMaker:
 
     def _run(self, frame: av.AudioFrame | None) -> tuple[np.ndarray, np.ndarray]:
         parts = []
+        assert self._model is not None and self._output is not None  # made by the first frame
         try:
             for resampler in (self._model, self._output):
                 frames = [f.to_ndarray() for f in resampler.resample(frame)]
@@ -286,6 +287,7 @@ class _BlockMaker:
             ) from exc
         model, output = parts
         model = model.mean(axis=0)
+        assert self.output_channels is not None  # set with the resamplers
         if output.shape[0] > self.output_channels:
             output = output.mean(axis=0, keepdims=True)
         elif output.shape[0] < self.output_channels:

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from a2v_server.media.fmp4 import Mp4BoxSplitter, Segment
 
@@ -192,7 +192,11 @@ class FragmentedMp4Encoder:
         """RGB -> packed I420 (Y, then U, then V, each plane row-major; see _planes)."""
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame = self._reformatter.reformat(
-            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
+            frame,
+            format="yuv420p",
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+            threads=1,
         )
         return frame.to_ndarray()
 
@@ -212,6 +216,7 @@ class FragmentedMp4Encoder:
         m = _REGION_MARGIN
         ex0, ey0, ex1, ey1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
         part = self._to_yuv(rgb[ey0:ey1, ex0:ex1])
+        assert self._yuv is not None  # the caller converted a whole frame first
         for plane, sub, s in zip(
             _planes(self._yuv, w, h), _planes(part, ex1 - ex0, ey1 - ey0), (1, 2, 2), strict=True
         ):
@@ -261,7 +266,9 @@ class FragmentedMp4Encoder:
         try:
             self._container.close()
         finally:
-            self._container = self._video = self._audio = self._reformatter = self._yuv = None
+            # after close every call fails in _check_open, before it could touch these
+            self._container = self._video = self._audio = self._reformatter = None  # type: ignore[assignment]
+            self._yuv = None
 
     def _check_open(self) -> None:
         if self._closed:

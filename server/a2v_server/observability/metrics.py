@@ -166,7 +166,9 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.Rp
         "response_serializer": handler.response_serializer,
     }
     if handler.response_streaming:
-        inner: Callable = handler.stream_stream or handler.unary_stream
+        streaming_handler = handler.stream_stream or handler.unary_stream
+        assert streaming_handler is not None
+        inner_streaming: Callable[..., Any] = streaming_handler  # async under grpc.aio
 
         async def streaming(request_or_iterator, context):
             observer = _CallObserver(method)
@@ -176,7 +178,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.Rp
             otel_context.attach(extract_context(metadata))
             code = "OK"
             try:
-                async for response in inner(request_or_iterator, context):
+                async for response in inner_streaming(request_or_iterator, context):
                     observer.saw(response)
                     yield response
             except BaseException as exc:
@@ -193,6 +195,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.Rp
         return factory(streaming, **kwargs)
 
     inner = handler.stream_unary or handler.unary_unary
+    assert inner is not None
 
     async def unary(request_or_iterator, context):
         observer = _CallObserver(method)

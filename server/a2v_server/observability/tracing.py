@@ -42,11 +42,15 @@ def configure_tracing(extra_processor: SpanProcessor | None = None) -> TracerPro
                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                 os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             )
-            if protocol.startswith("http"):
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            else:
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_exporter
+            from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_exporter
+
+            exporter = (
+                http_exporter.OTLPSpanExporter()
+                if protocol.startswith("http")
+                else grpc_exporter.OTLPSpanExporter()
+            )
+            provider.add_span_processor(BatchSpanProcessor(exporter))
         else:
             log.warning("OTEL_TRACES_EXPORTER=%s is not supported (use otlp, console, none)", name)
     if extra_processor is not None:

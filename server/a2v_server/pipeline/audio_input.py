@@ -13,7 +13,8 @@ import asyncio
 import collections
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TypedDict
 
 import numpy as np
 from opentelemetry import trace
@@ -41,23 +42,18 @@ async def audio_blocks(
     spec: GenerateSpec,
     settings: Settings,
     clock: StageClock,
-) -> AsyncIterator[AudioBlock]:
+) -> AsyncGenerator[AudioBlock, None]:
     """Decoded audio from ``event`` (the first audio message) and the events after it."""
-    limits = {
-        "trim_start": spec.trim_start,
-        "trim_end": spec.trim_end,
-        "max_seconds": settings.max_audio_seconds,
-    }
     samples = 0
     with tracer.start_as_current_span("decode.audio"):
         if isinstance(event, EncodedAudioPiece):
             async for block in _encoded(
-                inputs, event, EncodedAudioDecoder(**limits), settings, clock
+                inputs, event, EncodedAudioDecoder(**_limits(spec, settings)), settings, clock
             ):
                 samples += block.model_pcm.shape[0]
                 yield block
         elif isinstance(event, PcmAudioPiece):
-            async for block in _pcm(inputs, event, limits, settings, clock):
+            async for block in _pcm(inputs, event, _limits(spec, settings), settings, clock):
                 samples += block.model_pcm.shape[0]
                 yield block
         elif isinstance(event, EndOfInput):
@@ -239,7 +235,21 @@ def _joined(run: list[AudioBlock]) -> AudioBlock:
     )
 
 
-async def _pcm(inputs, event, limits, settings, clock):
+class _Limits(TypedDict):
+    trim_start: float
+    trim_end: float | None
+    max_seconds: float
+
+
+def _limits(spec: GenerateSpec, settings: Settings) -> _Limits:
+    return {
+        "trim_start": spec.trim_start,
+        "trim_end": spec.trim_end,
+        "max_seconds": settings.max_audio_seconds,
+    }
+
+
+async def _pcm(inputs, event, limits: _Limits, settings, clock):
     rate, channels = event.sample_rate, event.channels
     decoder = PcmDecoder(rate, channels, **limits)
     received = 0

@@ -141,7 +141,7 @@ class FrameStyler:
             dy = self._h * 0.006 * (np.sin(1.1 * t + p[2]) + 0.5 * np.sin(2.7 * t + p[3]))
             angle = 0.4 * (np.sin(0.9 * t + p[4]) + 0.4 * np.sin(2.3 * t + p[5]))
         matrix = cv2.getRotationMatrix2D((cx, cy), angle, zoom)
-        matrix[:, 2] += (dx, dy)
+        matrix[:, 2] += np.array((dx, dy))
         return cv2.warpAffine(
             frame, matrix, (self._w, self._h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )

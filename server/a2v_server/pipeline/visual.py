@@ -170,7 +170,7 @@ async def prepare_portrait(
         width=out_wh[0],
         height=out_wh[1],
         fps=spec.fps,
-        face_box=out_box,  # type: ignore[arg-type]
+        face_box=out_box,
         portrait=fitted,
         landmarks=placement.points(face.landmarks),
     )
@@ -232,16 +232,15 @@ async def prepare_video(
         upload.close()
     select_box = None
     if spec.face_box is not None:
-        select_box = tuple(
-            float(v) for v in placement.points(np.array(spec.face_box).reshape(2, 2)).ravel()
-        )
+        (x0, y0), (x1, y1) = placement.points(np.array(spec.face_box).reshape(2, 2))
+        select_box = (float(x0), float(y0), float(x1), float(y1))
     return Visual(
         width=out_wh[0],
         height=out_wh[1],
         fps=float(rate),
-        face_box=out_box,  # type: ignore[arg-type]
+        face_box=out_box,
         frames=store,
-        face_select_box=select_box,  # type: ignore[arg-type]
+        face_select_box=select_box,
     )
 
 
@@ -260,7 +259,7 @@ def _select(faces: list[Face], spec: GenerateSpec) -> Face | None:
     if not faces:
         return None
     if spec.face_box is not None:
-        return max(faces, key=lambda f: _overlap(f.box, spec.face_box))  # type: ignore[arg-type]
+        return max(faces, key=lambda f: _overlap(f.box, spec.face_box))
     return faces[spec.face_index] if spec.face_index < len(faces) else None
 
 

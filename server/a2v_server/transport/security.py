@@ -180,7 +180,9 @@ def _limited_handler(
     handler: grpc.RpcMethodHandler, limiter: StreamLimiter, key: str
 ) -> grpc.RpcMethodHandler:
     """Wraps a bidi-streaming handler so the stream holds a slot of ``key`` while it runs."""
-    inner: Callable = handler.stream_stream
+    stream_handler = handler.stream_stream
+    assert stream_handler is not None  # only bidi-streaming handlers are wrapped
+    inner: Callable[..., Any] = stream_handler  # an async generator function under grpc.aio
 
     async def limited(request_iterator, context):
         if not limiter.try_acquire(key):

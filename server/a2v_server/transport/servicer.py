@@ -99,7 +99,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             if span.is_recording():  # not ended yet
                 span.end()
 
-        context.add_done_callback(end_span)
+        context.add_done_callback(end_span)  # type: ignore[arg-type]  # types-grpcio: a class
         try:
             try:
                 try:
@@ -139,7 +139,9 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                     # A weak reference: gRPC keeps its call objects in a reference cycle, which
                     # must not hold the session (and its generation) until a full collection.
                     session_ref = weakref.ref(session)
-                    context.add_done_callback(lambda _: _cancel(session_ref()))
+                    context.add_done_callback(
+                        lambda _: _cancel(session_ref())  # type: ignore[arg-type]  # as above
+                    )
                 async for event in session.follow():
                     yield event_to_proto(event, session.token)
                 log.info("request %s done", request_id)

@@ -16,7 +16,8 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
 
 from a2v_server.domain import Chunk, OutputEvent
 from a2v_server.errors import A2VError, NotFound, ResumeTooLate, without_traceback
@@ -48,7 +49,7 @@ class Session:
         self.resumable = True
         self._cancelled = False
 
-    async def pump(self, events: AsyncIterator[OutputEvent]) -> None:
+    async def pump(self, events: AsyncGenerator[OutputEvent, None]) -> None:
         """Move a generation's events in (runs as the session's task)."""
         try:
             # aclosing: a cancel that lands while this task waits for room below must still
@@ -86,7 +87,7 @@ class Session:
             index = start
             while True:
                 async with self._changed:
-                    await self._changed.wait_for(lambda i=index: self.done or self._next_index > i)
+                    await self._changed.wait_for(partial(self._has_after, index))
                     batch = [(i, e) for i, e in self._events if i >= index]
                     if not batch and self.done:
                         break
@@ -100,6 +101,9 @@ class Session:
             self.readers -= 1
             if self.readers == 0:
                 self.detached_at = time.monotonic()
+
+    def _has_after(self, index: int) -> bool:
+        return self.done or self._next_index > index
 
     def _position_after(self, sequence: int | None) -> int:
         if sequence is None:
@@ -158,7 +162,9 @@ class SessionStore:
         self._retained = retained_bytes
         self._sweeper: asyncio.Task | None = None
 
-    def start(self, events: AsyncIterator[OutputEvent], *, resumable: bool = True) -> Session:
+    def start(
+        self, events: AsyncGenerator[OutputEvent, None], *, resumable: bool = True
+    ) -> Session:
         """Run ``events`` into a new session. A session that is not resumable keeps nothing
         once its reader has it, and is forgotten as soon as it ends."""
         token = secrets.token_urlsafe(18)
