@@ -47,7 +47,7 @@ TALKING_AVATAR = ModelSpec(
     name="talking_avatar",
     description=(
         "Talking head from a still portrait: the mouth and jaw follow the speech "
-        "(landmark-driven mesh warp), closed in silence."
+        "(a landmark-driven thin-plate-spline warp), closed in silence."
     ),
     inputs=(InputKind.AUDIO, InputKind.IMAGE),
     native_fps=25.0,

@@ -4,7 +4,7 @@ The server binary, its python backend and its shared libraries come from the PyP
 ``nvidia-pytriton`` installed in the *model environment* (a virtualenv holding the model's own
 packages, see model_repository/requirements.txt). The python backend's stub runs model.py with
 that environment's interpreter and site-packages because the environment's ``bin/`` leads PATH
-and VIRTUAL_ENV is set (FIELD_NOTES).
+and VIRTUAL_ENV is set (README, "Two environments").
 """
 
 from __future__ import annotations

@@ -156,11 +156,6 @@ class FragmentedMp4Encoder:
         self._pending = np.zeros((audio_channels, 0), np.float32)
         self._closed = False
 
-    @property
-    def video_seconds(self) -> float:
-        """Duration of the video encoded so far."""
-        return float(self._frames / self.fps)
-
     def add_video(
         self, frame_rgb: np.ndarray, changed: tuple[int, int, int, int] | None = None
     ) -> list[Segment]:

@@ -2,16 +2,14 @@
 
 ``audio_blocks`` turns input events (encoded file pieces or raw PCM, then the end message)
 into decoded ``AudioBlock``s. Encoded files are decoded by PyAV in a worker thread that pulls
-from the bytes received so far; its blocks come back through a bounded handoff (``_Handoff``),
-so a decoder that runs ahead waits, blocks that piled up go on joined into larger ones, and a
+from the bytes received so far; its blocks come back through a bounded ``Handoff``, so a
+decoder that runs ahead waits, blocks that piled up go on joined into larger ones, and a
 cancelled generation stops the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypedDict
@@ -30,6 +28,7 @@ from a2v_server.domain import (
 )
 from a2v_server.errors import FailedPrecondition, InvalidInput, ResourceExhausted
 from a2v_server.media.audio import MODEL_RATE, AudioBlock, EncodedAudioDecoder, PcmDecoder
+from a2v_server.pipeline.handoff import Handoff
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
@@ -76,65 +75,6 @@ async def audio_blocks(
         )
 
 
-class _Handoff:
-    """Decoded blocks from the decoder thread to the event loop, in batches.
-
-    An Ogg/Opus file decodes into 20 ms blocks, 50 a second, far faster than real time: one
-    ``run_coroutine_threadsafe`` round trip per block (a task, a future, a wait in the thread)
-    cost about a tenth of the server's CPU time for a file upload. Here the thread appends
-    under a lock and wakes the loop only when the loop is waiting for it, and the loop takes
-    everything that has piled up at once. Backpressure: the thread waits while ``limit`` items
-    are pending.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
-        self._loop = loop
-        self._limit = limit
-        self._lock = threading.Condition()
-        self._items: collections.deque = collections.deque()
-        self._waiter: asyncio.Future | None = None
-        self._stopped = False
-
-    def put(self, item) -> bool:
-        """From the decoder thread; False once the consumer stopped (nobody will read)."""
-        with self._lock:
-            while len(self._items) >= self._limit and not self._stopped:
-                self._lock.wait()
-            if self._stopped:
-                return False
-            self._items.append(item)
-            waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            self._loop.call_soon_threadsafe(_wake, waiter)
-        return True
-
-    def take(self) -> list:
-        """Everything pending (possibly nothing), oldest first."""
-        with self._lock:
-            items = list(self._items)
-            self._items.clear()
-            self._lock.notify_all()
-        return items
-
-    async def ready(self) -> None:
-        """Return once an item is pending."""
-        with self._lock:
-            if self._items:
-                return
-            self._waiter = waiter = self._loop.create_future()
-        await waiter
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            self._lock.notify_all()
-
-
-def _wake(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 #: decoded blocks that may wait for the pipeline (Opus: 16 x 20 ms)
 HANDOFF_LIMIT = 16
 #: blocks that piled up are joined into one of at most this many model-rate samples (200 ms),
@@ -145,7 +85,7 @@ MERGE_SAMPLES = 3200
 
 async def _encoded(inputs, event, decoder: EncodedAudioDecoder, settings, clock):
     loop = asyncio.get_running_loop()
-    handoff = _Handoff(loop, HANDOFF_LIMIT)
+    handoff: Handoff[AudioBlock | BaseException | None] = Handoff(loop, HANDOFF_LIMIT)
 
     def decode() -> None:
         try:

@@ -137,9 +137,6 @@ class StreamLimiter:
         else:
             self._open.pop(key, None)
 
-    def open_streams(self, key: str) -> int:
-        return self._open.get(key, 0)
-
 
 # --- the interceptor ------------------------------------------------------------------------------
 def _status(code: int, message: str, retry_after: float | None = None) -> grpc.Status:

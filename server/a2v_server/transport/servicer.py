@@ -1,5 +1,6 @@
-"""The AudioToVideo gRPC service: each handler converts (convert.py), runs the domain code, and
-ends failures through ``status.abort_with``. No validation or media logic lives here."""
+"""The AudioToVideo gRPC service: each handler converts (config.py, convert.py), runs the
+domain code, and ends failures through ``status.abort_with``. No validation or media logic
+lives here."""
 
 from __future__ import annotations
 
@@ -21,13 +22,8 @@ from a2v_server.inference.backend import Backend, call_deadline
 from a2v_server.observability.logs import request_id_var
 from a2v_server.pipeline.generation import Generation
 from a2v_server.settings import Settings
-from a2v_server.transport.convert import (
-    event_to_proto,
-    find_model,
-    input_events,
-    model_info,
-    spec_from_config,
-)
+from a2v_server.transport.config import find_model, spec_from_config
+from a2v_server.transport.convert import event_to_proto, input_events, model_info
 from a2v_server.transport.parsing import Unparsable, check_parsed, lenient
 from a2v_server.transport.sessions import SessionStore
 from a2v_server.transport.status import abort_with, drain
