@@ -25,7 +25,9 @@ class InputKind(Enum):
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class OfferedModel:
+    """A model a2v offers to callers (ListModels), and the Triton models behind it."""
+
     name: str
     description: str
     inputs: tuple[InputKind, ...]
@@ -43,7 +45,7 @@ class ModelSpec:
             raise ValueError(f"{self.name}: renderer {self.renderer!r} is not in triton_models")
 
 
-TALKING_AVATAR = ModelSpec(
+TALKING_AVATAR = OfferedModel(
     name="talking_avatar",
     description=(
         "Talking head from a still portrait: the mouth and jaw follow the speech "
@@ -57,7 +59,7 @@ TALKING_AVATAR = ModelSpec(
     renderer=AVATAR_MODEL,
 )
 
-LIPSYNC = ModelSpec(
+LIPSYNC = OfferedModel(
     name="lipsync",
     description=(
         "Lipsync on a speaker video: the face is tracked through the video and only the mouth "
@@ -71,13 +73,13 @@ LIPSYNC = ModelSpec(
     renderer=LIPSYNC_MODEL,
 )
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (TALKING_AVATAR, LIPSYNC)}
+MODELS: dict[str, OfferedModel] = {m.name: m for m in (TALKING_AVATAR, LIPSYNC)}
 DEFAULT_MODEL = TALKING_AVATAR.name
 
 #: every Triton model an offered model needs, each once, in the order they are first named;
 #: what the launcher loads, what health waits for, exactly the folders of model_repository/
 TRITON_MODELS: tuple[str, ...] = tuple(
-    dict.fromkeys(m for spec in MODELS.values() for m in spec.triton_models)
+    dict.fromkeys(name for model in MODELS.values() for name in model.triton_models)
 )
 
 #: the audio every Triton model takes: mono float32 at this rate (the server resamples to it)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from opentelemetry import trace
 
-from a2v_server.catalog import MODEL_SAMPLE_RATE, InputKind, ModelSpec
+from a2v_server.catalog import MODEL_SAMPLE_RATE, InputKind, OfferedModel
 from a2v_server.domain import Accepted, Chunk, GenerateSpec, InputEvent, OutputEvent
 from a2v_server.errors import (
     A2VError,
@@ -64,7 +64,9 @@ _DONE = object()
 class Generation:
     """Runs one Generate call. ``run()`` is an async generator of output events."""
 
-    def __init__(self, spec: GenerateSpec, model: ModelSpec, backend: Backend, settings: Settings):
+    def __init__(
+        self, spec: GenerateSpec, model: OfferedModel, backend: Backend, settings: Settings
+    ):
         self.spec = spec
         self.model = model
         self.backend = backend

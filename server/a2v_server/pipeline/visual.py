@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from opentelemetry import trace
 
-from a2v_server.catalog import InputKind, ModelSpec
+from a2v_server.catalog import InputKind, OfferedModel
 from a2v_server.domain import GenerateSpec, ImagePiece, InputEvent, VideoPiece
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.inference.backend import Backend, Face
@@ -64,7 +64,7 @@ class Visual:
 
 
 async def read_visual(
-    inputs: AsyncIterator[InputEvent], model: ModelSpec, settings: Settings
+    inputs: AsyncIterator[InputEvent], model: OfferedModel, settings: Settings
 ) -> tuple[bytes | VideoUpload, InputEvent]:
     """Collect the image (or video) pieces; returns them and the first event after them."""
     wants_video = InputKind.VIDEO in model.inputs

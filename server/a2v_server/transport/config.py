@@ -43,7 +43,7 @@ PRESET_ENUM = {short: enum for enum, short in _PRESETS.items() if enum}
 _FITS = {pb.FIT_UNSPECIFIED: "crop", pb.FIT_CROP: "crop", pb.FIT_PAD: "pad"}
 
 
-def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, catalog.ModelSpec]:
+def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, catalog.OfferedModel]:
     """Validate a GenerateConfig. Raises InvalidInput/NotFound naming the field to fix."""
     model = find_model(config.model or catalog.DEFAULT_MODEL, field="config.model")
     # In the order of the config's fields: the first wrong one is the one reported.
@@ -92,7 +92,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, ca
     return spec, model
 
 
-def find_model(name: str, *, field: str) -> catalog.ModelSpec:
+def find_model(name: str, *, field: str) -> catalog.OfferedModel:
     model = catalog.MODELS.get(name)
     if model is None:
         raise NotFound(

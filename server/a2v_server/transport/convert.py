@@ -122,7 +122,9 @@ def _timeline_frame(f: domain.TimelineFrame) -> pb.TimelineFrame:
     )
 
 
-def model_info(model: catalog.ModelSpec, *, ready: bool, lookahead_seconds: float) -> pb.ModelInfo:
+def model_info(
+    model: catalog.OfferedModel, *, ready: bool, lookahead_seconds: float
+) -> pb.ModelInfo:
     return pb.ModelInfo(
         name=model.name,
         description=model.description,

@@ -7,7 +7,7 @@ import logging
 
 from grpc_health.v1 import health, health_pb2
 
-from a2v_server.catalog import MODELS
+from a2v_server.catalog import TRITON_MODELS
 from a2v_server.inference.backend import Backend
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class HealthWatcher:
         self._names = ["", *service_names]
         self._interval = interval
         self._task: asyncio.Task | None = None
-        self._models = tuple(sorted({m for spec in MODELS.values() for m in spec.triton_models}))
+        self._models = TRITON_MODELS
         self.serving = False
 
     async def check_once(self) -> bool:

@@ -197,7 +197,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             await abort_with(context, exc)
         return await self._model_info(model)
 
-    async def _model_info(self, model: catalog.ModelSpec) -> pb.ModelInfo:
+    async def _model_info(self, model: catalog.OfferedModel) -> pb.ModelInfo:
         return model_info(
             model,
             ready=await self._backend.ready(model.triton_models),
