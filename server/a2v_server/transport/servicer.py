@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -32,37 +32,26 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("a2v_server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AudioToVideo"].full_name
+#: (client streams, server streams) -> grpc's handler factory for such a method
+_HANDLER_KINDS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
 
 def add_to_server(servicer: AudioToVideoService, server: grpc.aio.Server) -> None:
-    """Register the service like the generated ``add_AudioToVideoServicer_to_server``, but
-    with request parsing that turns malformed bytes into INVALID_ARGUMENT."""
+    """Register every method of the contract like the generated
+    ``add_AudioToVideoServicer_to_server``, but with request parsing that turns malformed bytes
+    into INVALID_ARGUMENT."""
     handlers = {
-        "Generate": grpc.stream_stream_rpc_method_handler(
-            servicer.Generate,
-            request_deserializer=lenient(pb.GenerateRequest),
-            response_serializer=pb.GenerateResponse.SerializeToString,
-        ),
-        "ListModels": grpc.unary_unary_rpc_method_handler(
-            servicer.ListModels,
-            request_deserializer=lenient(pb.ListModelsRequest),
-            response_serializer=pb.ListModelsResponse.SerializeToString,
-        ),
-        "GetModel": grpc.unary_unary_rpc_method_handler(
-            servicer.GetModel,
-            request_deserializer=lenient(pb.GetModelRequest),
-            response_serializer=pb.ModelInfo.SerializeToString,
-        ),
-        "Cancel": grpc.unary_unary_rpc_method_handler(
-            servicer.Cancel,
-            request_deserializer=lenient(pb.CancelRequest),
-            response_serializer=pb.CancelResponse.SerializeToString,
-        ),
-        "Resume": grpc.unary_stream_rpc_method_handler(
-            servicer.Resume,
-            request_deserializer=lenient(pb.ResumeRequest),
-            response_serializer=pb.GenerateResponse.SerializeToString,
-        ),
+        method.name: _HANDLER_KINDS[method.client_streaming, method.server_streaming](
+            getattr(servicer, method.name),
+            request_deserializer=lenient(getattr(pb, method.input_type.name)),
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+        for method in pb.DESCRIPTOR.services_by_name["AudioToVideo"].methods
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
