@@ -1,10 +1,12 @@
-"""Test media made on the fly (espeak-ng speech, sox tones and silence, ffmpeg encodes) and
-helpers that read what the service produced."""
+"""Test media made on the fly (espeak-ng speech, sox tones and silence, ffmpeg encodes,
+synthetic pictures and tones) and helpers that read what the service produced."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import wave
 from pathlib import Path
 
 import av
@@ -73,3 +75,26 @@ def no_face_png(path: Path) -> Path:
     img[200:] = np.clip(img[200:] + rng.integers(-30, 30, img[200:].shape), 0, 255)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     return path
+
+
+def portrait_png(width: int = 320, height: int = 240, rgb=(40, 120, 200)) -> bytes:
+    """A flat-coloured PNG: enough for the service tier, where the fake backend finds a face in
+    any picture."""
+    import cv2
+
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:] = rgb
+    return cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def tone_wav(seconds: float, rate: int = 22050, hz: float = 220.0) -> bytes:
+    """A mono 16-bit WAV of a sine tone at 0.3 of full scale."""
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()

@@ -7,26 +7,18 @@ import asyncio
 
 import numpy as np
 import pytest
-from fake_backend import FakeBackend
-from test_service import _portrait_png
+from media import portrait_png
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import A2VClientError, AsyncClient, GenerateOptions
-from a2v_server.main import create_server
 from a2v_server.settings import Settings
-
-
-async def _serve(settings: Settings):
-    server, port, _ = create_server(settings, FakeBackend())
-    await server.start()
-    return server, AsyncClient(f"127.0.0.1:{port}", timeout=60)
 
 
 async def _run(client, audio) -> list:
     return [
         r
         async for r in client.generate(
-            audio=audio, image=_portrait_png(), options=GenerateOptions(resolution="256x256")
+            audio=audio, image=portrait_png(), options=GenerateOptions(resolution="256x256")
         )
     ]
 
@@ -37,9 +29,9 @@ def _pcm(samples: int) -> pb.AudioChunk:
     )
 
 
-async def test_too_many_messages_per_second_is_resource_exhausted():
-    server, client = await _serve(Settings(listen="127.0.0.1:0", max_messages_per_second=50))
-    try:
+async def test_too_many_messages_per_second_is_resource_exhausted(serve):
+    settings = Settings(listen="127.0.0.1:0", max_messages_per_second=50)
+    async with serve(settings) as service, AsyncClient(service.address, timeout=60) as client:
         with pytest.raises(A2VClientError) as info:
             await _run(client, [_pcm(16) for _ in range(400)])  # 1 ms each, all at once
         assert info.value.code == "RESOURCE_EXHAUSTED"
@@ -47,24 +39,18 @@ async def test_too_many_messages_per_second_is_resource_exhausted():
         # within the rate, the same audio in larger pieces is fine
         responses = await _run(client, [_pcm(1600) for _ in range(4)])
         assert responses[-1].HasField("summary")
-    finally:
-        await client.close()
-        await server.stop(None)
 
 
-async def test_slow_live_source_is_deadline_exceeded():
-    server, client = await _serve(Settings(listen="127.0.0.1:0", max_audio_lag_seconds=0.5))
+async def test_slow_live_source_is_deadline_exceeded(serve):
+    settings = Settings(listen="127.0.0.1:0", max_audio_lag_seconds=0.5)
 
     async def half_speed():
         for _ in range(40):
             yield _pcm(800)  # 50 ms of audio ...
             await asyncio.sleep(0.1)  # ... every 100 ms
 
-    try:
+    async with serve(settings) as service, AsyncClient(service.address, timeout=60) as client:
         with pytest.raises(A2VClientError) as info:
             await _run(client, half_speed())
         assert info.value.code == "DEADLINE_EXCEEDED"
         assert "slower than real time" in info.value.message
-    finally:
-        await client.close()
-        await server.stop(None)

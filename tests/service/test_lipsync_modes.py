@@ -7,13 +7,9 @@ import io
 import av
 import numpy as np
 import pytest
-from fake_backend import FakeBackend
 
 from a2v.v1 import audio_to_video_pb2 as pb
-from a2v_client import AsyncClient, GenerateOptions, pcm_audio
-from a2v_server.main import create_server
-from a2v_server.pipeline.model_feed import source_index
-from a2v_server.settings import Settings
+from a2v_client import GenerateOptions, pcm_audio
 
 FPS = 10
 
@@ -31,29 +27,6 @@ def _video(frames: int, fps: int = FPS, codec: str = "libx264", fmt: str = "mp4"
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
-
-
-@pytest.mark.parametrize(
-    ("mode", "expected"),
-    [
-        ("bounce", [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]),
-        ("loop", [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]),
-        ("cut_off", [0, 1, 2, 3, 3, 3, 3, 3, 3, 3]),
-        ("silence", [0, 1, 2, 3, 3, 3, 3, 3, 3, 3]),
-        ("remap", [0, 0, 1, 1, 1, 2, 2, 2, 3, 3]),
-    ],
-)
-def test_source_index(mode, expected):
-    assert [source_index(i, 4, mode, 10) for i in range(10)] == expected
-
-
-@pytest.fixture
-async def client():
-    server, port, _ = create_server(Settings(listen="127.0.0.1:0"), FakeBackend())
-    await server.start()
-    async with AsyncClient(f"127.0.0.1:{port}", timeout=60) as c:
-        yield c
-    await server.stop(None)
 
 
 async def _lipsync(client, video: bytes, seconds: float, mode=pb.SYNC_MODE_UNSPECIFIED):

@@ -1,6 +1,6 @@
-"""Observability, service tier: traces joined across client -> server -> Triton client, the
-Prometheus endpoint, and JSON logs with trace ids. The real grpc.aio server runs in-process
-with the fake backend; a fake tritonclient stands in for Triton where headers are checked."""
+"""Observability, service tier: traces joined across client -> server, the Prometheus
+endpoint, and JSON logs with trace ids. The real grpc.aio server runs in-process with the fake
+backend. Trace headers on the Triton client calls (no server): tests/unit/test_telemetry.py."""
 
 from __future__ import annotations
 
@@ -9,72 +9,19 @@ import io
 import json
 import logging
 import urllib.request
-import wave
 
-import numpy as np
 import pytest
-from fake_backend import FakeBackend
+from media import portrait_png, tone_wav
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import A2VClientError, AsyncClient, Client, GenerateOptions, bytes_audio
-from a2v_server.inference.sequence import TritonSequenceStream
-from a2v_server.inference.triton import TritonBackend
-from a2v_server.main import create_server
 from a2v_server.observability.logs import JsonFormatter
 from a2v_server.observability.metrics import start_metrics_server
-from a2v_server.observability.tracing import configure_tracing
-from a2v_server.settings import Settings
 
 PROMPT = "a very private prompt"
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    """An in-memory exporter on the global tracer provider.
-
-    Added at run time, not at import: the provider can be set once per process, and another
-    test module may set it while being collected.
-    """
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = configure_tracing()
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
-
-
-@pytest.fixture
-async def served():
-    backend = FakeBackend()
-    server, port, watcher = create_server(Settings(listen="127.0.0.1:0"), backend)
-    await server.start()
-    await watcher.check_once()
-    yield f"127.0.0.1:{port}", backend
-    await server.stop(None)
-
-
-def _portrait_png() -> bytes:
-    import cv2
-
-    img = np.full((240, 320, 3), 128, np.uint8)
-    return cv2.imencode(".png", img)[1].tobytes()
-
-
-def _tone_wav(seconds: float, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 async def _generate(address: str, **options) -> list[pb.GenerateResponse]:
@@ -82,8 +29,8 @@ async def _generate(address: str, **options) -> list[pb.GenerateResponse]:
         return [
             r
             async for r in client.generate(
-                audio=bytes_audio(_tone_wav(1.0)),
-                image=_portrait_png(),
+                audio=bytes_audio(tone_wav(1.0, rate=16000)),
+                image=portrait_png(),
                 options=GenerateOptions(resolution="256x256", **options),
             )
         ]
@@ -98,8 +45,8 @@ def _generate_spans(exporter: InMemorySpanExporter, trace_id: int) -> list:
 
 
 # --- traces -----------------------------------------------------------------------------------
-async def test_async_client_span_is_the_parent_of_the_server_span(served, spans):
-    address, _ = served
+async def test_async_client_span_is_the_parent_of_the_server_span(service, spans):
+    address = service.address
     with trace.get_tracer("test").start_as_current_span("caller") as caller:
         await _generate(address)
     (server_span,) = _generate_spans(spans, caller.get_span_context().trace_id)
@@ -110,8 +57,8 @@ async def test_async_client_span_is_the_parent_of_the_server_span(served, spans)
     assert any(s.context.trace_id == caller.get_span_context().trace_id for s in render)
 
 
-async def test_blocking_client_propagates_too(served, spans):
-    address, _ = served
+async def test_blocking_client_propagates_too(service, spans):
+    address = service.address
 
     def call() -> int:
         with (
@@ -120,8 +67,8 @@ async def test_blocking_client_propagates_too(served, spans):
         ):
             list(
                 client.generate(
-                    audio=bytes_audio(_tone_wav(0.5)),
-                    image=_portrait_png(),
+                    audio=bytes_audio(tone_wav(0.5, rate=16000)),
+                    image=portrait_png(),
                     options=GenerateOptions(resolution="256x256"),
                 )
             )
@@ -131,59 +78,12 @@ async def test_blocking_client_propagates_too(served, spans):
     assert len(_generate_spans(spans, trace_id)) == 1
 
 
-async def test_without_a_caller_span_the_server_starts_a_trace(served, spans):
-    address, _ = served
+async def test_without_a_caller_span_the_server_starts_a_trace(service, spans):
+    address = service.address
     spans.clear()
     await _generate(address)
     (server_span,) = [s for s in spans.get_finished_spans() if s.name == "a2v.generate"]
     assert server_span.parent is None
-
-
-class _FakeTritonClient:
-    """Records what TritonBackend hands to tritonclient's infer / stream_infer."""
-
-    def __init__(self) -> None:
-        self.headers: dict[str, dict] = {}
-
-    async def infer(self, model_name, inputs, client_timeout=None, headers=None):
-        self.headers["infer"] = headers
-
-        class Result:
-            def as_numpy(self, name):
-                shapes = {"BOXES": (0, 4), "SCORES": (0,), "LANDMARKS": (0, 68, 2)}
-                return np.zeros(shapes[name], np.float32)
-
-        return Result()
-
-    def stream_infer(self, inputs_iterator, headers=None, **_options):
-        self.headers["stream_infer"] = headers
-
-        class Stream:
-            def __aiter__(self):
-                return self
-
-            async def __anext__(self):
-                raise StopAsyncIteration
-
-            def cancel(self):
-                pass
-
-        return Stream()
-
-
-async def test_traceparent_reaches_the_tritonclient_calls():
-    backend = TritonBackend("127.0.0.1:1")
-    await backend._client.close()
-    fake = backend._client = _FakeTritonClient()
-    with trace.get_tracer("test").start_as_current_span("render") as span:
-        await backend.analyze_faces(np.zeros((8, 8, 3), np.uint8))
-        stream = TritonSequenceStream(fake, "talking_avatar", {"FPS": np.array([25.0], np.float32)})
-        await stream.send_audio(np.zeros(640, np.float32), last=True)
-        _ = [b async for b in stream.batches()]
-    ids = span.get_span_context()
-    expected = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-"  # then the flags (sampled, ...)
-    assert fake.headers["infer"]["traceparent"].startswith(expected)
-    assert fake.headers["stream_infer"]["traceparent"].startswith(expected)
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -206,12 +106,8 @@ def metrics_port():
     server.shutdown()
 
 
-def test_metrics_off_when_listen_is_empty():
-    assert start_metrics_server("") is None
-
-
-async def test_metrics_move_after_a_generation_and_a_failing_call(served, metrics_port):
-    address, backend = served
+async def test_metrics_move_after_a_generation_and_a_failing_call(service, metrics_port):
+    address, backend = service.address, service.backend
     model = (("model", "talking_avatar"),)
     before = await asyncio.to_thread(_scrape, metrics_port)
 
@@ -239,8 +135,8 @@ async def test_metrics_move_after_a_generation_and_a_failing_call(served, metric
     assert PROMPT not in text and "request_id" not in text
 
 
-async def test_active_streams_gauge_follows_a_running_stream(served, metrics_port):
-    address, _ = served
+async def test_active_streams_gauge_follows_a_running_stream(service, metrics_port):
+    address = service.address
     release = asyncio.Event()
 
     async def audio():
@@ -249,7 +145,7 @@ async def test_active_streams_gauge_follows_a_running_stream(served, metrics_por
 
     async with AsyncClient(address, timeout=60) as client:
         gen = client.generate(
-            audio=audio(), image=_portrait_png(), options=GenerateOptions(resolution="256x256")
+            audio=audio(), image=portrait_png(), options=GenerateOptions(resolution="256x256")
         )
         async for response in gen:
             if response.HasField("accepted"):
@@ -264,8 +160,8 @@ async def test_active_streams_gauge_follows_a_running_stream(served, metrics_por
 
 
 # --- logs -------------------------------------------------------------------------------------
-async def test_json_logs_carry_the_trace_and_request_ids_and_no_prompt(served, spans):
-    address, _ = served
+async def test_json_logs_carry_the_trace_and_request_ids_and_no_prompt(service, spans):
+    address = service.address
     sink = io.StringIO()
     handler = logging.StreamHandler(sink)
     handler.setFormatter(JsonFormatter())
@@ -287,11 +183,3 @@ async def test_json_logs_carry_the_trace_and_request_ids_and_no_prompt(served, s
     assert done["request_id"] == "req-42"
     assert {"timestamp", "level", "logger"} <= set(done)
     assert PROMPT not in sink.getvalue()
-
-
-def test_log_format_setting_is_validated():
-    assert Settings(log_format="json").validated().log_format == "json"
-    with pytest.raises(ValueError, match="log_format"):
-        Settings(log_format="xml").validated()
-    with pytest.raises(ValueError, match="metrics_listen"):
-        Settings(metrics_listen="9464").validated()
