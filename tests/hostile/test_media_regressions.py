@@ -7,8 +7,9 @@ import time
 import pytest
 from hostile_media import flip, wav_header
 
+from a2v_server.catalog import MODEL_SAMPLE_RATE as MODEL_RATE
 from a2v_server.errors import InvalidInput
-from a2v_server.media.audio import MODEL_RATE, EncodedAudioDecoder
+from a2v_server.media.audio import EncodedAudioDecoder
 
 
 def _decode(data: bytes) -> float:

@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_server.errors import A2VError, InvalidInput, ResourceExhausted
-from a2v_server.media.audio import OUTPUT_RATE, EncodedAudioDecoder, PcmDecoder
+from a2v_server.media.audio import EncodedAudioDecoder, PcmDecoder
+from a2v_server.media.audio_blocks import OUTPUT_RATE
 from a2v_server.media.image import decode_image
 from a2v_server.media.video import VideoUpload, detect_video_format
 from a2v_server.pipeline import framing
-from a2v_server.transport.convert import spec_from_config
+from a2v_server.transport.config import spec_from_config
 
 settings.register_profile(
     "hostile",

@@ -9,14 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from a2v_server.catalog import MODEL_SAMPLE_RATE as MODEL_RATE
 from a2v_server.errors import InvalidInput, ResourceExhausted
-from a2v_server.media.audio import (
-    MODEL_RATE,
-    OUTPUT_RATE,
-    EncodedAudioDecoder,
-    PcmDecoder,
-    detect_audio_format,
-)
+from a2v_server.media.audio import EncodedAudioDecoder, PcmDecoder, detect_audio_format
+from a2v_server.media.audio_blocks import OUTPUT_RATE
 
 # output name -> ffmpeg encoder arguments (the source is a 2 s 440 Hz stereo WAV)
 ENCODINGS = {

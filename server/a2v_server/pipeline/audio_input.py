@@ -17,6 +17,7 @@ from typing import TypedDict
 import numpy as np
 from opentelemetry import trace
 
+from a2v_server.catalog import MODEL_SAMPLE_RATE as MODEL_RATE
 from a2v_server.domain import (
     EncodedAudioPiece,
     EndOfInput,
@@ -27,7 +28,8 @@ from a2v_server.domain import (
     VideoPiece,
 )
 from a2v_server.errors import FailedPrecondition, InvalidInput, ResourceExhausted
-from a2v_server.media.audio import MODEL_RATE, AudioBlock, EncodedAudioDecoder, PcmDecoder
+from a2v_server.media.audio import EncodedAudioDecoder, PcmDecoder
+from a2v_server.media.audio_blocks import AudioBlock
 from a2v_server.pipeline.handoff import Handoff
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings

@@ -42,7 +42,7 @@ from a2v_server.inference.backend import (
     LipsyncOptions,
     ModelStream,
 )
-from a2v_server.media.audio import OUTPUT_RATE
+from a2v_server.media.audio_blocks import OUTPUT_RATE
 from a2v_server.media.encoder import FragmentedMp4Encoder
 from a2v_server.media.fmp4 import Segment
 from a2v_server.media.mime import mime_type
