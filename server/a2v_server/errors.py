@@ -75,6 +75,15 @@ class ModelFault(A2VError):
     status_name = "INTERNAL"
 
 
+class DecodeCancelled(Exception):
+    """Not an error: ends a decoder thread whose generation was cancelled."""
+
+
+class TritonStartError(RuntimeError):
+    """The launched Triton did not come up (a start-up failure of the server, not a request's);
+    the message carries the end of Triton's log."""
+
+
 def without_traceback(exc: BaseException) -> BaseException:
     """``exc`` with the tracebacks of it and its causes dropped, for keeping past its handler.
 

@@ -8,7 +8,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from media import ROOT
 
-from a2v_server.inference.triton_process import TritonProcess, TritonStartError
+from a2v_server.errors import TritonStartError
+from a2v_server.inference.triton_process import TritonProcess
 
 
 def test_instance_group_override_is_applied():

@@ -25,15 +25,13 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from a2v_server.catalog import TRITON_MODELS
+from a2v_server.errors import TritonStartError
 
 log = logging.getLogger(__name__)
 
+
 #: the catalog's Triton models, all of them (the one list of names)
 DEFAULT_MODELS = TRITON_MODELS
-
-
-class TritonStartError(RuntimeError):
-    """Triton did not come up; the message carries the end of its log."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -18,14 +18,14 @@ import av
 import numpy as np
 
 from a2v_server.catalog import MODEL_SAMPLE_RATE as MODEL_RATE
-from a2v_server.errors import InvalidInput
+from a2v_server.errors import DecodeCancelled, InvalidInput
 from a2v_server.media.audio_blocks import (
     AudioBlock,
     BlockMaker,
     check_trim,
     invalid_audio,
 )
-from a2v_server.media.chunk_stream import Cancelled, ChunkStream
+from a2v_server.media.chunk_stream import ChunkStream
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class EncodedAudioDecoder:
         """
         try:
             yield from self._decode()
-        except Cancelled:
+        except DecodeCancelled:
             log.debug("audio decoding cancelled")
         finally:
             # Whoever stopped iterating, nobody will read again: free the bytes and make later

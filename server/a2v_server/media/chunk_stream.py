@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-
-class Cancelled(Exception):
-    """Raised in the decoding thread once the stream was cancelled."""
+from a2v_server.errors import DecodeCancelled
 
 
 class ChunkStream:
@@ -15,7 +13,7 @@ class ChunkStream:
 
     The producer (request stream, event loop side) never blocks; the consumer (PyAV in a
     worker thread) waits until the bytes it asks for arrived. ``cancel()`` wakes it with
-    ``Cancelled`` so no thread waits forever for bytes that will never come.
+    ``DecodeCancelled`` so no thread waits forever for bytes that will never come.
     """
 
     def __init__(self) -> None:
@@ -52,7 +50,7 @@ class ChunkStream:
         while not (self._cancelled or self._ended or ready()):
             self._cond.wait()
         if self._cancelled:
-            raise Cancelled()
+            raise DecodeCancelled()
 
     def head(self, size: int) -> bytes:
         """Block until ``size`` bytes (or the end) arrived; return the first ``size`` bytes."""
