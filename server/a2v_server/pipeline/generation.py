@@ -11,6 +11,9 @@ CPU-heavy work (decoding, framing, H.264/AAC encode) runs in worker threads; the
 only moves data. The visual input is prepared first (visual.py): the Accepted message goes out
 as soon as the face is found and the frame size is known. The counters live in ``stats``, the
 input limits in ``pacing``, audio-to-model in ``model_feed``, frames-to-encoder in ``compose``.
+
+Over 300 lines on purpose: the stages and the queue protocol that joins them ("audio" / "video"
+/ "close" items, the _DONE sentinel, who closes what on cancel) read best side by side.
 """
 
 from __future__ import annotations
