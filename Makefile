@@ -49,8 +49,10 @@ bench-quality: venv system-deps
 load: venv system-deps
 	$(BIN)/python -m bench.load
 
+# The tiers that need no Triton: server and client units, the models' algorithms, and the
+# in-process service tier (grpc.aio server with a fake backend).
 test-unit: venv
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q tests/unit tests/models tests/service
 
 # Triton + server in the foreground until Ctrl-C / SIGTERM (then Triton is stopped too).
 serve: venv

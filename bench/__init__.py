@@ -16,7 +16,11 @@ free loopback ports), drives it from the client side like a user would, and stop
   10 min input (``bench.procmem``);
 * Triton's own per-request statistics per model (``bench.triton_stats``).
 
+Then a second table, the models' algorithms timed in-process without Triton (``bench.models``,
+also runnable alone as ``python -m bench.models``): mouth motion, mouth render and the full
+avatar frame per frame at 512x512 and 1280x720, face analysis and renderer setup per portrait.
+
 Environment: ``BENCH_RUNS`` (default 10), ``BENCH_LONG=1`` (adds the 10-minute memory run,
-about 2 minutes), ``BENCH_MAX_STREAMS`` (default 6). Benchmarks print figures; nothing here
-asserts on time.
+about 2 minutes), ``BENCH_MAX_STREAMS`` (default 6), ``BENCH_MODEL_FRAMES`` (default 300, the
+models section). Benchmarks print figures; nothing here asserts on time.
 """

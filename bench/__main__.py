@@ -11,7 +11,7 @@ from pathlib import Path
 
 from devstack.stack import LocalStack
 
-from . import suite, triton_stats
+from . import models, suite, triton_stats
 from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speech
 from .table import Row, markdown
 
@@ -73,6 +73,8 @@ def main() -> int:
                     Row("peak RSS, 10 min input", "skipped (set BENCH_LONG=1, ~2 more minutes)")
                 )
             rows += suite.triton_rows(triton_stats.delta(before, after))
+    step("models in-process (no Triton)")
+    model_rows = models.rows()
     step("done")
     print()
     print(f"a2v benchmark — {machine()}")
@@ -85,6 +87,10 @@ def main() -> int:
     )
     print()
     print(markdown(rows))
+    print()
+    print(models.caption())
+    print()
+    print(markdown(model_rows, models.HEADER))
     return 0
 
 

@@ -33,8 +33,8 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def markdown(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+def markdown(rows: list[Row], header: tuple[str, str, str, str] = HEADER) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = (r.measure, r.figure, r.baseline, r.target)
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")

@@ -1,28 +1,8 @@
 """Unit tests for the landmark-driven mouth renderer (on the real sample portrait)."""
 
-import os
-import time
-from pathlib import Path
-
-import cv2
 import numpy as np
 import pytest
-from face_detection import FaceAnalyzer
 from mouth_render import MouthRenderer, _GridSplines, _kernel32, _tps_weights
-
-PORTRAIT = Path(__file__).resolve().parents[2] / "samples/portrait.jpg"
-
-
-@pytest.fixture(scope="module")
-def portrait() -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
-
-
-@pytest.fixture(scope="module")
-def landmarks(portrait) -> np.ndarray:
-    faces = FaceAnalyzer().analyze(portrait)
-    assert faces, "no face found in the sample portrait"
-    return faces[0].landmarks
 
 
 @pytest.fixture(scope="module")
@@ -91,26 +71,6 @@ def test_motion_is_continuous(renderer, landmarks):
         cur = renderer.render(float(a)).astype(np.float32)
         assert np.abs(cur - prev)[y0:y1, x0:x1].mean() < 2.0
         prev = cur
-
-
-def test_render_time(renderer, portrait):
-    values = np.abs(np.sin(np.arange(200) * 0.3))
-    start = time.perf_counter()
-    for a in values:
-        renderer.render(float(a))
-    per_frame = (time.perf_counter() - start) / len(values) * 1000
-    start = time.perf_counter()
-    MouthRenderer(portrait, FaceAnalyzer().analyze(portrait)[0].landmarks)
-    setup = (time.perf_counter() - start) * 1000
-    print(f"\nmouth render 512x512: {per_frame:.2f} ms/frame (setup {setup:.0f} ms)")
-    assert per_frame < 5.0
-
-
-def test_check_image(renderer, tmp_path):
-    """Side-by-side render(0 / 0.5 / 1) for eyeballing; set A2V_RENDER_CHECK=path to keep."""
-    row = np.hstack([renderer.render(a) for a in (0.0, 0.5, 1.0)])
-    path = Path(os.environ.get("A2V_RENDER_CHECK", tmp_path / "mouth_render_check.png"))
-    assert cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
 
 
 def test_rejects_bad_input(portrait, landmarks):

@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import time
 import wave
 
 import numpy as np
@@ -157,12 +156,3 @@ def test_lookahead(espeak, fps):
         tampered = x.copy()
         tampered[cut:] = rng.standard_normal(len(x) - cut).astype(np.float32) * 0.5
         np.testing.assert_allclose(run_all(tampered, sr, fps)[:k], full[:k], atol=1e-6)
-
-
-def test_cost_per_frame(espeak):
-    x, sr = espeak
-    start = time.perf_counter()
-    out = run_all(x, sr, chunks=[sr // 50] * (len(x) // (sr // 50)))
-    per_frame_ms = (time.perf_counter() - start) * 1000 / len(out)
-    print(f"\nmouth motion: {per_frame_ms * 1000:.0f} us/frame")
-    assert per_frame_ms < 0.5

@@ -1,28 +1,10 @@
 """Eyelids, brows and head motion on the sample portrait; viseme basis shapes."""
 
-import os
-import time
-from pathlib import Path
-
-import cv2
 import numpy as np
 import pytest
-from face_detection import FaceAnalyzer
 from face_motion import FaceMotion
 from mouth_render import MouthRenderer
 from visemes import WEIGHTS
-
-PORTRAIT = Path(__file__).resolve().parents[2] / "samples/portrait.jpg"
-
-
-@pytest.fixture(scope="module")
-def portrait() -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
-
-
-@pytest.fixture(scope="module")
-def landmarks(portrait) -> np.ndarray:
-    return FaceAnalyzer().analyze(portrait)[0].landmarks
 
 
 @pytest.fixture(scope="module")
@@ -89,24 +71,3 @@ def test_viseme_shapes_differ(mouth, landmarks):
     for i, a in enumerate(keys):
         for b in keys[i + 1 :]:
             assert np.abs(crops[a] - crops[b]).mean() > 1.0, (a, b)
-
-
-def test_render_time_and_check_image(mouth, face, portrait, landmarks, tmp_path):
-    n = 100
-    start = time.perf_counter()
-    for k in range(n):
-        img = mouth.render(abs(np.sin(k * 0.3)), np.array([0.5, 0.2, 0.0, 0.0]))
-        face.apply(img, 0.5 * (k % 10 == 0), 0.3, np.array([1.0, 1.0, 1.0]))
-    per_frame = (time.perf_counter() - start) / n * 1000
-    print(f"\nfull render 512x512 (mouth+visemes+eyes+brows+head): {per_frame:.2f} ms/frame")
-    assert per_frame < 8.0
-    c = landmarks.astype(int)
-    box = (
-        slice(c[:, 1].min() - 60, c[:, 1].max() + 20),
-        slice(c[:, 0].min() - 30, c[:, 0].max() + 30),
-    )
-    tiles = [mouth.render(0.8 * w[0], np.array(w[1:]))[box] for _, w in sorted(WEIGHTS.items())]
-    tiles += [face.apply(mouth.render(0.0), b, 0.0, np.zeros(3))[box] for b in (0.5, 1.0)]
-    tiles += [face.apply(mouth.render(0.3), 0.0, 1.0, np.array([4.0, 3.0, 3.0]))[box]]
-    path = Path(os.environ.get("A2V_FACE_CHECK", tmp_path / "face_check.png"))
-    assert cv2.imwrite(str(path), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR))

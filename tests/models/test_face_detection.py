@@ -1,24 +1,14 @@
 """Unit tests for dlib face detection + 68-point landmarks."""
 
-import time
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from face_detection import Face, FaceAnalyzer, find_predictor_path
 
-PORTRAIT = Path(__file__).resolve().parents[2] / "samples/portrait.jpg"
-
 
 @pytest.fixture(scope="module")
 def analyzer() -> FaceAnalyzer:
     return FaceAnalyzer()
-
-
-@pytest.fixture(scope="module")
-def portrait() -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +30,6 @@ def test_finds_the_portrait_face(analyzer, portrait, portrait_face):
     # Sanity of the dlib order: eyes above the nose tip above the mouth above the chin.
     assert face.landmarks[36:48, 1].mean() < face.landmarks[30, 1] < mouth[:, 1].mean()
     assert mouth[:, 1].mean() < face.landmarks[8, 1]
-    start = time.perf_counter()
-    for _ in range(5):
-        analyzer.analyze(portrait)
-    print(f"\nanalyze 512x512: {(time.perf_counter() - start) / 5 * 1000:.1f} ms")
 
 
 def _non_faces() -> dict[str, np.ndarray]:

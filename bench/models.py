@@ -1,0 +1,180 @@
+"""``python -m bench.models`` (also a section of ``python -m bench``): the models' algorithms
+timed in this process, without Triton or the server.
+
+What the model tests used to assert on wall-clock time is measured here instead (tests/models
+keeps the behaviour): per frame, the median over ``BENCH_MODEL_FRAMES`` frames (default 300)
+after a short warm-up, with the 90th percentile beside it, for
+
+* mouth motion (speech -> mouth openness, ``MouthMotion.push`` fed one frame of audio a time);
+* the mouth warp alone (``MouthRenderer.render(openness)``) and the full talking-avatar frame
+  (``MouthRenderer.render(openness, viseme shapes)`` then ``FaceMotion.apply`` for eyelids, brows
+  and head), each at 512x512 (the sample portrait as is) and 1280x720 (the portrait fitted as
+  the server fits it: ``framing.place``/``render_fitted``, crop, landmarks mapped, not found
+  again);
+* the one-off costs per portrait: face analysis (dlib HOG + 68 landmarks) and renderer setup.
+
+The figures move with the machine's load; nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .inputs import PORTRAIT, ROOT, machine, speech
+from .table import Row, markdown, pct
+
+#: the model folders hold plain modules, not packages (as in tests/models/conftest.py)
+MODEL_DIRS = [ROOT / f"model_repository/{m}/1" for m in ("talking_avatar", "face_landmarks")]
+HEADER = ("measure", "median", "p90", "bound the unit tests asserted (512x512)")
+FPS = 25.0
+WARM_UP = 10
+
+
+def _models_importable() -> None:
+    for model_dir in reversed(MODEL_DIRS):
+        if str(model_dir) not in sys.path:
+            sys.path.insert(0, str(model_dir))
+
+
+def _per_call_ms(call: Callable, args: Iterable) -> list[float]:
+    """Wall time of each call in ms; the first WARM_UP calls are made but not counted."""
+    times = []
+    for k, arg in enumerate(args):
+        start = time.perf_counter()
+        call(arg)
+        if k >= WARM_UP:
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _row(measure: str, times_ms: list[float], bound: str = "") -> Row:
+    return Row(measure, _fmt(statistics.median(times_ms)), _fmt(pct(times_ms, 90)), bound)
+
+
+def _fmt(value_ms: float) -> str:
+    return f"{value_ms * 1000:.0f} µs" if value_ms < 1 else f"{value_ms:.2f} ms"
+
+
+def _portraits() -> list[tuple[str, np.ndarray, np.ndarray, list[float]]]:
+    """(size, RGB picture, landmarks, face analysis times) at 512x512 and 1280x720."""
+    from face_detection import FaceAnalyzer
+
+    from a2v_server.pipeline import framing
+
+    analyzer = FaceAnalyzer()
+    sample = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    face = analyzer.analyze(sample)[0]
+    out_wh = (1280, 720)
+    placement = framing.place(sample.shape[1::-1], out_wh, face.box, "crop")
+    fitted = framing.render_fitted(sample, placement, out_wh)
+    result = []
+    for image, landmarks in ((sample, face.landmarks), (fitted, placement.points(face.landmarks))):
+        size = f"{image.shape[1]}x{image.shape[0]}"
+        if not analyzer.analyze(image):  # also the warm-up
+            raise RuntimeError(f"no face in the {size} portrait")
+        times = []
+        for _ in range(10):
+            start = time.perf_counter()
+            analyzer.analyze(image)
+            times.append((time.perf_counter() - start) * 1000)
+        result.append((size, image, landmarks, times))
+    return result
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    """16-bit mono WAV -> float32 samples in [-1, 1]."""
+    with wave.open(str(path)) as w:
+        raw = w.readframes(w.getnframes())
+    return np.frombuffer(raw, np.int16).astype(np.float32) / 32768
+
+
+def mouth_motion(frames: int, tmp: Path) -> Row:
+    from mouth_motion import MouthMotion
+
+    rate = 16000
+    x = _read_wav(speech(tmp / "speech.wav", (frames + WARM_UP) / FPS + 0.5, rate))
+    hop = int(rate / FPS)
+    pieces = [x[i : i + hop] for i in range(0, len(x) - hop + 1, hop)][: frames + WARM_UP]
+    times = _per_call_ms(MouthMotion(rate, FPS).push, pieces)
+    return _row("mouth motion (speech -> openness), one frame of audio a push", times, "< 0.5 ms")
+
+
+def renders(frames: int) -> list[Row]:
+    return [row for portrait in _portraits() for row in _render_rows(*portrait, frames)]
+
+
+def _render_rows(
+    size: str, image: np.ndarray, landmarks: np.ndarray, analyze_ms: list[float], frames: int
+) -> list[Row]:
+    from face_motion import FaceMotion
+    from mouth_render import MouthRenderer
+
+    setup = []
+    for _ in range(5):
+        start = time.perf_counter()
+        renderer = MouthRenderer(image, landmarks)
+        face = FaceMotion(image.shape, landmarks)
+        setup.append((time.perf_counter() - start) * 1000)
+    openness = [float(a) for a in np.abs(np.sin(np.arange(frames + WARM_UP) * 0.3))]
+    shapes = np.array([0.5, 0.2, 0.0, 0.0])
+    pose = np.array([1.0, 1.0, 1.0])
+
+    def full(k: int) -> None:
+        img = renderer.render(openness[k], shapes)
+        face.apply(img, 0.5 * (k % 10 == 0), 0.3, pose)
+
+    first = size == "512x512"
+    return [
+        _row(
+            f"mouth render {size} (openness only)",
+            _per_call_ms(renderer.render, openness),
+            "< 5 ms" if first else "",
+        ),
+        _row(
+            f"full frame {size} (mouth + visemes + eyelids + brows + head)",
+            _per_call_ms(full, range(frames + WARM_UP)),
+            "< 8 ms" if first else "",
+        ),
+        _row(f"face analysis {size} (dlib HOG + 68 landmarks), per picture", analyze_ms),
+        _row(f"renderer setup {size} (mouth warp + face motion), per portrait", setup),
+    ]
+
+
+def rows(frames: int | None = None) -> list[Row]:
+    """The section's rows (imports the model code; makes its speech input with espeak-ng/sox)."""
+    frames = frames or int(os.environ.get("BENCH_MODEL_FRAMES", 300))
+    _models_importable()
+    with tempfile.TemporaryDirectory(prefix="a2v-bench-models-") as tmp:
+        return [mouth_motion(frames, Path(tmp)), *renders(frames)]
+
+
+def caption(frames: int | None = None) -> str:
+    frames = frames or int(os.environ.get("BENCH_MODEL_FRAMES", 300))
+    return (
+        f"models in-process (no Triton, no server): per frame, median and p90 "
+        f"over {frames} frames after {WARM_UP} uncounted; face analysis over 10 pictures, "
+        f"renderer setup over 5; portrait {PORTRAIT.name}"
+    )
+
+
+def main() -> int:
+    table = rows()
+    print(f"a2v model benchmark — {machine()}")
+    print(caption())
+    print()
+    print(markdown(table, HEADER))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
