@@ -3,6 +3,9 @@
 Detection runs on a downscaled copy (HOG cost grows with pixel count); the landmark
 regression then runs on the full-resolution image inside the mapped-back box, so the
 landmarks keep full precision whatever the input size.
+
+Shared by face_landmarks (this file) and lipsync (lipsync/1/face_detection.py is a relative
+symlink to it: the lipsync model tracks faces with the same detector and predictor).
 """
 
 from __future__ import annotations

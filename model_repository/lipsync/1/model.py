@@ -11,7 +11,8 @@ Tensors (config.pbtxt is the source of truth):
   FIRST_FRAME  int64 [1]             response: index of FRAMES[0]
   MOUTH_OPEN   fp32  [m]             response: mouth opening asked for by the speech
   FACE_FOUND   uint8 [m]             response: 0 where no face was found (frame unchanged)
-Errors: "[INVALID_ARGUMENT] ..." tagged messages, like talking_avatar.
+Errors: "[INVALID_ARGUMENT] ..." tagged messages, like talking_avatar: both run the request
+loop of shared.SequenceModel (shared.py is talking_avatar/1/shared.py).
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ import triton_python_backend_utils as pb_utils
 from face_detection import FaceAnalyzer
 from face_track import FaceTracker
 from mouth_motion import MouthMotion
+from shared import (
+    SAMPLE_RATE,
+    InvalidRequest,
+    SequenceModel,
+    audio_samples,
+    frame_rate,
+    input_array,
+    input_flag,
+)
 from video_mouth import reanimate
-
-SAMPLE_RATE = 16000
-log = logging.getLogger("lipsync")
-
-
-class InvalidRequest(ValueError):
-    """Reported as [INVALID_ARGUMENT]."""
 
 
 @dataclass
@@ -47,72 +50,28 @@ class Session:
     last_used: float = field(default_factory=time.monotonic)
 
 
-def _input(request, name: str) -> np.ndarray | None:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
+class TritonPythonModel(SequenceModel):
+    FAILURE = "lipsync failed"
+    FIRST_INPUT = "FPS"
+    log = logging.getLogger("lipsync")
 
-
-class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         self._max_frames = int(config["parameters"]["max_frames_per_response"]["string_value"])
-        idle = int(config["sequence_batching"]["max_sequence_idle_microseconds"]) / 1e6
-        self._idle_seconds = idle
+        self._start_sequences(config)
         self._analyzer = FaceAnalyzer()
-        self._sessions: dict[int, Session] = {}
-
-    def execute(self, requests: list) -> None:
-        now = time.monotonic()
-        for corrid in [
-            c for c, s in self._sessions.items() if now - s.last_used > self._idle_seconds
-        ]:
-            del self._sessions[corrid]
-        for request in requests:
-            sender = request.get_response_sender()
-            corrid = int(_input(request, "CORRID").ravel()[0])
-            try:
-                self._handle(request, sender, corrid)
-            except InvalidRequest as exc:
-                self._sessions.pop(corrid, None)
-                sender.send(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"[INVALID_ARGUMENT] {exc}")
-                    )
-                )
-            except Exception as exc:
-                log.exception("sequence %d failed", corrid)
-                self._sessions.pop(corrid, None)
-                sender.send(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"[INTERNAL] lipsync failed: {exc}")
-                    )
-                )
-            finally:
-                sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-        return None
 
     def _handle(self, request, sender, corrid: int) -> None:
-        if bool(_input(request, "START").ravel()[0]):
-            # One sequence slot per instance (direct batching, max_batch_size 0): a new
-            # sequence means any other one here is over (see talking_avatar/1/model.py).
-            self._sessions.clear()
-            self._sessions[corrid] = self._new_session(request)
-        session = self._sessions.get(corrid)
-        if session is None:
-            raise InvalidRequest(f"sequence {corrid} is unknown: start it with FPS first")
-        session.last_used = time.monotonic()
-        end = bool(_input(request, "END").ravel()[0])
+        session: Session = self._session(request, corrid)
+        end = input_flag(request, "END")
 
-        frames = _input(request, "FRAMES_IN")
-        indices = _input(request, "SOURCE_INDEX")
+        frames = input_array(request, "FRAMES_IN")
+        indices = input_array(request, "SOURCE_INDEX")
         if frames is not None:
             if indices is None or len(indices) != len(frames):
                 raise InvalidRequest("SOURCE_INDEX must give one index per frame of FRAMES_IN")
             session.frames.extend(zip(indices.tolist(), frames, strict=True))
-        audio = _input(request, "AUDIO").astype(np.float32, copy=False).ravel()
-        if not np.all(np.isfinite(audio)):
-            raise InvalidRequest("AUDIO contains NaN or infinite samples")
-        session.openness.extend(session.motion.push(np.clip(audio, -1.0, 1.0)).tolist())
+        session.openness.extend(session.motion.push(audio_samples(request)).tolist())
         if end:
             session.openness.extend(session.motion.finish().tolist())
             if len(session.frames) != len(session.openness):
@@ -151,14 +110,12 @@ class TritonPythonModel:
             session.next_frame += n
 
     def _new_session(self, request) -> Session:
-        fps_in = _input(request, "FPS")
+        fps_in = input_array(request, "FPS")
         if fps_in is None:
             raise InvalidRequest("the first request needs FPS")
-        fps = float(fps_in.ravel()[0])
-        if not 1.0 <= fps <= 60.0:
-            raise InvalidRequest(f"FPS must be within 1..60, got {fps:g}")
-        index = _input(request, "FACE_INDEX")
-        box = _input(request, "FACE_BOX")
+        fps = frame_rate(fps_in)
+        index = input_array(request, "FACE_INDEX")
+        box = input_array(request, "FACE_BOX")
         tracker = FaceTracker(
             self._analyzer,
             face_index=int(index.ravel()[0]) if index is not None else 0,

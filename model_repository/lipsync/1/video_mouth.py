@@ -14,97 +14,58 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from shared import (
+    CHIN,
+    INNER_LEFT,
+    INNER_LIPS,
+    INNER_LOWER_LIP,
+    INNER_RIGHT,
+    INNER_UPPER_LIP,
+    JAW,
+    LOWER_LIP,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    N_LANDMARKS,
+    NOSE,
+    NOSE_BRIDGE,
+    NOSE_WINGS,
+    OUTER_LIPS,
+    UPPER_LIP,
+    face_axes,
+    tps_kernel,
+    tps_weights,
+)
 
 #: inner-lip gap at openness 1, in mouth widths (as the talking avatar's jaw drop)
 OPEN_GAP = 0.30
 #: how far lower-lip and jaw points follow the lower-lip motion
 _FOLLOW = {
-    65: 1.0,
-    66: 1.0,
-    67: 1.0,
-    56: 0.97,
-    57: 0.97,
-    58: 0.97,
-    55: 0.75,
-    59: 0.75,
-    8: 0.9,
-    7: 0.8,
-    9: 0.8,
-    6: 0.6,
-    10: 0.6,
-    5: 0.35,
-    11: 0.35,
-    48: 0.25,
-    54: 0.25,
-    60: 0.3,
-    64: 0.3,
+    **dict.fromkeys(INNER_LOWER_LIP, 1.0),
+    **dict.fromkeys(LOWER_LIP[1:-1], 0.97),
+    **dict.fromkeys((LOWER_LIP[0], LOWER_LIP[-1]), 0.75),
+    CHIN: 0.9,
+    **dict.fromkeys((CHIN - 1, CHIN + 1), 0.8),
+    **dict.fromkeys((CHIN - 2, CHIN + 2), 0.6),
+    **dict.fromkeys((CHIN - 3, CHIN + 3), 0.35),
+    **dict.fromkeys((MOUTH_RIGHT, MOUTH_LEFT), 0.25),
+    **dict.fromkeys((INNER_RIGHT, INNER_LEFT), 0.3),
 }
 #: points that stay where they are: outer jaw, nose, upper lip
-_FIXED = [
-    0,
-    1,
-    2,
-    3,
-    13,
-    14,
-    15,
-    16,
-    27,
-    28,
-    29,
-    30,
-    31,
-    32,
-    33,
-    34,
-    35,
-    49,
-    50,
-    51,
-    52,
-    53,
-    61,
-    62,
-    63,
-]
+_FIXED = [*JAW[:4], *JAW[-4:], *NOSE, *UPPER_LIP, *INNER_UPPER_LIP]
 _GRID_STEP = 6  # px between samples of the backward map (the field is smooth)
 _INTERIOR = np.array([40.0, 14.0, 16.0])  # RGB of the darkened mouth interior
-
-
-def _tps_solve(points: np.ndarray, values: np.ndarray) -> np.ndarray:
-    n = len(points)
-    a = np.zeros((n + 3, n + 3))
-    a[:n, :n] = _kernel(points, points) + 1e-6 * np.eye(n)
-    a[:n, n] = a[n, :n] = 1.0
-    a[:n, n + 1 :] = points
-    a[n + 1 :, :n] = points.T
-    b = np.zeros((n + 3, 2))
-    b[:n] = values
-    return np.linalg.lstsq(a, b, rcond=None)[0]
-
-
-def _kernel(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    r2 = np.maximum((p * p).sum(1)[:, None] + (q * q).sum(1)[None, :] - 2.0 * p @ q.T, 0.0)
-    return 0.5 * r2 * np.log(np.maximum(r2, 1e-12))
-
-
-def face_axes(lm: np.ndarray) -> tuple[np.ndarray, float]:
-    """Unit "down" vector (eyes -> mouth) and the mouth width in pixels."""
-    down = lm[48:68].mean(0) - lm[36:48].mean(0)
-    down /= max(float(np.linalg.norm(down)), 1e-6)
-    return down, max(float(np.linalg.norm(lm[54] - lm[48])), 4.0)
 
 
 def inner_gap(lm: np.ndarray) -> float:
     """Opening between the inner lips along "down", in pixels (>= 0)."""
     down, _ = face_axes(lm)
-    pairs = ((61, 67), (62, 66), (63, 65))
+    pairs = zip(INNER_UPPER_LIP, reversed(INNER_LOWER_LIP), strict=True)  # one above the other
     return max(0.0, float(np.mean([np.dot(lm[b] - lm[a], down) for a, b in pairs])))
 
 
 def reanimate(frame: np.ndarray, landmarks: np.ndarray, openness: float) -> np.ndarray:
     """``frame`` (H, W, 3 uint8 RGB) with its mouth opened to ``openness`` in [0, 1]."""
-    lm = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(N_LANDMARKS, 2)
     down, width = face_axes(lm)
     target = float(np.clip(openness, 0.0, 1.0)) * OPEN_GAP * width
     current = inner_gap(lm)
@@ -113,7 +74,7 @@ def reanimate(frame: np.ndarray, landmarks: np.ndarray, openness: float) -> np.n
         return frame
 
     h, w = frame.shape[:2]
-    jaw = lm[[*range(2, 15), 29, 30, 31, 35]]
+    jaw = lm[[*JAW[2:-2], *NOSE_BRIDGE[2:], *NOSE_WINGS]]
     x0, y0 = np.floor(jaw.min(0) - 0.1 * width).astype(int)
     x1, y1 = np.ceil(jaw.max(0) + 0.35 * width + max(delta, 0) * np.abs(down)).astype(int)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
@@ -125,12 +86,12 @@ def reanimate(frame: np.ndarray, landmarks: np.ndarray, openness: float) -> np.n
     dst = src.copy()
     dst[: len(moving)] += np.outer([_FOLLOW[i] for i in moving], down * delta)
     # Backward map: for each output pixel, where to sample the source.
-    weights = _tps_solve(dst, src - dst)
+    weights = tps_weights(dst, src - dst)
     gx = np.arange(x0, x1 + _GRID_STEP, _GRID_STEP, dtype=np.float64)
     gy = np.arange(y0, y1 + _GRID_STEP, _GRID_STEP, dtype=np.float64)
     grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
     n = len(dst)
-    offset = _kernel(grid, dst) @ weights[:n] + weights[n] + grid @ weights[n + 1 :]
+    offset = tps_kernel(grid, dst) @ weights[:n] + weights[n] + grid @ weights[n + 1 :]
     coarse = (grid + offset).reshape(len(gy), len(gx), 2).astype(np.float32)
     # Upsample the coarse map to the region's pixels (grid node k sits at x0 + k * step).
     fine = cv2.resize(
@@ -172,8 +133,8 @@ def reanimate(frame: np.ndarray, landmarks: np.ndarray, openness: float) -> np.n
 
 def _lip_colour(frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
     mask = np.zeros(frame.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(lm[48:60]).astype(np.int32)], 1)
-    cv2.fillPoly(mask, [np.round(lm[60:68]).astype(np.int32)], 0)
+    cv2.fillPoly(mask, [np.round(lm[OUTER_LIPS]).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(lm[INNER_LIPS]).astype(np.int32)], 0)
     pixels = frame[mask > 0]
     return pixels.mean(0) if len(pixels) else np.array([150.0, 80.0, 80.0])
 
@@ -197,13 +158,13 @@ def _border(x0: int, y0: int, x1: int, y1: int, step: float) -> np.ndarray:
 
 def _paint_interior(out, lm, shift, roi, colour, amount: float) -> None:
     """Blend ``colour`` into the (moved) inner-lip polygon through a feathered mask."""
-    inner = lm[60:68].copy()
-    for k, i in enumerate(range(60, 68)):
+    inner = lm[INNER_LIPS]
+    for k, i in enumerate(INNER_LIPS):
         if i in _FOLLOW:
             inner[k] += shift * _FOLLOW[i]
     x0, y0, x1, y1 = roi
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    mouth_w = float(np.linalg.norm(lm[54] - lm[48]))
+    mouth_w = float(np.linalg.norm(lm[MOUTH_LEFT] - lm[MOUTH_RIGHT]))
     polygon = [np.round(inner - [x0, y0]).astype(np.int32)]
     cv2.fillPoly(mask, polygon, 1.0)
     # A closed mouth's polygon is nearly a line: give it some body so the seam is covered.

@@ -6,7 +6,7 @@ returned once the total audio reaches ``t_i + LOOKAHEAD_S`` (exact rational arit
 before it is computed every analyser is advanced to *exactly* that sample count, each in its
 own fixed blocks (VAD 32 ms, phones 80 ms, onsets 10 ms, MouthMotion per frame). So a frame
 depends only on the audio up to ``t_i + LOOKAHEAD_S``, never on later audio nor on how the
-audio was split into pushes (tests/unit/test_animator.py checks both).
+audio was split into pushes (test_animator.py checks both).
 
 Lookahead budget (LOOKAHEAD_S = 0.24 s): the phone recogniser's partial path is reliable
 ~100 ms behind its front and coarticulation looks 150 ms ahead of a frame's end; VAD needs 50 ms
@@ -25,12 +25,12 @@ from beats import HOP, BeatTracker
 from liveliness import Liveliness
 from mouth_motion import MouthMotion
 from phones import PhoneTracker
+from shared import SAMPLE_RATE
 from visemes import CLOSED, OPEN, REST, ShapeSmoother, consonant_jaw, frame_viseme
 from voice_activity import VoiceActivity
 
 LOOKAHEAD_S = 0.24
 _DEAD_ZONE = 0.08  # jaw openings below this render as closed
-SAMPLE_RATE = 16000
 
 
 @dataclass

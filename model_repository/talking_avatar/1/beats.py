@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from shared import SAMPLE_RATE
 
-HOP = 160  # 10 ms
+HOP = SAMPLE_RATE // 100  # 10 ms
 WIN = 512
 _BANDS = 24
 _HISTORY_S = 6.0
@@ -33,7 +34,7 @@ _PRIOR_CENTRE = 50  # 120 BPM
 
 
 class BeatTracker:
-    def __init__(self, sample_rate: int = 16000):
+    def __init__(self, sample_rate: int = SAMPLE_RATE):
         self.sr = sample_rate
         self._pending = np.zeros(WIN - HOP, np.float32)  # implicit silence before t = 0
         self._taper = np.hanning(WIN).astype(np.float32)
@@ -49,10 +50,6 @@ class BeatTracker:
         self.period: float | None = None  # seconds
         self.periodicity = 0.0
         self.beats: list[float] = []  # beat times in seconds
-
-    @property
-    def seconds(self) -> float:
-        return len(self.onset) * HOP / self.sr
 
     def hop_time(self, k: int) -> float:
         """Centre of the analysis window of hop k, in seconds."""

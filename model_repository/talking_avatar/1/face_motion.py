@@ -20,6 +20,25 @@ import math
 
 import cv2
 import numpy as np
+from shared import (
+    BROWS,
+    CHIN,
+    EYES,
+    JAW,
+    LEFT_EYE,
+    MOUTH,
+    N_LANDMARKS,
+    NOSE_BOTTOM,
+    NOSE_BRIDGE,
+    RIGHT_EYE,
+    UPPER_LIDS,
+)
+
+# An eye's six points (rows of lm[RIGHT_EYE] or lm[LEFT_EYE]): a corner, two on the upper lid,
+# the other corner, two on the lower lid (clockwise on the image).
+_CORNERS = (0, 3)
+_UPPER_LID_ROWS = [0, 1, 2, 3]
+_LOWER_LID_ROWS = [0, 5, 4, 3]
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -29,11 +48,11 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 class _Eye:
     def __init__(self, lm: np.ndarray, idx: list[int], shape: tuple[int, int]):
-        p = lm[idx]  # outer/inner corner order as dlib: 0 corner, 1-2 upper, 3 corner, 4-5 lower
+        p = lm[idx]
         h, w = shape
-        ew = max(float(np.linalg.norm(p[3] - p[0])), 4.0)
-        upper = p[[0, 1, 2, 3]]
-        lower = p[[0, 5, 4, 3]]
+        ew = max(float(np.linalg.norm(p[_CORNERS[1]] - p[_CORNERS[0]])), 4.0)
+        upper = p[_UPPER_LID_ROWS]
+        lower = p[_LOWER_LID_ROWS]
         o = np.argsort(upper[:, 0])
         upper = upper[o]
         lower = lower[np.argsort(lower[:, 0])]
@@ -89,23 +108,23 @@ class _Eye:
 
 class FaceMotion:
     def __init__(self, image_shape: tuple[int, int], landmarks: np.ndarray):
-        lm = np.asarray(landmarks, np.float64).reshape(68, 2)
+        lm = np.asarray(landmarks, np.float64).reshape(N_LANDMARKS, 2)
         h, w = image_shape[:2]
         self.shape = (h, w)
-        self._eyes = [_Eye(lm, list(range(36, 42)), (h, w)), _Eye(lm, list(range(42, 48)), (h, w))]
-        eye_y = lm[36:48, 1].mean()
-        face_w = float(lm[16, 0] - lm[0, 0])
+        self._eyes = [_Eye(lm, list(RIGHT_EYE), (h, w)), _Eye(lm, list(LEFT_EYE), (h, w))]
+        eye_y = lm[EYES, 1].mean()
+        face_w = float(lm[JAW[-1], 0] - lm[JAW[0], 0])
         self._face_w = max(face_w, 8.0)
-        self._face_h = max(float(lm[8, 1] - lm[27:30, 1].mean()), 8.0) * 1.6
+        self._face_h = max(float(lm[CHIN, 1] - lm[NOSE_BRIDGE[:3], 1].mean()), 8.0) * 1.6
 
         # Brows: box from well above the brows down to the top of the eyes.
-        brow = lm[17:27]
+        brow = lm[BROWS]
         brow_eye = max(float(eye_y - brow[:, 1].mean()), 4.0)
         self._brow_lift = 0.22 * brow_eye  # pixels at brow = 1
         bx0 = max(int(brow[:, 0].min() - 0.15 * brow_eye), 0)
         bx1 = min(int(brow[:, 0].max() + 0.15 * brow_eye) + 1, w)
         by0 = max(int(brow[:, 1].min() - 2.2 * brow_eye), 0)
-        by1 = min(int(lm[[37, 38, 43, 44], 1].min()), h)
+        by1 = min(int(lm[UPPER_LIDS, 1].min()), h)
         self._brow_box = (bx0, by0, bx1, by1)
         if by1 - by0 > 4 and bx1 - bx0 > 4:
             xs = np.arange(bx0, bx1, dtype=np.float64)
@@ -124,14 +143,14 @@ class FaceMotion:
             self._brow_prof = None
 
         # Head: weight 1 on the head, fading to 0 around it and below the chin; coarse grid.
-        centre = np.array([lm[27:31, 0].mean(), (lm[19:25, 1].min() + lm[8, 1]) / 2])
+        centre = np.array([lm[NOSE_BRIDGE, 0].mean(), (lm[BROWS[2:-2], 1].min() + lm[CHIN, 1]) / 2])
         centre[1] -= 0.1 * self._face_h
         rx, ry = 0.85 * self._face_w, 0.75 * self._face_h
-        self._pivot = lm[48:68].mean(0)
+        self._pivot = lm[MOUTH].mean(0)
         hx0 = max(int(centre[0] - 1.7 * rx), 0)
         hx1 = min(int(centre[0] + 1.7 * rx) + 1, w)
         hy0 = max(int(centre[1] - 1.7 * ry), 0)
-        hy1 = min(int(lm[8, 1] + 0.7 * self._face_h) + 1, h)
+        hy1 = min(int(lm[CHIN, 1] + 0.7 * self._face_h) + 1, h)
         self._head_box = (hx0, hy0, hx1, hy1)
         scale = min(1.0, 64.0 / max(hx1 - hx0, hy1 - hy0, 1))
         gw, gh = max(2, round((hx1 - hx0) * scale)), max(2, round((hy1 - hy0) * scale))
@@ -140,11 +159,11 @@ class FaceMotion:
         px, py = np.meshgrid(gx, gy)
         r = np.hypot((px - centre[0]) / rx, (py - centre[1]) / ry)
         wgt = _smoothstep((1.6 - r) / 0.6)
-        wgt *= _smoothstep((lm[8, 1] + 0.6 * self._face_h - py) / (0.45 * self._face_h))
+        wgt *= _smoothstep((lm[CHIN, 1] + 0.6 * self._face_h - py) / (0.45 * self._face_h))
         # The mouth and jaw stay put (the mouth animation, and whoever measures it, see a
         # stable mouth): the motion fades in from the nose tip up to the eyes, and rolls
         # about the mouth centre, so it reads as the head turning/nodding over the jaw.
-        nose_y, eyes_y = float(lm[33, 1]), float(lm[36:48, 1].mean())
+        nose_y, eyes_y = float(lm[NOSE_BOTTOM, 1]), float(lm[EYES, 1].mean())
         wgt *= _smoothstep((nose_y - py) / max(nose_y - eyes_y, 1.0))
         # Zero on the box border (and the frame border) so nothing outside ever moves.
         edge = np.minimum.reduce([px - hx0, hx1 - 1 - px, py - hy0, hy1 - 1 - py]) / 6.0

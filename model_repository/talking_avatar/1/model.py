@@ -17,7 +17,9 @@ Decoupled and stateful (see config.pbtxt). Tensors:
 Frames come back LOOKAHEAD (animator.LOOKAHEAD_S = 0.24 s) of audio after their own time.
 
 Errors are sent as error responses whose message starts with a status tag such as
-"[INVALID_ARGUMENT]"; the a2v server maps the tag to its gRPC status.
+"[INVALID_ARGUMENT]"; the a2v server maps the tag to its gRPC status. The request loop (one
+sequence per instance, error tags, the FINAL flag on every request) is shared.SequenceModel,
+which the lipsync model runs too.
 """
 
 from __future__ import annotations
@@ -34,17 +36,19 @@ import triton_python_backend_utils as pb_utils
 from animator import LOOKAHEAD_S, Animator
 from face_motion import FaceMotion
 from mouth_render import MouthRenderer
+from shared import (
+    N_LANDMARKS,
+    SAMPLE_RATE,
+    InvalidRequest,
+    SequenceModel,
+    audio_samples,
+    frame_rate,
+    input_array,
+    input_flag,
+)
 
-SAMPLE_RATE = 16000
-MAX_FPS = 60.0
 #: portraits whose warp state an instance keeps (a few MB each at 512x512)
 PORTRAIT_CACHE = 3
-
-log = logging.getLogger("talking_avatar")
-
-
-class InvalidRequest(ValueError):
-    """A request the caller must fix; reported as [INVALID_ARGUMENT]."""
 
 
 @dataclass
@@ -60,13 +64,8 @@ class Session:
     last_used: float = field(default_factory=time.monotonic)
 
 
-def _input(request, name: str) -> np.ndarray | None:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
-
-
 def _scalar(request, name: str, lo: float, hi: float, default: float) -> float:
-    value = _input(request, name)
+    value = input_array(request, name)
     if value is None or value.size == 0:
         return default
     v = float(value.ravel()[0])
@@ -76,7 +75,7 @@ def _scalar(request, name: str, lo: float, hi: float, default: float) -> float:
 
 
 def _liveliness(request) -> dict:
-    seed = _input(request, "SEED")
+    seed = input_array(request, "SEED")
     return dict(
         seed=int(seed.ravel()[0]) if seed is not None and seed.size else 0,
         expression_scale=_scalar(request, "EXPRESSION_SCALE", 0.0, 2.0, 1.0),
@@ -86,7 +85,7 @@ def _liveliness(request) -> dict:
 
 
 def _transcript(request) -> str | None:
-    value = _input(request, "TRANSCRIPT")
+    value = input_array(request, "TRANSCRIPT")
     if value is None or value.size == 0:
         return None
     raw = value.ravel()[0]
@@ -96,7 +95,11 @@ def _transcript(request) -> str | None:
     return text.strip() or None
 
 
-class TritonPythonModel:
+class TritonPythonModel(SequenceModel):
+    FAILURE = "rendering failed"
+    FIRST_INPUT = "PORTRAIT"
+    log = logging.getLogger("talking_avatar")
+
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         params = config.get("parameters", {})
@@ -111,9 +114,7 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"config.pbtxt declares lookahead_seconds={declared}, the code uses {LOOKAHEAD_S}"
             )
-        idle_us = int(config["sequence_batching"]["max_sequence_idle_microseconds"])
-        self._idle_seconds = idle_us / 1e6
-        self._sessions: dict[int, Session] = {}
+        self._start_sequences(config)
         # Pay the one-time initialisation now, not in the first sequence this instance serves:
         # the first Animator in a process costs ~70 ms more than later ones (PocketSphinx
         # reading its acoustic model, the VAD's ONNX session). Measured in the first chunk of
@@ -124,56 +125,15 @@ class TritonPythonModel:
         warm.push(np.zeros(SAMPLE_RATE, np.float32))
         warm.finish()
 
-    def execute(self, requests: list) -> None:
-        self._drop_idle_sessions()
-        for request in requests:
-            sender = request.get_response_sender()
-            corrid = int(_input(request, "CORRID").ravel()[0])
-            try:
-                self._handle(request, sender, corrid)
-            except InvalidRequest as exc:
-                self._sessions.pop(corrid, None)
-                sender.send(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"[INVALID_ARGUMENT] {exc}")
-                    )
-                )
-            except Exception as exc:  # a bug: keep the instance alive, fail this sequence
-                log.exception("sequence %d failed", corrid)
-                self._sessions.pop(corrid, None)
-                sender.send(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"[INTERNAL] rendering failed: {exc}")
-                    )
-                )
-            finally:
-                # Always close the request, after a cancel or an error too.
-                sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-        return None
-
     def finalize(self) -> None:
         self._sessions.clear()
         self._portraits.clear()
 
     # ------------------------------------------------------------------------------------------
     def _handle(self, request, sender, corrid: int) -> None:
-        start = bool(_input(request, "START").ravel()[0])
-        end = bool(_input(request, "END").ravel()[0])
-        if start:
-            # Direct sequence batching with max_batch_size 0 gives each instance one sequence
-            # slot: a new sequence here means any other one is over (a caller that went away
-            # without END: Triton released it but never tells the model).
-            self._sessions.clear()
-            self._sessions[corrid] = self._new_session(request)
-        session = self._sessions.get(corrid)
-        if session is None:
-            raise InvalidRequest(f"sequence {corrid} is unknown: start it with PORTRAIT first")
-        session.last_used = time.monotonic()
-
-        audio = _input(request, "AUDIO").astype(np.float32, copy=False).ravel()
-        if not np.all(np.isfinite(audio)):
-            raise InvalidRequest("AUDIO contains NaN or infinite samples")
-        frames = session.animator.push(np.clip(audio, -1.0, 1.0))
+        session: Session = self._session(request, corrid)
+        end = input_flag(request, "END")
+        frames = session.animator.push(audio_samples(request))
         if end:
             frames += session.animator.finish()
 
@@ -216,17 +176,15 @@ class TritonPythonModel:
             self._sessions.pop(corrid, None)
 
     def _new_session(self, request) -> Session:
-        portrait = _input(request, "PORTRAIT")
-        landmarks = _input(request, "LANDMARKS")
-        fps_in = _input(request, "FPS")
+        portrait = input_array(request, "PORTRAIT")
+        landmarks = input_array(request, "LANDMARKS")
+        fps_in = input_array(request, "FPS")
         if portrait is None or landmarks is None or fps_in is None:
             raise InvalidRequest("the first request needs PORTRAIT, LANDMARKS and FPS")
         if portrait.ndim != 3 or portrait.shape[2] != 3 or min(portrait.shape[:2]) < 32:
             raise InvalidRequest(f"PORTRAIT must be [H, W, 3], got {list(portrait.shape)}")
-        fps = float(fps_in.ravel()[0])
-        if not 1.0 <= fps <= MAX_FPS:
-            raise InvalidRequest(f"FPS must be within 1..{MAX_FPS:g}, got {fps:g}")
-        landmarks = landmarks.reshape(68, 2).astype(np.float32)
+        fps = frame_rate(fps_in)
+        landmarks = landmarks.reshape(N_LANDMARKS, 2).astype(np.float32)
         if not np.all(np.isfinite(landmarks)):
             raise InvalidRequest("LANDMARKS contain NaN or infinite values")
         renderer, face = self._portrait_state(np.ascontiguousarray(portrait), landmarks)
@@ -254,12 +212,3 @@ class TritonPythonModel:
         while len(self._portraits) > PORTRAIT_CACHE:
             self._portraits.popitem(last=False)
         return state
-
-    def _drop_idle_sessions(self) -> None:
-        """Forget sequences whose client vanished without sending END (Triton also frees them)."""
-        now = time.monotonic()
-        for corrid in [
-            c for c, s in self._sessions.items() if now - s.last_used > self._idle_seconds
-        ]:
-            log.warning("dropping idle sequence %d", corrid)
-            del self._sessions[corrid]

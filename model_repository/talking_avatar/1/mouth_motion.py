@@ -14,6 +14,9 @@ while still letting the mouth close between syllables.
 All state updates happen per frame, in frame order, from sample positions computed with
 exact rational arithmetic, so the output does not depend on how audio is split into
 ``push()`` calls.
+
+Shared by talking_avatar (this file) and lipsync (lipsync/1/mouth_motion.py is a relative
+symlink to it: both mouths open with the same speech curve).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+from shared import SAMPLE_RATE
 
 _BAND_HZ = (250.0, 4000.0)  # where vowel formants live; hum and sibilant hiss fall outside
 _GATE_DB = -52.0  # speech-band level at or below which the mouth is always closed
@@ -43,7 +47,7 @@ class MouthMotion:
     (exactly, in rational arithmetic). It is <= 0.08 s for fps >= 12.5.
     """
 
-    def __init__(self, sample_rate: int = 16000, fps: float = 25.0):
+    def __init__(self, sample_rate: int = SAMPLE_RATE, fps: float = 25.0):
         if sample_rate < 8000:
             raise ValueError("sample_rate must be >= 8000 Hz")
         if not fps > 0:

@@ -16,11 +16,41 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from shared import (
+    CHIN,
+    INNER_LEFT,
+    INNER_LIPS,
+    INNER_LOWER_LIP,
+    INNER_LOWER_MIDDLE,
+    INNER_RIGHT,
+    INNER_UPPER_LIP,
+    INNER_UPPER_MIDDLE,
+    JAW,
+    LOWER_LIP,
+    LOWER_LIP_MIDDLE,
+    MOUTH,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    N_LANDMARKS,
+    NOSE,
+    NOSE_BOTTOM,
+    NOSE_TIP,
+    NOSE_WINGS,
+    UPPER_LIP,
+    UPPER_LIP_MIDDLE,
+    face_axes,
+)
+from shared import tps_weights as _tps_weights  # the spline both mouth warps solve
 
 _LEVELS = 17  # openness ladder 0, 1/16, ..., 1 (backward maps are not linear in openness)
 _GRID_MAX = 96  # long side of the stored coarse backward map (the field is smooth)
 _JAW_DROP = 0.30  # lower lip drop at openness 1, in mouth widths (0.4 read as a shout)
-_CHIN_WEIGHT = {8: 0.95, 7: 0.85, 9: 0.85, 6: 0.65, 10: 0.65, 5: 0.4, 11: 0.4, 4: 0.18, 12: 0.18}
+# How far the chin and the jaw points beside it follow the lip drop, by distance from the chin.
+_CHIN_WEIGHT = {
+    CHIN + side * k: weight
+    for k, weight in enumerate((0.95, 0.85, 0.65, 0.4, 0.18))
+    for side in (-1, 1)
+}
 _LIP_LIFT = 0.08  # upper lip lift in mouth widths (capped by the philtrum length)
 _CORNER_IN = 0.05  # mouth corners move inward, in mouth widths
 _CORNER_DROP = 0.25  # ... and down, as a fraction of the lip drop
@@ -30,26 +60,22 @@ _TEETH = np.array([236.0, 232.0, 220.0])  # RGB of the upper-teeth hint
 # Lip-shape basis poses; ``shapes`` in render() are their weights (viseme render weights
 # without the jaw scale, see visemes.WEIGHTS).
 BASES = ("spread", "round", "press", "fv")
-
-
-def _tps_weights(points: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Thin-plate spline coefficients (n + 3, 2) interpolating ``values`` at ``points``."""
-    n = len(points)
-    k = _tps_kernel(points, points)
-    a = np.zeros((n + 3, n + 3))
-    a[:n, :n] = k + 1e-6 * np.eye(n)  # tiny regulariser: near-duplicate points are fine
-    a[:n, n] = 1.0
-    a[:n, n + 1 :] = points
-    a[n, :n] = 1.0
-    a[n + 1 :, :n] = points.T
-    b = np.zeros((n + 3, 2))
-    b[:n] = values
-    return np.linalg.solve(a, b)
-
-
-def _tps_kernel(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    r2 = np.maximum((p * p).sum(1)[:, None] + (q * q).sum(1)[None, :] - 2.0 * p @ q.T, 0.0)
-    return 0.5 * r2 * np.log(np.maximum(r2, 1e-12))
+# Lip points by role: the corners of both lip lines, the points beside them, the middles.
+_CORNERS = (MOUTH_RIGHT, INNER_RIGHT, MOUTH_LEFT, INNER_LEFT)
+_OUTER_BESIDE_CORNERS = (UPPER_LIP[0], UPPER_LIP[-1], LOWER_LIP[-1], LOWER_LIP[0])
+_INNER_BESIDE_CORNERS = (
+    INNER_UPPER_LIP[0],
+    INNER_UPPER_LIP[-1],
+    INNER_LOWER_LIP[-1],
+    INNER_LOWER_LIP[0],
+)
+_UPPER_MIDDLE = UPPER_LIP[1:-1]  # the three points around the upper lip's middle
+_LOWER_MIDDLE = LOWER_LIP[1:-1]
+# Rows of lm[INNER_LIPS] along the upper and the lower inner lip line, corner to corner.
+_INNER_UPPER_ROWS = [i - INNER_LIPS[0] for i in (INNER_RIGHT, *INNER_UPPER_LIP, INNER_LEFT)]
+_INNER_LOWER_ROWS = [
+    i - INNER_LIPS[0] for i in (INNER_RIGHT, *reversed(INNER_LOWER_LIP), INNER_LEFT)
+]
 
 
 def _kernel32(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -100,62 +126,66 @@ class MouthRenderer:
         img = np.ascontiguousarray(portrait_rgb)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError("portrait must be an HxWx3 uint8 RGB image")
-        lm = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+        lm = np.asarray(landmarks, dtype=np.float64).reshape(N_LANDMARKS, 2)
         self._image = img
         h, w = img.shape[:2]
 
         # Face frame: "down" from between the eyes to the mouth, so tilted heads work.
-        eyes = lm[36:48].mean(0)
-        mouth = lm[48:68].mean(0)
-        down = (mouth - eyes) / max(np.linalg.norm(mouth - eyes), 1e-6)
+        down, width = face_axes(lm)
+        mouth = lm[MOUTH].mean(0)
         right = np.array([-down[1], down[0]])
-        if np.dot(right, lm[54] - lm[48]) < 0:
+        if np.dot(right, lm[MOUTH_LEFT] - lm[MOUTH_RIGHT]) < 0:
             right = -right
-        width = max(float(np.linalg.norm(lm[54] - lm[48])), 4.0)
         self._width = width
         drop = _JAW_DROP * width
 
         # ROI: from the nose tip down to well below the chin, jaw-wide plus a margin, so
         # the field can fade to zero at its border without visible compression.
-        chin_len = float(np.dot(lm[8] - lm[30], down))
-        x0 = int(np.floor(min(lm[2:15, 0].min(), lm[48, 0]) - 0.35 * width))
-        x1 = int(np.ceil(max(lm[2:15, 0].max(), lm[54, 0]) + 0.35 * width))
-        y0 = int(np.floor(lm[30, 1]))
-        y1 = int(np.ceil(lm[4:13, 1].max() + max(2.2 * drop, 0.6 * chin_len)))
+        chin_len = float(np.dot(lm[CHIN] - lm[NOSE_TIP], down))
+        x0 = int(np.floor(min(lm[JAW[2:-2], 0].min(), lm[MOUTH_RIGHT, 0]) - 0.35 * width))
+        x1 = int(np.ceil(max(lm[JAW[2:-2], 0].max(), lm[MOUTH_LEFT, 0]) + 0.35 * width))
+        y0 = int(np.floor(lm[NOSE_TIP, 1]))
+        y1 = int(np.ceil(lm[JAW[4:-4], 1].max() + max(2.2 * drop, 0.6 * chin_len)))
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 - x0 < 8 or y1 - y0 < 8:
             raise ValueError("mouth region is outside the image")
         self.roi = (x0, y0, x1, y1)
 
         # Control points and their displacements at openness 1.
-        disp = np.zeros((68, 2))
+        disp = np.zeros((N_LANDMARKS, 2))
         lateral = (lm - mouth) @ right / (width / 2)  # -1 at the left corner, +1 at right
         profile = 1.0 - 0.35 * np.clip(lateral, -1, 1) ** 2  # lip centre moves the most
-        for i in (55, 56, 57, 58, 59, 65, 66, 67):
+        for i in (*LOWER_LIP, *INNER_LOWER_LIP):
             disp[i] = down * drop * profile[i]
         for i, wgt in _CHIN_WEIGHT.items():
             disp[i] = down * drop * wgt
-        philtrum = float(np.dot(lm[51] - lm[33], down))
+        philtrum = float(np.dot(lm[UPPER_LIP_MIDDLE] - lm[NOSE_BOTTOM], down))
         lift = min(_LIP_LIFT * width, 0.35 * max(philtrum, 0.0))
-        for i in (49, 50, 51, 52, 53, 61, 62, 63):
+        for i in (*UPPER_LIP, *INNER_UPPER_LIP):
             disp[i] = -down * lift * profile[i]
-        for i, side in ((48, 1.0), (60, 1.0), (54, -1.0), (64, -1.0)):
+        for i, side in (
+            (MOUTH_RIGHT, 1.0),
+            (INNER_RIGHT, 1.0),
+            (MOUTH_LEFT, -1.0),
+            (INNER_LEFT, -1.0),
+        ):
             disp[i] = down * _CORNER_DROP * drop + right * side * _CORNER_IN * width
-        moving = list(range(3, 14)) + list(range(48, 68))
-        fixed = list(range(0, 3)) + list(range(14, 17)) + list(range(27, 36))
+        moving = [*JAW[3:-3], *MOUTH]
+        fixed = [*JAW[:3], *JAW[-3:], *NOSE]
         # Cheeks between nose wings and jaw stay put (keeps the smile folds in place).
-        cheeks = np.array([(lm[31] + lm[3]) / 2, (lm[35] + lm[13]) / 2])
+        (wing_r, wing_l), (jaw_r, jaw_l) = NOSE_WINGS, (JAW[3], JAW[-4])
+        cheeks = np.array([(lm[wing_r] + lm[jaw_r]) / 2, (lm[wing_l] + lm[jaw_l]) / 2])
         border = self._border_anchors(x0, y0, x1, y1, step=max(width / 4, 4.0))
         src = np.vstack([lm[moving], lm[fixed], cheeks, border])
         move = np.vstack([disp[moving], np.zeros((len(src) - len(moving), 2))])
-        self._inner_src = lm[60:68].copy()
-        self._lip_lift_vec = disp[62].copy()
+        self._inner_src = lm[INNER_LIPS]
+        self._lip_lift_vec = disp[INNER_UPPER_MIDDLE].copy()
         # How much the portrait itself shows its upper teeth (an already parted mouth).
-        self._src_gap = float(np.dot(lm[66] - lm[62], down))
+        self._src_gap = float(np.dot(lm[INNER_LOWER_MIDDLE] - lm[INNER_UPPER_MIDDLE], down))
         self._src_teeth = float(np.clip((self._src_gap / width - 0.06) / 0.06, 0.0, 1.0))
-        self._inner_disp = disp[60:68].copy()
-        # Lip colour: median of the lower lip's middle (between inner 66 and outer 57).
-        c = (lm[66] + lm[57]) / 2
+        self._inner_disp = disp[INNER_LIPS]
+        # Lip colour: median of the lower lip's middle (between its inner and outer edge).
+        c = (lm[INNER_LOWER_MIDDLE] + lm[LOWER_LIP_MIDDLE]) / 2
         r = max(1, int(0.04 * width))
         lip = img[int(c[1]) - r : int(c[1]) + r + 1, int(c[0]) - 2 * r : int(c[0]) + 2 * r + 1]
         self._lip_rgb = np.median(lip.reshape(-1, 3), 0) if lip.size else np.array([150.0, 80, 80])
@@ -193,48 +223,48 @@ class MouthRenderer:
             dst = src + bmove
             wts = _tps_weights(dst, -bmove)
             self._basis_fields[b] = splines.eval(wts, dst).reshape(gh, gw, 2)
-            self._basis_inner[b] = bdisp[60:68]
+            self._basis_inner[b] = bdisp[INNER_LIPS]
 
     def _basis_disp(self, name, lm, down, right, width, mouth) -> np.ndarray:
         """Forward displacement (68, 2) of the lip landmarks for one basis pose."""
-        d = np.zeros((68, 2))
+        d = np.zeros((N_LANDMARKS, 2))
         side = np.sign((lm - mouth) @ right)  # -1 left half, +1 right half
         gap = max(self._src_gap, 0.0)
         if name == "spread":  # EE: corners out and a little up, lips thinner
-            for i in (48, 60, 54, 64):
+            for i in _CORNERS:
                 d[i] = right * side[i] * 0.09 * width - down * 0.02 * width
-            for i in (49, 53, 59, 55, 61, 63, 67, 65):
+            for i in (*_OUTER_BESIDE_CORNERS, *_INNER_BESIDE_CORNERS):
                 d[i] = right * side[i] * 0.05 * width
-            for i in (50, 51, 52):
+            for i in _UPPER_MIDDLE:
                 d[i] = down * 0.015 * width
-            for i in (56, 57, 58):
+            for i in _LOWER_MIDDLE:
                 d[i] = -down * 0.015 * width
         elif name == "round":  # O/U/W: corners in, lips pushed out (fuller, shorter mouth)
-            for i in (48, 60, 54, 64):
+            for i in _CORNERS:
                 d[i] = -right * side[i] * 0.16 * width
-            for i in (49, 53, 59, 55):
+            for i in _OUTER_BESIDE_CORNERS:
                 d[i] = -right * side[i] * 0.09 * width
-            for i in (61, 63, 67, 65):
+            for i in _INNER_BESIDE_CORNERS:
                 d[i] = -right * side[i] * 0.10 * width
-            for i in (50, 51, 52):
+            for i in _UPPER_MIDDLE:
                 d[i] = -down * 0.035 * width - right * side[i] * 0.03 * width
-            for i in (56, 57, 58):
+            for i in _LOWER_MIDDLE:
                 d[i] = down * 0.035 * width - right * side[i] * 0.03 * width
         elif name == "press":  # M/B/P: lips meet and thin out (a seam is painted on top)
-            for i in (50, 51, 52):
+            for i in _UPPER_MIDDLE:
                 d[i] = down * (0.02 * width + 0.5 * gap)
-            for i in (61, 62, 63):
+            for i in INNER_UPPER_LIP:
                 d[i] = down * 0.5 * gap
-            for i in (56, 57, 58):
+            for i in _LOWER_MIDDLE:
                 d[i] = -down * (0.025 * width + 0.5 * gap)
-            for i in (65, 66, 67):
+            for i in INNER_LOWER_LIP:
                 d[i] = -down * 0.5 * gap
-            for i in (48, 54):
+            for i in (MOUTH_RIGHT, MOUTH_LEFT):
                 d[i] = -right * side[i] * 0.02 * width
         elif name == "fv":  # F/V: lower lip up under the upper teeth
-            for i in (56, 57, 58):
+            for i in _LOWER_MIDDLE:
                 d[i] = -down * (0.04 * width + 0.5 * gap)
-            for i in (65, 66, 67):
+            for i in INNER_LOWER_LIP:
                 d[i] = -down * (0.03 * width + 0.5 * gap)
         return d
 
@@ -287,7 +317,7 @@ class MouthRenderer:
         """Pressed lips: lip colour over what is left between them, and a thin dark seam."""
         x0, y0 = self.roi[:2]
         inner = self._inner_src + inner_disp - (x0, y0)
-        line = (inner[[0, 1, 2, 3, 4]] + inner[[0, 7, 6, 5, 4]]) / 2  # between the inner lips
+        line = (inner[_INNER_UPPER_ROWS] + inner[_INNER_LOWER_ROWS]) / 2  # between the lips
         half = max(0.5 * self._src_gap, 0.0) + 0.03 * self._width
         bx0 = max(int(np.floor(line[:, 0].min())) - 1, 0)
         bx1 = min(int(np.ceil(line[:, 0].max())) + 2, roi.shape[1])
@@ -312,7 +342,7 @@ class MouthRenderer:
         """F/V: the upper teeth's edges showing above the raised lower lip."""
         x0, y0 = self.roi[:2]
         inner = self._inner_src + inner_disp - (x0, y0)
-        upper = inner[[0, 1, 2, 3, 4]]
+        upper = inner[_INNER_UPPER_ROWS]
         bx0 = max(int(np.floor(upper[:, 0].min())), 0)
         bx1 = min(int(np.ceil(upper[:, 0].max())) + 1, roi.shape[1])
         band = max(0.05 * self._width, 1.5)
@@ -335,8 +365,9 @@ class MouthRenderer:
     def _paint_interior(self, roi: np.ndarray, a: float, inner_disp: np.ndarray) -> None:
         """Darken the opened mouth (inside the displaced inner lips) in place."""
         x0, y0 = self.roi[:2]
-        inner = self._inner_src + inner_disp - (x0, y0)  # ROI-local, order 60..67
-        gap = float(np.linalg.norm(inner[6] - inner[2]))  # 66 vs 62: vertical opening
+        inner = self._inner_src + inner_disp - (x0, y0)  # ROI-local, rows of INNER_LIPS
+        middles = [i - INNER_LIPS[0] for i in (INNER_LOWER_MIDDLE, INNER_UPPER_MIDDLE)]
+        gap = float(np.linalg.norm(inner[middles[0]] - inner[middles[1]]))  # vertical opening
         if gap < 0.5:
             return
         pad = int(np.ceil(0.1 * self._width)) + 2
@@ -367,7 +398,7 @@ class MouthRenderer:
         # otherwise a plain light band is painted; both darker toward the corners.
         show = np.clip((gap / self._width - 0.10) / 0.12, 0.0, 1.0)
         if show > 0:
-            upper = local[[0, 1, 2, 3, 4]]  # 60, 61, 62, 63, 64
+            upper = local[_INNER_UPPER_ROWS]
             lip_y = np.interp(xs[0], upper[:, 0], upper[:, 1])[None, :]
             band = min(0.16 * self._width, 0.38 * gap)
             real = self._src_teeth

@@ -29,8 +29,9 @@ import os
 import re
 
 import numpy as np
+from shared import SAMPLE_RATE
 
-BLOCK = 1280  # samples per decode step (80 ms at 16 kHz)
+BLOCK = SAMPLE_RATE * 8 // 100  # samples per decode step (80 ms)
 _FRAME_S = 0.01  # PocketSphinx frame
 _MAX_UTT_S = 12.0
 _RESTART_SIL_S = 0.4
@@ -87,7 +88,6 @@ class PhoneTracker:
                 )
                 dec.activate_search("align")
                 self.aligned = True
-                self.words = words
         if not self.aligned:
             dec = Decoder(
                 allphone=os.path.join(md, "en-us-phone.lm.bin"),
@@ -105,17 +105,11 @@ class PhoneTracker:
         self._utt_len = 0  # samples decoded in it
         self._done: list[tuple[str, float, float]] = []  # final segments of earlier utterances
         self._current: list[tuple[str, float, float]] = []
-        self._decoded = 0
         self._dec.start_utt()
 
     @property
     def segments(self) -> list[tuple[str, float, float]]:
         return self._done + self._current
-
-    @property
-    def seconds(self) -> float:
-        """Audio time decoded so far."""
-        return self._decoded / 16000
 
     def push(self, samples: np.ndarray) -> None:
         x = np.asarray(samples, np.float32).reshape(-1)
@@ -134,13 +128,12 @@ class PhoneTracker:
     def _block(self, pcm: np.ndarray) -> None:
         self._dec.process_raw(pcm.tobytes(), False, False)
         self._utt_len += pcm.size
-        self._decoded += pcm.size
         self._current = self._read_seg()
         if not self.aligned:
             self._maybe_restart()
 
     def _read_seg(self) -> list[tuple[str, float, float]]:
-        off = self._utt_start / 16000
+        off = self._utt_start / SAMPLE_RATE
         segs = []
         for s in self._dec.seg() or ():
             word = s.word
@@ -155,9 +148,9 @@ class PhoneTracker:
 
     def _maybe_restart(self) -> None:
         cur = self._current
-        long_utt = self._utt_len >= _MAX_UTT_S * 16000
+        long_utt = self._utt_len >= _MAX_UTT_S * SAMPLE_RATE
         quiet = bool(cur) and cur[-1][0] == "SIL" and cur[-1][2] - cur[-1][1] >= _RESTART_SIL_S
-        if not (long_utt or (quiet and self._utt_len >= 3 * 16000)):
+        if not (long_utt or (quiet and self._utt_len >= 3 * SAMPLE_RATE)):
             return
         self._dec.end_utt()
         self._done = (self._done + cur)[-400:]  # older phones are never asked for again
@@ -165,13 +158,3 @@ class PhoneTracker:
         self._utt_start += self._utt_len
         self._utt_len = 0
         self._dec.start_utt()
-
-    def phone_at(self, t: float) -> tuple[str, float, float] | None:
-        """The segment covering time ``t`` (seconds), or None."""
-        segs = self.segments
-        for seg in reversed(segs):
-            if seg[1] <= t < seg[2]:
-                return seg
-            if seg[2] <= t:
-                return None
-        return None

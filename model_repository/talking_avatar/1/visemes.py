@@ -62,7 +62,6 @@ WEIGHTS = {
 CLOSURE_MIN_S = 0.04
 CLOSURE_MAX_S = 0.12
 COARTIC_S = 0.15  # how far a neutral consonant looks for its vowel
-NEIGHBOURHOOD_S = 0.2  # segments needed around a frame (bounds the lookahead, see animator)
 
 
 def closure_interval(start: float, end: float) -> tuple[float, float]:

