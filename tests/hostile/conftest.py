@@ -8,11 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 from hostile_media import Media, make_media
-from media import ROOT
+from loopback import loopback_stack
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import Client
-from devstack.stack import LocalStack
 
 #: the server's idle timeout in this tier (seconds): the DEADLINE_EXCEEDED case waits this long
 IDLE_TIMEOUT = 3.0
@@ -26,11 +25,9 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="package")
 def hostile_stack(tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("hostile-stack-logs")
     env = {"A2V_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT)}
-    with LocalStack(ROOT, log_dir=log_dir, server_env=env) as running:
+    with loopback_stack(tmp_path_factory, "hostile-stack-logs", env) as running:
         yield running
-        assert running.triton.running()
 
 
 @pytest.fixture(scope="package")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from media import ROOT, speech_wav
+from loopback import loopback_stack
+from media import speech_wav
 
 from a2v_client import Client
-from devstack.stack import LocalStack
 
 
 def pytest_collection_modifyitems(items):
@@ -20,11 +20,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("stack-logs")
-    with LocalStack(ROOT, log_dir=log_dir) as running:
+    with loopback_stack(tmp_path_factory, "stack-logs") as running:
         yield running
-        # Every test leaves the server healthy; a crashed server would show here too.
-        assert running.triton.running()
 
 
 @pytest.fixture(scope="session")

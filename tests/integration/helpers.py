@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from media import PORTRAIT, SPEECH
+
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import Client, GenerateOptions, file_audio
 from a2v_server.inference.triton_process import free_port
@@ -28,11 +30,28 @@ def start_server(*flags: str, **popen) -> tuple[subprocess.Popen, str]:
     return subprocess.Popen(command, env=NO_METRICS, **options), f"127.0.0.1:{port}"
 
 
-def render(client: Client, audio: Path, out: Path, image: Path | bytes, **options) -> list:
-    """Run one generation; write the chunks to `out`; return every response message."""
-    responses = list(
+def a2v_command(address: str, *args: str) -> list[str]:
+    """The `a2v` CLI aimed at the server at `address`."""
+    return [str(BIN / "a2v"), "--server", address, *args]
+
+
+def generate_args(audio: Path, *flags: str, image: Path = PORTRAIT) -> list[str]:
+    """`a2v generate` of an audio file onto a portrait (the sample by default), then `flags`."""
+    return ["generate", "--audio", str(audio), "--image", str(image), *flags]
+
+
+def generate_all(
+    client: Client, audio: Path = SPEECH, image: Path | bytes = PORTRAIT, **options
+) -> list[pb.GenerateResponse]:
+    """Run one generation of an audio file (the sample speech by default); every response."""
+    return list(
         client.generate(audio=file_audio(audio), image=image, options=GenerateOptions(**options))
     )
+
+
+def render(client: Client, audio: Path, out: Path, image: Path | bytes, **options) -> list:
+    """Run one generation; write the chunks to `out`; return every response message."""
+    responses = generate_all(client, audio, image, **options)
     chunks = [r.chunk for r in responses if r.HasField("chunk")]
     out.write_bytes(b"".join(c.data for c in chunks))
     return responses

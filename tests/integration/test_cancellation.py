@@ -11,11 +11,11 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from media import PORTRAIT, SPEECH
+from helpers import generate_all
+from media import PORTRAIT
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
-from a2v_client import GenerateOptions, file_audio
 
 STREAMS = 500
 # Idle worker threads may come and go (asyncio's default executor, gRPC's pollers); one
@@ -119,10 +119,6 @@ def test_500_cancelled_streams_leak_nothing(stack, client):
     assert (triton_after - triton_before) / 1024 < 80
     # no Triton sequence is held: a new generation gets a model instance at once
     start = time.monotonic()
-    responses = list(
-        client.generate(
-            audio=file_audio(SPEECH), image=PORTRAIT, options=GenerateOptions(resolution="256x256")
-        )
-    )
+    responses = generate_all(client, resolution="256x256")
     assert responses[-1].HasField("summary")
     assert time.monotonic() - start < 30

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from helpers import BIN, start_server
+from helpers import a2v_command, generate_all, generate_args, start_server
 from media import PORTRAIT, SPEECH, no_face_png, probe
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
-from a2v_client import A2VClientError, GenerateOptions, bytes_audio, file_audio
+from a2v_client import A2VClientError, bytes_audio
 
 
 def _call(stack, requests: list[pb.GenerateRequest]) -> grpc.RpcError:
@@ -117,13 +117,7 @@ def test_bad_input_gets_a_clear_status(stack, client, tmp_path, case, code, word
 
 def test_invalid_argument_carries_field_violations(client):
     with pytest.raises(A2VClientError) as info:
-        list(
-            client.generate(
-                audio=file_audio(SPEECH),
-                image=PORTRAIT,
-                options=GenerateOptions(resolution="333x200"),
-            )
-        )
+        generate_all(client, resolution="333x200")
     assert info.value.code == "INVALID_ARGUMENT"
     assert info.value.violations[0][0] == "config.output.resolution.size"
 
@@ -132,11 +126,7 @@ def test_server_survives_bad_requests_and_still_renders(client, tmp_path):
     for _ in range(3):
         with pytest.raises(A2VClientError):
             list(client.generate(audio=bytes_audio(b"not audio" * 100), image=PORTRAIT))
-    responses = list(
-        client.generate(
-            audio=file_audio(SPEECH), image=PORTRAIT, options=GenerateOptions(resolution="256x256")
-        )
-    )
+    responses = generate_all(client, resolution="256x256")
     assert responses[-1].HasField("summary")
 
 
@@ -171,7 +161,7 @@ def test_models_health_and_reflection(stack, client):
 
 def _a2v(stack, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "a2v"), "--server", stack.address, *args],
+        a2v_command(stack.address, *args),
         capture_output=True,
         timeout=300,
         **kwargs,
@@ -181,37 +171,14 @@ def _a2v(stack, *args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_cli_generate_models_health(stack, tmp_path):
     out = tmp_path / "cli.mp4"
     done = _a2v(
-        stack,
-        "generate",
-        "--audio",
-        str(SPEECH),
-        "--image",
-        str(PORTRAIT),
-        "--aspect",
-        "9:16",
-        "--resolution",
-        "480p",
-        "-o",
-        str(out),
+        stack, *generate_args(SPEECH, "--aspect", "9:16", "--resolution", "480p", "-o", str(out))
     )
     assert done.returncode == 0, done.stderr
     video = next(s for s in probe(out)["streams"] if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (480, 854)
     assert not Path(str(out) + ".partial").exists()
 
-    streamed = _a2v(
-        stack,
-        "generate",
-        "--audio",
-        str(SPEECH),
-        "--image",
-        str(PORTRAIT),
-        "--resolution",
-        "256x256",
-        "-q",
-        "-o",
-        "-",
-    )
+    streamed = _a2v(stack, *generate_args(SPEECH, "--resolution", "256x256", "-q", "-o", "-"))
     assert streamed.returncode == 0, streamed.stderr
     piped = tmp_path / "piped.mp4"
     piped.write_bytes(streamed.stdout)
@@ -227,7 +194,7 @@ def test_cli_reports_status_and_leaves_no_file(stack, tmp_path):
     out = tmp_path / "fail.mp4"
     bad = tmp_path / "noise.wav"
     bad.write_bytes(os.urandom(5000))
-    done = _a2v(stack, "generate", "--audio", str(bad), "--image", str(PORTRAIT), "-o", str(out))
+    done = _a2v(stack, *generate_args(bad, "-o", str(out)))
     assert done.returncode != 0
     assert b"INVALID_ARGUMENT" in done.stderr
     assert not out.exists() and not Path(str(out) + ".partial").exists()
@@ -239,7 +206,7 @@ def test_health_not_serving_without_triton_and_cli_exit_code():
         deadline = time.monotonic() + 30
         while True:
             done = subprocess.run(
-                [str(BIN / "a2v"), "--server", address, "health"],
+                a2v_command(address, "health"),
                 capture_output=True,
                 timeout=30,
             )
@@ -282,7 +249,7 @@ def test_launch_triton_serves_and_sigterm_stops_everything():
         status = b""
         while time.monotonic() < deadline and status != b"SERVING":
             status = subprocess.run(
-                [str(BIN / "a2v"), "--server", address, "health"],
+                a2v_command(address, "health"),
                 capture_output=True,
                 timeout=30,
             ).stdout.strip()

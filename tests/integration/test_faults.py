@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 import pytest
-from helpers import start_server
-from media import PORTRAIT, ROOT, SPEECH
+from helpers import generate_all, start_server
+from media import PORTRAIT, ROOT
 
-from a2v_client import A2VClientError, Client, GenerateOptions, file_audio, pcm_audio, realtime
+from a2v_client import A2VClientError, Client, GenerateOptions, pcm_audio, realtime
 
 
 def _children(pid: int) -> list[int]:
@@ -104,11 +104,7 @@ def test_triton_killed_mid_stream(supervised):
     assert _wait_health(client, "NOT_SERVING", 30)
     assert _wait_health(client, "SERVING", 120)
     assert _children(server.pid) != [triton_pid]
-    responses = list(
-        client.generate(
-            audio=file_audio(SPEECH), image=PORTRAIT, options=GenerateOptions(resolution="256x256")
-        )
-    )
+    responses = generate_all(client, resolution="256x256")
     assert responses[-1].HasField("summary")
 
 
@@ -124,7 +120,7 @@ def test_unreachable_triton_is_unavailable():
                 except A2VClientError:
                     time.sleep(0.2)
             with pytest.raises(A2VClientError) as info:
-                list(client.generate(audio=file_audio(SPEECH), image=PORTRAIT))
+                generate_all(client)
             assert info.value.code == "UNAVAILABLE"
             assert client.health() == "NOT_SERVING"
     finally:
@@ -134,21 +130,9 @@ def test_unreachable_triton_is_unavailable():
 
 def test_deadline_is_honoured_and_frees_the_model(stack, client):
     with Client(stack.address, timeout=0.8) as hurried, pytest.raises(A2VClientError) as info:
-        list(
-            hurried.generate(
-                audio=file_audio(SPEECH),
-                image=PORTRAIT,
-                options=GenerateOptions(resolution="720p"),
-            )
-        )
+        generate_all(hurried, resolution="720p")
     assert info.value.code == "DEADLINE_EXCEEDED"
     # the model instance was released: full renders still go through at once
     for _ in range(5):
-        responses = list(
-            client.generate(
-                audio=file_audio(SPEECH),
-                image=PORTRAIT,
-                options=GenerateOptions(resolution="256x256"),
-            )
-        )
+        responses = generate_all(client, resolution="256x256")
         assert responses[-1].HasField("summary")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-from media import PORTRAIT, duration, speech_wav
+from helpers import a2v_command, generate_args
+from media import duration, speech_wav
 
 from a2v_client.client import file_pcm
 
@@ -36,24 +36,8 @@ def test_file_pcm_matches_the_file(long_speech):
 
 def test_realtime_cli_streams_while_uploading(stack, long_speech, tmp_path):
     audio_seconds = duration(long_speech)
-    cmd = [
-        sys.executable,
-        "-m",
-        "a2v_client.cli",
-        "--server",
-        stack.address,
-        "generate",
-        "--realtime",
-        "--audio",
-        str(long_speech),
-        "--image",
-        str(PORTRAIT),
-        "--resolution",
-        "256x256",
-        "-q",
-        "-o",
-        "-",
-    ]
+    flags = ("--realtime", "--resolution", "256x256", "-q", "-o", "-")
+    cmd = a2v_command(stack.address, *generate_args(long_speech, *flags))
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     first = proc.stdout.read(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 
+from helpers import generate_all
 from media import PORTRAIT, SPEECH
 
 from a2v.v1 import audio_to_video_pb2 as pb
@@ -113,11 +114,7 @@ def test_resume_with_unknown_token_is_not_found(stack):
 
 
 def test_chunks_carry_a_crc(client):
-    responses = list(
-        client.generate(
-            audio=file_audio(SPEECH), image=PORTRAIT, options=GenerateOptions(resolution="256x256")
-        )
-    )
+    responses = generate_all(client, resolution="256x256")
     import zlib
 
     chunks = [r.chunk for r in responses if r.HasField("chunk")]
