@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_server.errors import InvalidInput, NotFound
-from a2v_server.transport.convert import spec_from_config
+from a2v_server.transport.config import spec_from_config
 from a2v_server.transport.status import to_status
 
 ROOT = Path(__file__).resolve().parents[2]
