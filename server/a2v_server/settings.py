@@ -37,8 +37,16 @@ class Settings:
     max_audio_seconds: float = 600.0
     #: lipsync speaker videos (spooled to a temporary file, not held in memory)
     max_video_bytes: int = 500 * MIB
-    #: the server waits this long for the visual input and each next message before giving up
+    #: temporary disk one lipsync generation may use for its decoded source frames
+    max_temp_bytes: int = 2048 * MIB
+    #: output pixels per second of video a generation may render (width x height x fps):
+    #: 1920x1080 at 60 fps; 4K output is refused up front
+    max_output_pixel_rate: int = 1920 * 1080 * 60
+    #: the server waits this long for the config, the visual input and each next message
     idle_timeout_seconds: float = 30.0
+    #: after the first idle_timeout_seconds, an image or video upload must average at least
+    #: this rate (a trickle of a byte now and then must not hold a stream slot)
+    min_upload_bytes_per_second: int = 64 * 1024
     #: input messages per second a stream may send (a burst of as many is allowed)
     max_messages_per_second: float = 500.0
     #: a stream whose audio falls this far behind real time (a live source that cannot keep
@@ -89,7 +97,15 @@ class Settings:
         ).validated()
 
     def validated(self) -> Settings:
-        for name in ("max_message_bytes", "max_image_bytes", "max_image_pixels", "max_audio_bytes"):
+        for name in (
+            "max_message_bytes",
+            "max_image_bytes",
+            "max_image_pixels",
+            "max_audio_bytes",
+            "max_temp_bytes",
+            "max_output_pixel_rate",
+            "min_upload_bytes_per_second",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.max_message_bytes < 64 * 1024:
