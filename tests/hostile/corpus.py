@@ -610,3 +610,7 @@ add(
     "UTF-8",
     lambda m: [raw_config(raw_string_field(3, b"\xc0\xaf\xff")), portrait(m), *_audio(m), END],
 )
+
+# --- round two (issue 9): one module per area, each registers its cases with case() / add() ----
+import cases_media  # noqa: E402, F401
+import cases_pipeline  # noqa: E402, F401
