@@ -7,8 +7,12 @@ health and the servicer follow it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
+from fractions import Fraction
+
+import numpy as np
 
 #: Triton model: face box and 68 landmarks of a still image (dlib)
 FACE_MODEL = "face_landmarks"
@@ -84,3 +88,12 @@ TRITON_MODELS: tuple[str, ...] = tuple(
 
 #: the audio every Triton model takes: mono float32 at this rate (the server resamples to it)
 MODEL_SAMPLE_RATE = 16000
+
+
+def frame_count(samples: int, fps: float) -> int:
+    """Video frames for ``samples`` of audio at the model rate, at ``fps``: the nearest whole
+    number, halves rounded up, computed exactly on the float32 value of ``fps`` (the FPS tensor
+    the models get). The models count with the same rule (model_repository/talking_avatar/1/
+    shared.py ``frame_count``; a test compares them), so both always agree on a clip's length."""
+    exact = Fraction(int(samples)) * Fraction(float(np.float32(fps))) / MODEL_SAMPLE_RATE
+    return math.floor(exact + Fraction(1, 2))

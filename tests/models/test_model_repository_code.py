@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
+import pytest
 import shared
 from face_detection import FaceAnalyzer
 from skimage import data
@@ -57,6 +59,19 @@ def test_shared_modules_are_relative_symlinks_whose_header_names_the_sharers():
 def test_the_models_take_the_audio_rate_and_frame_rates_the_server_sends():
     assert shared.SAMPLE_RATE == catalog.MODEL_SAMPLE_RATE
     assert shared.MAX_FPS == domain.MAX_FPS
+
+
+@pytest.mark.parametrize("fps", [1, 12.5, 23.976, 24, 25, 29.97, 30, 47.952, 59.94, 60])
+def test_the_server_and_the_models_count_the_same_frames(fps):
+    """A clip's frame count is decided on both sides (the server expects what the model
+    sends): on every sample count around each frame boundary, and on the half frames where
+    half-to-even and half-up rounding differ, they must agree."""
+    wire_fps = float(np.float32(fps))  # the FPS tensor the model gets
+    boundaries = [round(k * catalog.MODEL_SAMPLE_RATE / fps) for k in np.arange(0, 40, 0.5)]
+    for samples in {max(0, b + d) for b in boundaries for d in range(-2, 3)}:
+        assert catalog.frame_count(samples, fps) == shared.frame_count(samples, wire_fps), samples
+    # halves round up, at any rate: 0.5 frame is one frame, 2.5 frames are three
+    assert catalog.frame_count(320, 25) == 1 and catalog.frame_count(1600, 25) == 3
 
 
 def test_the_landmark_names_cover_the_68_points_once():

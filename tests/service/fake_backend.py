@@ -7,9 +7,10 @@ import asyncio
 
 import numpy as np
 
+from a2v_server.catalog import MODEL_SAMPLE_RATE, frame_count
 from a2v_server.inference.backend import Face, FrameBatch
 
-RATE = 16000
+RATE = MODEL_SAMPLE_RATE
 
 
 class FakeAvatar:
@@ -31,7 +32,7 @@ class FakeAvatar:
         while True:
             samples, last = await self.queue.get()
             received = np.concatenate([received, samples])
-            total = round(len(received) * self.fps / RATE)
+            total = frame_count(len(received), self.fps)  # the models' rule
             n = total - done if last else max(0, int(len(received) * self.fps / RATE) - 1 - done)
             if n and self.portrait is None:  # lipsync: echo the video frames
                 n = min(n, len(self.video_frames) - done)

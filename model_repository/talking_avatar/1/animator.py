@@ -25,7 +25,7 @@ from beats import HOP, BeatTracker
 from liveliness import Liveliness
 from mouth_motion import MouthMotion
 from phones import PhoneTracker
-from shared import SAMPLE_RATE
+from shared import SAMPLE_RATE, frame_count
 from visemes import CLOSED, OPEN, REST, ShapeSmoother, consonant_jaw, frame_viseme
 from voice_activity import VoiceActivity
 
@@ -105,7 +105,7 @@ class Animator:
         self.beats.flush()
         self._open_q.extend(self.motion.finish().tolist())
         self._finished = True
-        total = round(self._received * self.fps / self.sr)
+        total = frame_count(self._received, self.fps)
         return [self._frame() for _ in range(max(0, total - self._next))]
 
     def _feed(self, upto: int) -> None:

@@ -25,7 +25,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from shared import SAMPLE_RATE
+from shared import SAMPLE_RATE, frame_count
 
 _BAND_HZ = (250.0, 4000.0)  # where vowel formants live; hum and sibilant hiss fall outside
 _GATE_DB = -52.0  # speech-band level at or below which the mouth is always closed
@@ -121,11 +121,11 @@ class MouthMotion:
     def finish(self) -> np.ndarray:
         """End of audio: pad with silence and return the remaining frames.
 
-        The total over all push()/finish() calls is ``round(N * fps / sample_rate)``.
+        The total over all push()/finish() calls is ``frame_count(N, fps)`` (shared.py).
         """
         if self._finished:
             return np.zeros(0, dtype=np.float32)
-        total = round(self._received * self.fps / self.sample_rate)
+        total = frame_count(self._received, self.fps, self.sample_rate)
         out = [self._emit() for _ in range(max(0, total - self._next))]
         self._finished = True
         return np.asarray(out, dtype=np.float32)

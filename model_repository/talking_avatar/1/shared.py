@@ -16,7 +16,9 @@ of both cover it.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from fractions import Fraction
 
 import numpy as np
 
@@ -30,6 +32,15 @@ except ImportError:  # the algorithm modules and their tests use the rest withou
 SAMPLE_RATE = 16000
 #: frame rates the models render: 1..MAX_FPS
 MAX_FPS = 60.0
+
+
+def frame_count(samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
+    """Video frames for ``samples`` of audio at ``fps``: the nearest whole number, halves
+    rounded up, computed exactly. The a2v server counts with the same rule
+    (a2v_server.catalog.frame_count, on the float32 FPS it sends; a test compares them)."""
+    exact = Fraction(int(samples)) * Fraction(float(fps)) / int(sample_rate)
+    return math.floor(exact + Fraction(1, 2))
+
 
 # --- dlib's 68 face landmarks (the iBUG 300-W scheme), by index ------------------------------
 # "right" and "left" are the subject's: the right eye is on the image's left.

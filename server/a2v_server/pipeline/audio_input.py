@@ -17,7 +17,6 @@ from typing import TypedDict
 import numpy as np
 from opentelemetry import trace
 
-from a2v_server.catalog import MODEL_SAMPLE_RATE as MODEL_RATE
 from a2v_server.domain import (
     EncodedAudioPiece,
     EndOfInput,
@@ -45,17 +44,14 @@ async def audio_blocks(
     clock: StageClock,
 ) -> AsyncGenerator[AudioBlock, None]:
     """Decoded audio from ``event`` (the first audio message) and the events after it."""
-    samples = 0
     with tracer.start_as_current_span("decode.audio"):
         if isinstance(event, EncodedAudioPiece):
             async for block in _encoded(
                 inputs, event, EncodedAudioDecoder(**_limits(spec, settings)), settings, clock
             ):
-                samples += block.model_pcm.shape[0]
                 yield block
         elif isinstance(event, PcmAudioPiece):
             async for block in _pcm(inputs, event, _limits(spec, settings), settings, clock):
-                samples += block.model_pcm.shape[0]
                 yield block
         elif isinstance(event, EndOfInput):
             raise InvalidInput(
@@ -63,13 +59,6 @@ async def audio_blocks(
             )
         else:
             unexpected(event, "audio")
-    # Shorter than half a frame, the clip would have no frame at all: never end OK with that.
-    if samples * spec.fps < MODEL_RATE / 2:
-        raise InvalidInput(
-            f"the audio lasts {1000 * samples / MODEL_RATE:.0f} ms, too short for one video "
-            f"frame at {spec.fps:g} fps: send at least {500 / spec.fps:.0f} ms of audio",
-            field="audio",
-        )
     # Nothing may follow the end message.
     async for extra in inputs:
         raise FailedPrecondition(

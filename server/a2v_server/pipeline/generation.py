@@ -229,6 +229,13 @@ class Generation:
             await feed.add(np.zeros(padding, np.float32))
         if feed.total == 0:
             raise InvalidInput("the audio contains no samples (after trimming)", field="audio")
+        if feed.frames == 0:  # under half a frame: never end OK with an empty clip
+            fps = self.stats.fps
+            raise InvalidInput(
+                f"the audio lasts {1000 * feed.total / MODEL_SAMPLE_RATE:.0f} ms, too short for "
+                f"one video frame at {fps:g} fps: send at least {500 / fps:.0f} ms of audio",
+                field="audio",
+            )
         self.stats.frames_total = await feed.finish()
 
     async def _receive_frames(self, stream: ModelStream) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from a2v_server.catalog import MODEL_SAMPLE_RATE
+from a2v_server.catalog import MODEL_SAMPLE_RATE, frame_count
 from a2v_server.inference.backend import ModelStream
 from a2v_server.media.video import FrameStore
 from a2v_server.pipeline.visual import Visual
@@ -54,18 +54,24 @@ class ModelFeed:
             return 0
         return max(0, round(self._n_src * MODEL_SAMPLE_RATE / self._fps) - self.total)
 
+    @property
+    def frames(self) -> int:
+        """The clip's frame count for the audio received so far (the model's count too)."""
+        return frame_count(self.total, self._fps)
+
     async def finish(self) -> int:
         """Send the rest; returns the clip's frame count."""
         await self._send(last=True)
-        return round(self.total * self._fps / MODEL_SAMPLE_RATE)
+        return self.frames
 
     async def _send(self, *, last: bool) -> None:
         audio = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
         self._pending, self._pending_n = [], 0
         frames = indices = None
         if self._store is not None:
-            n_out = round(self.total * self._fps / MODEL_SAMPLE_RATE)
-            covered = n_out if last else int(self.total * self._fps / MODEL_SAMPLE_RATE)
+            n_out = self.frames
+            # while streaming: the frames whose whole interval the audio covers
+            covered = n_out if last else min(n_out, int(self.total * self._fps / MODEL_SAMPLE_RATE))
             if self._mode == "remap" and not last:
                 covered = 0
             if covered > self._frames_sent:
