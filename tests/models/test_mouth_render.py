@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
-from mouth_render import MouthRenderer, _GridSplines, _kernel32, _tps_weights
+from grid_splines import GridSplines, tps_kernel32
+from mouth_render import MouthRenderer
+from shared import tps_weights
 
 
 @pytest.fixture(scope="module")
@@ -86,21 +88,21 @@ def test_shared_anchor_kernels_give_the_spline_exactly():
     rng = np.random.default_rng(3)
     grid = rng.uniform(0, 100, (500, 2))
     anchors = rng.uniform(0, 100, (30, 2))
-    splines = _GridSplines(grid, anchors)
+    splines = GridSplines(grid, anchors)
     for _ in range(3):
         centres = np.vstack([rng.uniform(0, 100, (12, 2)), anchors])
         values = rng.normal(size=(42, 2))
-        weights = _tps_weights(centres, values)
+        weights = tps_weights(centres, values)
         plain = (
-            _kernel32(grid.astype(np.float32), centres.astype(np.float32))
+            tps_kernel32(grid.astype(np.float32), centres.astype(np.float32))
             @ weights[:42].astype(np.float32)
             + weights[42]
             + grid @ weights[43:]
         )
         assert np.array_equal(splines.eval(weights, centres), plain)
         # and it is the interpolating spline: its values at its own centres
-        at_centres = _GridSplines(centres, anchors).eval(weights, centres)
+        at_centres = GridSplines(centres, anchors).eval(weights, centres)
         assert np.allclose(at_centres, values, atol=0.01)
     moved = np.vstack([rng.uniform(0, 100, (12, 2)), anchors + 1.0])
     with pytest.raises(ValueError, match="static"):
-        splines.eval(_tps_weights(moved, np.zeros((42, 2))), moved)
+        splines.eval(tps_weights(moved, np.zeros((42, 2))), moved)

@@ -10,12 +10,16 @@ exact backward map (output pixel -> source pixel) of that pose, stored on a coar
 Per frame: blend the two neighbouring levels, upsample, ``cv2.remap`` the ROI only, then
 paint the mouth interior inside the displaced inner-lip polygon (dark gradient plus a hint
 of upper teeth) through a feathered mask. Nothing outside the ROI is ever touched.
+
+The painting is in mouth_paint.py, the spline evaluation on the coarse grid in grid_splines.py.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from grid_splines import GridSplines
+from mouth_paint import paint_fv_teeth, paint_interior, paint_seam
 from shared import (
     CHIN,
     INNER_LEFT,
@@ -39,8 +43,8 @@ from shared import (
     UPPER_LIP,
     UPPER_LIP_MIDDLE,
     face_axes,
+    tps_weights,
 )
-from shared import tps_weights as _tps_weights  # the spline both mouth warps solve
 
 _LEVELS = 17  # openness ladder 0, 1/16, ..., 1 (backward maps are not linear in openness)
 _GRID_MAX = 96  # long side of the stored coarse backward map (the field is smooth)
@@ -54,9 +58,6 @@ _CHIN_WEIGHT = {
 _LIP_LIFT = 0.08  # upper lip lift in mouth widths (capped by the philtrum length)
 _CORNER_IN = 0.05  # mouth corners move inward, in mouth widths
 _CORNER_DROP = 0.25  # ... and down, as a fraction of the lip drop
-_INTERIOR_EDGE = np.array([96.0, 36.0, 38.0])  # RGB near the lips: dark red
-_INTERIOR_DEEP = np.array([22.0, 8.0, 9.0])  # RGB deep inside: brown-black
-_TEETH = np.array([236.0, 232.0, 220.0])  # RGB of the upper-teeth hint
 # Lip-shape basis poses; ``shapes`` in render() are their weights (viseme render weights
 # without the jaw scale, see visemes.WEIGHTS).
 BASES = ("spread", "round", "press", "fv")
@@ -71,50 +72,6 @@ _INNER_BESIDE_CORNERS = (
 )
 _UPPER_MIDDLE = UPPER_LIP[1:-1]  # the three points around the upper lip's middle
 _LOWER_MIDDLE = LOWER_LIP[1:-1]
-# Rows of lm[INNER_LIPS] along the upper and the lower inner lip line, corner to corner.
-_INNER_UPPER_ROWS = [i - INNER_LIPS[0] for i in (INNER_RIGHT, *INNER_UPPER_LIP, INNER_LEFT)]
-_INNER_LOWER_ROWS = [
-    i - INNER_LIPS[0] for i in (INNER_RIGHT, *reversed(INNER_LOWER_LIP), INNER_LEFT)
-]
-
-
-def _kernel32(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """TPS kernel (m, n) between float32 points ``p`` and ``q``, built from coordinate
-    differences (no |p|^2 + |q|^2 - 2pq cancellation): 4x faster than float64, within 0.001 px
-    of it."""
-    dx = p[:, 0, None] - q[None, :, 0]
-    dy = p[:, 1, None] - q[None, :, 1]
-    r2 = dx * dx + dy * dy
-    kernel = np.log(np.maximum(r2, np.float32(1e-12)))
-    kernel *= r2
-    kernel *= np.float32(0.5)
-    return kernel
-
-
-class _GridSplines:
-    """Evaluates many splines on one grid whose centres end in the same static points.
-
-    A renderer's setup evaluates 21 splines (the openness ladder and the lip-shape bases) on
-    one coarse grid; only the lip and jaw centres move between them, the anchors (fixed
-    landmarks, cheeks, ROI border) do not. Their kernel columns (the log is the cost of the
-    setup) are computed once: setup ~2x faster, the same numbers bit for bit.
-    """
-
-    def __init__(self, xy: np.ndarray, static: np.ndarray) -> None:
-        self._xy = xy
-        self._p = xy.astype(np.float32)
-        self._static = _kernel32(self._p, static.astype(np.float32))
-        self._static_points = static
-
-    def eval(self, weights: np.ndarray, centers: np.ndarray) -> np.ndarray:
-        """The spline (``_tps_weights`` of ``centers``) at the grid points, (m, 2)."""
-        n, k = len(centers), len(centers) - len(self._static_points)
-        if not np.array_equal(centers[k:], self._static_points):
-            raise ValueError("the centres must end with the static points")
-        kernel = np.empty((len(self._p), n), np.float32)
-        kernel[:, :k] = _kernel32(self._p, centers[:k].astype(np.float32))
-        kernel[:, k:] = self._static
-        return kernel @ weights[:n].astype(np.float32) + weights[n] + self._xy @ weights[n + 1 :]
 
 
 class MouthRenderer:
@@ -199,7 +156,7 @@ class MouthRenderer:
         gx = x0 - 0.5 + (np.arange(gw) + 0.5) * rw / gw
         gy = y0 - 0.5 + (np.arange(gh) + 0.5) * rh / gh
         grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
-        splines = _GridSplines(grid, src[len(moving) :])  # only the first len(moving) move
+        splines = GridSplines(grid, src[len(moving) :])  # only the first len(moving) move
         self._levels = np.empty((_LEVELS, gh, gw, 2), np.float32)
         for k in range(_LEVELS):
             a = k / (_LEVELS - 1)
@@ -207,7 +164,7 @@ class MouthRenderer:
                 self._levels[k] = 0.0
                 continue
             dst = src + a * move
-            wts = _tps_weights(dst, -a * move)
+            wts = tps_weights(dst, -a * move)
             self._levels[k] = splines.eval(wts, dst).reshape(gh, gw, 2)
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         self._base_x, self._base_y = xs, ys
@@ -221,7 +178,7 @@ class MouthRenderer:
             bdisp = self._basis_disp(name, lm, down, right, width, mouth)
             bmove = np.vstack([bdisp[moving], np.zeros((len(src) - len(moving), 2))])
             dst = src + bmove
-            wts = _tps_weights(dst, -bmove)
+            wts = tps_weights(dst, -bmove)
             self._basis_fields[b] = splines.eval(wts, dst).reshape(gh, gw, 2)
             self._basis_inner[b] = bdisp[INNER_LIPS]
 
@@ -304,125 +261,29 @@ class MouthRenderer:
         map_y = self._base_y + field[..., 1]
         roi = cv2.remap(self._image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         inner_disp = a * self._inner_disp + np.tensordot(w, self._basis_inner, 1)
+        inner = self._inner_src + inner_disp - (x0, y0)  # ROI-local, rows of INNER_LIPS
         if a > 0.0:
-            self._paint_interior(roi, a, inner_disp)
+            paint_interior(
+                roi,
+                inner,
+                a,
+                width=self._width,
+                portrait=self._image,
+                origin=(x0, y0),
+                lip_lift=self._lip_lift_vec,
+                src_gap=self._src_gap,
+                src_teeth=self._src_teeth,
+            )
         if w[3] > 1e-3:
-            self._paint_fv_teeth(roi, w[3], inner_disp)
+            paint_fv_teeth(roi, inner, w[3], width=self._width)
         if w[2] > 1e-3:
-            self._paint_seam(roi, min(w[2], 1.0), inner_disp)
+            paint_seam(
+                roi,
+                inner,
+                min(w[2], 1.0),
+                width=self._width,
+                src_gap=self._src_gap,
+                lip_rgb=self._lip_rgb,
+            )
         out[y0:y1, x0:x1] = roi
         return out
-
-    def _paint_seam(self, roi: np.ndarray, weight: float, inner_disp: np.ndarray) -> None:
-        """Pressed lips: lip colour over what is left between them, and a thin dark seam."""
-        x0, y0 = self.roi[:2]
-        inner = self._inner_src + inner_disp - (x0, y0)
-        line = (inner[_INNER_UPPER_ROWS] + inner[_INNER_LOWER_ROWS]) / 2  # between the lips
-        half = max(0.5 * self._src_gap, 0.0) + 0.03 * self._width
-        bx0 = max(int(np.floor(line[:, 0].min())) - 1, 0)
-        bx1 = min(int(np.ceil(line[:, 0].max())) + 2, roi.shape[1])
-        by0 = max(int(np.floor(line[:, 1].min() - half)) - 2, 0)
-        by1 = min(int(np.ceil(line[:, 1].max() + half)) + 3, roi.shape[0])
-        if bx1 - bx0 < 2 or by1 - by0 < 2:
-            return
-        ys, xs = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
-        o = np.argsort(line[:, 0])
-        ly = np.interp(xs[0], line[o, 0], line[o, 1])[None, :]
-        dist = np.abs(ys - ly)
-        cx, rx = line[:, 0].mean(), max(np.ptp(line[:, 0]) / 2, 1.0)
-        taper = np.clip(1.0 - np.abs((xs - cx) / rx) ** 4, 0.0, 1.0)
-        fill = np.clip((half * taper + 0.5 - dist) / 1.5, 0.0, 1.0)[..., None] * weight * 0.9
-        seam = np.clip(1.0 - dist / 1.2, 0.0, 1.0)[..., None] * weight * 0.4 * taper[..., None]
-        patch = roi[by0:by1, bx0:bx1].astype(np.float32)
-        patch += (self._lip_rgb - patch) * fill
-        patch += (_INTERIOR_EDGE * 0.7 - patch) * seam
-        roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
-
-    def _paint_fv_teeth(self, roi: np.ndarray, weight: float, inner_disp: np.ndarray) -> None:
-        """F/V: the upper teeth's edges showing above the raised lower lip."""
-        x0, y0 = self.roi[:2]
-        inner = self._inner_src + inner_disp - (x0, y0)
-        upper = inner[_INNER_UPPER_ROWS]
-        bx0 = max(int(np.floor(upper[:, 0].min())), 0)
-        bx1 = min(int(np.ceil(upper[:, 0].max())) + 1, roi.shape[1])
-        band = max(0.05 * self._width, 1.5)
-        by0 = max(int(np.floor(upper[:, 1].min())) - 1, 0)
-        by1 = min(int(np.ceil(upper[:, 1].max() + band)) + 2, roi.shape[0])
-        if bx1 - bx0 < 2 or by1 - by0 < 2:
-            return
-        ys, xs = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
-        lip_y = np.interp(xs[0], upper[:, 0], upper[:, 1])[None, :]
-        below = ys - lip_y
-        alpha = np.clip(below + 0.5, 0, 1) * np.clip((band - below) / 1.5, 0, 1)
-        cx = upper[:, 0].mean()
-        rx = max(np.ptp(upper[:, 0]) / 2, 1.0)
-        side = np.clip(1.0 - np.abs((xs - cx) / (0.8 * rx)) ** 2, 0.0, 1.0)
-        alpha = (alpha * side * min(weight, 1.0) * 0.85)[..., None]
-        patch = roi[by0:by1, bx0:bx1].astype(np.float32)
-        patch += (_TEETH * (0.8 + 0.2 * side[..., None]) - patch) * alpha
-        roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
-
-    def _paint_interior(self, roi: np.ndarray, a: float, inner_disp: np.ndarray) -> None:
-        """Darken the opened mouth (inside the displaced inner lips) in place."""
-        x0, y0 = self.roi[:2]
-        inner = self._inner_src + inner_disp - (x0, y0)  # ROI-local, rows of INNER_LIPS
-        middles = [i - INNER_LIPS[0] for i in (INNER_LOWER_MIDDLE, INNER_UPPER_MIDDLE)]
-        gap = float(np.linalg.norm(inner[middles[0]] - inner[middles[1]]))  # vertical opening
-        if gap < 0.5:
-            return
-        pad = int(np.ceil(0.1 * self._width)) + 2
-        bx0 = max(int(np.floor(inner[:, 0].min())) - pad, 0)
-        by0 = max(int(np.floor(inner[:, 1].min())) - pad, 0)
-        bx1 = min(int(np.ceil(inner[:, 0].max())) + pad, roi.shape[1])
-        by1 = min(int(np.ceil(inner[:, 1].max())) + pad, roi.shape[0])
-        if bx1 - bx0 < 2 or by1 - by0 < 2:
-            return
-        local = inner - (bx0, by0)
-        shape = (by1 - by0, bx1 - bx0)
-        mask = np.zeros(shape, np.float32)
-        cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-        sigma = max(0.6, 0.025 * self._width)
-        mask = cv2.GaussianBlur(mask, (0, 0), sigma)
-
-        # Depth gradient: elliptical distance from the opening's centre, darkest inside.
-        ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-        cx, cy = local.mean(0)
-        rx = max(np.ptp(local[:, 0]) / 2, 1.0)
-        ry = max(np.ptp(local[:, 1]) / 2, 1.0)
-        depth = np.clip(1.0 - np.hypot((xs - cx) / rx, (ys - cy) / ry), 0.0, 1.0)[..., None]
-        color = _INTERIOR_EDGE + (_INTERIOR_DEEP - _INTERIOR_EDGE) * np.sqrt(depth)
-
-        # Upper teeth: a band hanging from the upper inner lip once the mouth is open enough
-        # to show it. They belong to the skull, so they follow the upper lip only: where
-        # the portrait already shows teeth, its own (undistorted) pixels are reused,
-        # otherwise a plain light band is painted; both darker toward the corners.
-        show = np.clip((gap / self._width - 0.10) / 0.12, 0.0, 1.0)
-        if show > 0:
-            upper = local[_INNER_UPPER_ROWS]
-            lip_y = np.interp(xs[0], upper[:, 0], upper[:, 1])[None, :]
-            band = min(0.16 * self._width, 0.38 * gap)
-            real = self._src_teeth
-            if real > 0:
-                band = min(band, 0.8 * self._src_gap)
-            below = ys - lip_y
-            teeth = np.clip(1.0 - np.abs(below - band / 2) / (band / 2 + 0.5), 0.0, 1.0)
-            teeth = np.clip(teeth * 2.5, 0.0, 1.0)
-            side = np.clip(1.0 - np.abs((xs - cx) / rx) ** 2, 0.0, 1.0)
-            teeth_alpha = (show * teeth * (0.5 + 0.5 * side))[..., None] * 0.95
-            shade = 0.8 + 0.2 * side[..., None]
-            tooth_rgb = _TEETH
-            if real > 0:
-                # Source pixels under the upper lip, moved by the upper lip's displacement.
-                off = a * self._lip_lift_vec
-                sx = xs + np.float32(bx0 + self.roi[0] - off[0])
-                sy = ys + np.float32(by0 + self.roi[1] - off[1])
-                sampled = cv2.remap(self._image, sx, sy, cv2.INTER_LINEAR)
-                tooth_rgb = real * sampled.astype(np.float32) + (1.0 - real) * _TEETH
-            color = color + (tooth_rgb * shade - color) * teeth_alpha
-
-        # The painted interior fades in with openness: a source mouth that is already
-        # slightly open (teeth visible) does not jump to black at tiny openness.
-        alpha = (mask * min(1.0, a / 0.25))[..., None]
-        patch = roi[by0:by1, bx0:bx1].astype(np.float32)
-        patch += (color - patch) * alpha
-        roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
