@@ -53,7 +53,7 @@ from a2v_server.pipeline.audio_input import audio_blocks
 from a2v_server.pipeline.compose import encode_batch, timeline
 from a2v_server.pipeline.look import FrameStyler, parse_prompt
 from a2v_server.pipeline.model_feed import ModelFeed
-from a2v_server.pipeline.pacing import AudioLag, paced
+from a2v_server.pipeline.pacing import AudioLag, ClientPace
 from a2v_server.pipeline.stats import GenerationStats
 from a2v_server.pipeline.visual import Visual, prepare_portrait, prepare_video, read_visual
 from a2v_server.settings import Settings
@@ -81,12 +81,12 @@ class Generation:
         self.stats = GenerationStats(spec.fps)
         self._clock = self.stats.clock
         self._steering = parse_prompt(spec.prompt)
-        self._lag = AudioLag(settings.max_audio_lag_seconds)
+        self._pace = ClientPace(settings)
         self._error: BaseException | None = None
 
     # ------------------------------------------------------------------------------------------
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncGenerator[OutputEvent, None]:
-        inputs = paced(inputs, self.settings)
+        inputs = self._pace.events(inputs)
         visual: Visual | None = None
         try:
             source, next_event = await read_visual(inputs, self.model, self.settings)
@@ -204,9 +204,14 @@ class Generation:
         channels = 1
         blocks = audio_blocks(inputs, first_event, self.spec, self.settings, self._clock)
         # aclosing: the decoder (and its span) is closed in this task even when cancelled
+        lag = AudioLag(self.settings.max_audio_lag_seconds)
         async with contextlib.aclosing(blocks):
-            async for block in blocks:
-                self._lag.check(feed.total)
+            while True:
+                try:
+                    block = await lag.next_block(blocks)
+                except StopAsyncIteration:
+                    break
+                lag.check(feed.total)
                 model_pcm, output_pcm = block.model_pcm, block.output_pcm
                 channels = output_pcm.shape[0]
                 if feed.sample_limit is not None:  # cut_off: the video is shorter than the audio
