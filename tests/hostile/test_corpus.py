@@ -4,6 +4,7 @@ that names the field or the fix, in bounded time, and a healthy server afterward
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -63,3 +64,49 @@ def test_still_renders_after_the_corpus(hostile_client, media):
     )
     assert responses[-1].HasField("summary") and responses[-1].summary.frames > 0
     assert hostile_client.health() == "SERVING"
+
+
+#: peak resident memory the whole corpus may cost (MiB): the server, and the Triton process
+#: and each model instance's python stub (where the models' memory lives). Measured on a
+#: 2-core machine over the full corpus: see README, Security (hostile input).
+SERVER_PEAK_MIB = 700
+TRITON_PROCESS_PEAK_MIB = 700
+
+
+def _peak_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and all of its descendants."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    family, todo = [], [pid]
+    while todo:
+        family.append(todo.pop())
+        todo.extend(parents.get(family[-1], []))
+    return family
+
+
+def test_the_corpus_kept_memory_bounded(hostile_stack):
+    """Runs after the cases above (file order): a decompression bomb or an oversized decode
+    anywhere in the corpus shows as a peak here, even when its request was refused."""
+    assert hostile_stack.server_pid is not None and hostile_stack.triton.pid is not None
+    server = _peak_mib(hostile_stack.server_pid)
+    triton = {pid: _peak_mib(pid) for pid in _family(hostile_stack.triton.pid)}
+    print(
+        f"peak RSS: server {server:.0f} MiB, Triton "
+        + ", ".join(f"{p}: {mib:.0f}" for p, mib in triton.items())
+    )
+    assert server < SERVER_PEAK_MIB, f"server peaked at {server:.0f} MiB"
+    assert max(triton.values()) < TRITON_PROCESS_PEAK_MIB, f"Triton peaks (MiB): {triton}"

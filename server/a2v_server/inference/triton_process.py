@@ -255,6 +255,11 @@ class TritonProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The tritonserver process (its model stubs are its children), while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait, then SIGKILL. Safe to call twice."""
         proc, self._proc = self._proc, None
