@@ -65,3 +65,17 @@ def test_pad_shows_everything_over_a_blurred_fill():
     assert fitted.shape == (360, 640, 3)
     assert fitted[:, 320].mean() == pytest.approx(200, abs=2)  # the picture, centred
     assert fitted[:, 5].mean() < 150  # darkened fill at the sides
+
+
+def test_largest_preset_within_a_pixel_budget():
+    assert framing.largest_preset_within((3840, 2160), None, 1920 * 1080) == (1080, (1920, 1080))
+    assert framing.largest_preset_within((3840, 2160), None, 1920 * 1080 - 1) == (720, (1280, 720))
+    assert framing.largest_preset_within((500, 500), "9:16", 480 * 854) == (480, (480, 854))
+    assert framing.largest_preset_within((500, 500), "1:1", 1000) is None
+
+
+def test_source_shape_is_clamped_to_the_widest_aspect():
+    wide = framing.output_size((8000, 1000), aspect=None, short_side=480)
+    assert wide == (int(480 * framing.MAX_SOURCE_ASPECT), 480)
+    tall = framing.output_size((1000, 8000), aspect=None, short_side=480)
+    assert tall == (480, int(480 * framing.MAX_SOURCE_ASPECT))

@@ -22,6 +22,11 @@ ASPECTS: dict[str, Fraction] = {
     "3:4": Fraction(3, 4),
 }
 MIN_SIDE, MAX_SIDE = 64, 3840
+#: short sides of the resolution presets, largest first
+PRESETS = (1080, 720, 480)
+#: the widest source shape framed as is (long side / short side); a wider one is refused by the
+#: pipeline before analysis, and an output at the source's shape is clamped to it
+MAX_SOURCE_ASPECT = 4.0
 #: margin around the detected face box (fraction of its size) that cropping keeps visible, so
 #: hair, chin and the opened jaw stay in frame
 FACE_MARGIN = 0.35
@@ -71,13 +76,26 @@ def output_size(
             )
         return w, h
     ratio = float(ASPECTS[aspect]) if aspect is not None else source_wh[0] / source_wh[1]
-    ratio = min(max(ratio, 1 / 4), 4.0)  # a panorama portrait would give absurd frames
+    # a panorama portrait would give absurd frames
+    ratio = min(max(ratio, 1 / MAX_SOURCE_ASPECT), MAX_SOURCE_ASPECT)
     short = short_side or 720
     if ratio >= 1:
         w, h = _even(short * ratio), short
     else:
         w, h = short, _even(short / ratio)
     return min(w, MAX_SIDE), min(h, MAX_SIDE)
+
+
+def largest_preset_within(
+    source_wh: tuple[int, int], aspect: str | None, max_pixels: float
+) -> tuple[int, tuple[int, int]] | None:
+    """The largest preset (short side, output size) whose frame has at most ``max_pixels``, at
+    the shape ``aspect`` (or the source's); None when even the smallest has more."""
+    for short in PRESETS:
+        w, h = output_size(source_wh, aspect=aspect, short_side=short)
+        if w * h <= max_pixels:
+            return short, (w, h)
+    return None
 
 
 def place(

@@ -1,0 +1,246 @@
+"""The visual input's checks and face search (pipeline/visual.py), with stub backends and, for
+the smallest face, the real face detector of the face_landmarks model (dlib, in process)."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from a2v_server.domain import GenerateSpec
+from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.inference.backend import Face
+from a2v_server.pipeline import visual
+from a2v_server.pipeline.stats import StageClock
+from a2v_server.settings import Settings
+
+FACE_MODEL = Path(__file__).resolve().parents[2] / "model_repository/face_landmarks/1"
+
+
+def _face(box, score=1.0) -> Face:
+    x0, y0, x1, y1 = box
+    return Face(box, score, np.tile(np.float32([[(x0 + x1) / 2, (y0 + y1) / 2]]), (68, 1)))
+
+
+class Stub:
+    """A backend whose faces are given per call (by the analysed image's shape and place)."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.shapes: list[tuple[int, ...]] = []
+
+    async def analyze_faces(self, image):
+        self.shapes.append(image.shape)
+        return self.answer(image)
+
+
+def _spec(**changes) -> GenerateSpec:
+    fields = dict(
+        model="talking_avatar",
+        request_id="",
+        seed=0,
+        fps=25.0,
+        aspect=None,
+        short_side=720,
+        size=None,
+        fit="crop",
+        prompt="",
+        trim_start=0.0,
+        trim_end=None,
+    )
+    fields.update(changes)
+    return GenerateSpec(**fields)  # type: ignore[arg-type]
+
+
+# --- tiles ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("w", "h", "count"), [(4000, 3000, 12), (1280, 960, 1), (1300, 400, 2)])
+def test_tiles_cover_the_picture_with_overlap(w, h, count):
+    tiles = visual.tiles(w, h)
+    assert len(tiles) == count
+    covered = np.zeros((h, w), bool)
+    for x, y, tw, th in tiles:
+        assert tw <= visual.ANALYSIS_SIDE and th <= visual.ANALYSIS_SIDE
+        assert x + tw <= w and y + th <= h
+        covered[y : y + th, x : x + tw] = True
+    assert covered.all()
+    xs = sorted({x for x, *_ in tiles})
+    tw = tiles[0][2]
+    assert all(b - a <= tw - visual.TILE_OVERLAP for a, b in itertools.pairwise(xs))
+
+
+def test_merge_keeps_one_of_each_face_and_drops_weak_ones():
+    faces = [
+        _face((100, 100, 200, 200), 1.0),
+        _face((102, 98, 201, 203), 1.5),  # the same face, from the overlapping tile
+        _face((150, 110, 200, 190), 0.8),  # a part of it, cut by a tile's edge
+        _face((1000, 1000, 1060, 1060), 1.2),
+        _face((2000, 2000, 2300, 2300), 0.2),  # weak next to clear faces: a false positive
+    ]
+    merged = visual.merge_faces(faces)
+    assert [f.box for f in merged] == [(102, 98, 201, 203), (1000, 1000, 1060, 1060)]
+
+
+# --- the face search -----------------------------------------------------------------------------
+async def test_tiled_pass_finds_a_face_only_one_tile_holds():
+    image = np.zeros((3000, 4000, 3), np.uint8)
+    image[2100:2180, 3300:3380] = 255  # the "face": white, 80 px
+
+    def answer(picture):  # a face only where the white square is whole and >= 60 px
+        ys, xs = np.nonzero(picture[..., 0])
+        if not len(xs) or xs.max() - xs.min() < 59 or picture.shape[1] < 1000:
+            return []
+        h, w = picture.shape[:2]
+        if xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1:
+            return []  # cut by the tile's edge
+        return [_face((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))]
+
+    backend = Stub(answer)
+    clock = StageClock()
+    faces = await visual._faces(backend, image, clock, tiled=True)
+    assert backend.shapes[0] == (960, 1280, 3)  # the downscaled pass first
+    assert backend.shapes[1:] == [(1280, 1280, 3)] * 12
+    assert len(faces) == 1
+    assert faces[0].box == pytest.approx((3300, 2100, 3380, 2180))
+    assert faces[0].landmarks[0] == pytest.approx((3340, 2140))
+    assert clock.inference > 0
+
+
+async def test_no_tiles_when_the_downscaled_pass_finds_a_face_or_the_picture_is_small():
+    found = Stub(lambda p: [_face((10, 10, 100, 100))])
+    big = np.zeros((3000, 4000, 3), np.uint8)
+    faces = await visual._faces(found, big, StageClock(), tiled=True)
+    assert len(found.shapes) == 1
+    assert faces[0].box == pytest.approx((10 / 0.32, 10 / 0.32, 100 / 0.32, 100 / 0.32))
+    nothing = Stub(lambda p: [])
+    await visual._faces(nothing, np.zeros((960, 1280, 3), np.uint8), StageClock(), tiled=True)
+    await visual._faces(nothing, big, StageClock())
+    assert len(nothing.shapes) == 2  # one each: small picture; video frames are not tiled
+
+
+# --- picture size and shape ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("w", "h", "phrase"),
+    [
+        (16, 4000, "the portrait is 16x4000 pixels, 250 times as tall as it is wide"),
+        (5000, 1000, "the limit is 4:1: crop it around the face (to at most 4000x1000)"),
+        (15, 15, "too small to hold a face"),
+    ],
+)
+def test_picture_size_and_shape_are_checked_before_the_model(w, h, phrase):
+    with pytest.raises(InvalidInput) as info:
+        visual._check_picture_size(np.zeros((h, w, 3), np.uint8), "portrait", "image")
+    assert phrase in info.value.message
+    assert "IMAGE" not in info.value.message and info.value.field == "image"
+
+
+def test_pictures_within_the_shape_limit_pass():
+    for w, h in [(4000, 1000), (16, 64), (1000, 4000)]:
+        visual._check_picture_size(np.zeros((h, w, 3), np.uint8), "video", "video")
+
+
+# --- output pixel rate ---------------------------------------------------------------------------
+def test_pixel_rate_refused_with_the_numbers_and_the_fix():
+    spec = _spec(size=(3840, 2160), short_side=None)
+    with pytest.raises(ResourceExhausted) as info:
+        visual.check_pixel_rate((3840, 2160), 25.0, spec, (64, 64), Settings(), video=True)
+    assert info.value.message == (
+        "3840x2160 at 25 fps (the video's frame rate) is 207 Mpx/s of output, over the limit "
+        "of 124 Mpx/s: ask for 1080p or less, or send the video at 15 fps or less"
+    )
+    with pytest.raises(ResourceExhausted) as info:
+        visual.check_pixel_rate((3840, 2160), 25.0, spec, (64, 64), Settings(), video=False)
+    assert info.value.message.endswith("ask for 1080p or less, or for at most 15 fps at 3840x2160")
+
+
+def test_pixel_rate_suggests_the_largest_preset_of_the_same_shape():
+    settings = Settings(max_output_pixel_rate=1280 * 720 * 30)
+    spec = _spec(aspect="16:9", short_side=1080)
+    with pytest.raises(ResourceExhausted) as info:
+        visual.check_pixel_rate((1920, 1080), 30.0, spec, (500, 500), settings, video=False)
+    assert "1920x1080 at 30 fps is 62.2 Mpx/s of output, over the limit of 27.6 Mpx/s" in (
+        info.value.message
+    )
+    assert "ask for 720p or less" in info.value.message
+    visual.check_pixel_rate((1920, 1080), 60.0, spec, (500, 500), Settings(), video=False)
+
+
+# --- temporary disk ------------------------------------------------------------------------------
+def test_temp_budget_refuses_a_long_video_up_front():
+    budget = visual.TempBudget((1280, 720), 25.0, 2048 * 2**20)
+    assert budget.max_frames == 776
+    budget.check_count(776)
+    with pytest.raises(ResourceExhausted) as info:
+        budget.check_count(36000)
+    assert info.value.message == (
+        "the video has about 36000 frames; stored at the output size 1280x720 they take "
+        "92.7 GiB of temporary disk, over the limit of 2 GiB: send at most 776 frames (31.0 s "
+        "at 25 fps), or ask for a smaller output size"
+    )
+
+
+def test_temp_budget_stops_before_the_frame_that_does_not_fit():
+    budget = visual.TempBudget((64, 64), 10.0, 64 * 64 * 3 * 5 + 100)
+    taken = []
+    with pytest.raises(ResourceExhausted) as info:
+        for frame in budget.frames(iter(range(100))):
+            taken.append(frame)
+    assert taken == [0, 1, 2, 3, 4]
+    assert "the video has more than 5 frames" in info.value.message
+    assert "more than 72 KiB of temporary disk, over the limit of 60.1 KiB" in info.value.message
+
+
+# --- the real detector: the smallest face it finds -----------------------------------------------
+@pytest.fixture(scope="module")
+def detector():
+    pytest.importorskip("dlib")
+    skimage_data = pytest.importorskip("skimage.data")
+    if str(FACE_MODEL) not in sys.path:
+        sys.path.insert(0, str(FACE_MODEL))
+    from face_detection import FaceAnalyzer
+
+    analyzer = FaceAnalyzer()  # as the face_landmarks model builds it
+
+    class InProcess:
+        calls = 0
+
+        async def analyze_faces(self, image):
+            self.calls += 1
+            return [Face(f.box, f.score, f.landmarks) for f in analyzer.analyze(image)]
+
+    head = skimage_data.astronaut()[20:240, 120:330]  # dlib's box: 88 px wide
+    return InProcess(), head
+
+
+def _small_face_picture(head, face_px: int, size: tuple[int, int], centre) -> np.ndarray:
+    w, h = size
+    picture = np.full((h, w, 3), 128, np.uint8)
+    s = face_px / 88
+    small = cv2.resize(head, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    x, y = int(centre[0] - 103 * s), int(centre[1] - 107 * s)
+    picture[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return picture
+
+
+async def test_the_smallest_face_stated_is_what_the_detector_finds(detector):
+    backend, head = detector
+    # One analysis of ANALYSIS_SIDE (what one tile is): SMALLEST_FACE found, 44 px not.
+    for face_px, found in ((visual.SMALLEST_FACE, True), (44, False)):
+        picture = _small_face_picture(head, face_px, (1280, 1280), (700, 600))
+        faces = await visual._faces(backend, picture, StageClock(), tiled=True)
+        assert bool(faces) is found, face_px
+
+
+async def test_a_small_face_in_a_large_photo_is_found_by_the_tiled_pass(detector):
+    backend, head = detector
+    picture = _small_face_picture(head, visual.SMALLEST_FACE, (4000, 3000), (2950, 1010))
+    backend.calls = 0
+    faces = await visual._faces(backend, picture, StageClock(), tiled=True)
+    assert backend.calls == 13  # the downscaled pass found nothing
+    assert len(faces) == 1
+    x0, y0, x1, y1 = faces[0].box
+    assert x0 < 2950 < x1 and y0 < 1010 < y1
+    assert 50 < x1 - x0 < 80
