@@ -1,109 +1,53 @@
-"""Decoding the caller's portrait image (PNG, JPEG or WebP) into an RGB array.
+"""Decoding the caller's portrait image (PNG, JPEG or WebP) into an upright RGB array.
 
 The format is chosen from the magic bytes and handed to FFmpeg as an explicit demuxer: letting
 FFmpeg probe arbitrary user bytes would expose every demuxer it has (playlists, network
-protocols, exotic codecs) to untrusted input. Dimensions are read from the file header in
-Python before FFmpeg decodes anything, so a small file declaring a gigantic canvas (a
-decompression bomb) is refused without allocating its pixels.
+protocols, exotic codecs) to untrusted input. Before FFmpeg sees anything, ``image_files``
+walks the file in Python: the size of the picture the decoder will really produce (from the
+bitstream's own header, not a container's claim) is checked against the pixel limit, and
+FFmpeg is given only the chunks that hold the picture, never the metadata (a compressed text
+or ICC chunk of a few kilobytes can inflate to gigabytes). The decoder itself is bounded too
+(``max_pixels`` on its codec context), and the decoded frame is checked again.
+
+Animated files (APNG, animated WebP) give their first picture. The EXIF orientation (1..8,
+mirrored ones included) is applied, so the picture comes out as a viewer shows it.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import struct
 
 import av
 import numpy as np
 
-from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.errors import ResourceExhausted
+from a2v_server.media.image_files import (
+    ACCEPTED_IMAGE_FORMATS,
+    StillImage,
+    invalid,
+    read_still,
+)
+from a2v_server.media.orientation import apply_orientation
+
+__all__ = ["ACCEPTED_IMAGE_FORMATS", "decode_image", "image_size"]
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_IMAGE_FORMATS = "PNG, JPEG or WebP"
-
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers that carry the dimensions (all SOFn except DHT/JPG/DAC)
-_JPEG_SOF = frozenset(
-    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-)
-
-
-def _invalid(reason: str) -> InvalidInput:
-    return InvalidInput(
-        f"could not decode the image: {reason}; send a {ACCEPTED_IMAGE_FORMATS} file",
-        field="image",
-    )
-
-
-def _detect(data: bytes) -> str:
-    """Return the FFmpeg demuxer for ``data`` or raise InvalidInput."""
-    if data.startswith(_PNG_MAGIC):
-        return "png_pipe"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg_pipe"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp_pipe"
-    raise _invalid("unsupported or unrecognised format")
-
-
-def _png_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise _invalid("truncated PNG header")
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise _invalid("corrupt JPEG marker structure")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if marker in _JPEG_SOF:
-            if pos + 9 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return width, height
-        if marker == 0xDA or length < 2:  # scan data before any frame header: broken file
-            break
-        pos += 2 + length
-    raise _invalid("no JPEG frame header found (truncated or corrupt file)")
-
-
-def _webp_size(data: bytes) -> tuple[int, int]:
-    chunk, body = data[12:16], data[20:]
-    if chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
-        width, height = struct.unpack("<HH", body[6:10])
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
-        (bits,) = struct.unpack("<I", body[1:5])
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X" and len(body) >= 10:
-        width = int.from_bytes(body[4:7], "little") + 1
-        height = int.from_bytes(body[7:10], "little") + 1
-        return width, height
-    raise _invalid("truncated or corrupt WebP header")
-
-
-_SIZE_READERS = {"png_pipe": _png_size, "jpeg_pipe": _jpeg_size, "webp_pipe": _webp_size}
+#: rows composited at a time: bounds the temporary arrays of a large transparent image
+_BLEND_ROWS = 256
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-    """Return ``(width, height)`` from the header of a PNG/JPEG/WebP file without decoding it."""
-    return _SIZE_READERS[_detect(data)](data)
+    """``(width, height)`` of the picture in a PNG/JPEG/WebP file as stored, without decoding
+    it: from the bitstream's own header (a WebP's VP8X canvas is not trusted)."""
+    still = read_still(data)
+    return still.width, still.height
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
-        raise _invalid(f"the image declares an empty size {width}x{height}")
+        raise invalid(f"the image declares an empty size {width}x{height}")
     if width * height > max_pixels:
         raise ResourceExhausted(
             f"the image is {width}x{height} = {width * height} pixels, more than the limit of "
@@ -118,57 +62,86 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     has_alpha = fmt.has_palette or any(c.is_alpha for c in fmt.components)
     if not has_alpha:
         return frame.to_ndarray(format="rgb24")
-    rgba = frame.to_ndarray(format="rgba").astype(np.float32)
-    alpha = rgba[..., 3:4] / 255.0
-    # Portraits with transparent backgrounds look best on a plain light background.
-    rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    rgba = frame.to_ndarray(format="rgba")
+    if rgba[..., 3].min() == 255:
+        return np.ascontiguousarray(rgba[..., :3])
+    # Portraits with transparent backgrounds look best on a plain light background. Integer
+    # arithmetic a few rows at a time: rgb*a + 255*(255-a) <= 65025 fits in uint16.
+    rgb = np.empty((*rgba.shape[:2], 3), np.uint8)
+    for top in range(0, rgba.shape[0], _BLEND_ROWS):
+        rows = rgba[top : top + _BLEND_ROWS].astype(np.uint16)
+        alpha = rows[..., 3:4]
+        blended = rows[..., :3] * alpha + 255 * (255 - alpha) + 127
+        rgb[top : top + _BLEND_ROWS] = blended // 255
+    return rgb
 
 
-def _apply_rotation(rgb: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
-    # FFmpeg exposes a JPEG's EXIF orientation as a display matrix; phone photos rely on it.
-    try:
-        rotation = int(frame.rotation)
-    except (AttributeError, TypeError, ValueError):
-        return rgb
-    turns = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
-
-
-def decode_image(data: bytes, *, max_pixels: int = 40_000_000) -> np.ndarray:
-    """Decode a PNG, JPEG or WebP file into an ``(H, W, 3)`` uint8 RGB array.
-
-    Transparency is composited on white; grayscale and palette images are expanded to RGB; a
-    JPEG's EXIF orientation is applied when FFmpeg reports it.
-
-    Raises:
-        InvalidInput: empty, unrecognised or corrupt data (``field="image"``).
-        ResourceExhausted: the header declares more than ``max_pixels`` pixels.
-    """
-    if not data:
-        raise _invalid("the image is empty")
-    demuxer = _detect(data)
-    width, height = _SIZE_READERS[demuxer](data)
-    _check_pixels(width, height, max_pixels)
-    # max_pixels also bounds the decoder itself, in case the header parse and FFmpeg disagree.
-    options = {"max_pixels": str(max_pixels)}
+def _decode_frame(still: StillImage, max_pixels: int) -> av.VideoFrame:
+    # max_pixels bounds the decoder itself (its codec context, and the one that probes the
+    # stream while the container opens), whatever the file's headers said.
+    limit = {"max_pixels": str(max_pixels)}
     try:
         with av.open(
-            io.BytesIO(data),
+            io.BytesIO(still.data),
             mode="r",
-            format=demuxer,
-            options=options,
+            format=still.demuxer,
+            options=limit,
             metadata_errors="replace",  # tags are user bytes: never fail on their text
         ) as container:
             if not container.streams.video:
-                raise _invalid("the file contains no picture")
-            frame = next(container.decode(video=0), None)
+                raise invalid("the file contains no picture")
+            stream = container.streams.video[0]
+            stream.codec_context.options = dict(limit)
+            frame = next(container.decode(stream), None)
     except av.error.FFmpegError as exc:
-        log.info("image decode failed (%s, %dx%d): %s", demuxer, width, height, exc)
-        raise _invalid(f"corrupt {demuxer.removesuffix('_pipe').upper()} data") from exc
+        log.info(
+            "image decode failed (%s, %dx%d): %s", still.demuxer, still.width, still.height, exc
+        )
+        name = still.format_name
+        raise invalid(
+            f"corrupt {name.upper()} data: the {name} picture could not be decoded "
+            "(damaged or truncated file)"
+        ) from None
     if frame is None:
-        raise _invalid("the file contains no complete picture (truncated?)")
+        raise invalid("the file contains no complete picture (truncated?)")
+    return frame
+
+
+def decode_image(data: bytes, *, max_pixels: int = 40_000_000) -> np.ndarray:
+    """Decode a PNG, JPEG or WebP file into an upright ``(H, W, 3)`` uint8 RGB array.
+
+    Transparency is composited on white; grayscale and palette images are expanded to RGB; the
+    EXIF orientation is applied; an animated file gives its first picture.
+
+    Raises:
+        InvalidInput: empty, unrecognised or corrupt data (``field="image"``).
+        ResourceExhausted: the picture has more than ``max_pixels`` pixels.
+    """
+    if not data:
+        raise invalid("the image is empty")
+    still = read_still(data)
+    _check_pixels(still.width, still.height, max_pixels)
+    if still.broken:
+        raise invalid(f"{still.broken} (truncated?)")
+    frame = _decode_frame(still, max_pixels)
     _check_pixels(frame.width, frame.height, max_pixels)
-    rgb = _apply_rotation(_to_rgb(frame), frame)
-    log.debug("decoded %s image %dx%d (%s)", demuxer, frame.width, frame.height, frame.format.name)
+    if (frame.width, frame.height) != (still.width, still.height):
+        log.info(
+            "%s decoder made %dx%d of a file that declares %dx%d",
+            still.demuxer,
+            frame.width,
+            frame.height,
+            still.width,
+            still.height,
+        )
+    rgb = apply_orientation(_to_rgb(frame), still.orientation)
+    log.debug(
+        "decoded %s image %dx%d (%s, orientation %d%s)",
+        still.demuxer,
+        frame.width,
+        frame.height,
+        frame.format.name,
+        still.orientation,
+        ", first frame of an animation" if still.animated else "",
+    )
     return rgb
