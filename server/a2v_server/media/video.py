@@ -4,24 +4,40 @@ The upload is spooled to a temporary file (a video can be far larger than memory
 then decoded once with PyAV through an allowlisted demuxer. Frames are fitted to the output
 size by the caller and kept in a disk-backed array, so lipsync modes that revisit frames
 (loop, bounce) need no second decode and memory stays flat whatever the video's length.
+
+Frames come out as a player shows them: the display matrix (a phone's rotation, any mirroring)
+is applied, so the output takes the displayed orientation. The decoder is bounded by the pixel
+limit on its codec context, and every decoded frame is checked, whatever the container said.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
+from typing import cast
 
 import av
+import cv2
 import numpy as np
+from av.sidedata.sidedata import SideData
+from av.sidedata.sidedata import Type as SideDataType
 
 from a2v_server.domain import MAX_FPS, MIN_FPS
 from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.media.orientation import (
+    UPRIGHT,
+    apply_orientation,
+    orientation_from_display_matrix,
+    orientation_from_rotation,
+)
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_VIDEO_FORMATS = "MP4, MOV or WebM/Matroska"
+_FORMAT_NAMES = {"mov": "MP4/MOV", "matroska": "WebM/Matroska"}
 
 
 def detect_video_format(head: bytes) -> str:
@@ -73,14 +89,19 @@ class VideoUpload:
         self._file.seek(0)
         fmt = detect_video_format(self._file.read(16))
         self._file.seek(0)
+        # max_pixels bounds the decoders too: those that probe the streams while the container
+        # opens, and the one that decodes (its codec context), whatever the headers claim.
+        limit = {"max_pixels": str(max_pixels)}
         try:
             # Tags are user bytes too: undecodable text must not fail the open.
-            container = av.open(self._file, format=fmt, mode="r", metadata_errors="replace")
+            container = av.open(
+                self._file, format=fmt, mode="r", options=limit, metadata_errors="replace"
+            )
         except (av.error.FFmpegError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            log.info("video open failed (%s): %s", fmt, exc)
             raise InvalidInput(
-                f"could not read the video: corrupt or truncated {fmt} data ({reason}); send a "
-                f"complete {ACCEPTED_VIDEO_FORMATS} file",
+                f"could not read the video: the {_FORMAT_NAMES[fmt]} file is corrupt or "
+                f"truncated; send a complete {ACCEPTED_VIDEO_FORMATS} file",
                 field="video",
             ) from None
         try:
@@ -92,6 +113,7 @@ class VideoUpload:
                 )
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            stream.codec_context.options = dict(limit)
             if stream.width * stream.height > max_pixels:
                 raise ResourceExhausted(
                     f"the video is {stream.width}x{stream.height}; the limit is "
@@ -109,7 +131,7 @@ class VideoUpload:
         except BaseException:
             container.close()
             raise
-        return rate, count, _cfr_frames(container, stream, rate, max_frames)
+        return rate, count, _cfr_frames(container, stream, rate, max_frames, max_pixels)
 
 
 def _frame_rate(stream) -> Fraction:
@@ -131,11 +153,14 @@ def _duration(container, stream) -> float:
     return 0.0
 
 
-def _cfr_frames(container, stream, rate: Fraction, max_frames: int) -> Iterator[np.ndarray]:
-    """Decode and resample to ``rate``; closes the container when done."""
+def _cfr_frames(
+    container, stream, rate: Fraction, max_frames: int, max_pixels: int
+) -> Iterator[np.ndarray]:
+    """Decode, turn upright and resample to ``rate``; closes the container when done."""
     slot = 0
     previous: np.ndarray | None = None
     start: float | None = None
+    upright = _Upright(max_pixels)
     try:
         for frame in container.decode(stream):
             if frame.pts is None:
@@ -143,7 +168,7 @@ def _cfr_frames(container, stream, rate: Fraction, max_frames: int) -> Iterator[
             t = float(frame.pts * frame.time_base)
             start = t if start is None else start
             t -= start
-            image = frame.to_ndarray(format="rgb24")
+            image = upright(frame)
             # Emit the previous frame for every slot that starts before this frame.
             while previous is not None and slot / rate <= t - 0.5 / float(rate):
                 yield previous
@@ -154,13 +179,66 @@ def _cfr_frames(container, stream, rate: Fraction, max_frames: int) -> Iterator[
         if previous is not None:
             yield previous
     except av.error.FFmpegError as exc:
+        log.warning("video decoding stopped (%s): %s", stream.codec_context.name, exc)
         if previous is None:
-            raise InvalidInput(f"could not decode the video: {exc}", field="video") from None
-        log.warning("video decoding stopped early: %s", exc)
-        if previous is not None:
-            yield previous
+            raise InvalidInput(
+                "could not read the video: its pictures could not be decoded (corrupt data or "
+                f"an unsupported codec); send a complete {ACCEPTED_VIDEO_FORMATS} file (H.264 "
+                "plays everywhere)",
+                field="video",
+            ) from None
+        yield previous
     finally:
         container.close()
+
+
+class _Upright:
+    """Decoded frames as RGB arrays the way a player shows them, all of the first one's size.
+
+    The orientation comes from the first frame's display matrix (the container's, or the
+    codec's display-orientation message) and holds for the whole video, so every frame has the
+    same shape; a stream that changes its coded size midway is scaled back to the first size.
+    """
+
+    def __init__(self, max_pixels: int) -> None:
+        self._max_pixels = max_pixels
+        self._orientation: int | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if frame.width * frame.height > self._max_pixels:
+            raise ResourceExhausted(
+                f"the video has a {frame.width}x{frame.height} frame; the limit is "
+                f"{self._max_pixels} pixels per frame: scale it down",
+                field="video",
+            )
+        if self._orientation is None:
+            self._orientation = _orientation(frame)
+            if self._orientation != UPRIGHT:
+                log.info("video display orientation %d applied", self._orientation)
+        image = apply_orientation(frame.to_ndarray(format="rgb24"), self._orientation)
+        if self._shape is None:
+            self._shape = image.shape
+        elif image.shape != self._shape:
+            height, width = self._shape[:2]
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        return image
+
+
+def _orientation(frame: av.VideoFrame) -> int:
+    """The EXIF code of a frame's display matrix (rotation and mirroring), 1 without one."""
+    try:
+        # (PyAV's stub types the container as one SideData: it is a mapping of them)
+        side_data = cast("list[SideData]", list(cast("Iterable[SideData]", frame.side_data)))
+    except ValueError:
+        # PyAV names side data with an enum that lacks types newer than it (EXIF, LCEVC, ...):
+        # then only the rotation angle can be read, not a mirroring.
+        log.info("video frame side data unreadable; applying its rotation only")
+        return orientation_from_rotation(frame.rotation)
+    for item in side_data:
+        if item.type == SideDataType.DISPLAYMATRIX and item.buffer_size >= 36:
+            return orientation_from_display_matrix(struct.unpack("=9i", bytes(item)[:36]))
+    return UPRIGHT
 
 
 class FrameStore:

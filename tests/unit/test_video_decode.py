@@ -1,0 +1,158 @@
+"""Tests of a2v_server.media.video: speaker videos come out as a player shows them (display
+matrix rotation and mirroring applied, the output size following it), the decoder is bounded
+by the pixel limit whatever the headers say, and errors say what to send."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from hostile.hostile_media import displayed_video
+
+from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.media import video as video_mod
+from a2v_server.media.video import VideoUpload
+
+H, W = 48, 80
+
+
+def _quadrants() -> np.ndarray:
+    """An upright 80x48 picture: red, green / blue, white quadrants (top-left is red)."""
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[: H // 2, : W // 2] = (255, 0, 0)
+    rgb[: H // 2, W // 2 :] = (0, 255, 0)
+    rgb[H // 2 :, : W // 2] = (0, 0, 255)
+    rgb[H // 2 :, W // 2 :] = (255, 255, 255)
+    return rgb
+
+
+def _assert_quadrants(rgb: np.ndarray) -> None:
+    assert rgb.shape == (H, W, 3)
+    h, w = H // 2, W // 2
+    for (y, x), colour in {
+        (0, 0): (255, 0, 0),
+        (0, 1): (0, 255, 0),
+        (1, 0): (0, 0, 255),
+        (1, 1): (255, 255, 255),
+    }.items():
+        block = rgb[y * h + 4 : (y + 1) * h - 4, x * w + 4 : (x + 1) * w - 4].reshape(-1, 3)
+        assert np.abs(block.astype(int) - colour).mean(axis=0).max() < 24, (y, x)
+
+
+def _ffmpeg(*args: str) -> bytes:
+    return subprocess.run(["ffmpeg", "-v", "error", *args], check=True, capture_output=True).stdout
+
+
+def _frames(data: bytes, *, max_pixels: int = 1_000_000, max_frames: int = 100):
+    upload = VideoUpload(max_bytes=10**8)
+    try:
+        upload.write(data)
+        rate, count, frames = upload.frames(max_frames=max_frames, max_pixels=max_pixels)
+        return rate, count, list(frames)
+    finally:
+        upload.close()
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "matroska"])
+@pytest.mark.parametrize("hflip", [False, True], ids=["", "mirrored"])
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+def test_display_matrix_rotation_and_mirroring_are_applied(fmt, degrees, hflip):
+    # stored turned and mirrored; the display matrix says how to show it: upright, 80x48
+    data = displayed_video([_quadrants()] * 3, degrees, hflip=hflip, fmt=fmt)
+    _, _, frames = _frames(data)
+    assert len(frames) == 3
+    for frame in frames:
+        _assert_quadrants(frame)
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_rotation_agrees_with_the_ffmpeg_command_line(tmp_path: Path, degrees):
+    """An independent reference: the ffmpeg CLI turns rotated videos upright by itself."""
+    path = tmp_path / "rotated.mp4"
+    path.write_bytes(displayed_video([_quadrants()] * 2, degrees))
+    raw = _ffmpeg("-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-")
+    reference = np.frombuffer(raw, np.uint8).reshape(H, W, 3)
+    _assert_quadrants(reference)
+    _, _, frames = _frames(path.read_bytes())
+    assert np.abs(frames[0].astype(int) - reference).mean() < 4
+
+
+def test_a_video_without_a_display_matrix_is_unchanged():
+    _, _, frames = _frames(displayed_video([_quadrants()] * 2, 0))
+    _assert_quadrants(frames[0])
+
+
+def test_a_frame_size_change_midway_keeps_the_first_size(tmp_path: Path):
+    """An H.264 stream whose second half is 320x240 (a new SPS): the decoder makes bigger
+    frames than the header said; they are scaled to the first size, or, over the pixel limit,
+    never decoded (the codec context is bounded) and the video ends there."""
+    parts = []
+    for name, size in (("a", "64x48"), ("b", "320x240")):
+        part = tmp_path / f"{name}.h264"
+        source = f"testsrc=size={size}:rate=10:duration=0.5"
+        _ffmpeg("-f", "lavfi", "-i", source, "-c:v", "libx264", "-f", "h264", str(part))
+        parts.append(part.read_bytes())
+    (tmp_path / "ab.h264").write_bytes(b"".join(parts))
+    both, mp4 = tmp_path / "ab.h264", tmp_path / "ab.mp4"
+    _ffmpeg("-framerate", "10", "-f", "h264", "-i", str(both), "-c", "copy", str(mp4))
+    data = mp4.read_bytes()
+    _, _, frames = _frames(data)
+    assert len(frames) > 5  # both halves
+    assert {f.shape for f in frames} == {(48, 64, 3)}
+    _, _, frames = _frames(data, max_pixels=10_000)  # 64x48 fits, 320x240 does not
+    assert frames and {f.shape for f in frames} == {(48, 64, 3)}
+
+
+def test_every_decoded_frame_is_checked_against_the_limit():
+    upright = video_mod._Upright(max_pixels=5000)
+    small = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+    bigger = av.VideoFrame.from_ndarray(np.zeros((60, 80, 3), np.uint8), format="rgb24")
+    assert upright(small).shape == (48, 64, 3)
+    assert upright(bigger).shape == (48, 64, 3)  # scaled to the first frame's size
+    huge = av.VideoFrame.from_ndarray(np.zeros((100, 100, 3), np.uint8), format="rgb24")
+    with pytest.raises(ResourceExhausted, match="100x100"):
+        upright(huge)
+
+
+def test_the_decoder_is_bounded_not_only_the_header(monkeypatch):
+    """Were the container's size check fooled, the codec context still refuses the frames."""
+    data = displayed_video([_quadrants()] * 2, 0)
+    opened = []
+    real_open = video_mod.av.open
+
+    def spy(*args, **kwargs):
+        container = real_open(*args, **kwargs)
+        opened.append(container)
+        return container
+
+    monkeypatch.setattr(video_mod.av, "open", spy)
+    upload = VideoUpload(max_bytes=10**8)
+    upload.write(data)
+    try:
+        _, _, frames = upload.frames(max_frames=100, max_pixels=1_000_000)
+        assert opened[0].streams.video[0].codec_context.options["max_pixels"] == "1000000"
+        list(frames)
+    finally:
+        upload.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "phrase"),
+    [
+        (lambda v: v[: len(v) // 2], "could not read the video"),
+        (lambda v: v[:100], "could not read the video"),
+        (lambda v: b"\x1a\x45\xdf\xa3" + bytes(300), "could not read the video"),
+    ],
+    ids=["cut-half", "cut-100", "matroska-magic-then-zeros"],
+)
+def test_broken_videos_say_what_to_send_not_ffmpeg_text(data, phrase):
+    with pytest.raises(InvalidInput) as err:
+        _frames(data(displayed_video([_quadrants()] * 5, 90)))
+    message = err.value.message
+    assert phrase in message and "send a complete MP4, MOV or WebM/Matroska file" in message
+    for internal in ("Errno", "Invalid data found", "avformat", "avcodec", "moov atom"):
+        assert internal not in message
+    assert err.value.field == "video"
