@@ -131,7 +131,7 @@ async def test_a_small_face_in_a_large_photo_is_found_by_tiles(serve):
     assert backend.analysed[0] == (960, 1280, 3)
     assert backend.analysed[1:] == [(1280, 1280, 3)] * 12
     x0, y0, x1, y1 = (getattr(responses[0].accepted.face_box, k) for k in ("x0", "y0", "x1", "y1"))
-    assert x1 - x0 == pytest.approx(100 * 256 / 3000, abs=0.5)  # the crop covers the frame
+    assert x1 - x0 == pytest.approx(256 / 8, abs=0.5)  # crop zooms in on the small face
     centre = backend.avatars[0].portrait[round((y0 + y1) / 2), round((x0 + x1) / 2)]
     assert centre.tolist() == [255, 0, 0]  # the face box is where the face is
 
@@ -161,6 +161,22 @@ async def test_a_thin_picture_is_refused_before_any_analysis(serve):
         "crop it around the face (to at most 16x64)"
     )
     assert backend.analysed == []
+
+
+async def test_a_face_too_small_to_animate_when_padded_is_refused(serve):
+    backend = MarkerBackend()
+    async with serve(None, backend) as service:
+        error = await _refused(
+            service.address,
+            image=_png(4000, 3000, [(3300, 2100, 100)]),
+            options=GenerateOptions(resolution="256x256", fit="pad"),
+        )
+    assert error.code == "INVALID_ARGUMENT"
+    assert error.message.startswith(
+        "the face is 100 pixels wide in the 4000x3000 portrait and would be 6 in the 256x256 "
+        "output, too small to animate (at least 16): use fit crop"
+    )
+    assert backend.avatars == []
 
 
 # --- output pixel rate ---------------------------------------------------------------------------

@@ -79,3 +79,19 @@ def test_source_shape_is_clamped_to_the_widest_aspect():
     assert wide == (int(480 * framing.MAX_SOURCE_ASPECT), 480)
     tall = framing.output_size((1000, 8000), aspect=None, short_side=480)
     assert tall == (480, int(480 * framing.MAX_SOURCE_ASPECT))
+
+
+def test_crop_zooms_in_on_a_small_face():
+    # A 60 px face in a 4000x3000 photo: covering 1280x720 would show it 23 px wide.
+    p = framing.place((4000, 3000), (1280, 720), (3000, 1000, 3060, 1060), "crop")
+    (x0, y0), (x1, y1) = p.points(np.array([[3000, 1000], [3060, 1060]], np.float64))
+    assert x1 - x0 == pytest.approx(720 * framing.MIN_FACE_SHARE)
+    assert 0 < x0 < x1 < 1280 and 0 < y0 < y1 < 720
+    # a tiny frame: at least MIN_FACE_PIXELS
+    p = framing.place((4000, 3000), (64, 64), (3000, 1000, 3060, 1060), "crop")
+    assert 60 * p.scale == pytest.approx(framing.MIN_FACE_PIXELS)
+    # an ordinary portrait is not zoomed in: covered (or fitted to its face), the face is large
+    p = framing.place((800, 600), (640, 480), (300, 200, 500, 400), "crop")
+    assert p.scale == pytest.approx(0.8)
+    p = framing.place((300, 400), (640, 360), (100, 100, 200, 220), "crop")
+    assert p.scale == pytest.approx(360 / (120 * (1 + 2 * framing.FACE_MARGIN)))

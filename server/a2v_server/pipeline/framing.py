@@ -30,6 +30,10 @@ MAX_SOURCE_ASPECT = 4.0
 #: margin around the detected face box (fraction of its size) that cropping keeps visible, so
 #: hair, chin and the opened jaw stay in frame
 FACE_MARGIN = 0.35
+#: crop zooms in on a face narrower than this share of the frame's short side (a small face in
+#: a wide shot or a large photo), or than MIN_FACE_PIXELS, so it is large enough to animate
+MIN_FACE_SHARE = 1 / 8
+MIN_FACE_PIXELS = 16
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ def place(
     """Where the source goes in the output frame.
 
     crop: fill the frame, centred on the face; if the face (with margin) would not fit, zoom out
-    just enough to keep it whole (the uncovered edge is padded). pad: show the whole source.
+    just enough to keep it whole (the uncovered edge is padded); if the face would be smaller
+    than MIN_FACE_SHARE of the frame (or MIN_FACE_PIXELS), zoom in until it is not. pad: show
+    the whole source.
     """
     sw, sh = source_wh
     ow, oh = out_wh
@@ -118,6 +124,8 @@ def place(
         return Placement(scale, (ow - sw * scale) / 2, (oh - sh * scale) / 2)
     scale = max(ow / sw, oh / sh)
     scale = min(scale, ow / fw, oh / fh)  # keep the face and its margin inside
+    smallest = max(MIN_FACE_SHARE * min(ow, oh), MIN_FACE_PIXELS) / max(x1 - x0, 1e-6)
+    scale = max(scale, min(smallest, ow / fw, oh / fh))  # a small face: zoom in on it
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     dx = ow / 2 - cx * scale
     dy = oh / 2 - cy * scale

@@ -255,6 +255,15 @@ async def prepare_portrait(
         )
     face = faces[0]  # largest first
     placement, out_box = _layout(spec, src_wh, out_wh, face.box)
+    shown = out_box[2] - out_box[0]
+    if shown < framing.MIN_FACE_PIXELS:  # only with pad: crop zooms in on a small face
+        raise InvalidInput(
+            f"the face is {face.box[2] - face.box[0]:.0f} pixels wide in the {src_wh[0]}x"
+            f"{src_wh[1]} portrait and would be {shown:.0f} in the {out_wh[0]}x{out_wh[1]} "
+            f"output, too small to animate (at least {framing.MIN_FACE_PIXELS}): use fit crop, "
+            "which zooms in on the face, or a larger resolution",
+            field="config.output.fit",
+        )
     fitted = await asyncio.to_thread(framing.render_fitted, image, placement, out_wh)
     return Visual(
         width=out_wh[0],
