@@ -91,6 +91,18 @@ add(
     "segments",
     with_portrait(lambda m: m.image["jpg"][:2] + b"\xff\xfe\0\x02" * 300_000 + m.image["jpg"][2:]),
 )
+add(  # each scan walks every block: a scan repeated 200 times is refused before decoding
+    "media/jpeg-200-scans",
+    INVALID,
+    "more than 100 scans",
+    with_portrait(
+        lambda m: (
+            m.image["jpg"][:-2]
+            + m.image["jpg"][m.image["jpg"].rindex(b"\xff\xda") : -2] * 200
+            + b"\xff\xd9"
+        )
+    ),
+)
 
 # A WebP sized by its VP8X (or ANMF) canvas was decoded in full before its real size was seen:
 # the size now comes from the VP8/VP8L bitstream header, before FFmpeg runs.

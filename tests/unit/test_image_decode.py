@@ -436,3 +436,13 @@ def test_decode_errors_say_what_to_send_not_ffmpeg_text(data, phrase):
     assert phrase in message and "send a PNG, JPEG or WebP file" in message
     for internal in ("Errno", "Invalid data found", "avcodec", "returned"):
         assert internal not in message
+
+
+def test_progressive_jpeg_scans_are_bounded():
+    """Each scan is a walk over every block: thousands of them are an attack on time."""
+    noise = (np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)
+    jpeg = _encode(noise, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1)
+    last_scan = jpeg[jpeg.rindex(b"\xff\xda") : -2]  # an AC refinement pass, repeated
+    assert decode_image(jpeg[:-2] + last_scan * 80 + b"\xff\xd9").shape == (200, 200, 3)
+    with pytest.raises(InvalidInput, match="more than 100 scans"):
+        decode_image(jpeg[:-2] + last_scan * 200 + b"\xff\xd9")

@@ -41,6 +41,9 @@ _JPEG_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _JPEG_FILL = re.compile(rb"\xff+")
 #: real files have tens of segments (hundreds for progressive ones): more is an attack on time
 _JPEG_MAX_SEGMENTS = 20_000
+#: progressive JPEGs have about 10 scans (passes over the whole picture), 20-odd at most; each
+#: one costs the decoder a walk over every block, so thousands are an attack on time
+_JPEG_MAX_SCANS = 100
 
 _RIFF_CHUNK = struct.Struct("<4sI")
 _VP8X_ALPHA = 0x10
@@ -134,7 +137,7 @@ def _jpeg(data: bytes) -> StillImage:
     out = bytearray(b"\xff\xd8")
     size: tuple[int, int] | None = None
     orientation: int | None = None
-    scanned = False
+    scans = 0
     pos, end, segments = 2, len(data), 0
     while pos < end:
         segments += 1
@@ -187,14 +190,19 @@ def _jpeg(data: bytes) -> StillImage:
         if marker == _JPEG_SOS:
             if size is None:
                 break  # scan data before any frame header: not a JPEG we can read
-            scanned = True
+            scans += 1
+            if scans > _JPEG_MAX_SCANS:
+                raise invalid(
+                    f"the JPEG has more than {_JPEG_MAX_SCANS} scans (progressive passes); save "
+                    "it again as a standard JPEG"
+                )
             found = _JPEG_MARKER_IN_SCAN.search(data, pos)
             stop = found.start() if found else end
             out += view[pos:stop]
             pos = stop
     if size is None:
         raise invalid("no JPEG frame header found (truncated or corrupt file)")
-    broken = "" if scanned else "corrupt JPEG data: the file ends before its picture data"
+    broken = "" if scans else "corrupt JPEG data: the file ends before its picture data"
     width, height = size
     return StillImage("jpeg_pipe", bytes(out), width, height, orientation or UPRIGHT, broken=broken)
 
