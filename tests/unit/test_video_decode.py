@@ -5,6 +5,7 @@ by the pixel limit whatever the headers say, and errors say what to send."""
 from __future__ import annotations
 
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -156,3 +157,24 @@ def test_broken_videos_say_what_to_send_not_ffmpeg_text(data, phrase):
     for internal in ("Errno", "Invalid data found", "avformat", "avcodec", "moov atom"):
         assert internal not in message
     assert err.value.field == "video"
+
+
+def test_decoding_stops_when_timestamps_never_advance():
+    """Frames that all show at t=0 fill no output slot: decoding stops at twice the limit."""
+
+    class Frozen:
+        decoded, closed = 0, False
+
+        def decode(self, _stream):
+            while True:
+                frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), "rgb24")
+                frame.pts, frame.time_base = 0, Fraction(1, 10)
+                self.decoded += 1
+                yield frame
+
+        def close(self):
+            self.closed = True
+
+    container = Frozen()
+    frames = list(video_mod._cfr_frames(container, None, Fraction(10), 5, 10**6))
+    assert len(frames) == 1 and container.decoded == 11 and container.closed

@@ -161,8 +161,13 @@ def _cfr_frames(
     previous: np.ndarray | None = None
     start: float | None = None
     upright = _Upright(max_pixels)
+    decoded = 0
     try:
         for frame in container.decode(stream):
+            decoded += 1
+            if decoded > 2 * max_frames:  # timestamps that never advance: stop decoding
+                log.warning("video: %d frames decoded for %d slots; stopping", decoded, slot)
+                break
             if frame.pts is None:
                 continue
             t = float(frame.pts * frame.time_base)
