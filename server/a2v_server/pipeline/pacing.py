@@ -44,7 +44,7 @@ class ClientPace:
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise self._timeout(time.monotonic()) from None
+                raise self._timeout(time.monotonic(), waited=time.monotonic() - t) from None
             now = time.monotonic()
             tokens = min(self._rate, tokens + (now - last) * self._rate) - 1.0
             last = now
@@ -77,8 +77,9 @@ class ClientPace:
             return self._idle
         return max(0.001, min(self._idle, self._upload_deadline() - now))
 
-    def _timeout(self, now: float) -> DeadlineExceeded:
-        if self._upload is not None and now >= self._upload_deadline() - 0.01:
+    def _timeout(self, now: float, waited: float) -> DeadlineExceeded:
+        # A whole idle timeout without any message is a silent client, whatever the phase.
+        if self._upload is not None and waited < self._idle - 0.01:
             return self._too_slow(now)
         return DeadlineExceeded(
             f"no message from the client for {self._idle:g} s: send the input without pauses "
