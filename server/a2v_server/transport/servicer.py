@@ -4,6 +4,7 @@ lives here."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -17,7 +18,7 @@ from opentelemetry import trace
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from a2v_server import catalog
-from a2v_server.errors import A2VError, InvalidInput
+from a2v_server.errors import A2VError, DeadlineExceeded, InvalidInput
 from a2v_server.inference.backend import Backend, call_deadline
 from a2v_server.observability.logs import request_id_var
 from a2v_server.pipeline.generation import Generation
@@ -87,12 +88,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         context.add_done_callback(end_span)  # type: ignore[arg-type]  # types-grpcio: a class
         try:
             try:
-                try:
-                    first = await anext(requests)
-                except StopAsyncIteration:
-                    raise InvalidInput(
-                        "the stream was empty: send a config message first", field="config"
-                    ) from None
+                first = await self._first_request(requests)
                 check_parsed(first)
                 if first.WhichOneof("message") != "config":
                     raise InvalidInput(
@@ -141,6 +137,23 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 await abort_with(context, exc)
         finally:
             end_span()
+
+    async def _first_request(self, requests: AsyncIterator[pb.GenerateRequest]) -> Any:
+        """The config message, within the idle timeout: a stream that sends nothing must not
+        hold a stream slot."""
+        seconds = self._settings.idle_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                return await anext(requests)
+        except StopAsyncIteration:
+            raise InvalidInput(
+                "the stream was empty: send a config message first", field="config"
+            ) from None
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no config message within {seconds:g} s of opening the stream: send the "
+                "config first, as soon as the stream is open"
+            ) from None
 
     async def Resume(
         self, request: pb.ResumeRequest | Unparsable, context: grpc.aio.ServicerContext
