@@ -14,19 +14,26 @@ RATE = MODEL_SAMPLE_RATE
 
 
 class FakeAvatar:
-    def __init__(self, portrait: np.ndarray | None, fps: float) -> None:
+    def __init__(
+        self, portrait: np.ndarray | None, fps: float, hold: asyncio.Event | None = None
+    ) -> None:
         self.portrait = portrait
         self.video_frames: list[np.ndarray] = []  # lipsync: frames sent in, echoed back
         self.fps = fps
         self.queue: asyncio.Queue = asyncio.Queue()
+        self.hold = hold
+        self.got_last = False  # the whole input has arrived
         self.closed = False
 
     async def send_audio(self, samples, *, last=False, frames=None, source_index=None):
         if frames is not None:
             self.video_frames.extend(frames)
+        self.got_last = self.got_last or last
         await self.queue.put((np.asarray(samples, np.float32), last))
 
     async def batches(self):
+        if self.hold is not None:  # renders nothing until the test lets it
+            await self.hold.wait()
         received = np.zeros(0, np.float32)
         done = 0
         while True:
@@ -52,8 +59,12 @@ class FakeAvatar:
 
 
 class FakeBackend:
-    def __init__(self, faces: bool = True) -> None:
+    """``hold``: an event that every avatar waits for before it renders its first frame (a
+    generation that takes as long as the test wants)."""
+
+    def __init__(self, faces: bool = True, hold: asyncio.Event | None = None) -> None:
         self.faces = faces
+        self.hold = hold
         self.avatars: list[FakeAvatar] = []
 
     async def ready(self, models=()):
@@ -71,12 +82,12 @@ class FakeBackend:
         return [Face(box, 1.0, marks)]
 
     async def open_avatar(self, portrait, landmarks, options):
-        avatar = FakeAvatar(portrait, options.fps)
+        avatar = FakeAvatar(portrait, options.fps, self.hold)
         self.avatars.append(avatar)
         return avatar
 
     async def open_lipsync(self, options):
-        avatar = FakeAvatar(None, options.fps)
+        avatar = FakeAvatar(None, options.fps, self.hold)
         self.avatars.append(avatar)
         return avatar
 

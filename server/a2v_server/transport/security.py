@@ -4,8 +4,10 @@
   required when a client CA is), plaintext otherwise — and plaintext only on loopback unless
   ``allow_insecure`` says so.
 * ``AuthInterceptor`` checks ``authorization: Bearer <key>`` on every call except health and
-  reflection (probes and tooling must work without a key), and caps concurrent Generate
-  streams per key. Keys are never logged: a key is named by a short hash of itself.
+  reflection (probes and tooling must work without a key) and tells the servicer which key
+  called (``caller_key``). Keys are never logged: a key is named by a short hash of itself.
+* ``StreamLimiter`` caps the running generations per key: the servicer takes a slot for each
+  Generate call, and the generation (not the call) holds it until it ends.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,8 @@ OPEN_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-GENERATE_METHOD = "/a2v.v1.AudioToVideo/Generate"
+#: the methods that run with ``caller_key`` set (without keys every caller is ANONYMOUS)
+SERVICE_PREFIX = "/a2v.v1.AudioToVideo/"
 #: the retry hint sent with RESOURCE_EXHAUSTED: clips take seconds, so a few seconds is fair
 RETRY_AFTER_SECONDS = 5
 ANONYMOUS = "anonymous"
@@ -117,18 +121,47 @@ def bearer_token(metadata: Any) -> str | None:
 
 
 # --- concurrent streams ---------------------------------------------------------------------------
+#: the key id of the call being handled (ANONYMOUS without configured keys): set by
+#: AuthInterceptor for the AudioToVideo methods, read by the servicer, whose generations hold
+#: the key's stream slots and whose sessions belong to the key that started them
+caller_key: ContextVar[str] = ContextVar("a2v_caller_key", default=ANONYMOUS)
+
+
+class Slot:
+    """One held stream slot of a key; ``release`` frees it (a second call does nothing)."""
+
+    def __init__(self, limiter: StreamLimiter, key: str) -> None:
+        self._limiter = limiter
+        self.key = key
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._limiter.release(self.key)
+
+
 class StreamLimiter:
-    """Counts open Generate streams per key. Used from the event loop only, so no lock."""
+    """Counts the running generations per key. Used from the event loop only, so no lock.
+
+    A slot is held by a generation, not by a call: the Generate call takes it before it reads
+    the config, and hands it to its session, which frees it when the generation ends in any
+    way. A resumable generation whose client went away keeps its slot while it renders
+    detached; a Resume reads a generation that already holds one.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._open: dict[str, int] = {}
 
-    def try_acquire(self, key: str) -> bool:
+    def try_acquire(self, key: str) -> Slot | None:
         if self._open.get(key, 0) >= self.limit:
-            return False
+            return None
         self._open[key] = self._open.get(key, 0) + 1
-        return True
+        return Slot(self, key)
+
+    def held(self, key: str) -> int:
+        return self._open.get(key, 0)
 
     def release(self, key: str) -> None:
         left = self._open.get(key, 0) - 1
@@ -136,6 +169,18 @@ class StreamLimiter:
             self._open[key] = left
         else:
             self._open.pop(key, None)
+
+    def refusal(self, key: str) -> grpc.Status:
+        """RESOURCE_EXHAUSTED with a retry hint, for a Generate call over its key's limit."""
+        return _status(
+            code_pb2.RESOURCE_EXHAUSTED,
+            f"too many concurrent Generate streams "
+            f"{'on this server' if key == ANONYMOUS else 'for this API key'} (limit "
+            f"{self.limit}; a resumable generation whose call ended keeps its slot until it "
+            f"finishes or is cancelled): retry in {RETRY_AFTER_SECONDS} s or when one of "
+            "your generations ends",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
 
 
 # --- the interceptor ------------------------------------------------------------------------------
@@ -173,64 +218,63 @@ def _denying_handler(handler: grpc.RpcMethodHandler, status: grpc.Status) -> grp
     return grpc.unary_unary_rpc_method_handler(deny_unary, **kwargs)
 
 
-def _limited_handler(
-    handler: grpc.RpcMethodHandler, limiter: StreamLimiter, key: str
-) -> grpc.RpcMethodHandler:
-    """Wraps a bidi-streaming handler so the stream holds a slot of ``key`` while it runs."""
-    stream_handler = handler.stream_stream
-    assert stream_handler is not None  # only bidi-streaming handlers are wrapped
-    inner: Callable[..., Any] = stream_handler  # an async generator function under grpc.aio
+def _as_caller(handler: grpc.RpcMethodHandler, key: str) -> grpc.RpcMethodHandler:
+    """``handler``, run with ``caller_key`` set to ``key`` (in the call's own task)."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.response_streaming:
+        streaming = handler.stream_stream or handler.unary_stream
+        assert streaming is not None
+        inner_streaming: Callable[..., Any] = streaming  # an async generator under grpc.aio
 
-    async def limited(request_iterator, context):
-        if not limiter.try_acquire(key):
-            log.info("key %s is over its limit of %d concurrent streams", key, limiter.limit)
-            await context.abort_with_status(
-                _status(
-                    code_pb2.RESOURCE_EXHAUSTED,
-                    f"too many concurrent Generate streams "
-                    f"{'on this server' if key == ANONYMOUS else 'for this API key'} (limit "
-                    f"{limiter.limit}): retry in {RETRY_AFTER_SECONDS} s or when one of "
-                    "your streams ends",
-                    retry_after=RETRY_AFTER_SECONDS,
-                )
-            )
-        try:
-            # Headers now say "admitted": the asyncio client waits for them before it writes,
-            # so a refusal reaches it as its real status (grpc/grpc#36066: a write racing a
-            # server abort turns the status into INTERNAL in grpc.aio clients).
-            await context.send_initial_metadata(())
-            async for response in inner(request_iterator, context):
+        async def keyed_stream(request_or_iterator, context):
+            caller_key.set(key)
+            async for response in inner_streaming(request_or_iterator, context):
                 yield response
-        finally:  # success, error, client cancel (CancelledError / GeneratorExit)
-            limiter.release(key)
 
-    return grpc.stream_stream_rpc_method_handler(
-        limited,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
+        factory = (
+            grpc.stream_stream_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_stream_rpc_method_handler
+        )
+        return factory(keyed_stream, **kwargs)
+    unary = handler.stream_unary or handler.unary_unary
+    assert unary is not None
+    inner_unary: Callable[..., Any] = unary  # a coroutine function under grpc.aio
+
+    async def keyed_unary(request_or_iterator, context):
+        caller_key.set(key)
+        return await inner_unary(request_or_iterator, context)
+
+    factory = (
+        grpc.stream_unary_rpc_method_handler
+        if handler.request_streaming
+        else grpc.unary_unary_rpc_method_handler
     )
+    return factory(keyed_unary, **kwargs)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """API-key check on every call (when keys are configured) and the per-key stream limit."""
+    """API-key check on every call (when keys are configured); the AudioToVideo handlers run
+    with ``caller_key`` set to the key's id, for the per-key stream limit in the servicer."""
 
-    def __init__(self, keys: list[str] | None, max_streams_per_key: int) -> None:
+    def __init__(self, keys: list[str] | None) -> None:
         self._checker = KeyChecker(keys) if keys else None
-        self.limiter = StreamLimiter(max_streams_per_key)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthInterceptor:
         keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
         if keys:
             log.info("API keys required: %d configured", len(keys))
-        return cls(keys, settings.max_streams_per_key)
+        return cls(keys)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        key = ANONYMOUS
         if self._checker is not None:
             token = bearer_token(handler_call_details.invocation_metadata)
             ident = self._checker.identify(token) if token is not None else None
@@ -245,7 +289,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         "(a2v --api-key KEY, or set A2V_API_KEY)",
                     ),
                 )
-            key = ident
-        if method == GENERATE_METHOD and handler.stream_stream is not None:
-            return _limited_handler(handler, self.limiter, key)
+            if method.startswith(SERVICE_PREFIX):
+                return _as_caller(handler, ident)
         return handler

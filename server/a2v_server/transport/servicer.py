@@ -18,7 +18,7 @@ from opentelemetry import trace
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from a2v_server import catalog
-from a2v_server.errors import A2VError, DeadlineExceeded, InvalidInput
+from a2v_server.errors import A2VError, DeadlineExceeded, InvalidInput, ResumeTooLate
 from a2v_server.inference.backend import Backend, call_deadline
 from a2v_server.observability.logs import request_id_var
 from a2v_server.pipeline.generation import Generation
@@ -26,7 +26,8 @@ from a2v_server.settings import Settings
 from a2v_server.transport.config import find_model, spec_from_config
 from a2v_server.transport.convert import event_to_proto, input_events, model_info
 from a2v_server.transport.parsing import Unparsable, check_parsed, lenient
-from a2v_server.transport.sessions import SessionStore
+from a2v_server.transport.security import Slot, StreamLimiter, caller_key
+from a2v_server.transport.sessions import Cancelled, Reader, Session, SessionStore
 from a2v_server.transport.status import abort_with, drain
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,13 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
     def __init__(self, backend: Backend, settings: Settings) -> None:
         self._backend = backend
         self._settings = settings
+        #: running generations per API key (security.caller_key); a generation holds its
+        #: slot until it ends, also after its call ended (resumable, rendering detached)
+        self.limiter = StreamLimiter(settings.max_streams_per_key)
         self._sessions = SessionStore(
             detach_seconds=settings.resume_detach_seconds,
             retention_seconds=settings.resume_retention_seconds,
+            stall_seconds=settings.idle_timeout_seconds,
         )
 
     async def Generate(
@@ -72,8 +77,20 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         request_iterator: AsyncIterator[pb.GenerateRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.GenerateResponse]:
+        key = caller_key.get()
+        slot = self.limiter.try_acquire(key)
+        if slot is None:
+            log.info("key %s is over its limit of %d generations", key, self.limiter.limit)
+            await context.abort_with_status(self.limiter.refusal(key))
+            return
+        # The slot is this call's until its session takes it; freed here at the latest when
+        # the call ends in any way (the finally below may run late, see there).
+        claim = _SlotClaim(slot)
+        context.add_done_callback(claim.call_ended)  # type: ignore[arg-type]  # types-grpcio
         requests = request_iterator.__aiter__()
         request_id = "-"
+        session: Session | None = None
+        reader: Reader | None = None
         # Not "with start_as_current_span": gRPC does not close the generator of a cancelled
         # call, so a finally here may run later in another task, where detaching a context
         # fails ("Failed to detach context"). The span is current in this call's own task,
@@ -88,6 +105,10 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         context.add_done_callback(end_span)  # type: ignore[arg-type]  # types-grpcio: a class
         try:
             try:
+                # Headers now say "admitted": the asyncio client waits for them before it
+                # writes, so a refusal reaches it as its real status (grpc/grpc#36066: a write
+                # racing a server abort turns the status into INTERNAL in grpc.aio clients).
+                await context.send_initial_metadata(())
                 first = await self._first_request(requests)
                 check_parsed(first)
                 if first.WhichOneof("message") != "config":
@@ -106,36 +127,48 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 if left is not None:  # the caller's deadline goes on to every Triton call
                     call_deadline.set(time.monotonic() + left)
                 generation = Generation(generate_spec, model, self._backend, self._settings)
+                call_input = _CallInput(requests)
                 # The generation writes into a session that outlives this call, so a client
-                # whose connection drops can Resume; this call is its first reader.
+                # whose connection drops can Resume; this call is its first reader. The
+                # session holds the stream slot from here until the generation ends.
                 session = self._sessions.start(
-                    generation.run(input_events(requests)), resumable=generate_spec.resumable
+                    generation.run(input_events(call_input)),
+                    resumable=generate_spec.resumable,
+                    key=key,
+                    on_end=claim.take(),
                 )
-                if not generate_spec.resumable:
-                    # The call's end (a client cancel included) stops the generation at once.
-                    # Not a finally here: a cancel that lands while gRPC writes a response
-                    # leaves this generator suspended at its yield, and its finally
-                    # would run only when the garbage collector finalises it (measured under
-                    # load: 21 codec threads still held 30 s after 500 cancelled calls).
-                    # A weak reference: gRPC keeps its call objects in a reference cycle, which
-                    # must not hold the session (and its generation) until a full collection.
-                    session_ref = weakref.ref(session)
-                    context.add_done_callback(
-                        lambda _: _cancel(session_ref())  # type: ignore[arg-type]  # as above
-                    )
-                async for event in session.follow():
+                call_input.feeds(session)
+                reader = session.attach()
+                # The call's end detaches its reader (and, for a session that is not
+                # resumable, stops the generation at once), a client cancel included.
+                # Not a finally here: a cancel that lands while gRPC writes a response
+                # leaves this generator suspended at its yield, and its finally
+                # would run only when the garbage collector finalises it (measured under
+                # load: 21 codec threads still held 30 s after 500 cancelled calls).
+                # Weak references: gRPC keeps its call objects in a reference cycle, which
+                # must not hold the session (and its generation) until a full collection.
+                context.add_done_callback(_on_call_end(session, reader))  # type: ignore[arg-type]
+                async for event in reader:
                     yield event_to_proto(event, session.token)
                 log.info("request %s done", request_id)
+            except Cancelled as exc:
+                log.info("request %s cancelled: %s", request_id, exc.message)
+                span.set_status(trace.StatusCode.ERROR, "CANCELLED")
+                await context.abort(grpc.StatusCode.CANCELLED, exc.message)
             except A2VError as exc:
                 log.info("request %s failed: %s %s", request_id, exc.status_name, exc.message)
                 span.set_status(trace.StatusCode.ERROR, exc.status_name)
-                await drain(requests)
+                if session is None or session.done:  # else its generation still reads them
+                    await drain(requests)
                 await abort_with(context, exc)
             except Exception as exc:  # a bug: log it fully, answer INTERNAL
                 log.exception("request %s crashed", request_id)
                 span.record_exception(exc)
                 await abort_with(context, exc)
         finally:
+            claim.call_ended()
+            if reader is not None:
+                reader.close()
             end_span()
 
     async def _first_request(self, requests: AsyncIterator[pb.GenerateRequest]) -> Any:
@@ -161,10 +194,24 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         try:
             check_parsed(request)
             assert isinstance(request, pb.ResumeRequest)
-            session = self._sessions.get(request.resume_token)
+            session = self._sessions.get(request.resume_token, caller_key.get())
+            if not session.resumable:
+                raise ResumeTooLate(
+                    "this generation was started with resumable=false, so nothing is kept for "
+                    "a Resume: start it again"
+                )
             after = request.last_sequence if request.HasField("last_sequence") else None
-            async for event in session.follow(after):
-                yield event_to_proto(event, session.token)
+            # No stream slot: the generation holds one (until it ends); a session takes a
+            # bounded number of readers.
+            reader = session.attach(after)
+            context.add_done_callback(_on_call_end(None, reader))  # type: ignore[arg-type]
+            try:
+                async for event in reader:
+                    yield event_to_proto(event, session.token)
+            finally:
+                reader.close()
+        except Cancelled as exc:
+            await context.abort(grpc.StatusCode.CANCELLED, exc.message)
         except Exception as exc:
             if not isinstance(exc, A2VError):
                 log.exception("resume crashed")  # a bug
@@ -176,7 +223,8 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         try:
             check_parsed(request)
             assert isinstance(request, pb.CancelRequest)
-            self._sessions.get(request.resume_token).cancel()
+            session = self._sessions.get(request.resume_token, caller_key.get())
+            session.cancel(Cancelled("the generation was cancelled by Cancel(resume_token)"))
         except A2VError as exc:
             await abort_with(context, exc)
         return pb.CancelResponse()
@@ -207,6 +255,68 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         )
 
 
-def _cancel(session: Any) -> None:
-    if session is not None:
-        session.cancel()
+class _CallInput:
+    """A Generate call's requests after the config, as the generation reads them: tells the
+    session when the client has sent its last one, and ends (as a dropped connection does)
+    instead of raising once the call has ended with its status."""
+
+    def __init__(self, requests: AsyncIterator[pb.GenerateRequest]) -> None:
+        self._requests = requests
+        self._session: weakref.ref[Session] | None = None
+
+    def feeds(self, session: Session) -> None:
+        session.input_complete = False
+        self._session = weakref.ref(session)
+
+    def __aiter__(self) -> _CallInput:
+        return self
+
+    async def __anext__(self) -> pb.GenerateRequest:
+        try:
+            request = await anext(self._requests)
+        except StopAsyncIteration:
+            self._complete()
+            raise
+        except grpc.aio.AbortError:  # the call already ended with its status
+            raise StopAsyncIteration from None
+        if isinstance(request, pb.GenerateRequest) and request.HasField("end"):
+            self._complete()  # what may follow is refused anyway
+        return request
+
+    def _complete(self) -> None:
+        if self._session is not None and (session := self._session()) is not None:
+            session.input_complete = True
+
+
+class _SlotClaim:
+    """A Generate call's stream slot until the call hands it to its session (``take``);
+    ``call_ended`` frees it if it was not handed over (twice is fine)."""
+
+    def __init__(self, slot: Slot) -> None:
+        self._slot: Slot | None = slot
+
+    def take(self) -> Callable[[], None]:
+        slot, self._slot = self._slot, None
+        assert slot is not None
+        return slot.release
+
+    def call_ended(self, _context: Any = None) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+
+def _on_call_end(session: Session | None, reader: Reader) -> Callable[[Any], None]:
+    """Done callback of a reading call: detach its reader; with ``session`` (a Generate call),
+    stop that session's generation if it is not resumable. Holds both weakly."""
+    session_ref = weakref.ref(session) if session is not None else None
+    reader_ref = weakref.ref(reader)
+
+    def ended(_context: Any) -> None:
+        if (r := reader_ref()) is not None:
+            r.close()
+        s = session_ref() if session_ref is not None else None
+        if s is not None and not s.resumable:
+            s.cancel(Cancelled("the Generate call ended"))
+
+    return ended
