@@ -98,6 +98,10 @@ class Accepted:
     mime_type: str
     unused_prompt_words: tuple[str, ...]
     face_box: tuple[float, float, float, float]
+    #: settings given that have no effect, each "field.path: why" (pipeline/honoured.py)
+    ignored_settings: tuple[str, ...] = ()
+    #: settings used but probably not as meant, each "field.path: why"
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

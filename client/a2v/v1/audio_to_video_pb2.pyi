@@ -327,7 +327,7 @@ class TimelineFrame(_message.Message):
     def __init__(self, index: _Optional[int] = ..., time_seconds: _Optional[float] = ..., mouth_open: _Optional[float] = ..., viseme: _Optional[_Union[Viseme, str]] = ..., head_yaw: _Optional[float] = ..., head_pitch: _Optional[float] = ..., head_roll: _Optional[float] = ..., blink: _Optional[float] = ...) -> None: ...
 
 class Accepted(_message.Message):
-    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box", "resume_token")
+    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box", "resume_token", "ignored_settings", "warnings")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +338,8 @@ class Accepted(_message.Message):
     UNUSED_PROMPT_WORDS_FIELD_NUMBER: _ClassVar[int]
     FACE_BOX_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     width: int
@@ -348,7 +350,9 @@ class Accepted(_message.Message):
     unused_prompt_words: _containers.RepeatedScalarFieldContainer[str]
     face_box: Box
     resume_token: str
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...
+    ignored_settings: _containers.RepeatedScalarFieldContainer[str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ..., resume_token: _Optional[str] = ..., ignored_settings: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Box(_message.Message):
     __slots__ = ("x0", "y0", "x1", "y1")
@@ -435,7 +439,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "description", "accepted_inputs", "native_fps", "resolutions", "accepts_prompt", "ready", "lookahead_seconds")
+    __slots__ = ("name", "description", "accepted_inputs", "native_fps", "resolutions", "accepts_prompt", "ready", "lookahead_seconds", "prompt_effects", "settings")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -444,6 +448,8 @@ class ModelInfo(_message.Message):
     ACCEPTS_PROMPT_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     LOOKAHEAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     accepted_inputs: _containers.RepeatedScalarFieldContainer[InputKind]
@@ -452,4 +458,16 @@ class ModelInfo(_message.Message):
     accepts_prompt: bool
     ready: bool
     lookahead_seconds: float
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., accepted_inputs: _Optional[_Iterable[_Union[InputKind, str]]] = ..., native_fps: _Optional[float] = ..., resolutions: _Optional[_Iterable[_Union[ResolutionPreset, str]]] = ..., accepts_prompt: _Optional[bool] = ..., ready: _Optional[bool] = ..., lookahead_seconds: _Optional[float] = ...) -> None: ...
+    prompt_effects: _containers.RepeatedCompositeFieldContainer[PromptEffect]
+    settings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., accepted_inputs: _Optional[_Iterable[_Union[InputKind, str]]] = ..., native_fps: _Optional[float] = ..., resolutions: _Optional[_Iterable[_Union[ResolutionPreset, str]]] = ..., accepts_prompt: _Optional[bool] = ..., ready: _Optional[bool] = ..., lookahead_seconds: _Optional[float] = ..., prompt_effects: _Optional[_Iterable[_Union[PromptEffect, _Mapping]]] = ..., settings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PromptEffect(_message.Message):
+    __slots__ = ("kind", "effect", "phrases")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    PHRASES_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    effect: str
+    phrases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., effect: _Optional[str] = ..., phrases: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -51,7 +51,8 @@ from a2v_server.media.fmp4 import Segment
 from a2v_server.media.mime import mime_type
 from a2v_server.pipeline.audio_input import audio_blocks
 from a2v_server.pipeline.compose import encode_batch, timeline
-from a2v_server.pipeline.look import FrameStyler, parse_prompt
+from a2v_server.pipeline.honoured import ignored_settings, setting_warnings
+from a2v_server.pipeline.look import FrameStyler, parse_prompt, prompt_kinds
 from a2v_server.pipeline.model_feed import ModelFeed
 from a2v_server.pipeline.pacing import AudioLag, ClientPace
 from a2v_server.pipeline.stats import GenerationStats
@@ -127,6 +128,8 @@ class Generation:
             self._encode_pool.shutdown(wait=False)
 
     def _accepted(self, visual: Visual) -> Accepted:
+        # Words of phrase kinds this model does not apply (delivery on lipsync) are unused too.
+        unused = parse_prompt(self.spec.prompt, prompt_kinds(self.model)).unused_words
         return Accepted(
             request_id=self.spec.request_id,
             model=self.model.name,
@@ -135,8 +138,10 @@ class Generation:
             fps=visual.fps,
             seed=self.spec.seed,
             mime_type=mime_type((visual.width, visual.height), visual.fps),
-            unused_prompt_words=self._steering.unused_words,
+            unused_prompt_words=unused,
             face_box=visual.face_box,
+            ignored_settings=ignored_settings(self.spec, self.model, visual.fps),
+            warnings=setting_warnings(self.spec, self.model),
         )
 
     async def _open_model(self, visual: Visual) -> ModelStream:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from a2v_server.catalog import InputKind, OfferedModel
 from a2v_server.domain import MAX_MOTION_SCALE
 
 #: phrase -> (kind, value). Longer phrases are matched first.
@@ -48,6 +49,30 @@ FILLER = {
     "slowly", "please", "very", "some", "bit", "little", "light", "lighting", "shot",
 }  # fmt: skip
 DELIVERY_SCALE = {"calm": 0.6, "lively": 1.5}
+#: the kinds of phrase, in the order ModelInfo lists them
+KINDS = ("camera", "look", "delivery")
+
+
+def prompt_kinds(model: OfferedModel) -> tuple[str, ...]:
+    """The kinds of phrase that affect ``model``: camera and look restyle the rendered frames of
+    every model; delivery scales the facial and head motion that only the talking avatar
+    generates (lipsync re-animates the mouth from the audio and keeps the speaker's own motion).
+    """
+    return KINDS if InputKind.IMAGE in model.inputs else ("camera", "look")
+
+
+def prompt_effects(kinds: tuple[str, ...] = KINDS) -> list[tuple[str, str, tuple[str, ...]]]:
+    """``(kind, effect, phrases)`` for every effect of ``kinds``, kinds in ``KINDS`` order and
+    effects and phrases in vocabulary order (what ModelInfo.prompt_effects lists)."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for phrase, (kind, effect) in VOCABULARY.items():
+        grouped.setdefault((kind, effect), []).append(phrase)
+    return [
+        (kind, effect, tuple(phrases))
+        for k in kinds
+        for (kind, effect), phrases in grouped.items()
+        if kind == k
+    ]
 
 
 @dataclass(frozen=True)
@@ -72,10 +97,14 @@ class Steering:
         )
 
 
-def parse_prompt(prompt: str) -> Steering:
+def parse_prompt(prompt: str, kinds: tuple[str, ...] = KINDS) -> Steering:
+    """The steering a prompt asks for. Phrases of a kind not in ``kinds`` (see
+    ``prompt_kinds``) are not matched: their words are reported unused."""
     text = " " + re.sub(r"\s+", " ", prompt.lower()) + " "
     camera, looks, delivery = "static", [], 1.0
     for phrase in sorted(VOCABULARY, key=len, reverse=True):
+        if VOCABULARY[phrase][0] not in kinds:
+            continue
         pattern = r"(?<![\w&-])" + re.escape(phrase) + r"(?![\w&-])"
         if re.search(pattern, text):
             kind, value = VOCABULARY[phrase]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_server import catalog, domain
 from a2v_server.errors import FailedPrecondition, InvalidInput
+from a2v_server.pipeline import honoured, look
 from a2v_server.transport.config import PRESET_ENUM
 from a2v_server.transport.parsing import check_parsed
 
@@ -88,6 +89,8 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
                 unused_prompt_words=list(event.unused_prompt_words),
                 face_box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1),
                 resume_token=resume_token,
+                ignored_settings=list(event.ignored_settings),
+                warnings=list(event.warnings),
             )
         )
     t = event.timings
@@ -134,4 +137,11 @@ def model_info(
         accepts_prompt=model.accepts_prompt,
         ready=ready,
         lookahead_seconds=lookahead_seconds,
+        prompt_effects=[
+            pb.PromptEffect(kind=kind, effect=effect, phrases=phrases)
+            for kind, effect, phrases in (
+                look.prompt_effects(look.prompt_kinds(model)) if model.accepts_prompt else []
+            )
+        ],
+        settings=honoured.settings_used(model),
     )
