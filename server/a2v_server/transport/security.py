@@ -145,8 +145,8 @@ class StreamLimiter:
     """Counts the running generations per key. Used from the event loop only, so no lock.
 
     A slot is held by a generation, not by a call: the Generate call takes it before it reads
-    the config, and hands it to its session, which frees it when the generation ends in any
-    way. A resumable generation whose client went away keeps its slot while it renders
+    the config, and hands it to its session, which frees it when the generation ends or is
+    cancelled. A resumable generation whose client went away keeps its slot while it renders
     detached; a Resume reads a generation that already holds one.
     """
 

@@ -22,8 +22,9 @@ Resume call, reads them from there through a ``Reader`` of its own.
   (Cancel(token): ``Cancelled``, CANCELLED at the edge; the sweeper: ``ResumeTooLate``). When
   nobody has been reading for ``detach_seconds`` the generation is cancelled; a finished
   session is forgotten ``retention_seconds`` after its end (at once when not resumable).
-* Stream slots (``security.StreamLimiter``): a session holds its generation's slot and frees it
-  when the generation ends in any way.
+* Stream slots (``security.StreamLimiter``): a session holds its generation's slot until the
+  generation ends or is cancelled (its call's end when not resumable, Cancel(token), the
+  sweeper, a stalled reader), not just while a call reads it.
 """
 
 from __future__ import annotations
@@ -189,10 +190,13 @@ class Session:
             self.error = self._stopped()
         self.done = True
         self.ended_at = time.monotonic()
+        self._free_slot()  # before any reader can end its call
+        self._notify()
+
+    def _free_slot(self) -> None:
         if self._on_end is not None:
             on_end, self._on_end = self._on_end, None
-            on_end()  # the stream slot: before any reader can end its call
-        self._notify()
+            on_end()
 
     def cancel(self, reason: BaseException) -> None:
         """Stop the generation; its readers end with ``reason``. Only the first call cancels:
@@ -201,6 +205,10 @@ class Session:
         if self.task is not None and not self.task.done() and self._stop_reason is None:
             self._stop_reason = reason
             self.task.cancel()
+            # Its slot is free at once: a cancelled generation renders nothing more, and what
+            # is left, its cleanup (ending its Triton sequence, freeing its encoder), is
+            # bounded. A client that cancels and starts again at its limit is not refused.
+            self._free_slot()
 
     # --- the readers' side --------------------------------------------------------------------
     def attach(self, after_sequence: int | None = None) -> Reader:
@@ -356,8 +364,8 @@ class SessionStore:
         on_end: Callable[[], None] | None = None,
     ) -> Session:
         """Run ``events`` into a new session of ``key``; ``on_end`` runs once when the
-        generation has ended. A session that is not resumable keeps nothing once its reader
-        has it, and is forgotten as soon as it ends."""
+        generation has ended or was cancelled. A session that is not resumable keeps nothing
+        once its reader has it, and is forgotten as soon as it ends."""
         token = secrets.token_urlsafe(18)
         session = Session(
             token,
