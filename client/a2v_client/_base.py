@@ -14,11 +14,12 @@ from typing import Any, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from .connection import TlsFiles, api_key_from_env
 from .options import GenerateOptions
-from .sources import image_bytes
+from .sources import check_visual, generate_config, image_bytes
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 CHANNEL_OPTIONS = [
@@ -49,6 +50,8 @@ class ClientBase(Generic[ChannelT]):
     ) -> None:
         """``api_key`` defaults to ``$A2V_API_KEY``; ``tls`` (PEM files) switches TLS on."""
         key = api_key_from_env() if api_key is None else api_key
+        #: the server's address, as given (named in connection errors)
+        self.address = address
         self._channel: ChannelT = self._open_channel(address, api_key=key, tls=tls)
         self._stub = pb_grpc.AudioToVideoStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -60,11 +63,16 @@ class ClientBase(Generic[ChannelT]):
 
     @staticmethod
     def _generate_inputs(
-        image: bytes | str | Path | None, options: GenerateOptions | None
-    ) -> tuple[bytes | None, GenerateOptions]:
-        """``generate``'s arguments as ``request_stream`` takes them: the portrait's bytes (None
-        without one) and the options (the defaults when not given)."""
-        return (None if image is None else image_bytes(image)), options or GenerateOptions()
+        image: bytes | str | Path | None,
+        video: bytes | str | Path | None,
+        options: GenerateOptions | None,
+    ) -> tuple[pb.GenerateConfig, bytes | None]:
+        """``generate``'s arguments checked before any stream is opened (``OptionError``,
+        ``InputFormatError``, ``FileNotFoundError``, ...): the config message and the portrait's
+        bytes (None without one)."""
+        check_visual(image, video)
+        config = generate_config(options, video)
+        return config, (None if image is None else image_bytes(image))
 
     @staticmethod
     def _health_request(service: str) -> Any:

@@ -16,7 +16,7 @@ from .connection import TlsFiles, open_aio_channel
 from .errors import client_errors
 from .options import GenerateOptions
 from .resume import ResumeTracker
-from .sources import request_stream
+from .sources import RequestGuard, request_stream
 
 
 class AsyncClient(ClientBase[grpc.aio.Channel]):
@@ -27,7 +27,7 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
     ) -> grpc.aio.Channel:
         return open_aio_channel(address, CHANNEL_OPTIONS, api_key=api_key, tls=tls)
 
-    async def generate(
+    def generate(
         self,
         *,
         audio: Iterable[pb.AudioChunk] | AsyncIterable[pb.AudioChunk],
@@ -35,9 +35,18 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
         video: bytes | str | Path | None = None,
         options: GenerateOptions | None = None,
     ) -> AsyncIterator[pb.GenerateResponse]:
-        """As ``Client.generate``; ``audio`` may also be an async iterable (a live source)."""
-        image_data, opts = self._generate_inputs(image, options)
+        """As ``Client.generate`` (the same checks, raised here, before a stream is opened);
+        ``audio`` may also be an async iterable (a live source). Use with ``async for``."""
+        config, still = self._generate_inputs(image, video, options)
+        return self._generate(config, still, video, audio)
 
+    async def _generate(
+        self,
+        config: pb.GenerateConfig,
+        image_data: bytes | None,
+        video: bytes | str | Path | None,
+        audio: Iterable[pb.AudioChunk] | AsyncIterable[pb.AudioChunk],
+    ) -> AsyncIterator[pb.GenerateResponse]:
         async def requests() -> AsyncIterator[pb.GenerateRequest]:
             # The server sends headers once the stream is admitted (key and stream limit
             # checked). Writing before then races a refusal, and grpc.aio would report it as
@@ -45,7 +54,7 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
             await call.initial_metadata()
             # Stop writing once the server has ended the call (e.g. rejected the input): a
             # write after that makes grpc.aio replace the server's status with INTERNAL.
-            for message in request_stream(opts, image_data, (), video):
+            for message in request_stream(config, image_data, (), video):
                 if message.HasField("end") or call.done():
                     break
                 yield message
@@ -63,17 +72,25 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
             if not call.done():
                 yield pb.GenerateRequest(end=pb.EndOfInput())
 
-        tracker = ResumeTracker()
-        call = self._stub.Generate(requests(), timeout=self._timeout)
+        tracker = ResumeTracker(self.address)
+        guard = RequestGuard()
+        call = self._stub.Generate(guard.wrap_async(requests()), timeout=self._timeout)
+        guard.attach(call)
         while True:
             try:
                 async for response in call:
                     if tracker.accept(response):
                         yield response
+                if (failure := guard.take()) is not None:
+                    raise failure
                 return
             except grpc.RpcError as error:
+                if (failure := guard.take()) is not None:
+                    raise failure from None
                 request = tracker.resume_request(error)  # raises when it cannot resume
             except (GeneratorExit, asyncio.CancelledError):  # the caller stopped early
+                if (failure := guard.take()) is not None:  # or the requests failed
+                    raise failure from None
                 if (cancel := tracker.cancel_request()) is not None:
                     # fire and forget: awaiting inside GeneratorExit handling is not allowed
                     future = asyncio.ensure_future(
@@ -87,18 +104,18 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
             call = self._stub.Resume(request, timeout=self._timeout)
 
     async def list_models(self) -> list[pb.ModelInfo]:
-        with client_errors():
+        with client_errors(self.address):
             reply = await self._stub.ListModels(pb.ListModelsRequest(), timeout=MODELS_TIMEOUT)
         return list(reply.models)
 
     async def get_model(self, name: str) -> pb.ModelInfo:
         """As ``Client.get_model``: one model's ``ModelInfo``; NOT_FOUND for an unknown name."""
-        with client_errors():
+        with client_errors(self.address):
             return await self._stub.GetModel(pb.GetModelRequest(name=name), timeout=MODELS_TIMEOUT)
 
     async def health(self, service: str = "") -> str:
         """SERVING, NOT_SERVING, ... of the server (or of one service)."""
-        with client_errors():
+        with client_errors(self.address):
             reply = await self._health.Check(self._health_request(service), timeout=HEALTH_TIMEOUT)
         return self._serving_status(reply)
 

@@ -16,7 +16,7 @@ Failures raise ``A2VClientError`` with the gRPC status code name and the server'
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 
 import grpc
@@ -38,6 +38,7 @@ from .options import GenerateOptions, parse_resolution
 from .resume import ResumeTracker
 from .sources import (
     CHUNK_BYTES,
+    RequestGuard,
     bytes_audio,
     file_audio,
     file_pcm,
@@ -82,19 +83,37 @@ class Client(ClientBase[grpc.Channel]):
         image: bytes | str | Path | None = None,
         video: bytes | str | Path | None = None,
         options: GenerateOptions | None = None,
-    ) -> Iterator[pb.GenerateResponse]:
+    ) -> Generator[pb.GenerateResponse, None, None]:
         """Stream the inputs, yield the responses. Give ``image`` (talking avatar) or
-        ``video`` (lipsync: set ``options.model = "lipsync"``)."""
-        still, opts = self._generate_inputs(image, options)
-        tracker = ResumeTracker()
-        call = self._stub.Generate(request_stream(opts, still, audio, video), timeout=self._timeout)
+        ``video`` (lipsync; the model defaults to "lipsync" then).
+
+        The options and the visual input are checked here, before a stream is opened:
+        ``OptionError`` / ``InputFormatError`` (both a ``ValueError`` and an ``A2VClientError``
+        with code INVALID_ARGUMENT), ``FileNotFoundError`` and other ``OSError``. An exception
+        raised by ``audio`` while it is read is raised as it is. The server's errors are
+        ``A2VClientError``. Stopping early (``close()``, ``break``) cancels the generation on
+        the server."""
+        config, still = self._generate_inputs(image, video, options)
+        return self._generate(request_stream(config, still, audio, video))
+
+    def _generate(
+        self, requests: Iterator[pb.GenerateRequest]
+    ) -> Generator[pb.GenerateResponse, None, None]:
+        tracker = ResumeTracker(self.address)
+        guard = RequestGuard()
+        call = self._stub.Generate(guard.wrap(requests), timeout=self._timeout)
+        guard.attach(call)
         while True:
             try:
                 for response in call:
                     if tracker.accept(response):
                         yield response
+                if (failure := guard.take()) is not None:
+                    raise failure
                 return
             except grpc.RpcError as error:
+                if (failure := guard.take()) is not None:
+                    raise failure from None
                 request = tracker.resume_request(error)  # raises when it cannot resume
             except GeneratorExit:  # the caller stopped early: free the server side now
                 if (cancel := tracker.cancel_request()) is not None:
@@ -109,18 +128,18 @@ class Client(ClientBase[grpc.Channel]):
             call = self._stub.Resume(request, timeout=self._timeout)
 
     def list_models(self) -> list[pb.ModelInfo]:
-        with client_errors():
+        with client_errors(self.address):
             return list(
                 self._stub.ListModels(pb.ListModelsRequest(), timeout=MODELS_TIMEOUT).models
             )
 
     def get_model(self, name: str) -> pb.ModelInfo:
-        with client_errors():
+        with client_errors(self.address):
             return self._stub.GetModel(pb.GetModelRequest(name=name), timeout=MODELS_TIMEOUT)
 
     def health(self, service: str = "") -> str:
         """SERVING, NOT_SERVING, ... of the server (or of one service)."""
-        with client_errors():
+        with client_errors(self.address):
             reply = self._health.Check(self._health_request(service), timeout=HEALTH_TIMEOUT)
         return self._serving_status(reply)
 

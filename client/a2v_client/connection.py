@@ -8,6 +8,7 @@ which gRPC call credentials refuse).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,9 +40,24 @@ class TlsFiles:
         )
         return files if (files.ca or files.cert or files.key) else None
 
-    def credentials(self) -> grpc.ChannelCredentials:
+    def check(self, labels: dict[str, str] | None = None) -> None:
+        """Raise ``FileNotFoundError``, ``IsADirectoryError``, ``PermissionError`` or
+        ``ValueError`` (not PEM, or a certificate without its key) naming the file; ``labels``
+        names the fields ("ca", "cert", "key") in the messages."""
+        names = {"ca": "TLS CA file", "cert": "client certificate", "key": "client key"}
+        names.update(labels or {})
         if bool(self.cert) != bool(self.key):
-            raise ValueError("a client certificate needs its key: give --tls-cert and --tls-key")
+            raise ValueError(
+                f"a client certificate needs its key: give both {names['cert']} and "
+                f"{names['key']} (mutual TLS), or neither"
+            )
+        for field, marker in (("ca", b"CERTIFICATE"), ("cert", b"CERTIFICATE"), ("key", b"KEY")):
+            path = getattr(self, field)
+            if path:
+                _check_pem(Path(path), f"{names[field]} {path!r}", marker)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        self.check()
 
         def read(path: str | None) -> bytes | None:
             return Path(path).read_bytes() if path else None
@@ -51,6 +67,20 @@ class TlsFiles:
             private_key=read(self.key),
             certificate_chain=read(self.cert),
         )
+
+
+def _check_pem(path: Path, label: str, marker: bytes) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{label}: no such file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{label}: is a folder; give a PEM file")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise type(error)(f"{label}: cannot be read ({error.strerror or error})") from None
+    if not any(marker in block for block in re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----", data)):
+        what = "private key" if marker == b"KEY" else "certificate"
+        raise ValueError(f"{label}: not a PEM {what} (no '-----BEGIN ...{marker.decode()}-----')")
 
 
 def api_key_from_env() -> str | None:

@@ -1,12 +1,77 @@
 """``GenerateOptions``: the caller's choices for one generation, and their conversion to the
-protobuf ``GenerateConfig`` the server receives first."""
+protobuf ``GenerateConfig`` the server receives first.
+
+``to_proto()`` checks every value first and raises ``OptionError`` (a ``ValueError``) that names
+the option and says what to give, so a mistake is reported before a stream is opened. The
+ranges are the contract's (protos/a2v/v1/audio_to_video.proto); the server checks them again
+(a unit test keeps the two in step).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any
 
 from a2v.v1 import audio_to_video_pb2 as pb
+
+from .errors import A2VClientError
+
+ASPECTS = ("1:1", "16:9", "9:16", "4:3", "3:4", "source")
+FITS = ("crop", "pad")
+SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
+RESOLUTIONS = ("480p", "720p", "1080p")
+MIN_FPS, MAX_FPS, DEFAULT_FPS = 1.0, 60.0, 25.0
+#: explicit sizes: even, each side within these
+MIN_SIDE, MAX_SIDE = 64, 3840
+#: upper bound of each animation setting (all start at 0) and its default
+ANIMATION = {
+    "expression_scale": (2.0, 1.0),
+    "head_motion_scale": (2.0, 1.0),
+    "blink_rate": (60.0, 15.0),
+}
+MAX_PROMPT_CHARS = 2000
+MAX_TRANSCRIPT_CHARS = 5000
+MAX_TRIM_SECONDS = 86_400
+MAX_REQUEST_ID_CHARS = 128
+_ASPECT_VALUES = {a: a.split(":") for a in ASPECTS if a != "source"}
+
+
+#: GenerateOptions attribute -> its field in the request, as the server names it
+CONFIG_FIELDS = {
+    "model": "config.model",
+    "fps": "config.output.fps",
+    "resolution": "config.output.resolution",
+    "aspect": "config.output.aspect_ratio",
+    "fit": "config.output.fit",
+    "prompt": "config.prompt",
+    "trim_start": "config.trim.start_seconds",
+    "trim_end": "config.trim.end_seconds",
+    "seed": "config.seed",
+    "request_id": "config.request_id",
+    "transcript": "config.transcript",
+    "expression_scale": "config.animation.expression_scale",
+    "head_motion_scale": "config.animation.head_motion_scale",
+    "blink_rate": "config.animation.blink_rate",
+    "sync_mode": "config.sync_mode",
+    "face_index": "config.face.index",
+}
+
+
+class OptionError(A2VClientError, ValueError):
+    """A ``GenerateOptions`` value the server would refuse, found before anything is sent.
+
+    A ``ValueError``, and an ``A2VClientError`` with code INVALID_ARGUMENT and the field
+    violation the server would have sent: ``option`` is the attribute's name, ``value`` what it
+    held, ``problem`` what is wrong and what to give instead."""
+
+    def __init__(self, option: str, value: Any, problem: str, field: str = "") -> None:
+        self.option = option
+        self.value = value
+        self.problem = problem
+        message = f"{option}={value!r}: {problem}"
+        field = field or CONFIG_FIELDS.get(option, option)
+        super().__init__("INVALID_ARGUMENT", message, [(field, message)])
 
 
 @dataclass
@@ -14,6 +79,7 @@ class GenerateOptions:
     """Client-side view of GenerateConfig (None / 0 = server default)."""
 
     model: str = ""
+    #: frames per second, 1..60 (29.97 too); 0 = the server's default, 25
     fps: float = 0.0
     resolution: str | None = None  # "480p" | "720p" | "1080p" | "WxH"
     aspect: str | None = None  # "1:1" | "16:9" | "9:16" | "4:3" | "3:4" | "source"
@@ -33,19 +99,42 @@ class GenerateOptions:
     #: let the server keep rendering through a dropped connection; the client resumes
     resumable: bool = True
 
+    def check(self) -> None:
+        """Raise ``OptionError`` for the first value the server would refuse."""
+        self.to_proto()
+
     def to_proto(self) -> pb.GenerateConfig:
-        out = pb.OutputOptions(fps=self.fps)
+        out = pb.OutputOptions(fps=_fps(self.fps))
         if self.resolution:
             out.resolution.CopyFrom(parse_resolution(self.resolution))
         if self.aspect:
+            _choice("aspect", self.aspect, ASPECTS)
             key = "SOURCE" if self.aspect == "source" else self.aspect.replace(":", "_")
-            out.aspect_ratio = _enum(pb.AspectRatio, f"ASPECT_RATIO_{key}")
+            out.aspect_ratio = pb.AspectRatio.Value(f"ASPECT_RATIO_{key}")  # type: ignore[assignment]
+            if out.resolution.WhichOneof("value") == "size" and self.aspect != "source":
+                _size_matches(out.resolution.size, self.aspect)
         if self.fit:
-            out.fit = _enum(pb.Fit, f"FIT_{self.fit.upper()}")
+            _choice("fit", self.fit, FITS)
+            out.fit = pb.Fit.Value(f"FIT_{self.fit.upper()}")  # type: ignore[assignment]
+        _text("prompt", self.prompt, MAX_PROMPT_CHARS)
+        _text("transcript", self.transcript, MAX_TRANSCRIPT_CHARS)
+        _trim(self.trim_start, self.trim_end)
+        _whole("seed", self.seed, 2**64 - 1, "0 lets the server choose one")
+        if len(self.request_id) > MAX_REQUEST_ID_CHARS or not self.request_id.isprintable():
+            raise OptionError(
+                "request_id",
+                self.request_id,
+                f"use at most {MAX_REQUEST_ID_CHARS} printable characters (or leave it empty)",
+            )
         animation = pb.AnimationOptions()
-        for name in ("expression_scale", "head_motion_scale", "blink_rate"):
-            if getattr(self, name) is not None:
-                setattr(animation, name, getattr(self, name))
+        for name, (top, default) in ANIMATION.items():
+            value = getattr(self, name)
+            if value is not None:
+                if not _number(value) or not 0 <= value <= top:
+                    raise OptionError(
+                        name, value, f"give a number within 0..{top:g} (default {default:g})"
+                    )
+                setattr(animation, name, value)
         config = pb.GenerateConfig(
             model=self.model,
             output=out,
@@ -59,14 +148,18 @@ class GenerateOptions:
             resumable=self.resumable,
         )
         if self.sync_mode:
-            config.sync_mode = _enum(pb.SyncMode, f"SYNC_MODE_{self.sync_mode.upper()}")
+            _choice("sync_mode", self.sync_mode, SYNC_MODES)
+            config.sync_mode = pb.SyncMode.Value(f"SYNC_MODE_{self.sync_mode.upper()}")  # type: ignore[assignment]
         if self.face_index is not None:
+            _whole("face_index", self.face_index, 2**32 - 1, "0 is the largest face")
             config.face.index = self.face_index
         return config
 
 
 def parse_resolution(text: str) -> pb.Resolution:
-    text = text.strip().lower()
+    """ "480p", "720p", "1080p" or "WIDTHxHEIGHT" (even sides within 64..3840)."""
+    original = text
+    text = str(text).strip().lower()
     presets = {
         "480p": pb.RESOLUTION_PRESET_480P,
         "720p": pb.RESOLUTION_PRESET_720P,
@@ -76,17 +169,74 @@ def parse_resolution(text: str) -> pb.Resolution:
         return pb.Resolution(preset=presets[text])
     width, sep, height = text.partition("x")
     if not sep or not width.isdigit() or not height.isdigit():
-        raise ValueError(f"resolution {text!r}: use 480p, 720p, 1080p or WIDTHxHEIGHT")
-    return pb.Resolution(size=pb.Size(width=int(width), height=int(height)))
+        hint = f" ({text}p is a preset)" if text in ("480", "720", "1080") else ""
+        raise OptionError(
+            "resolution", original, f"use 480p, 720p, 1080p or WIDTHxHEIGHT such as 640x360{hint}"
+        )
+    w, h = int(width), int(height)
+    if w % 2 or h % 2 or min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise OptionError(
+            "resolution",
+            original,
+            f"width and height must be even numbers within {MIN_SIDE}..{MAX_SIDE}",
+            field="config.output.resolution.size",
+        )
+    return pb.Resolution(size=pb.Size(width=w, height=h))
 
 
-_Enum = TypeVar("_Enum", pb.AspectRatio, pb.Fit, pb.SyncMode)
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _enum(kind: type[_Enum], name: str) -> _Enum:
-    """``kind.Value(name)``: the number of an enum value by name (ValueError for an unknown one).
+def _fps(fps: Any) -> float:
+    if not _number(fps) or not (fps == 0 or MIN_FPS <= fps <= MAX_FPS):
+        raise OptionError(
+            "fps",
+            fps,
+            f"give {MIN_FPS:g} to {MAX_FPS:g} frames per second (29.97 too), or 0 for the "
+            f"default ({DEFAULT_FPS:g})",
+        )
+    return float(fps)
 
-    The cast only restates the type: the generated stubs declare the message fields as the
-    enum class but ``Value()`` as returning a plain int, which is what the fields hold.
-    """
-    return cast(_Enum, kind.Value(name))
+
+def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise OptionError(option, value, f"use {', '.join(allowed[:-1])} or {allowed[-1]}")
+
+
+def _size_matches(size: pb.Size, aspect: str) -> None:
+    a, b = (int(v) for v in _ASPECT_VALUES[aspect])
+    if abs(size.width / size.height - a / b) > 0.01:
+        raise OptionError(
+            "aspect",
+            aspect,
+            f"the resolution {size.width}x{size.height} does not have that shape: leave the "
+            "aspect out with an explicit size, or use a preset (480p, 720p, 1080p)",
+        )
+
+
+def _text(option: str, value: Any, limit: int) -> None:
+    if not isinstance(value, str):
+        raise OptionError(option, value, "give text (a str)")
+    if len(value) > limit:
+        raise OptionError(
+            option, f"{value[:20]}...", f"{len(value)} characters; the limit is {limit}"
+        )
+
+
+def _trim(start: Any, end: Any) -> None:
+    if not _number(start) or not 0 <= start <= MAX_TRIM_SECONDS:
+        raise OptionError(
+            "trim_start", start, f"give seconds within 0..{MAX_TRIM_SECONDS} (0: from the start)"
+        )
+    if not _number(end) or not (end == 0 or start < end <= MAX_TRIM_SECONDS):
+        raise OptionError(
+            "trim_end",
+            end,
+            f"give seconds after the trim start ({start:g} s), or 0 for the end of the audio",
+        )
+
+
+def _whole(option: str, value: Any, top: int, note: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+        raise OptionError(option, value, f"give a whole number within 0..{top} ({note})")

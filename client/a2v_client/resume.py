@@ -30,7 +30,8 @@ class ResumeTracker:
 
     MAX_ATTEMPTS = 5
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "") -> None:
+        self.address = address
         self.token = ""
         self.last: int | None = None
         self.attempts = 0
@@ -57,7 +58,7 @@ class ResumeTracker:
         server_status = rpc_status.from_call(error) is not None
         transport = error.code() in _TRANSPORT_CODES
         if server_status or not transport or not self.token or self.attempts >= self.MAX_ATTEMPTS:
-            raise A2VClientError.from_rpc_error(error) from None
+            raise A2VClientError.from_rpc_error(error, self.address) from None
         self.attempts += 1
         request = pb.ResumeRequest(resume_token=self.token)
         if self.last is not None:

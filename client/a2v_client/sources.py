@@ -7,12 +7,15 @@ paced like one (``realtime``). ``request_stream`` puts config, visual input and 
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
+from .files import check_input_file
 from .options import GenerateOptions
 
 #: bytes per message for file inputs: well under the server's message limit
@@ -31,9 +34,11 @@ def file_pieces(source: bytes | str | Path, chunk_bytes: int = CHUNK_BYTES) -> I
 
 
 def file_audio(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
-    """An audio file, read and sent piece by piece."""
-    for data in file_pieces(path, chunk_bytes):
-        yield pb.AudioChunk(encoded=data)
+    """An audio file, read and sent piece by piece as the chunks are consumed. The file is
+    checked now (``files.check_input_file``): a missing, unreadable or plainly wrong file
+    raises here, before any stream is opened."""
+    check_input_file(path, "audio")
+    return (pb.AudioChunk(encoded=data) for data in file_pieces(path, chunk_bytes))
 
 
 def bytes_audio(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
@@ -67,10 +72,16 @@ def file_pcm(path: str | Path, chunk_seconds: float = 0.02) -> tuple[int, int, I
     """
     import av  # only the live-source helpers need PyAV on the client side
 
-    container = av.open(str(path))
+    check_input_file(path, "audio")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as error:
+        raise ValueError(
+            f"audio file {str(path)!r}: cannot be decoded here ({error.strerror or error})"
+        ) from None
     if not container.streams.audio:
         container.close()
-        raise ValueError(f"{path}: no audio stream")
+        raise ValueError(f"audio file {str(path)!r}: has no audio stream")
     stream = container.streams.audio[0]
     rate = stream.codec_context.sample_rate
     channels = 1 if stream.codec_context.channels == 1 else 2
@@ -104,20 +115,57 @@ def realtime_file_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterat
 
 
 def image_bytes(image: bytes | str | Path) -> bytes:
-    """A portrait given as its bytes or as a path: the bytes."""
-    return image if isinstance(image, bytes) else Path(image).read_bytes()
+    """A portrait given as its bytes or as a path (checked first): the bytes."""
+    if isinstance(image, bytes):
+        return image
+    check_input_file(image, "image")
+    return Path(image).read_bytes()
+
+
+def check_visual(image: object, video: bytes | str | Path | None) -> None:
+    """Exactly one visual input; a video given as a path is checked (``check_input_file``)."""
+    if (image is None) == (video is None):
+        raise ValueError(
+            "give exactly one visual input: image= (a portrait: talking avatar) or video= (a "
+            "speaker video: lipsync)"
+        )
+    if video is not None and not isinstance(video, bytes):
+        check_input_file(video, "video")
+
+
+def generate_config(
+    options: GenerateOptions | None, video: bytes | str | Path | None
+) -> pb.GenerateConfig:
+    """The config message: ``options`` checked (``OptionError``); with a video and no model
+    named, the lipsync model (the server's default model takes a portrait)."""
+    config = (options or GenerateOptions()).to_proto()
+    if video is not None and not config.model:
+        config.model = "lipsync"
+    return config
 
 
 def request_stream(
-    options: GenerateOptions,
+    options: GenerateOptions | pb.GenerateConfig,
     image: bytes | None,
     audio: Iterable[pb.AudioChunk],
     video: bytes | str | Path | None = None,
 ) -> Iterator[pb.GenerateRequest]:
-    """The whole client stream: config, portrait or speaker video (chunked), audio, end."""
-    if (image is None) == (video is None):
-        raise ValueError("give exactly one visual input: an image or a video")
-    yield pb.GenerateRequest(config=options.to_proto())
+    """The whole client stream: config, portrait or speaker video (chunked), audio, end.
+
+    The options and the visual input are checked now (``ValueError``, ``OSError``), before
+    the stream is read; the audio is read as the stream is."""
+    check_visual(image, video)
+    config = options if isinstance(options, pb.GenerateConfig) else generate_config(options, video)
+    return _requests(config, image, audio, video)
+
+
+def _requests(
+    config: pb.GenerateConfig,
+    image: bytes | None,
+    audio: Iterable[pb.AudioChunk],
+    video: bytes | str | Path | None,
+) -> Iterator[pb.GenerateRequest]:
+    yield pb.GenerateRequest(config=config)
     if video is not None:
         for piece in file_pieces(video):
             yield pb.GenerateRequest(video=pb.VideoInput(data=piece))
@@ -127,3 +175,53 @@ def request_stream(
     for chunk in audio:
         yield pb.GenerateRequest(audio=chunk)
     yield pb.GenerateRequest(end=pb.EndOfInput())
+
+
+class RequestGuard:
+    """The request stream as gRPC reads it, minus gRPC's handling of its failures.
+
+    gRPC reads the requests on its own (a thread, or a task); an exception raised while making
+    one (the caller's audio iterable failed, a file could no longer be read) would end the call
+    with UNKNOWN "Exception iterating requests!" and lose the exception. Here it is kept in
+    ``error`` and the call is cancelled, so that ``generate`` raises the exception itself.
+    """
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self._call: Any = None
+        self._lock = threading.Lock()
+
+    def attach(self, call: Any) -> None:
+        """The call reading the requests (cancelled at once if they failed already)."""
+        with self._lock:
+            self._call = call
+            failed = self.error is not None
+        if failed:
+            call.cancel()
+
+    def failed(self, error: Exception) -> None:
+        with self._lock:
+            self.error = error
+            call = self._call
+        if call is not None:
+            call.cancel()
+
+    def wrap(self, requests: Iterable[pb.GenerateRequest]) -> Iterator[pb.GenerateRequest]:
+        try:
+            yield from requests
+        except Exception as error:  # kept for the caller, not for gRPC
+            self.failed(error)
+
+    async def wrap_async(
+        self, requests: AsyncIterable[pb.GenerateRequest]
+    ) -> AsyncIterator[pb.GenerateRequest]:
+        try:
+            async for request in requests:
+                yield request
+        except Exception as error:
+            self.failed(error)
+
+    def take(self) -> Exception | None:
+        """The kept exception, if any (forgotten here: no reference cycle via its traceback)."""
+        error, self.error = self.error, None
+        return error
