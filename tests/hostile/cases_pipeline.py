@@ -7,6 +7,7 @@ from __future__ import annotations
 # (max_temp_bytes, 2 GiB) are refused up front with the numbers; a face too small for the
 # downscaled analysis is found in full-resolution tiles; thin pictures never reach the model.
 import io
+import time
 
 import av
 import cv2
@@ -138,3 +139,34 @@ add(
     "at least 60 pixels wide",
     _photo_case(lambda: _faces_photo(4000, 3000, 40, [(2000, 1500)])),
 )
+
+
+# --- pacing and frame counts (issues 2, 7, 9) ----------------------------------------------------
+def _trickled_image(m):
+    """One byte of the portrait every half second: each message well within the idle timeout
+    (3 s here), the upload far below min_upload_bytes_per_second."""
+    yield config()
+    data = m.image["png"]
+    for k in range(40):
+        yield image(data[k : k + 1])
+        time.sleep(0.5)
+
+
+add("pace/trickled-image", "DEADLINE_EXCEEDED", "upload is too slow", _trickled_image)
+
+
+def _pcm_ms(ms: int) -> pb.GenerateRequest:
+    data = (np.sin(np.arange(16 * ms) / 5) * 8000).astype("<i2").tobytes()
+    return pb.GenerateRequest(
+        audio=pb.AudioChunk(pcm=pb.PcmChunk(data=data, sample_rate=16000, channels=1))
+    )
+
+
+def _lipsync_audio(ms: int):
+    return lambda m: [config(model="lipsync"), video(m.video), _pcm_ms(ms), END]
+
+
+# the seed video runs at 10 fps: half a frame is 50 ms there (20 ms at the default 25 fps)
+add("pace/lipsync-30ms-under-half-a-source-frame", INVALID, "at 10 fps", _lipsync_audio(30))
+add("pace/lipsync-50ms-half-a-source-frame", "OK", "", _lipsync_audio(50))
+add("pace/lipsync-250ms-2.5-source-frames", "OK", "", _lipsync_audio(250))
