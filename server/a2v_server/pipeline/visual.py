@@ -1,7 +1,9 @@
 """The visual input of a generation: read it, decode it, find the face, fit it to the frame.
 
 A still portrait (talking avatar) becomes one fitted picture plus its landmarks; a speaker
-video (lipsync) becomes a store of fitted frames at the source's constant frame rate.
+video (lipsync) becomes a store of fitted frames at the source's constant frame rate. The face
+search is faces.py's, the output pixel rate and temporary-disk limits budget.py's, the fitting
+framing.py's; this module reads the input, checks its pictures and puts those together.
 """
 
 from __future__ import annotations
@@ -10,41 +12,32 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import NoReturn
 
-import cv2
 import numpy as np
 from opentelemetry import trace
 
 from a2v_server.catalog import InputKind, OfferedModel
-from a2v_server.domain import MIN_FPS, GenerateSpec, ImagePiece, InputEvent, VideoPiece
+from a2v_server.domain import GenerateSpec, ImagePiece, InputEvent, VideoPiece
 from a2v_server.errors import InvalidInput, ResourceExhausted
-from a2v_server.inference.backend import Backend, Face
+from a2v_server.inference.backend import Backend
 from a2v_server.media.image import decode_image
 from a2v_server.media.video import FrameStore, VideoUpload
 from a2v_server.pipeline import framing
+from a2v_server.pipeline.budget import TempBudget, check_pixel_rate
+from a2v_server.pipeline.faces import ANALYSIS_SIDE, SMALLEST_FACE, find_faces, select_face
+
+# The next three: face-search names that tests/unit/test_visual.py reaches through this module.
+from a2v_server.pipeline.faces import TILE_OVERLAP as TILE_OVERLAP
+from a2v_server.pipeline.faces import merge_faces as merge_faces
+from a2v_server.pipeline.faces import tiles as tiles
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")
+_faces = find_faces  # tests/unit/test_visual.py's name for it
 
-#: the picture is analysed at this size at most (landmarks are scaled back); when that finds no
-#: face in a larger portrait, it is analysed again at full resolution in tiles of this size
-ANALYSIS_SIDE = 1280
-#: the tiles overlap by this much, so a face up to this wide lies whole in one of them (a wider
-#: one is found by the downscaled pass in pictures up to ~6800 px on the long side)
-TILE_OVERLAP = 320
-#: the smallest face, in picture pixels (the width of dlib's box), that face_landmarks finds in a
-#: picture of at most ANALYSIS_SIDE or in one tile of a larger one: the model detects on at most
-#: 640 px, and dlib's HOG detector, upsampled once, finds faces down to ~28 px there. Measured
-#: with skimage.data.astronaut() scaled down in a 1280 px canvas (tests/unit/test_visual.py):
-#: found down to ~56 px, not at 52 px; smaller pictures do better (~28 px at 640 px or less)
-SMALLEST_FACE = 60
-#: the tiled pass drops a face scoring below this fraction of the best one, as face_landmarks
-#: does within one picture (a weak detection next to a clear face is a false positive)
-RELATIVE_SCORE = 0.25
 #: lipsync: a video may hold at most this many frames (10 minutes at 60 fps)
 MAX_VIDEO_FRAMES = 36_000
 #: lipsync framing: look for a face in the first PROBE_FRAMES frames, every PROBE_EVERY-th, in at
@@ -140,89 +133,6 @@ async def read_visual(
     )
 
 
-async def _faces(
-    backend: Backend, image: np.ndarray, clock: StageClock, *, tiled: bool = False
-) -> list[Face]:
-    """Faces in ``image``, in its own pixel coordinates, largest first.
-
-    The picture is analysed downscaled to ANALYSIS_SIDE; with ``tiled``, a larger picture in
-    which that finds no face is analysed again at full resolution, in overlapping tiles of
-    ANALYSIS_SIDE (a small face in a large photo). That costs one analysis per tile, only when
-    the first found nothing: 12 tiles for 4000x3000.
-    """
-    t = time.monotonic()
-    analysis, factor = await asyncio.to_thread(_downscale, image, ANALYSIS_SIDE)
-    clock.decode += time.monotonic() - t
-    with tracer.start_as_current_span("inference.face_analysis") as span:
-        t = time.monotonic()
-        faces = await backend.analyze_faces(analysis)
-        clock.inference += time.monotonic() - t
-        span.set_attribute("a2v.faces", len(faces))
-    if faces or not tiled or factor >= 1.0:
-        return [_moved(f, 1 / factor, 0, 0) for f in faces]
-    h, w = image.shape[:2]
-    found: list[Face] = []
-    with tracer.start_as_current_span("inference.face_analysis_tiled") as span:
-        t = time.monotonic()
-        windows = tiles(w, h)
-        for x, y, tw, th in windows:
-            tile = np.ascontiguousarray(image[y : y + th, x : x + tw])
-            found += [_moved(f, 1.0, x, y) for f in await backend.analyze_faces(tile)]
-        clock.inference += time.monotonic() - t
-        faces = merge_faces(found)
-        span.set_attribute("a2v.tiles", len(windows))
-        span.set_attribute("a2v.faces", len(faces))
-    return faces
-
-
-def tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) of the tiles covering a picture: at most ANALYSIS_SIDE a side, overlapping
-    by at least TILE_OVERLAP."""
-    xs, ys = _starts(width), _starts(height)
-    tw, th = min(width, ANALYSIS_SIDE), min(height, ANALYSIS_SIDE)
-    return [(x, y, tw, th) for y in ys for x in xs]
-
-
-def _starts(length: int) -> list[int]:
-    if length <= ANALYSIS_SIDE:
-        return [0]
-    n = math.ceil((length - ANALYSIS_SIDE) / (ANALYSIS_SIDE - TILE_OVERLAP)) + 1
-    return [round(i * (length - ANALYSIS_SIDE) / (n - 1)) for i in range(n)]
-
-
-def merge_faces(faces: list[Face]) -> list[Face]:
-    """Faces found in overlapping tiles, once each (the best-scoring of those that overlap),
-    without weak detections next to a clear face; largest first."""
-    kept: list[Face] = []
-    for face in sorted(faces, key=lambda f: f.score, reverse=True):
-        if not any(_same_face(face.box, other.box) for other in kept):
-            kept.append(face)
-    if kept:
-        best = kept[0].score
-        kept = [f for f in kept if f.score >= RELATIVE_SCORE * best]
-    return sorted(kept, key=lambda f: _area(f.box), reverse=True)
-
-
-def _same_face(a, b) -> bool:
-    """One face seen twice: the boxes share most of the smaller one (a face cut by a tile's
-    edge is found as a part of the whole)."""
-    smaller = min(_area(a), _area(b))
-    return smaller > 0 and _overlap(a, b) >= 0.5 * smaller
-
-
-def _area(box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _moved(face: Face, scale: float, dx: float, dy: float) -> Face:
-    """``face`` in another picture's coordinates: scaled, then shifted."""
-    x0, y0, x1, y1 = face.box
-    box = (x0 * scale + dx, y0 * scale + dy, x1 * scale + dx, y1 * scale + dy)
-    shift = np.array([dx, dy], np.float32)
-    marks = (np.asarray(face.landmarks, np.float32) * scale + shift).astype(np.float32)
-    return Face(box, face.score, marks)
-
-
 def _output_size(spec: GenerateSpec, src_wh: tuple[int, int]) -> tuple[int, int]:
     return framing.output_size(
         src_wh, aspect=spec.aspect, short_side=spec.short_side, size=spec.size
@@ -246,7 +156,7 @@ async def prepare_portrait(
     src_wh = (image.shape[1], image.shape[0])
     out_wh = _output_size(spec, src_wh)
     check_pixel_rate(out_wh, spec.fps, spec, src_wh, settings, video=False)
-    faces = await _faces(backend, image, clock, tiled=True)
+    faces = await find_faces(backend, image, clock, tiled=True)
     if not faces:
         raise InvalidInput(
             "no face found in the portrait: send a photo in which one face is clearly "
@@ -311,7 +221,7 @@ async def prepare_video(
             face = None
             while True:
                 if (len(head) - 1) % PROBE_EVERY == 0:
-                    face = _select(await _faces(backend, head[-1], clock), spec)
+                    face = select_face(await find_faces(backend, head[-1], clock), spec)
                     if face is not None:
                         break
                 if len(head) >= PROBE_FRAMES or len(head) * first.nbytes >= PROBE_BYTES:
@@ -354,94 +264,6 @@ async def prepare_video(
     )
 
 
-def check_pixel_rate(
-    out_wh: tuple[int, int],
-    fps: float,
-    spec: GenerateSpec,
-    src_wh: tuple[int, int],
-    settings: Settings,
-    *,
-    video: bool,
-) -> None:
-    """Refuse an output of more pixels per second than ``max_output_pixel_rate``: rendering and
-    encoding cost grows with it, whatever the size of the input."""
-    limit = settings.max_output_pixel_rate
-    w, h = out_wh
-    if w * h * fps <= limit:
-        return
-    rate = f"{fps:g} fps" + (" (the video's frame rate)" if video else "")
-    # The same shape: the explicit size's, or what the aspect (or source) gives.
-    shape_wh, aspect = (spec.size, None) if spec.size is not None else (src_wh, spec.aspect)
-    preset = framing.largest_preset_within(shape_wh, aspect, limit / fps)
-    max_fps = math.floor(limit / (w * h) * 100) / 100  # rounded down: the number shown fits
-    if video:
-        slower = f"send the video at {max_fps:g} fps or less"
-    else:
-        slower = f"for at most {max_fps:g} fps at {w}x{h}" if max_fps >= MIN_FPS else ""
-    fix = f"ask for {preset[0]}p or less" if preset is not None else ""
-    if slower:
-        fix = f"{fix}, or {slower}" if fix else ("ask " if not video else "") + slower
-    fix = fix or "ask for a smaller resolution"
-    raise ResourceExhausted(
-        f"{w}x{h} at {rate} is {_mpx(w * h * fps)} Mpx/s of output, over the limit of "
-        f"{_mpx(limit)} Mpx/s: {fix}",
-        field="config.output.resolution",
-    )
-
-
-def _mpx(pixels_per_second: float) -> str:
-    return f"{pixels_per_second / 1e6:.3g}"
-
-
-class TempBudget:
-    """The temporary disk of a lipsync video's fitted frames (``max_temp_bytes``): every source
-    frame is stored at the output size, width x height x 3 bytes each."""
-
-    def __init__(self, out_wh: tuple[int, int], fps: float, limit: int) -> None:
-        self.out_wh = out_wh
-        self.fps = fps
-        self.limit = limit
-        self.frame_bytes = out_wh[0] * out_wh[1] * 3
-        #: the most frames that fit
-        self.max_frames = limit // self.frame_bytes
-
-    def check_count(self, count: int) -> None:
-        """Refuse up front a video whose header says it has more frames than fit."""
-        if count > self.max_frames:
-            self._refuse(f"about {count}", _bytes(count * self.frame_bytes))
-
-    def frames(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        """``frames``, refused before the first one that would not fit."""
-        for n, frame in enumerate(frames):
-            if n >= self.max_frames:
-                need = _bytes((n + 1) * self.frame_bytes)
-                self._refuse(f"more than {self.max_frames}", f"more than {need}")
-            yield frame
-
-    def _refuse(self, count: str, need: str) -> NoReturn:
-        w, h = self.out_wh
-        if self.max_frames:
-            fix = (
-                f"send at most {self.max_frames} frames ({self.max_frames / self.fps:.1f} s at "
-                f"{self.fps:g} fps), or ask for a smaller output size"
-            )
-        else:
-            fix = "ask for a smaller output size"
-        raise ResourceExhausted(
-            f"the video has {count} frames; stored at the output size {w}x{h} they take "
-            f"{need} of temporary disk, over the limit of "
-            f"{_bytes(self.limit)}: {fix}",
-            field="video",
-        )
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n} bytes"
-
-
 def _check_picture_size(picture: np.ndarray, what: str, field: str) -> None:
     """The face models need a picture of some size and shape; say so before anything goes to
     the model (instead of its tensor-shape error)."""
@@ -473,23 +295,3 @@ def _crop_hint(w: int, h: int, limit: float) -> str:
     if w > h:
         return f"{math.floor(h * limit)}x{h}"
     return f"{w}x{math.floor(w * limit)}"
-
-
-def _select(faces: list[Face], spec: GenerateSpec) -> Face | None:
-    if not faces:
-        return None
-    if spec.face_box is not None:
-        return max(faces, key=lambda f: _overlap(f.box, spec.face_box))
-    return faces[spec.face_index] if spec.face_index < len(faces) else None
-
-
-def _overlap(a, b) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-def _downscale(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    factor = min(1.0, side / max(image.shape[:2]))
-    if factor >= 1.0:
-        return image, 1.0
-    small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    return small, factor

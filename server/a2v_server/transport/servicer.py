@@ -1,13 +1,13 @@
 """The AudioToVideo gRPC service: each handler converts (config.py, convert.py), runs the
-domain code, and ends failures through ``status.abort_with``. No validation or media logic
-lives here."""
+domain code, and ends failures through ``status.abort_with``. A Generate or Resume call reads a
+session (sessions.py) that outlives it; calls.py ties the call to it. No validation or media
+logic lives here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,11 +23,13 @@ from a2v_server.inference.backend import Backend, call_deadline
 from a2v_server.observability.logs import request_id_var
 from a2v_server.pipeline.generation import Generation
 from a2v_server.settings import Settings
+from a2v_server.transport.calls import CallInput, SlotClaim, on_call_end
 from a2v_server.transport.config import find_model, spec_from_config
 from a2v_server.transport.convert import event_to_proto, input_events, model_info
 from a2v_server.transport.parsing import Unparsable, check_parsed, lenient
-from a2v_server.transport.security import Slot, StreamLimiter, caller_key
-from a2v_server.transport.sessions import Cancelled, Reader, Session, SessionStore
+from a2v_server.transport.security import StreamLimiter, caller_key
+from a2v_server.transport.session import Reader, Session
+from a2v_server.transport.sessions import Cancelled, SessionStore
 from a2v_server.transport.status import abort_with, drain
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             return
         # The slot is this call's until its session takes it; freed here at the latest when
         # the call ends in any way (the finally below may run late, see there).
-        claim = _SlotClaim(slot)
+        claim = SlotClaim(slot)
         context.add_done_callback(claim.call_ended)  # type: ignore[arg-type]  # types-grpcio
         requests = request_iterator.__aiter__()
         request_id = "-"
@@ -127,7 +129,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 if left is not None:  # the caller's deadline goes on to every Triton call
                     call_deadline.set(time.monotonic() + left)
                 generation = Generation(generate_spec, model, self._backend, self._settings)
-                call_input = _CallInput(requests)
+                call_input = CallInput(requests)
                 # The generation writes into a session that outlives this call, so a client
                 # whose connection drops can Resume; this call is its first reader. The
                 # session holds the stream slot from here until the generation ends.
@@ -147,7 +149,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 # load: 21 codec threads still held 30 s after 500 cancelled calls).
                 # Weak references: gRPC keeps its call objects in a reference cycle, which
                 # must not hold the session (and its generation) until a full collection.
-                context.add_done_callback(_on_call_end(session, reader))  # type: ignore[arg-type]
+                context.add_done_callback(on_call_end(session, reader))  # type: ignore[arg-type]
                 async for event in reader:
                     yield event_to_proto(event, session.token)
                 log.info("request %s done", request_id)
@@ -204,7 +206,7 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             # No stream slot: the generation holds one (until it ends); a session takes a
             # bounded number of readers.
             reader = session.attach(after)
-            context.add_done_callback(_on_call_end(None, reader))  # type: ignore[arg-type]
+            context.add_done_callback(on_call_end(None, reader))  # type: ignore[arg-type]
             try:
                 async for event in reader:
                     yield event_to_proto(event, session.token)
@@ -253,70 +255,3 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             ready=await self._backend.ready(model.triton_models),
             lookahead_seconds=await self._backend.lookahead_seconds(model.renderer),
         )
-
-
-class _CallInput:
-    """A Generate call's requests after the config, as the generation reads them: tells the
-    session when the client has sent its last one, and ends (as a dropped connection does)
-    instead of raising once the call has ended with its status."""
-
-    def __init__(self, requests: AsyncIterator[pb.GenerateRequest]) -> None:
-        self._requests = requests
-        self._session: weakref.ref[Session] | None = None
-
-    def feeds(self, session: Session) -> None:
-        session.input_complete = False
-        self._session = weakref.ref(session)
-
-    def __aiter__(self) -> _CallInput:
-        return self
-
-    async def __anext__(self) -> pb.GenerateRequest:
-        try:
-            request = await anext(self._requests)
-        except StopAsyncIteration:
-            self._complete()
-            raise
-        except grpc.aio.AbortError:  # the call already ended with its status
-            raise StopAsyncIteration from None
-        if isinstance(request, pb.GenerateRequest) and request.HasField("end"):
-            self._complete()  # what may follow is refused anyway
-        return request
-
-    def _complete(self) -> None:
-        if self._session is not None and (session := self._session()) is not None:
-            session.input_complete = True
-
-
-class _SlotClaim:
-    """A Generate call's stream slot until the call hands it to its session (``take``);
-    ``call_ended`` frees it if it was not handed over (twice is fine)."""
-
-    def __init__(self, slot: Slot) -> None:
-        self._slot: Slot | None = slot
-
-    def take(self) -> Callable[[], None]:
-        slot, self._slot = self._slot, None
-        assert slot is not None
-        return slot.release
-
-    def call_ended(self, _context: Any = None) -> None:
-        if self._slot is not None:
-            self._slot.release()
-            self._slot = None
-
-
-def _on_call_end(session: Session | None, reader: Reader) -> Callable[[Any], None]:
-    """Done callback of a reading call: detach its reader; with ``session`` (a Generate call),
-    stop that session's generation if it is not resumable. Holds both weakly."""
-    session_ref = weakref.ref(session) if session is not None else None
-    reader_ref = weakref.ref(reader)
-
-    def ended(_context: Any) -> None:
-        if (r := reader_ref()) is not None:
-            r.close()
-        s = session_ref() if session_ref is not None else None
-        if s is not None and not s.resumable:
-            s.cancel(Cancelled("the Generate call ended"))
-
-    return ended
