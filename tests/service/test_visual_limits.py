@@ -17,6 +17,7 @@ from media import portrait_png
 from a2v_client import A2VClientError, AsyncClient, GenerateOptions, pcm_audio
 from a2v_server.inference.backend import Face
 from a2v_server.media.video import FrameStore
+from a2v_server.pipeline import faces as face_search
 from a2v_server.pipeline import visual
 from a2v_server.settings import Settings
 
@@ -145,7 +146,7 @@ async def test_no_face_even_in_tiles_states_the_real_smallest_face(serve):
             options=GenerateOptions(resolution="256x256"),
         )
     assert error.code == "INVALID_ARGUMENT"
-    assert f"at least {visual.SMALLEST_FACE} pixels wide" in error.message
+    assert f"at least {face_search.SMALLEST_FACE} pixels wide" in error.message
     assert len(backend.analysed) == 13
 
 

@@ -14,7 +14,9 @@ import pytest
 from a2v_server.domain import GenerateSpec
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.inference.backend import Face
+from a2v_server.pipeline import faces as face_search
 from a2v_server.pipeline import visual
+from a2v_server.pipeline.budget import TempBudget, check_pixel_rate
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
@@ -59,17 +61,17 @@ def _spec(**changes) -> GenerateSpec:
 # --- tiles ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("w", "h", "count"), [(4000, 3000, 12), (1280, 960, 1), (1300, 400, 2)])
 def test_tiles_cover_the_picture_with_overlap(w, h, count):
-    tiles = visual.tiles(w, h)
+    tiles = face_search.tiles(w, h)
     assert len(tiles) == count
     covered = np.zeros((h, w), bool)
     for x, y, tw, th in tiles:
-        assert tw <= visual.ANALYSIS_SIDE and th <= visual.ANALYSIS_SIDE
+        assert tw <= face_search.ANALYSIS_SIDE and th <= face_search.ANALYSIS_SIDE
         assert x + tw <= w and y + th <= h
         covered[y : y + th, x : x + tw] = True
     assert covered.all()
     xs = sorted({x for x, *_ in tiles})
     tw = tiles[0][2]
-    assert all(b - a <= tw - visual.TILE_OVERLAP for a, b in itertools.pairwise(xs))
+    assert all(b - a <= tw - face_search.TILE_OVERLAP for a, b in itertools.pairwise(xs))
 
 
 def test_merge_keeps_one_of_each_face_and_drops_weak_ones():
@@ -80,7 +82,7 @@ def test_merge_keeps_one_of_each_face_and_drops_weak_ones():
         _face((1000, 1000, 1060, 1060), 1.2),
         _face((2000, 2000, 2300, 2300), 0.2),  # weak next to clear faces: a false positive
     ]
-    merged = visual.merge_faces(faces)
+    merged = face_search.merge_faces(faces)
     assert [f.box for f in merged] == [(102, 98, 201, 203), (1000, 1000, 1060, 1060)]
 
 
@@ -100,7 +102,7 @@ async def test_tiled_pass_finds_a_face_only_one_tile_holds():
 
     backend = Stub(answer)
     clock = StageClock()
-    faces = await visual._faces(backend, image, clock, tiled=True)
+    faces = await face_search.find_faces(backend, image, clock, tiled=True)
     assert backend.shapes[0] == (960, 1280, 3)  # the downscaled pass first
     assert backend.shapes[1:] == [(1280, 1280, 3)] * 12
     assert len(faces) == 1
@@ -112,12 +114,14 @@ async def test_tiled_pass_finds_a_face_only_one_tile_holds():
 async def test_no_tiles_when_the_downscaled_pass_finds_a_face_or_the_picture_is_small():
     found = Stub(lambda p: [_face((10, 10, 100, 100))])
     big = np.zeros((3000, 4000, 3), np.uint8)
-    faces = await visual._faces(found, big, StageClock(), tiled=True)
+    faces = await face_search.find_faces(found, big, StageClock(), tiled=True)
     assert len(found.shapes) == 1
     assert faces[0].box == pytest.approx((10 / 0.32, 10 / 0.32, 100 / 0.32, 100 / 0.32))
     nothing = Stub(lambda p: [])
-    await visual._faces(nothing, np.zeros((960, 1280, 3), np.uint8), StageClock(), tiled=True)
-    await visual._faces(nothing, big, StageClock())
+    await face_search.find_faces(
+        nothing, np.zeros((960, 1280, 3), np.uint8), StageClock(), tiled=True
+    )
+    await face_search.find_faces(nothing, big, StageClock())
     assert len(nothing.shapes) == 2  # one each: small picture; video frames are not tiled
 
 
@@ -146,13 +150,13 @@ def test_pictures_within_the_shape_limit_pass():
 def test_pixel_rate_refused_with_the_numbers_and_the_fix():
     spec = _spec(size=(3840, 2160), short_side=None)
     with pytest.raises(ResourceExhausted) as info:
-        visual.check_pixel_rate((3840, 2160), 25.0, spec, (64, 64), Settings(), video=True)
+        check_pixel_rate((3840, 2160), 25.0, spec, (64, 64), Settings(), video=True)
     assert info.value.message == (
         "3840x2160 at 25 fps (the video's frame rate) is 207 Mpx/s of output, over the limit "
         "of 124 Mpx/s: ask for 1080p or less, or send the video at 15 fps or less"
     )
     with pytest.raises(ResourceExhausted) as info:
-        visual.check_pixel_rate((3840, 2160), 25.0, spec, (64, 64), Settings(), video=False)
+        check_pixel_rate((3840, 2160), 25.0, spec, (64, 64), Settings(), video=False)
     assert info.value.message.endswith("ask for 1080p or less, or for at most 15 fps at 3840x2160")
 
 
@@ -160,17 +164,17 @@ def test_pixel_rate_suggests_the_largest_preset_of_the_same_shape():
     settings = Settings(max_output_pixel_rate=1280 * 720 * 30)
     spec = _spec(aspect="16:9", short_side=1080)
     with pytest.raises(ResourceExhausted) as info:
-        visual.check_pixel_rate((1920, 1080), 30.0, spec, (500, 500), settings, video=False)
+        check_pixel_rate((1920, 1080), 30.0, spec, (500, 500), settings, video=False)
     assert "1920x1080 at 30 fps is 62.2 Mpx/s of output, over the limit of 27.6 Mpx/s" in (
         info.value.message
     )
     assert "ask for 720p or less" in info.value.message
-    visual.check_pixel_rate((1920, 1080), 60.0, spec, (500, 500), Settings(), video=False)
+    check_pixel_rate((1920, 1080), 60.0, spec, (500, 500), Settings(), video=False)
 
 
 # --- temporary disk ------------------------------------------------------------------------------
 def test_temp_budget_refuses_a_long_video_up_front():
-    budget = visual.TempBudget((1280, 720), 25.0, 2048 * 2**20)
+    budget = TempBudget((1280, 720), 25.0, 2048 * 2**20)
     assert budget.max_frames == 776
     budget.check_count(776)
     with pytest.raises(ResourceExhausted) as info:
@@ -183,7 +187,7 @@ def test_temp_budget_refuses_a_long_video_up_front():
 
 
 def test_temp_budget_stops_before_the_frame_that_does_not_fit():
-    budget = visual.TempBudget((64, 64), 10.0, 64 * 64 * 3 * 5 + 100)
+    budget = TempBudget((64, 64), 10.0, 64 * 64 * 3 * 5 + 100)
     taken = []
     with pytest.raises(ResourceExhausted) as info:
         for frame in budget.frames(iter(range(100))):
@@ -228,17 +232,17 @@ def _small_face_picture(head, face_px: int, size: tuple[int, int], centre) -> np
 async def test_the_smallest_face_stated_is_what_the_detector_finds(detector):
     backend, head = detector
     # One analysis of ANALYSIS_SIDE (what one tile is): SMALLEST_FACE found, 44 px not.
-    for face_px, found in ((visual.SMALLEST_FACE, True), (44, False)):
+    for face_px, found in ((face_search.SMALLEST_FACE, True), (44, False)):
         picture = _small_face_picture(head, face_px, (1280, 1280), (700, 600))
-        faces = await visual._faces(backend, picture, StageClock(), tiled=True)
+        faces = await face_search.find_faces(backend, picture, StageClock(), tiled=True)
         assert bool(faces) is found, face_px
 
 
 async def test_a_small_face_in_a_large_photo_is_found_by_the_tiled_pass(detector):
     backend, head = detector
-    picture = _small_face_picture(head, visual.SMALLEST_FACE, (4000, 3000), (2950, 1010))
+    picture = _small_face_picture(head, face_search.SMALLEST_FACE, (4000, 3000), (2950, 1010))
     backend.calls = 0
-    faces = await visual._faces(backend, picture, StageClock(), tiled=True)
+    faces = await face_search.find_faces(backend, picture, StageClock(), tiled=True)
     assert backend.calls == 13  # the downscaled pass found nothing
     assert len(faces) == 1
     x0, y0, x1, y1 = faces[0].box

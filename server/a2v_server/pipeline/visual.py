@@ -27,16 +27,10 @@ from a2v_server.media.video import FrameStore, VideoUpload
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import TempBudget, check_pixel_rate
 from a2v_server.pipeline.faces import ANALYSIS_SIDE, SMALLEST_FACE, find_faces, select_face
-
-# The next three: face-search names that tests/unit/test_visual.py reaches through this module.
-from a2v_server.pipeline.faces import TILE_OVERLAP as TILE_OVERLAP
-from a2v_server.pipeline.faces import merge_faces as merge_faces
-from a2v_server.pipeline.faces import tiles as tiles
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")
-_faces = find_faces  # tests/unit/test_visual.py's name for it
 
 #: lipsync: a video may hold at most this many frames (10 minutes at 60 fps)
 MAX_VIDEO_FRAMES = 36_000
