@@ -19,7 +19,7 @@ from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from .connection import TlsFiles, api_key_from_env
 from .options import GenerateOptions
-from .sources import check_visual, generate_config, image_bytes
+from .sources import check_audio, check_visual, generate_config, image_bytes
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 CHANNEL_OPTIONS = [
@@ -63,6 +63,7 @@ class ClientBase(Generic[ChannelT]):
 
     @staticmethod
     def _generate_inputs(
+        audio: object,
         image: bytes | str | Path | None,
         video: bytes | str | Path | None,
         options: GenerateOptions | None,
@@ -71,6 +72,7 @@ class ClientBase(Generic[ChannelT]):
         ``InputFormatError``, ``FileNotFoundError``, ...): the config message and the portrait's
         bytes (None without one)."""
         check_visual(image, video)
+        check_audio(audio)
         config = generate_config(options, video)
         return config, (None if image is None else image_bytes(image))
 

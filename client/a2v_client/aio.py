@@ -37,7 +37,7 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
     ) -> AsyncIterator[pb.GenerateResponse]:
         """As ``Client.generate`` (the same checks, raised here, before a stream is opened);
         ``audio`` may also be an async iterable (a live source). Use with ``async for``."""
-        config, still = self._generate_inputs(image, video, options)
+        config, still = self._generate_inputs(audio, image, video, options)
         return self._generate(config, still, video, audio)
 
     async def _generate(
@@ -88,7 +88,7 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
                 if (failure := guard.take()) is not None:
                     raise failure from None
                 request = tracker.resume_request(error)  # raises when it cannot resume
-            except (GeneratorExit, asyncio.CancelledError):  # the caller stopped early
+            except BaseException:  # the caller stopped early, the task was cancelled, ...
                 if (failure := guard.take()) is not None:  # or the requests failed
                     raise failure from None
                 if (cancel := tracker.cancel_request()) is not None:

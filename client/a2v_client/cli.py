@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             tls = _tls(args)
             if args.command == "generate":
                 job = _prepare_generate(args)
-            client = Client(_address(args)[0], api_key=_api_key(args), tls=tls)
+            client = Client(_checked_address(args), api_key=_api_key(args), tls=tls)
         except (UsageError, OptionError, InputFormatError, OSError, ValueError) as error:
             return _usage_error(error)
         with client:
@@ -440,6 +440,28 @@ def _address(args: argparse.Namespace) -> tuple[str, str]:
     if os.environ.get("A2V_SERVER"):
         return os.environ["A2V_SERVER"], "$A2V_SERVER"
     return DEFAULT_ADDRESS, "the default"
+
+
+#: gRPC target schemes that name no TCP port
+_PORTLESS = ("unix:", "unix-abstract:", "vsock:")
+
+
+def _checked_address(args: argparse.Namespace) -> str:
+    """The address, if it is one gRPC can dial as meant: HOST:PORT (a name without a port
+    would go to port 443), no URL scheme."""
+    address, source = _address(args)
+    label = f"--server {address}" if source == "--server" else f"$A2V_SERVER={address}"
+    scheme = address.split("://", 1)[0].lower() if "://" in address else ""
+    if scheme in ("http", "https", "grpc", "grpcs"):
+        raise UsageError(f"{label}: give HOST:PORT without {scheme}:// (--tls for TLS)")
+    if address.startswith(_PORTLESS) or scheme:
+        return address  # unix sockets, dns:///name:port and the like: gRPC's own syntax
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or host.endswith(":") or not port.isdigit():
+        raise UsageError(f"{label}: give HOST:PORT, e.g. {address.strip('[]') or 'host'}:50051")
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"{label}: the port must be within 1..65535")
+    return address
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -531,6 +553,8 @@ def _prepare_generate(args: argparse.Namespace) -> _Job:
                 "-o -: stdout is a terminal; pipe it to a player (a2v generate ... -o - | "
                 "ffplay -) or give a file name such as clip.mp4"
             )
+    elif _special(args.output):
+        pass  # /dev/null, a named pipe: written as it comes
     else:
         _check_output(args.output, "-o", inputs)
         suffix = Path(args.output).suffix.lower()
@@ -541,7 +565,10 @@ def _prepare_generate(args: argparse.Namespace) -> _Job:
                 file=sys.stderr,
             )
     if args.timeline:
-        _check_output(args.timeline, "--timeline", [*inputs, args.output])
+        if args.output != "-" and Path(args.timeline).resolve() == Path(args.output).resolve():
+            raise UsageError(f"--timeline {args.timeline}: is also the video's output (-o)")
+        if not _special(args.timeline):
+            _check_output(args.timeline, "--timeline", inputs)
     return _Job(options, audio)
 
 
@@ -576,6 +603,12 @@ def _other_kind_hint(error: InputFormatError) -> str:
     return f" (give it with {flag})" if flag and flag not in error.message else ""
 
 
+def _special(path: str) -> bool:
+    """An existing output that is not a regular file (/dev/null, a named pipe)."""
+    p = Path(path)
+    return p.exists() and not p.is_file() and not p.is_dir()
+
+
 def _check_output(path: str, flag: str, inputs: list[str]) -> None:
     p = Path(path)
     if p.is_dir():
@@ -596,21 +629,24 @@ def _generate(client: Client, args: argparse.Namespace, job: _Job) -> int:
     )
     to_stdout = args.output == "-"
     # Write next to the target and rename at the end: a failed run never leaves a short
-    # file under the requested name.
-    partial = None if to_stdout else Path(args.output + ".partial")
+    # file under the requested name (stdout, /dev/null or a pipe are written as they are).
+    direct = to_stdout or _special(args.output)
+    partial = None if direct else Path(args.output + ".partial")
+    out: BinaryIO | None = sys.stdout.buffer if to_stdout else None
+    timeline: IO[str] | None = None
     try:
-        out: BinaryIO = sys.stdout.buffer if partial is None else open(partial, "wb")  # noqa: SIM115
+        if out is None:
+            out = open(partial or args.output, "wb")  # noqa: SIM115 - closed below
+        if args.timeline:
+            timeline = open(args.timeline, "w")  # noqa: SIM115 - closed below
     except OSError as error:
         responses.close()
-        return _usage_error(UsageError(f"-o {args.output}: cannot write {partial} ({error})"))
-    try:
-        timeline: IO[str] | None = open(args.timeline, "w") if args.timeline else None  # noqa: SIM115
-    except OSError as error:
-        responses.close()
-        out.close()
+        if out is not None and not to_stdout:
+            out.close()
         if partial is not None:
             partial.unlink(missing_ok=True)
-        return _usage_error(UsageError(f"--timeline {args.timeline}: cannot write ({error})"))
+        flag, path = ("--timeline", args.timeline) if out is not None else ("-o", args.output)
+        return _usage_error(UsageError(f"{flag} {path}: cannot write ({error.strerror or error})"))
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     summary = None
     try:
@@ -633,20 +669,23 @@ def _generate(client: Client, args: argparse.Namespace, job: _Job) -> int:
                     summary = response.summary
     except BaseException:
         bar.close()
-        if partial is not None:
+        if not to_stdout:
             out.close()
+        if partial is not None:
             partial.unlink(missing_ok=True)
         raise
     finally:
         if timeline is not None:
             timeline.close()
     bar.close()
-    if partial is not None:
+    if not to_stdout:
         out.close()
-        if summary is None:
+    if summary is None:
+        if partial is not None:
             partial.unlink(missing_ok=True)
-            print("a2v: the server ended the stream without a summary", file=sys.stderr)
-            return EXIT_SERVER
+        print("a2v: the server ended the stream without a summary", file=sys.stderr)
+        return EXIT_SERVER
+    if partial is not None:
         os.replace(partial, args.output)
     if summary is not None and not args.quiet:
         t = summary.timings
@@ -699,6 +738,8 @@ def _print_server_error(error: A2VClientError, args: argparse.Namespace) -> None
     message = error.message
     if error.reason:
         message += _connection_hint(error.reason, args)
+    if error.retry_delay is not None:
+        message += f" (the server says: try again in {error.retry_delay:g} s)"
     options, more = [], []
     for field, description in error.violations:
         flag = _flag(field)

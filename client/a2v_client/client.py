@@ -93,7 +93,7 @@ class Client(ClientBase[grpc.Channel]):
         raised by ``audio`` while it is read is raised as it is. The server's errors are
         ``A2VClientError``. Stopping early (``close()``, ``break``) cancels the generation on
         the server."""
-        config, still = self._generate_inputs(image, video, options)
+        config, still = self._generate_inputs(audio, image, video, options)
         return self._generate(request_stream(config, still, audio, video))
 
     def _generate(
@@ -115,7 +115,8 @@ class Client(ClientBase[grpc.Channel]):
                 if (failure := guard.take()) is not None:
                     raise failure from None
                 request = tracker.resume_request(error)  # raises when it cannot resume
-            except GeneratorExit:  # the caller stopped early: free the server side now
+            except BaseException:  # the caller stopped early, Ctrl-C, a corrupt chunk: free
+                # the server side now (a resumable generation would otherwise go on rendering)
                 if (cancel := tracker.cancel_request()) is not None:
                     try:
                         self._stub.Cancel(cancel, timeout=CANCEL_TIMEOUT)

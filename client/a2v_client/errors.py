@@ -36,7 +36,7 @@ _CONNECTION_FAILURES: dict[str, tuple[str, str]] = {
         "the TLS certificate of {address} is not trusted: give the CA that signed it",
     ),
     "refused": (
-        r"Connection refused|connection refused",
+        r"Connection refused|connection refused|connect failed.*No such file or directory",
         "nothing answers at {address} (connection refused): check the address and that the "
         "a2v server is running",
     ),
@@ -112,8 +112,18 @@ def connection_failure(details: str, address: str) -> tuple[str, str]:
     ``("", details)`` when the text is not one of those."""
     for reason, (pattern, message) in _CONNECTION_FAILURES.items():
         if re.search(pattern, details):
-            return reason, message.format(address=address)
+            text = message.format(address=address)
+            if reason in ("refused", "timeout", "closed") and not _has_port(address):
+                text += "; the address names no port, so gRPC used 443: give HOST:PORT"
+            return reason, text
     return "", details
+
+
+def _has_port(address: str) -> bool:
+    if address.startswith(("unix:", "unix-abstract:", "vsock:")) or address == "the server":
+        return True
+    port = address.rsplit(":", 1)[-1] if ":" in address.rsplit("]", 1)[-1] else ""
+    return port.isdigit()
 
 
 @contextmanager

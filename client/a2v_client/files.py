@@ -89,10 +89,31 @@ EXTENSIONS = {
 _A = {"audio": "an audio", "image": "an image", "video": "a video"}
 
 
+#: pictures the server does not take, told apart for the message
+_OTHER_IMAGES = {
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\0": "TIFF",
+    b"MM\0*": "TIFF",
+}
+#: ISO BMFF brands of still pictures (an iPhone's HEIC, AVIF): "ftyp" like an MP4, but a photo
+_PICTURE_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def other_image(head: bytes) -> str | None:
+    """The name of a picture format the server does not take (GIF, HEIC, ...), or None."""
+    if head[4:8] == b"ftyp" and head[8:12] in _PICTURE_BRANDS:
+        return "HEIC/AVIF"
+    return next((name for magic, name in _OTHER_IMAGES.items() if head.startswith(magic)), None)
+
+
 def what_it_is(head: bytes) -> str:
     """A short description of a file's format for an error message ("a PNG image", ...)."""
     if not head:
         return "it is empty"
+    if (name := other_image(head)) is not None:
+        return f"it is a {name} image"
     if (name := image_format(head)) is not None:
         return f"it is a {name} image"
     if (name := video_format(head)) is not None:
@@ -113,11 +134,12 @@ def check_input_file(path: str | Path, kind: str, label: str | None = None) -> s
     p = Path(path)
     if not p.exists():
         where = p.parent if str(p.parent) not in ("", ".") else None
-        hint = (
-            f"the folder {str(where)!r} does not exist either"
-            if where is not None and not where.exists()
-            else "check the name and the working directory"
-        )
+        if str(path).startswith("~"):
+            hint = "~ was not expanded (quoted?): give the full path"
+        elif where is not None and not where.exists():
+            hint = f"the folder {str(where)!r} does not exist either"
+        else:
+            hint = "check the name and the working directory"
         raise FileNotFoundError(f"{label}: no such file ({hint})")
     if p.is_dir():
         raise IsADirectoryError(f"{label}: is a folder; give {_A[kind]} file")
@@ -141,7 +163,9 @@ def check_input_bytes(data: bytes, kind: str, label: str | None = None) -> str:
 def _check_head(head: bytes, kind: str, label: str) -> str:
     name = _DETECT[kind](head)
     if name is None:
-        other = next((k for k, detect in _DETECT.items() if detect(head) is not None), None)
+        other = None
+        if other_image(head) is None:
+            other = next((k for k, detect in _DETECT.items() if detect(head) is not None), None)
         raise InputFormatError(
             kind,
             f"{label}: not {_A[kind]} file the server takes ({what_it_is(head)}); "

@@ -115,11 +115,35 @@ def realtime_file_audio(path: str | Path, chunk_seconds: float = 0.02) -> Iterat
 
 
 def image_bytes(image: bytes | str | Path) -> bytes:
-    """A portrait given as its bytes or as a path (checked first): the bytes."""
-    if isinstance(image, bytes):
-        return image
+    """A portrait given as its bytes, as a path (checked first) or as a binary file object:
+    the bytes."""
+    if isinstance(image, bytes | bytearray | memoryview):
+        return bytes(image)
+    if hasattr(image, "read"):
+        data = image.read()
+        if not isinstance(data, bytes):
+            raise TypeError("image= takes a file opened in binary mode ('rb'), a path or bytes")
+        return data
+    if not isinstance(image, str | Path):
+        raise TypeError(f"image= takes a path or the file's bytes, not {type(image).__name__}")
     check_input_file(image, "image")
     return Path(image).read_bytes()
+
+
+def check_audio(audio: object) -> None:
+    """``audio`` is a source of AudioChunk messages, not a file name or its bytes (a frequent
+    slip: a string is iterable, character by character)."""
+    if isinstance(audio, str | Path):
+        raise TypeError(
+            f"audio= takes AudioChunk messages, not a path: use file_audio({str(audio)!r})"
+        )
+    if isinstance(audio, bytes | bytearray | memoryview):
+        raise TypeError("audio= takes AudioChunk messages, not bytes: use bytes_audio(data)")
+    if not isinstance(audio, Iterable | AsyncIterable):
+        raise TypeError(
+            f"audio= takes an iterable of AudioChunk messages (file_audio, bytes_audio, "
+            f"pcm_audio), not {type(audio).__name__}"
+        )
 
 
 def check_visual(image: object, video: bytes | str | Path | None) -> None:
@@ -130,6 +154,8 @@ def check_visual(image: object, video: bytes | str | Path | None) -> None:
             "speaker video: lipsync)"
         )
     if video is not None and not isinstance(video, bytes):
+        if not isinstance(video, str | Path):
+            raise TypeError(f"video= takes a path or the file's bytes, not {type(video).__name__}")
         check_input_file(video, "video")
 
 

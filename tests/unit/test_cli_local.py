@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -182,6 +183,48 @@ def test_tls_file_mistakes(tmp_path, files):
         assert words in one_line(done.stderr), args
 
 
+def test_bad_addresses(tmp_path):
+    for address, words in [
+        ("localhost", "--server localhost: give HOST:PORT, e.g. localhost:50051"),
+        ("http://localhost:50051", "give HOST:PORT without http:// (--tls for TLS)"),
+        ("host:99999", "the port must be within 1..65535"),
+    ]:
+        done = a2v("--server", address, "health")
+        assert done.returncode == 2 and words in one_line(done.stderr), address
+    done = a2v("health", env={"A2V_SERVER": "localhost", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and "$A2V_SERVER=localhost: give HOST:PORT" in done.stderr
+
+
+def test_more_mistakes_a_new_user_makes(tmp_path):
+    out = str(tmp_path / "x.mp4")
+    gif = tmp_path / "face.gif"
+    gif.write_bytes(b"GIF89a" + b"\0" * 64)
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 64)
+    for args, words in [
+        (generate("-o", out, image=gif), "(it is a GIF image); use PNG, JPEG or WebP"),
+        (generate("-o", out, image=heic), "(it is a HEIC/AVIF image); use PNG, JPEG or WebP"),
+        (generate("-o", out, "--timeline", out), "--timeline " + out + ": is also the video's"),
+        (generate("-o", out, audio=Path("~/speech.wav")), "~ was not expanded"),
+        (generate("-o", out, "--video", str(PORTRAIT)), "not allowed with argument --image"),
+        (generate("-o", "-", "--audio", "-", "--realtime"), "--realtime needs an audio file"),
+    ]:
+        done = a2v("--server", NOWHERE, *args, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2, (args, done.stderr)
+        assert words in one_line(done.stderr), args
+    assert not gif.with_suffix(".gif.partial").exists()
+
+
+def test_library_type_slips_are_named():
+    with Client(NOWHERE) as client:
+        with pytest.raises(TypeError, match=r"use file_audio\('speech\.wav'\)"):
+            client.generate(audio="speech.wav", image=PORTRAIT)
+        with pytest.raises(TypeError, match=r"use bytes_audio\(data\)"):
+            client.generate(audio=b"RIFF", image=PORTRAIT)
+        with PORTRAIT.open("rb") as f:  # a file object is taken as the portrait
+            client.generate(audio=[], image=f).close()
+
+
 def test_connection_options_go_before_or_after_the_command():
     parser = build_parser()
     before = parser.parse_args(["--server", "h:1", "--api-key", "k", "health"])
@@ -289,6 +332,7 @@ class StubServer:
         self.accepted = accepted or pb.Accepted(model="talking_avatar", resume_token="tok")
         self.endless = endless
         self.cancelled: list[str] = []
+        self.generate_started = threading.Event()
         self.generate_ended = threading.Event()
         self.address = f"127.0.0.1:{free_port()}"
         self._server = grpc.server(futures.ThreadPoolExecutor(4))
@@ -323,6 +367,7 @@ class StubServer:
         # headers first, as the a2v server sends them once a stream is admitted (AsyncClient
         # waits for them before it writes)
         context.send_initial_metadata(())
+        self.generate_started.set()
         try:
             next(requests)  # the config
             yield pb.GenerateResponse(accepted=self.accepted)
@@ -391,6 +436,24 @@ def test_closed_stdout_stops_quietly_and_cancels_the_call():
         assert process.stderr.read() == b""  # quietly: no "Broken pipe", no traceback
         assert stub.generate_ended.wait(10)
         assert stub.cancelled == ["tok"]  # a resumable call is cancelled, not left detached
+
+
+def test_ctrl_c_cancels_the_call_and_exits_130():
+    with StubServer(endless=True) as stub:
+        process = subprocess.Popen(
+            [str(A2V), "--server", stub.address, *generate("-q", "-o", "/dev/null")],
+            stderr=subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        deadline = time.monotonic() + 30
+        while not stub.generate_started.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # chunks are flowing into /dev/null (written as it is, no .partial)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+        assert process.stderr.read().decode().strip() == "a2v: interrupted"
+        assert stub.generate_ended.wait(10) and stub.cancelled == ["tok"]
+    assert not Path("/dev/null.partial").exists()
 
 
 def test_warnings_from_accepted_are_printed_with_the_option(tmp_path):
