@@ -7,21 +7,30 @@ give instead. Exit statuses: 0 done, 1 the server refused or failed (its status 
 printed), 2 a usage mistake found here, 130 interrupted, 141 the reader of stdout went away.
 """
 
+# The imports follow the setting of gRPC's log level (below):
+# ruff: noqa: E402
 from __future__ import annotations
 
 import os
+import sys
 
 # gRPC's C core logs handshake failures and the like on stderr; the CLI explains them in one
-# line instead. Set before gRPC is first imported (it reads the variable then); a user's own
-# setting wins.
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+# line instead. gRPC reads the level when it is first imported; the variable is removed again
+# so that processes started later (devstack's server) keep their logs. A user's own setting
+# wins.
+_QUIET_GRPC = "GRPC_VERBOSITY" not in os.environ and "grpc" not in sys.modules
+if _QUIET_GRPC:
+    os.environ["GRPC_VERBOSITY"] = "NONE"
+import grpc  # noqa: F401 - reads GRPC_VERBOSITY now
+
+if _QUIET_GRPC:
+    del os.environ["GRPC_VERBOSITY"]
 
 import argparse
 import contextlib
 import functools
 import json
 import signal
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
