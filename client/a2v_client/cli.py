@@ -428,7 +428,15 @@ def main(argv: list[str] | None = None) -> int:
                 _print_models(client.list_models())
                 sys.stdout.flush()
                 return 0
-            status = client.health(args.service)
+            try:
+                status = client.health(args.service)
+            except A2VClientError as error:
+                if error.code == "NOT_FOUND" and args.service:
+                    error.message = error.message or (
+                        f"the server has no service {args.service!r}: leave --service out for "
+                        "the whole server, or name a2v.v1.AudioToVideo"
+                    )
+                raise
             print(status, flush=True)
             return 0 if status == "SERVING" else EXIT_SERVER
     except A2VClientError as error:
@@ -699,9 +707,11 @@ def _generate(client: Client, args: argparse.Namespace, job: _Job) -> int:
     if summary is not None and not args.quiet:
         t = summary.timings
         where = "stdout" if to_stdout else args.output
+        kind = audio_kind_name(summary)
         print(
-            f"a2v: wrote {where}: {summary.frames} frames, {summary.duration_seconds:.2f} s, "
-            f"{audio_kind_name(summary)}, {summary.bytes} bytes in {t.total_seconds:.2f} s "
+            f"a2v: wrote {where}: {summary.frames} frames, {summary.duration_seconds:.2f} s"
+            f"{'' if kind == 'unknown' else ', ' + kind}, {summary.bytes} bytes in "
+            f"{t.total_seconds:.2f} s "
             f"(first chunk {t.first_chunk_seconds * 1000:.0f} ms)",
             file=sys.stderr,
         )
@@ -744,7 +754,7 @@ def _flag(field: str) -> str:
 def _print_server_error(error: A2VClientError, args: argparse.Namespace) -> None:
     """One line: the status name, the message and the option it is about; a field violation
     gets a line of its own only when its words are not in the message already."""
-    message = error.message
+    message = error.message or "(the server sent no message)"
     if error.reason:
         message += _connection_hint(error.reason, args)
     if error.retry_delay is not None:

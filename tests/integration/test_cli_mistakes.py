@@ -160,3 +160,9 @@ def test_closed_stdout_cancels_the_generation_on_the_server(stack, tmp_path):
     assert _active_streams(stack) == 0, "the server still renders for a reader that left"
     with Client(stack.address) as c:
         assert c.health() == "SERVING"
+
+
+def test_health_of_an_unknown_service_says_so(stack):
+    done = _a2v(stack, "health", "--service", "nope")
+    assert done.returncode == 1
+    assert "NOT_FOUND: the server has no service 'nope'" in _one_line(done.stderr)
