@@ -30,10 +30,6 @@ from a2v_server.errors import TritonStartError
 log = logging.getLogger(__name__)
 
 
-#: the catalog's Triton models, all of them (the one list of names)
-DEFAULT_MODELS = TRITON_MODELS
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -62,7 +58,7 @@ class TritonProcess:
         *,
         host: str = "127.0.0.1",
         grpc_port: int = 0,
-        models: tuple[str, ...] = DEFAULT_MODELS,
+        models: tuple[str, ...] = TRITON_MODELS,
         log_path: str | Path | None = None,
         instance_kind: str = "",
         instance_count: int = 0,

@@ -25,6 +25,8 @@ from a2v_server.errors import InvalidInput
 from a2v_server.media.orientation import UPRIGHT, exif_orientation
 
 ACCEPTED_IMAGE_FORMATS = "PNG, JPEG or WebP"
+#: demuxer -> the format's name in messages
+_FORMAT_NAMES = {"png_pipe": "PNG", "jpeg_pipe": "JPEG", "webp_pipe": "WebP"}
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: the PNG chunks a decoder needs for the pixels; everything else is metadata
@@ -72,7 +74,7 @@ class StillImage:
 
     @property
     def format_name(self) -> str:
-        return {"png_pipe": "PNG", "jpeg_pipe": "JPEG", "webp_pipe": "WebP"}[self.demuxer]
+        return _FORMAT_NAMES[self.demuxer]
 
 
 def detect(data: bytes) -> str:
@@ -93,7 +95,7 @@ def read_still(data: bytes) -> StillImage:
     try:
         return reader(data)
     except (struct.error, IndexError, ValueError) as exc:  # a field cut short: truncated
-        name = {"png_pipe": "PNG", "jpeg_pipe": "JPEG", "webp_pipe": "WebP"}[demuxer]
+        name = _FORMAT_NAMES[demuxer]
         raise invalid(f"corrupt or truncated {name} file") from exc
 
 

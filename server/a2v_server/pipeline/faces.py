@@ -65,7 +65,7 @@ async def find_faces(
         t = time.monotonic()
         windows = tiles(w, h)
         for x, y, tw, th in windows:
-            tile = np.ascontiguousarray(image[y : y + th, x : x + tw])
+            tile = image[y : y + th, x : x + tw]  # the backend makes its tensor from it
             found += [_moved(f, 1.0, x, y) for f in await backend.analyze_faces(tile)]
         clock.inference += time.monotonic() - t
         faces = merge_faces(found)

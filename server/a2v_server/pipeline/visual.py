@@ -26,7 +26,7 @@ from a2v_server.media.image import decode_image
 from a2v_server.media.video import FrameStore, VideoUpload
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import TempBudget, check_pixel_rate
-from a2v_server.pipeline.faces import ANALYSIS_SIDE, SMALLEST_FACE, find_faces, select_face
+from a2v_server.pipeline.faces import SMALLEST_FACE, find_faces, select_face
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
@@ -275,12 +275,6 @@ def _check_picture_size(picture: np.ndarray, what: str, field: str) -> None:
             f"the {what} is {w}x{h} pixels, {aspect:.3g} times as {'wide' if w > h else 'tall'} "
             f"as it is {'tall' if w > h else 'wide'}; the limit is {limit:g}:1: crop it "
             f"around the face (to at most {_crop_hint(w, h, limit)})",
-            field=field,
-        )
-    factor = min(1.0, ANALYSIS_SIDE / max(w, h))
-    if min(h, w) * factor < MIN_PICTURE_SIDE:  # not with the aspect limit above; kept as a guard
-        raise InvalidInput(
-            f"the {what} is {w}x{h} pixels, too narrow to analyse: crop it around the face",
             field=field,
         )
 
