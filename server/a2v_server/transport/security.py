@@ -160,9 +160,6 @@ class StreamLimiter:
         self._open[key] = self._open.get(key, 0) + 1
         return Slot(self, key)
 
-    def held(self, key: str) -> int:
-        return self._open.get(key, 0)
-
     def release(self, key: str) -> None:
         left = self._open.get(key, 0) - 1
         if left > 0:

@@ -65,8 +65,7 @@ def _fresh(error: BaseException) -> BaseException:
         copied = copy.copy(error)
     except Exception:
         return error
-    copied.__traceback__ = None
-    return copied
+    return copied  # copy.copy rebuilds it from its args: no traceback
 
 
 def stalled_reader_error(seconds: float) -> DeadlineExceeded:
@@ -124,7 +123,6 @@ class Session:
         self._readers: set[Reader] = set()
         self._on_end = on_end
         self._stop_reason: BaseException | None = None
-        self.done = False
         self.error: BaseException | None = None
         self.detached_at: float | None = time.monotonic()
         self.ended_at: float | None = None
@@ -168,13 +166,17 @@ class Session:
             # to this session (see without_traceback).
             self.error = without_traceback(exc)
 
+    @property
+    def done(self) -> bool:
+        """The generation has ended (its output may still be read)."""
+        return self.ended_at is not None
+
     def _stopped(self) -> BaseException:
         return self._stop_reason or Unavailable("the server stopped this generation early; retry")
 
     def _ended(self, task: asyncio.Task) -> None:
         if self.error is None and task.cancelled():  # cancelled before it ran
             self.error = self._stopped()
-        self.done = True
         self.ended_at = time.monotonic()
         self._free_slot()  # before any reader can end its call
         self._notify()
@@ -297,10 +299,10 @@ class Session:
             log.info(
                 "session %s: a reader took nothing for %g s; dropping it", self.token[:6], seconds
             )
-            reader.error = stalled_reader_error(seconds)
+            reader.error = error = stalled_reader_error(seconds)
             self._detach(reader)
             if not self._readers and not (self.resumable and self.input_complete):
-                self.cancel(stalled_reader_error(seconds))
+                self.cancel(error)
 
     def forget(self) -> None:
         """Drop the kept output (the store forgot this session; a reader of it that is still

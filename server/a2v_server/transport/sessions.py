@@ -110,39 +110,37 @@ class SessionStore:
             await asyncio.sleep(self._interval)
             now = time.monotonic()
             for token, s in list(self._sessions.items()):
-                s.check_stalled(now, self._stall)
-                if (
-                    not s.done
-                    and s.readers == 0
-                    and s.detached_at is not None
-                    and (now - s.detached_at > self._detach)
-                ):
-                    log.info(
-                        "session %s: no reader for %g s, cancelling it", token[:6], self._detach
-                    )
-                    s.cancel(
-                        ResumeTooLate(
-                            f"nobody read this generation for {self._detach:g} s, so the server "
-                            f"stopped it: resume within {self._detach:g} s of a dropped "
-                            "connection, or start again"
-                        )
-                    )
-                retention = self._retention if s.resumable else 0.0
-                if (
-                    s.done
-                    and s.ended_at is not None
-                    and s.readers == 0
-                    and (now - s.ended_at >= retention)
-                ):
-                    del self._sessions[token]
-                    s.forget()
+                try:
+                    self._sweep_one(token, s, now)
+                except Exception:  # one bad session must not stop the sweeping of all
+                    log.exception("session %s: sweeping it failed", token[:6])
+
+    def _sweep_one(self, token: str, s: Session, now: float) -> None:
+        s.check_stalled(now, self._stall)
+        if (
+            not s.done
+            and s.readers == 0
+            and s.detached_at is not None
+            and (now - s.detached_at > self._detach)
+        ):
+            log.info("session %s: no reader for %g s, cancelling it", token[:6], self._detach)
+            s.cancel(
+                ResumeTooLate(
+                    f"nobody read this generation for {self._detach:g} s, so the server "
+                    f"stopped it: resume within {self._detach:g} s of a dropped "
+                    "connection, or start again"
+                )
+            )
+        retention = self._retention if s.resumable else 0.0
+        if s.ended_at is not None and s.readers == 0 and now - s.ended_at >= retention:
+            del self._sessions[token]
+            s.forget()
 
     async def aclose(self) -> None:
         for s in self._sessions.values():
             s.cancel(Unavailable("the server is shutting down: retry on another server"))
         if self._sweeper is not None:
             self._sweeper.cancel()
-        await asyncio.gather(
-            *(s.task for s in self._sessions.values() if s.task), return_exceptions=True
-        )
+        tasks = [self._sweeper, *(s.task for s in self._sessions.values())]
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
         self._sessions.clear()
