@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +16,10 @@ import av
 import cv2
 import numpy as np
 
-from ..inputs import ROOT
-
-# dlib face detector + 68-point predictor, the same code the face_landmarks model runs
-sys.path.insert(0, str(ROOT / "model_repository" / "face_landmarks" / "1"))
-from face_detection import FaceAnalyzer
+# The measuring model: dlib's HOG detector and 68-point predictor (reference_landmarks.py, the
+# product's models before MediaPipe). It is not the product's model, so the product is not
+# judged by its own eyes; dlib is a development dependency only, never shipped.
+from .reference_landmarks import FaceAnalyzer
 
 #: dlib 68-point indices
 INNER_UPPER, INNER_LOWER = (61, 62, 63), (67, 66, 65)
@@ -439,3 +437,146 @@ def rest_opening(image: bytes) -> float:
     )
     faces = analyzer().analyze(rgb)
     return float(mouth_opening(faces[0].landmarks[None])[0]) if faces else float("nan")
+
+
+# --- lower-face sharpness and mouth glitches (lipsync) ------------------------------------------
+#: dlib 68: the eyes (for the face's own frame: origin, axis and scale)
+LEFT_EYE, RIGHT_EYE = np.arange(36, 42), np.arange(42, 48)
+OUTER_LIPS = np.arange(48, 60)
+#: lower-face outline: the jaw from the lower cheek round the chin to the other lower cheek,
+#: then back under the nose (right nostril, nose base, left nostril)
+LOWER_FACE = (*range(3, 14), 35, 33, 31)
+#: the lower-face sharpness ratio's aim (output / source)
+SHARPNESS_AIM = 0.85
+
+
+def inter_ocular(lms: np.ndarray) -> np.ndarray:
+    """Distance between the eye centres, px (per frame for (n, 68, 2), or one for (68, 2))."""
+    return np.linalg.norm(
+        lms[..., RIGHT_EYE, :].mean(axis=-2) - lms[..., LEFT_EYE, :].mean(axis=-2), axis=-1
+    )
+
+
+def lower_face_mask(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """True on the skin of the lower face OUTSIDE the lips: inside the jaw-and-nose-base outline
+    (LOWER_FACE) shrunk by 0.06 inter-ocular distances (the jaw's edge against the neck or
+    background is no skin detail, and the chin moves when the mouth opens), minus the outer
+    lips grown by 0.1 inter-ocular distances and down by 0.25 (a rendered mouth may open wider
+    than the source's: its lower lip and teeth land there). Empty without landmarks."""
+    mask = np.zeros(shape, np.uint8)
+    if not np.all(np.isfinite(lms)):
+        return mask.astype(bool)
+    iod = float(inter_ocular(lms))
+    cv2.fillPoly(mask, [np.round(lms[list(LOWER_FACE)]).astype(np.int32)], 1)
+    k = max(1, round(0.06 * iod))
+    mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2))
+    lips = np.zeros(shape, np.uint8)
+    cv2.fillPoly(lips, [np.round(lms[OUTER_LIPS]).astype(np.int32)], 1)
+    g = max(1, round(0.1 * iod))
+    lips = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1,) * 2))
+    drop = round(0.25 * iod)
+    lips_down = lips.copy()
+    for dy in range(1, drop + 1):  # the lips' area swept downwards: where a dropped lip goes
+        lips_down[dy:] |= lips[:-dy]
+    return (mask > 0) & (lips_down == 0)
+
+
+def laplacian_variance(rgb: np.ndarray, mask: np.ndarray) -> float:
+    """Variance of the grey image's 3x3 Laplacian over ``mask`` (focus / fine-detail measure:
+    blur lowers it, sharpening and noise raise it). NaN for fewer than 50 pixels."""
+    if mask.sum() < 50:
+        return float("nan")
+    ys, xs = np.nonzero(mask)
+    y0, y1 = max(0, ys.min() - 2), ys.max() + 3
+    x0, x1 = max(0, xs.min() - 2), xs.max() + 3
+    grey = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
+    return float(np.var(lap[mask[y0:y1, x0:x1]]))
+
+
+@dataclass
+class Sharpness:
+    ratio: float  # median over frames of var(Lap(out)) / var(Lap(src)) on the lower face
+    p10: float  # its 10th percentile (the blurriest frames)
+    frames: int  # frames measured
+
+
+def lower_face_sharpness(
+    out_frames: list[np.ndarray], src_frames: list[np.ndarray], src_lms: np.ndarray
+) -> Sharpness:
+    """Output frame i against source frame i on the SAME pixels: the lower-face mask from the
+    source frame's landmarks (``lower_face_mask``). 1.0 = as sharp as the source; the lips
+    themselves are left out (the renderer redraws them), so this sees what the mouth warp and
+    its blending do to the skin around the mouth: blur (< 1) or ringing / sharpening (> 1)."""
+    ratios = []
+    for out, src, lms in zip(out_frames, src_frames, src_lms, strict=False):
+        mask = lower_face_mask(lms, out.shape[:2])
+        a, b = laplacian_variance(out, mask), laplacian_variance(src, mask)
+        if math.isfinite(a) and math.isfinite(b) and b > 1e-6:
+            ratios.append(a / b)
+    if not ratios:
+        return Sharpness(float("nan"), float("nan"), 0)
+    r = np.array(ratios)
+    return Sharpness(float(np.median(r)), float(np.percentile(r, 10)), len(r))
+
+
+#: A "fold/glitch" frame: the mouth's shape (the 20 mouth landmarks in the face's own frame:
+#: origin between the eyes, x along the eye line, unit = the inter-ocular distance, IOD) sits
+#: away from BOTH neighbouring frames by more than GLITCH_IOD (RMS over the 20 points), and
+#: the two neighbours are closer to each other than either is to it (GLITCH_RETURN = 1): the
+#: frame is the odd one of the three. Smooth motion is never flagged: on a ramp the neighbours
+#: are twice as far apart as each is from the middle frame; at the top of an open-close cycle
+#: of P frames and amplitude A the middle frame's distance is A (1 - cos(2 pi / P)) / 2. Wide
+#: open (0.3 mouth widths ~ 0.26 IOD on the 8 lower-lip points, 0.165 IOD RMS over the 20)
+#: at a syllable every 5 frames (5 per second, fast speech) gives 0.055 IOD; dlib's own noise
+#: (0.3-0.5 px per point at the bench's IOD of ~40 px for portrait.jpg at 512x512) gives
+#: ~0.02. So 0.08 IOD (~3 px at that size) is above both with a margin, and a mouth that pops
+#: out by ~0.1 IOD or more for one frame (a fold of the warp, a mouth pasted off its place for
+#: a frame, a one-frame jump of the face tracker) and comes back is flagged.
+GLITCH_IOD = 0.08
+GLITCH_RETURN = 1.0
+
+
+def mouth_shape(lms: np.ndarray) -> np.ndarray:
+    """(n, 20, 2) mouth landmarks in the face's own frame (similarity-normalised by the eyes:
+    no pan, zoom or roll left), in inter-ocular distances; NaN where no face."""
+    left, right = lms[:, LEFT_EYE].mean(axis=1), lms[:, RIGHT_EYE].mean(axis=1)
+    axis = right - left
+    iod = np.linalg.norm(axis, axis=1, keepdims=True)
+    ex = axis / np.maximum(iod, 1e-6)
+    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
+    rel = lms[:, MOUTH] - ((left + right) / 2)[:, None]
+    x = np.einsum("npk,nk->np", rel, ex) / np.maximum(iod, 1e-6)
+    y = np.einsum("npk,nk->np", rel, ey) / np.maximum(iod, 1e-6)
+    return np.stack([x, y], axis=2)
+
+
+@dataclass
+class Glitches:
+    count: int  # frames flagged
+    frames: list[int]  # their indices
+    largest: float  # the largest spike (min distance to both neighbours, IOD) of any frame
+    #                 whose neighbours agree: the margin to GLITCH_IOD even when count is 0
+
+
+def glitches(
+    lms: np.ndarray, threshold: float = GLITCH_IOD, back: float = GLITCH_RETURN
+) -> Glitches:
+    """Frames whose mouth jumps away from both neighbours and comes back (see GLITCH_IOD)."""
+    x = mouth_shape(lms)
+
+    def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.mean(np.sum((a - b) ** 2, axis=2), axis=1))
+
+    if len(x) < 3:
+        return Glitches(0, [], float("nan"))
+    prev = dist(x[1:-1], x[:-2])
+    nxt = dist(x[1:-1], x[2:])
+    across = dist(x[2:], x[:-2])
+    spike = np.minimum(prev, nxt)
+    ok = np.isfinite(spike) & np.isfinite(across)
+    returns = ok & (across < back * spike)
+    flagged = returns & (spike > threshold)
+    largest = float(spike[returns].max()) if returns.any() else 0.0
+    idx = [int(i) + 1 for i in np.nonzero(flagged)[0]]
+    return Glitches(len(idx), idx, largest)
