@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from a2v_client import Client
@@ -19,7 +20,7 @@ from devstack.stack import LocalStack
 
 from ..inputs import ROOT, audio_seconds, machine
 from ..table import Row
-from . import inputs, metrics
+from . import inputs, look, metrics
 from .renders import SIZE, render
 from .report import ClipRow, clip_table, rows_table
 
@@ -60,10 +61,19 @@ def main() -> int:
         beat = inputs.beat_track(d / "beat.wav", 10.0)
         quiet = inputs.silence(d / "silence.wav", SILENCE_S)
         portraits = inputs.portraits()
-        rest = {k: metrics.rest_opening(v) for k, v in portraits.items()}
+        hard = inputs.hard_portraits()
+        rest = {k: metrics.rest_opening(v) for k, v in {**portraits, **hard}.items()}
         main_label, *other_labels = portraits
         still_src = d / "still.mp4"
         still_src.write_bytes(inputs.still_video(inputs.load_rgb(inputs.PORTRAIT), SILENCE_S + 1))
+        step("making the moving speaker videos (pan, zoom, +-20 deg turn; portrait.jpg, Hopper)")
+        moving = {}
+        for key, label, rgb in (
+            ("move", "portrait.jpg", inputs.load_rgb(inputs.PORTRAIT)),
+            ("move-hopper", "grace_hopper.jpg", inputs.grace_hopper()),
+        ):
+            moving[key] = (label, d / f"{key}.mp4")
+            moving[key][1].write_bytes(inputs.moving_speaker_video(rgb))
         en_us_label, en_us = voices[0]
         en_us_seconds = audio_seconds(en_us)
 
@@ -83,6 +93,11 @@ def main() -> int:
 
         jobs = [avatar(f"av-{i}", a, label, main_label) for i, (label, a) in enumerate(voices)]
         jobs += [avatar(f"av-p{i}", en_us, en_us_label, p) for i, p in enumerate(other_labels)]
+        sizes = {"9:16": "288x512", "720x720": "720x720"}  # these keep their frame
+        for i, label in enumerate(hard):
+            size = next((v for k, v in sizes.items() if k in label), None)
+            opts = {"resolution": size} if size else {}
+            jobs.append(avatar(f"av-h{i}", en_us, en_us_label, label, **opts))
         jobs.append(
             avatar(
                 "av-transcript", en_us, f"{en_us_label}, with transcript", main_label,
@@ -102,6 +117,15 @@ def main() -> int:
         lipsync = [lips(f"ls-{i}", a, label, main_label) for i, (label, a) in enumerate(voices)]
         lipsync.append(lips("ls-other", en_us, en_us_label, speaker_label))
         still_ls = lips("ls-still", quiet, silent, main_label, video=still_src)
+        turning = [
+            Job(
+                f"ls-{key}", "lipsync", en_us, en_us_label,
+                f"{label} panning, zooming {inputs.ZOOM[0]:g}-{inputs.ZOOM[1]:g}x, turning "
+                f"+-{inputs.YAW_DEG:g} deg (warp), {inputs.MOVE_SECONDS:g} s",
+                video=path, rest=rest[label], options={"sync_mode": "cut_off"},
+            )
+            for key, (label, path) in moving.items()
+        ]  # fmt: skip
 
         step("starting Triton and the a2v server")
         with LocalStack(ROOT, log_dir=d) as stack, Client(stack.address, timeout=600) as client:
@@ -110,16 +134,20 @@ def main() -> int:
                 _run(client, job, d)
             for job in lipsync:
                 job.video = speakers[job.name == "ls-other"].out
-            step(f"rendering {len(lipsync) + 1} lipsync clips (speaker videos made above)")
-            for job in [*lipsync, still_ls]:
+            step(
+                f"rendering {len(lipsync) + len(turning) + 1} lipsync clips (on the speaker "
+                "videos made above and the moving ones)"
+            )
+            for job in [*lipsync, *turning, still_ls]:
                 _run(client, job, d)
         step("stack stopped; re-detecting landmarks in every output frame (2 processes)")
-        files = [j.out for j in [*jobs, idle, still_av, music, *lipsync, still_ls]]
-        files += [speakers[0].out, speakers[1].out, still_src]
+        files = [j.out for j in [*jobs, idle, still_av, music, *lipsync, *turning, still_ls]]
+        files += [speakers[0].out, speakers[1].out, still_src, *(j.video for j in turning)]
         with ProcessPoolExecutor(2) as pool:
             lms = dict(zip(files, pool.map(metrics.landmarks_of, files), strict=True))
         step("measuring")
-        clip_rows = [_clip_row(job, lms) for job in [*jobs, *lipsync]]
+        looks = d / "looks" if keep else None
+        clip_rows = [_clip_row(job, lms, looks) for job in [*jobs, *lipsync, *turning]]
         rows = _other_rows(idle, still_av, music, still_ls, jobs[0], en_us, lms)
         frames = sum(len(v) for v in lms.values())
         found = sum(int(np.isfinite(v[:, 0, 0]).sum()) for v in lms.values())
@@ -136,7 +164,10 @@ def main() -> int:
         f"inputs: espeak-ng speech ({', '.join(v.label for v in inputs.VOICES)}; "
         f"{inputs.LEAD:g} s silence, two sentences {inputs.PAUSE:g} s apart, {inputs.TAIL:g} s "
         f"silence; {en_us_seconds:.1f} s for en-us), a sox {inputs.BPM:g} BPM beat track, "
-        f"portraits: {', '.join(portraits)}; every clip {SIZE} at 25 fps; lipsync on speaker "
+        f"portraits: {', '.join([*portraits, *hard])}; moving speaker videos made from "
+        f"{' and '.join(label for label, _ in moving.values())} (the turn is a perspective "
+        f"warp of the face region, an approximation of a head yaw); every clip {SIZE} at 25 "
+        f"fps (the 9:16 still at 288x512, the small face at 720x720); lipsync on speaker "
         f"videos rendered by talking_avatar from other speech ({inputs.SPEAKER.label}), "
         f"sync_mode cut_off; total {time.monotonic() - started:.0f} s"
     )
@@ -144,6 +175,9 @@ def main() -> int:
     print(clip_table(clip_rows))
     print()
     print(rows_table(rows))
+    if keep:
+        print()
+        print(f"mouth contact sheets: {d / 'looks'}/<clip>.mouth.png")
     return 0
 
 
@@ -154,7 +188,7 @@ def _run(client: Client, job: Job, d: Path) -> None:
     job.audio_kind = summary.audio_kind
 
 
-def _clip_row(job: Job, lms: dict) -> ClipRow:
+def _clip_row(job: Job, lms: dict, looks: Path | None = None) -> ClipRow:
     decoded = metrics.decode(job.out)
     marks = lms[job.out]
     opening = metrics.mouth_opening(marks)
@@ -163,11 +197,21 @@ def _clip_row(job: Job, lms: dict) -> ClipRow:
     sync = metrics.sync(opening, lin)
     sync_db = metrics.sync(opening, env)
     mouth = metrics.openings(opening, env)
-    psnr = None
+    psnr = sharp = None
+    src = None
     if job.video is not None:
         src = metrics.decode(job.video, audio=False)
         n = min(len(src.frames), len(decoded.frames))
         psnr = metrics.psnr_outside_face(decoded.frames[:n], src.frames[:n], lms[job.video])
+        sharp = metrics.lower_face_sharpness(decoded.frames[:n], src.frames[:n], lms[job.video])
+    folds = metrics.glitches(marks)
+    if looks is not None:
+        looks.mkdir(parents=True, exist_ok=True)
+        sheet = look.mouth_sheet(
+            decoded.frames, marks, src_frames=src.frames if src else None, fps=decoded.fps,
+            flagged=folds.frames,
+        )  # fmt: skip
+        cv2.imwrite(str(looks / f"{job.name}.mouth.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     return ClipRow(
         model=job.model,
         audio=job.audio_label,
@@ -179,6 +223,8 @@ def _clip_row(job: Job, lms: dict) -> ClipRow:
         mouth=mouth,
         rest=job.rest,
         psnr=psnr,
+        sharpness=sharp,
+        glitches=folds,
     )
 
 

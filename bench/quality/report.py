@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..table import Row
-from .metrics import MAX_LAG, Openings, Sync
+from .metrics import GLITCH_IOD, MAX_LAG, SHARPNESS_AIM, Glitches, Openings, Sharpness, Sync
 
 AIMS = {
     "sync": "offset 0 +- 1 frame, r >= 0.6",
@@ -29,6 +29,8 @@ class ClipRow:
     mouth: Openings
     rest: float
     psnr: np.ndarray | None  # per frame, lipsync only
+    sharpness: Sharpness | None = None  # lipsync only
+    glitches: Glitches | None = None
 
 
 def _f(x: float, digits: int = 2) -> str:
@@ -48,9 +50,14 @@ def clip_table(rows: list[ClipRow]) -> str:
         "silence mean / p95",
         "visual's rest opening",
         "PSNR outside the face vs source, min / median",
+        "lower-face sharpness vs source (Laplacian var., lips left out): median (p10)",
+        f"folds/glitches: frames (largest returning jump, IOD; flagged > {GLITCH_IOD:g})",
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines.append("| aim | | | | 0 +- 1 | >= 0.6 | | > silence | ~ rest | | >= 38 dB |")
+    lines.append(
+        "| aim | | | | 0 +- 1 | >= 0.6 | | > silence | ~ rest | | >= 38 dB | "
+        f">= {SHARPNESS_AIM:g} | 0 (1 at most) |"
+    )
     for r in rows:
         psnr = "" if r.psnr is None else f"{r.psnr.min():.1f} / {np.median(r.psnr):.1f} dB"
         cells = (
@@ -65,6 +72,11 @@ def clip_table(rows: list[ClipRow]) -> str:
             f"{_f(r.mouth.silence_mean, 3)} / {_f(r.mouth.silence_p95, 3)}",
             _f(r.rest, 3),
             psnr,
+            "" if r.sharpness is None else f"{_f(r.sharpness.ratio)} ({_f(r.sharpness.p10)})",
+            ""
+            if r.glitches is None
+            else f"{r.glitches.count} ({_f(r.glitches.largest, 3)})"
+            + (f" at {', '.join(map(str, r.glitches.frames[:5]))}" if r.glitches.count else ""),
         )
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
