@@ -16,6 +16,17 @@ stops the stack, then measures the OUTPUT files from the outside (``bench.qualit
   landmarks) against the source video's frames;
 * music: periodicity of frame-difference energy and of the head's vertical position at the
   known tempo, beat-phase locking, and the mouth staying closed.
+* lipsync: lower-face sharpness (variance of the Laplacian on the skin between the lips and
+  the chin/cheeks, source landmarks, output / source, median over frames);
+* every clip: folds/glitches, frames whose mouth shape (in the face's own frame) pops away from
+  both neighbours and back (``metrics.GLITCH_IOD``).
+
+Harder inputs: a smile with teeth (astronaut), tilted 12 degrees on 9:16, Grace Hopper, the
+cameraman (three-quarter view), a face 80 px wide in 720x720, a close-up filling 1080x1080, and
+speaker videos that pan, zoom and turn +-20 degrees (a perspective warp of the face region: an
+approximation of a yaw). ``python -m bench.quality.selfcheck`` checks the new measures on
+synthetic frames; ``python -m bench.quality.look`` writes mouth contact sheets (the run writes
+them to ``$BENCH_QUALITY_OUT/looks/``).
 
 ``BENCH_QUALITY_OUT=DIR`` keeps the inputs and rendered clips in DIR. The service's own
 timeline and face box are never used as measurements. Figures, not
