@@ -62,7 +62,8 @@ def main() -> int:
         quiet = inputs.silence(d / "silence.wav", SILENCE_S)
         portraits = inputs.portraits()
         hard = inputs.hard_portraits()
-        rest = {k: metrics.rest_opening(v) for k, v in {**portraits, **hard}.items()}
+        stills = {**portraits, **hard}
+        rest = {k: metrics.rest_opening(v) for k, v in stills.items()}
         main_label, *other_labels = portraits
         still_src = d / "still.mp4"
         still_src.write_bytes(inputs.still_video(inputs.load_rgb(inputs.PORTRAIT), SILENCE_S + 1))
@@ -81,7 +82,7 @@ def main() -> int:
 
         def avatar(name: str, audio: Path, audio_label: str, visual: str, **options) -> Job:
             return Job(
-                name, "talking_avatar", audio, audio_label, visual, portraits[visual],
+                name, "talking_avatar", audio, audio_label, visual, stills[visual],
                 rest=rest[visual], options=options,
             )  # fmt: skip
 
