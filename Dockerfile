@@ -9,9 +9,11 @@
 
 # --- Triton with the models' packages ---------------------------------------------------------
 FROM nvcr.io/nvidia/tritonserver:24.10-py3 AS triton
-COPY model_repository/requirements.txt /opt/a2v/requirements.txt
-# numpy 1.x: the python backend stub is built against it (see README, "Two environments")
-RUN pip install --no-cache-dir -r /opt/a2v/requirements.txt
+COPY model_repository/requirements.txt model_repository/requirements-mediapipe.txt /opt/a2v/
+# numpy 1.x: the python backend stub is built against it (see README, "Two environments");
+# mediapipe without its declared dependencies (requirements.txt says why)
+RUN pip install --no-cache-dir -r /opt/a2v/requirements.txt \
+ && pip install --no-cache-dir --no-deps -r /opt/a2v/requirements-mediapipe.txt
 COPY model_repository /models
 USER triton-server
 EXPOSE 8000 8001 8002

@@ -9,16 +9,18 @@ BIN := $(VENV)/bin
 venv: $(VENV)/.installed $(TRITON_ENV)/.installed
 
 # Server + client + dev tools (numpy 2).
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml model_repository/requirements-mediapipe.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=24"
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps -r model_repository/requirements-mediapipe.txt
 	touch $@
 
 # The Triton model's environment (numpy 1.26) and the tritonserver binary.
-$(TRITON_ENV)/.installed: model_repository/requirements.txt model_repository/requirements-triton-server.txt
+$(TRITON_ENV)/.installed: model_repository/requirements.txt model_repository/requirements-mediapipe.txt model_repository/requirements-triton-server.txt
 	$(PYTHON) -m venv $(TRITON_ENV)
 	$(TRITON_ENV)/bin/pip install -q -r model_repository/requirements.txt
+	$(TRITON_ENV)/bin/pip install -q --no-deps -r model_repository/requirements-mediapipe.txt
 	$(TRITON_ENV)/bin/pip install -q --no-deps -r model_repository/requirements-triton-server.txt
 	touch $@
 

@@ -35,7 +35,7 @@ def portrait() -> np.ndarray:
 @pytest.fixture(scope="module")
 def landmarks(portrait) -> np.ndarray:
     """The portrait's face landmarks (dlib's 68 points)."""
-    from face_detection import FaceAnalyzer
+    from face_mesh import FaceAnalyzer
 
     faces = FaceAnalyzer().analyze(portrait)
     assert faces, "no face found in the sample portrait"

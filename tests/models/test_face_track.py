@@ -10,8 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from face_detection import FaceAnalyzer
-from face_track import REDETECT_EVERY, FaceTracker, box_of
+from face_mesh import FaceAnalyzer, box_of
+from face_track import REDETECT_EVERY, FaceTracker
 from skimage import data
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shared
-from face_detection import FaceAnalyzer
+from face_mesh import FaceAnalyzer
 from skimage import data
 
 from a2v_server import catalog, domain
@@ -44,7 +44,7 @@ def test_every_model_folder_holds_the_modules_it_imports():
 
 def test_shared_modules_are_relative_symlinks_whose_header_names_the_sharers():
     links = [p for d in MODEL_DIRS for p in d.glob("*.py") if p.is_symlink()]
-    assert {p.name for p in links} >= {"shared.py", "mouth_motion.py", "face_detection.py"}
+    assert {p.name for p in links} >= {"shared.py", "mouth_motion.py", "face_mesh.py"}
     for link in links:
         target = link.readlink()
         assert not target.is_absolute(), f"{link}: {target} (breaks when the repository moves)"

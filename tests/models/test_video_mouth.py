@@ -1,7 +1,10 @@
-"""lipsync/1/video_mouth.py: the mouth of a real face (skimage's astronaut) re-animated.
+"""lipsync/1/video_mouth.py: the mouth of real faces re-animated from their MediaPipe mesh.
 
-What a viewer sees is measured again with dlib's landmarks on the output: the mouth opens as
-far as asked, a mouth open in the source closes, and nothing above the mouth and jaw moves.
+What a viewer sees is measured on the output with an independent landmark model (dlib, the
+quality benchmark's reference, bench/quality/reference_landmarks.py): the mouth opens as far as
+asked, a mouth open in the source closes, nothing above the mouth and jaw moves, the teeth the
+source shows keep their size, the skin keeps its texture, and the map never folds, whatever
+the mouth shape asked for on still, tilted and moving faces.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from face_detection import FaceAnalyzer
-from shared import EYES, INNER_LIPS, JAW, NOSE_TIP, face_axes
+from face_mesh import DLIB68, FaceAnalyzer
+from shared import EYES, JAW, NOSE_TIP, face_axes
 from skimage import data
-from video_mouth import inner_gap, reanimate
+from video_mouth import INNER_LOWER, INNER_UPPER, MIN_DET, inner_gap, mouth_map, reanimate
+
+from bench.quality.reference_landmarks import FaceAnalyzer as ReferenceAnalyzer
 
 
 @pytest.fixture(scope="module")
@@ -21,74 +26,198 @@ def analyzer() -> FaceAnalyzer:
 
 
 @pytest.fixture(scope="module")
+def reference() -> ReferenceAnalyzer:
+    return ReferenceAnalyzer()
+
+
+@pytest.fixture(scope="module")
 def face(analyzer) -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut (a smile with teeth showing) and her mesh."""
     image = np.ascontiguousarray(data.astronaut())
     (found,) = analyzer.analyze(image)
-    return image, found.landmarks
+    return image, found.mesh
 
 
-def _measured_gap(analyzer: FaceAnalyzer, frame: np.ndarray) -> float:
-    """The inner-lip gap dlib sees in ``frame``, in pixels."""
-    (found,) = analyzer.analyze(frame)
+@pytest.fixture(scope="module")
+def closed_face(analyzer, portrait) -> tuple[np.ndarray, np.ndarray]:
+    """A face whose mouth is shut in the source: the sample portrait's lower half pushed up
+    (the lips pressed together by moving the lower lip onto the upper one)."""
+    (found,) = analyzer.analyze(portrait)
+    closed = reanimate(portrait, found.mesh, 0.0)
+    (again,) = analyzer.analyze(closed)
+    return closed, again.mesh
+
+
+def _measured_gap(reference: ReferenceAnalyzer, frame: np.ndarray) -> float:
+    """The inner-lip gap the independent model sees in ``frame``, in pixels."""
+    (found,) = reference.analyze(frame)
     return inner_gap(found.landmarks)
 
 
-def test_the_mouth_opens_as_far_as_asked(analyzer, face):
-    image, lm = face
-    width = face_axes(lm)[1]
-    gaps = [_measured_gap(analyzer, reanimate(image, lm, a)) for a in (0.0, 0.5, 1.0)]
+def test_the_mouth_opens_as_far_as_asked(reference, face):
+    image, mesh = face
+    width = face_axes(mesh[DLIB68, :2])[1]
+    gaps = [_measured_gap(reference, reanimate(image, mesh, a)) for a in (0.0, 0.5, 1.0)]
     assert gaps[0] < 0.05 * width  # shut
     assert gaps[0] < gaps[1] < gaps[2]
     assert gaps[2] > 0.2 * width  # wide open: OPEN_GAP (0.3) of the mouth width asked
 
 
-def test_a_mouth_open_in_the_source_closes_in_silence(analyzer, face):
-    image, lm = face
-    source_gap = inner_gap(lm)
-    assert source_gap > 0.1 * face_axes(lm)[1]  # she smiles with her teeth showing
-    closed = reanimate(image, lm, 0.0)
-    assert _measured_gap(analyzer, closed) < 0.3 * source_gap
-    # The teeth between the lips are covered: the inner-lip area is no longer the source's.
-    x0, y0 = np.floor(lm[INNER_LIPS].min(0)).astype(int)
-    x1, y1 = np.ceil(lm[INNER_LIPS].max(0)).astype(int)
-    inside = np.abs(closed[y0:y1, x0:x1].astype(int) - image[y0:y1, x0:x1])
-    assert inside.mean() > 10
+def test_a_mouth_open_in_the_source_closes_in_silence(reference, face):
+    image, mesh = face
+    source_gap = inner_gap(mesh)
+    assert source_gap > 0.1 * face_axes(mesh[DLIB68, :2])[1]  # she smiles, teeth showing
+    closed = reanimate(image, mesh, 0.0)
+    assert _measured_gap(reference, closed) < 0.3 * source_gap
+    # The lower lip covers the lower part of the gap: those pixels are no longer the teeth.
+    lower = mesh[list(INNER_LOWER[3:8]), :2]
+    x0, x1 = int(lower[:, 0].min()), int(lower[:, 0].max())
+    y = int(round(lower[:, 1].mean())) - 2
+    assert np.abs(closed[y, x0:x1].astype(int) - image[y, x0:x1]).mean() > 10
 
 
 @pytest.mark.parametrize("openness", [0.0, 0.4, 1.0])
 def test_only_the_mouth_and_jaw_change(face, openness):
-    image, lm = face
-    out = reanimate(image, lm, openness)
+    image, mesh = face
+    lm = mesh[DLIB68, :2]
+    out = reanimate(image, mesh, openness)
     assert out.shape == image.shape and out.dtype == np.uint8
     changed = np.any(out != image, axis=2)
     ys, xs = np.nonzero(changed)
     assert len(ys) > 500  # a visible change
-    # Eyes and everything above them, and whatever lies beside the jaw, are the source's.
+    # Eyes, nose and everything above the mouth are the source's, as is whatever lies beside
+    # the jaw.
+    assert ys.min() > lm[NOSE_TIP, 1]
     assert ys.min() > lm[EYES, 1].max()
-    assert ys.min() < lm[NOSE_TIP, 1]  # the upper lip's surroundings blend in too
     width = face_axes(lm)[1]
     assert xs.min() >= lm[JAW, 0].min() - 0.4 * width
     assert xs.max() <= lm[JAW, 0].max() + 0.4 * width
     assert ys.max() <= lm[JAW, 1].max() + 0.8 * width
 
 
+def test_the_teeth_the_source_shows_keep_their_size(face):
+    """The upper teeth move with the skull: opening the mouth leaves every pixel between the
+    upper lip and the middle of the source's gap as it was (never stretched or squeezed)."""
+    image, mesh = face
+    upper = mesh[list(INNER_UPPER), :2]
+    lower = mesh[list(INNER_LOWER), :2]
+    middle = mesh[13, 0]  # the upright face's middle column; the 40 % around it
+    half = 0.2 * (mesh[308, 0] - mesh[78, 0])
+    columns = np.arange(int(middle - half), int(middle + half))
+    tops = np.interp(columns, *upper[np.argsort(upper[:, 0])].T)
+    bottoms = np.interp(columns, *lower[np.argsort(lower[:, 0])].T)
+    assert np.mean(bottoms - tops) > 5  # teeth visible over a few rows
+    for openness in (0.5, 0.8, 1.0):
+        out = reanimate(image, mesh, openness)
+        for x, top, bottom in zip(columns, tops, bottoms, strict=True):
+            rows = slice(int(np.ceil(top)) + 1, int(bottom) - 1)
+            np.testing.assert_array_equal(out[rows, x], image[rows, x])
+
+
 def test_a_frame_already_in_the_asked_pose_is_returned_as_it_is(face):
-    image, lm = face
-    already = reanimate(image, lm, 1.0)
-    width = face_axes(lm)[1]
-    # Asking for the opening the landmarks already show changes nothing (sub-pixel).
-    same = reanimate(image, lm, inner_gap(lm) / (0.30 * width))
+    image, mesh = face
+    width = face_axes(mesh[DLIB68, :2])[1]
+    # Asking for the opening the mesh already shows changes nothing (sub-pixel).
+    same = reanimate(image, mesh, inner_gap(mesh) / (0.30 * width))
     assert same is image
-    assert already is not image
+    assert reanimate(image, mesh, 1.0) is not image
 
 
-def test_a_tilted_face_opens_along_its_own_axis(analyzer, face):
-    image, _ = face
+def _tilted(image: np.ndarray, degrees: float) -> np.ndarray:
     h, w = image.shape[:2]
-    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 20.0, 1.0)
-    tilted = cv2.warpAffine(image, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(image, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_a_tilted_face_opens_along_its_own_axis(analyzer, reference, face):
+    tilted = _tilted(face[0], 20.0)
     (found,) = analyzer.analyze(tilted)
     down, width = face_axes(found.landmarks)
     assert abs(np.degrees(np.arctan2(down[0], down[1]))) > 10  # the face's "down" is tilted
-    gaps = [_measured_gap(analyzer, reanimate(tilted, found.landmarks, a)) for a in (0.0, 1.0)]
+    gaps = [_measured_gap(reference, reanimate(tilted, found.mesh, a)) for a in (0.0, 1.0)]
     assert gaps[1] - gaps[0] > 0.15 * width
+
+
+def _jacobian_det(map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    dxdy, dxdx = np.gradient(map_x.astype(np.float64))
+    dydy, dydx = np.gradient(map_y.astype(np.float64))
+    return dxdx * dydy - dxdy * dydx
+
+
+def _faces_to_drive(analyzer, face, closed_face):
+    image, mesh = face
+    yield "smiling", image, mesh
+    yield "closed", closed_face[0], closed_face[1]
+    for degrees in (-25.0, 25.0):
+        tilted = _tilted(image, degrees)
+        yield f"tilted {degrees:+.0f}", tilted, analyzer.analyze(tilted)[0].mesh
+    # A moving face: the mesh of one frame of a pan-and-zoom, squeezed sideways (a turned head)
+    h, w = image.shape[:2]
+    turn = cv2.getPerspectiveTransform(
+        np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
+        np.float32([[40, 20], [w - 10, 0], [w - 10, h], [40, h - 20]]),
+    )
+    turned = cv2.warpPerspective(image, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
+    yield "turned", turned, analyzer.analyze(turned)[0].mesh
+
+
+def test_the_map_never_folds(analyzer, face, closed_face):
+    """Extreme mouth shapes (shut, half, wide, and past wide: the model clips at 1) on still,
+    tilted and turned faces: the moved lower face keeps a positive Jacobian everywhere."""
+    for name, image, mesh in _faces_to_drive(analyzer, face, closed_face):
+        for openness in (0.0, 0.5, 1.0, 3.0):
+            built = mouth_map(image.shape[:2], mesh, openness)
+            if built is None:
+                continue
+            det = _jacobian_det(built.map_x, built.map_y)
+            inside = built.lower.copy()
+            inside[:2] = inside[-2:] = False  # np.gradient's one-sided rows and columns
+            inside[:, :2] = inside[:, -2:] = False
+            # The lip line is a deliberate seam (the lower lip slides under the upper one);
+            # the fold check is for the lower face away from it.
+            seam = np.zeros_like(inside)
+            seam[1:] |= built.lower[1:] != built.lower[:-1]
+            seam[:, 1:] |= built.lower[:, 1:] != built.lower[:, :-1]
+            seam = cv2.dilate(seam.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            assert det[inside & ~seam].min() > MIN_DET - 0.05, (name, openness)
+
+
+def test_a_wrong_fold_would_be_caught():
+    """The check above does fail on a folded map (a region sampled in reverse)."""
+    ys, xs = np.mgrid[0:40, 0:40].astype(np.float32)
+    folded_y = ys.copy()
+    folded_y[10:20] = 30 - ys[10:20]  # rows 10..19 read rows 20..11: upside down
+    assert _jacobian_det(xs, folded_y)[12:18].max() < 0
+
+
+@pytest.fixture(scope="module")
+def wrinkled_face(analyzer) -> tuple[np.ndarray, np.ndarray]:
+    """Grace Hopper (matplotlib's sample photo): fine wrinkles, the hardest skin to keep."""
+    from matplotlib import cbook
+
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    (found,) = analyzer.analyze(image)
+    return image, found.mesh
+
+
+def test_the_skin_keeps_its_texture(reference, face, wrinkled_face):
+    """Sharpness of the lower face outside the lips (variance of the Laplacian between the
+    lower lip and the chin), output over source: at least 0.85 (the issue's bar)."""
+
+    def sharpness(frame: np.ndarray) -> float:
+        """Of the skin between the lower lip and the chin, as the reference model finds them
+        in this frame (the chin moves down with an opening mouth)."""
+        marks = reference.analyze(frame)[0].landmarks
+        span = marks[8, 1] - marks[57, 1]
+        x0, x1 = int(marks[6, 0]), int(marks[10, 0])
+        y0, y1 = int(marks[57, 1] + 0.15 * span), int(marks[8, 1] - 0.15 * span)
+        assert y1 - y0 > 10
+        gray = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+        return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+    for image, mesh in (face, wrinkled_face):
+        for openness in (0.1, 0.3, 0.5, 0.7, 1.0):
+            ratio = sharpness(reanimate(image, mesh, openness)) / sharpness(image)
+            assert ratio >= 0.85, openness
+            assert ratio <= 1.5, openness  # and not over-sharpened

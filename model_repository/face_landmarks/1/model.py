@@ -1,10 +1,11 @@
-"""Triton python-backend model: faces and 68-point landmarks in one image.
+"""Triton python-backend model: faces, their 478-point meshes and 68 landmarks in one image.
 
 Tensors (see config.pbtxt, the single source of truth for names and types):
   IMAGE      uint8  [H, W, 3]   RGB
   BOXES      fp32   [N, 4]      x0, y0, x1, y1, largest face first
   SCORES     fp32   [N]
-  LANDMARKS  fp32   [N, 68, 2]
+  LANDMARKS  fp32   [N, 68, 2]  the 68 iBUG points, taken from the mesh
+  MESH       fp32   [N, 478, 3] MediaPipe's face mesh: x, y, depth in pixels
 N is 0 when no face is found: that is an answer, not an error (the caller decides).
 """
 
@@ -14,7 +15,7 @@ import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from face_detection import FaceAnalyzer
+from face_mesh import N_MESH, FaceAnalyzer
 
 
 class TritonPythonModel:
@@ -24,10 +25,10 @@ class TritonPythonModel:
             out["name"]: pb_utils.triton_string_to_numpy(out["data_type"])
             for out in config["output"]
         }
-        try:
-            self._analyzer = FaceAnalyzer()
-        except RuntimeError as exc:  # the landmark model file is missing from the environment
-            raise pb_utils.TritonModelException(str(exc)) from exc
+        self._analyzer = FaceAnalyzer()
+
+    def finalize(self) -> None:
+        self._analyzer.close()
 
     def execute(self, requests: list) -> list:
         responses = []
@@ -47,10 +48,12 @@ class TritonPythonModel:
             boxes = np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4)
             scores = np.array([f.score for f in faces], dtype=np.float32)
             marks = np.array([f.landmarks for f in faces], dtype=np.float32).reshape(-1, 68, 2)
+            mesh = np.array([f.mesh for f in faces], dtype=np.float32).reshape(-1, N_MESH, 3)
             outputs = [
                 pb_utils.Tensor("BOXES", boxes.astype(self._out_dtypes["BOXES"])),
                 pb_utils.Tensor("SCORES", scores.astype(self._out_dtypes["SCORES"])),
                 pb_utils.Tensor("LANDMARKS", marks.astype(self._out_dtypes["LANDMARKS"])),
+                pb_utils.Tensor("MESH", mesh.astype(self._out_dtypes["MESH"])),
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses

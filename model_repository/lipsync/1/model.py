@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from face_detection import FaceAnalyzer
+from face_mesh import FaceAnalyzer, MeshFollower
 from face_track import FaceTracker
 from mouth_motion import MouthMotion
 from shared import (
@@ -60,6 +60,11 @@ class TritonPythonModel(SequenceModel):
         self._max_frames = int(config["parameters"]["max_frames_per_response"]["string_value"])
         self._start_sequences(config)
         self._analyzer = FaceAnalyzer()
+        self._follower = MeshFollower()
+
+    def finalize(self) -> None:
+        self._analyzer.close()
+        self._follower.close()
 
     def _handle(self, request, sender, corrid: int) -> None:
         session: Session = self._session(request, corrid)
@@ -93,10 +98,10 @@ class TritonPythonModel(SequenceModel):
             for _ in range(n):
                 index, frame = session.frames.popleft()
                 openness = session.openness.popleft()
-                marks = session.tracker.landmarks(int(index), frame)
-                out.append(frame if marks is None else reanimate(frame, marks, openness))
+                mesh = session.tracker.mesh(int(index), frame)
+                out.append(frame if mesh is None else reanimate(frame, mesh, openness))
                 opens.append(openness)
-                found.append(marks is not None)
+                found.append(mesh is not None)
             sender.send(
                 pb_utils.InferenceResponse(
                     output_tensors=[
@@ -120,5 +125,7 @@ class TritonPythonModel(SequenceModel):
             self._analyzer,
             face_index=int(index.ravel()[0]) if index is not None else 0,
             face_box=tuple(float(v) for v in box.ravel()[:4]) if box is not None else None,
+            fps=fps,
+            follower=self._follower,
         )
         return Session(tracker=tracker, motion=MouthMotion(sample_rate=SAMPLE_RATE, fps=fps))

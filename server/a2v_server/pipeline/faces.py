@@ -28,12 +28,13 @@ ANALYSIS_SIDE = 1280
 #: the tiles overlap by this much, so a face up to this wide lies whole in one of them (a wider
 #: one is found by the downscaled pass in pictures up to ~6800 px on the long side)
 TILE_OVERLAP = 320
-#: the smallest face, in picture pixels (the width of dlib's box), that face_landmarks finds in a
-#: picture of at most ANALYSIS_SIDE or in one tile of a larger one: the model detects on at most
-#: 640 px, and dlib's HOG detector, upsampled once, finds faces down to ~28 px there. Measured
-#: with skimage.data.astronaut() scaled down in a 1280 px canvas (tests/unit/test_visual.py):
-#: found down to ~56 px, not at 52 px; smaller pictures do better (~28 px at 640 px or less)
-SMALLEST_FACE = 60
+#: the smallest face, in picture pixels (the width of its brows-to-chin box), that face_landmarks
+#: finds in a picture of at most ANALYSIS_SIDE or in one tile of a larger one. MediaPipe's
+#: full-range detector looks at 192x192; the model searches 2x2, then 3x3 tiles when the whole
+#: picture shows no face. Measured with skimage.data.astronaut() scaled down in a 1280 px canvas
+#: (tests/unit/test_visual.py, 8 random places each): all found from 40 px up, 7 of 8 at 32-36
+#: px, half at 16-28 px
+SMALLEST_FACE = 40
 #: the tiled pass drops a face scoring below this fraction of the best one, as face_landmarks
 #: does within one picture (a weak detection next to a clear face is a false positive)
 RELATIVE_SCORE = 0.25

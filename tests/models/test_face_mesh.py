@@ -1,9 +1,10 @@
-"""Unit tests for dlib face detection + 68-point landmarks."""
+"""face_landmarks/1/face_mesh.py: MediaPipe detection + the 478-point mesh, and the 68 iBUG
+points taken from it (checked against dlib's predictor, the quality benchmark's reference)."""
 
 import cv2
 import numpy as np
 import pytest
-from face_detection import Face, FaceAnalyzer, find_predictor_path
+from face_mesh import DLIB68, N_MESH, Face, FaceAnalyzer
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_scale_invariance(analyzer, portrait, portrait_face, scale):
     # Compare in the original image's pixel units.
     err = np.abs(faces[0].landmarks / scale - portrait_face.landmarks)
     assert err.mean() < 2.0 and err.max() < 6.0
-    # HOG boxes snap to the detector's pyramid levels: allow 15% of the face size.
+    # the box follows the 68 points: allow 15% of the face size (scaling changes the picture).
     box = np.array(faces[0].box) / scale
     ref = np.array(portrait_face.box)
     assert np.abs(box - ref).max() < 0.15 * (ref[2] - ref[0])
@@ -94,10 +95,30 @@ def test_rejects_bad_input(analyzer):
         analyzer.analyze(np.zeros((64, 64, 3), np.float32))
 
 
-def test_model_file_lookup(monkeypatch):
-    assert find_predictor_path().name == "shape_predictor_68_face_landmarks.dat"
-    import importlib.util
+def test_the_mesh_has_lips_and_irises_where_the_face_is(portrait_face):
+    mesh = portrait_face.mesh
+    assert mesh.shape == (N_MESH, 3) and mesh.dtype == np.float32
+    np.testing.assert_array_equal(portrait_face.landmarks, mesh[DLIB68, :2])
+    # Irises (468 and 473: the centres) lie between the corners of their eye.
+    lm = portrait_face.landmarks
+    for centre, corners in ((468, (36, 39)), (473, (42, 45))):
+        xs = sorted(lm[list(corners), 0])
+        assert xs[0] < mesh[centre, 0] < xs[1]
+    # The upper lip's inner contour is above the lower lip's (a closed mouth: within 3 px).
+    assert mesh[13, 1] <= mesh[14, 1] + 0.5
+    # Depth: the nose tip is nearer the camera than the ears' side of the face.
+    assert mesh[4, 2] < mesh[234, 2] and mesh[4, 2] < mesh[454, 2]
 
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(RuntimeError, match="face_recognition_models"):
-        find_predictor_path()
+
+def test_the_68_points_agree_with_an_independent_predictor(portrait, portrait_face):
+    """The iBUG points taken from the mesh match dlib's own (the scheme the renderers were
+    written for) within a few percent of the eye distance on eyes, nose and lips."""
+    from bench.quality import reference_landmarks as reference
+
+    dlib_marks = reference.FaceAnalyzer().analyze(portrait)[0].landmarks
+    eye_distance = np.linalg.norm(dlib_marks[36:42].mean(0) - dlib_marks[42:48].mean(0))
+    error = np.linalg.norm(portrait_face.landmarks - dlib_marks, axis=1) / eye_distance
+    assert error[27:48].mean() < 0.06  # nose and eyes
+    assert error[48:68].mean() < 0.06  # lips
+    assert error[17:27].mean() < 0.1  # brows
+    assert error[0:17].mean() < 0.2  # the jaw lines differ by design (mesh oval vs jaw line)

@@ -1,0 +1,339 @@
+"""Faces and their 478-point 3D mesh with MediaPipe (pure numpy/OpenCV/MediaPipe, no Triton).
+
+Two MediaPipe models do the work, both shipped inside the ``mediapipe`` wheel (Apache-2.0,
+nothing is downloaded at run time):
+
+* BlazeFace full-range detection (``face_detection_full_range_sparse.tflite``) finds the faces
+  in the whole picture (~6 ms at any size: it looks at 192x192);
+* the Face Mesh landmarker with attention (``face_landmark_with_attention.tflite``, behind
+  ``FaceMesh(refine_landmarks=True)``) gives 478 points per face: 468 mesh points with the
+  outer and inner lip contours (20 points each) and 10 iris points. It runs on a square crop
+  around each detected face, so a small face in a large picture is seen at the landmarker's
+  full resolution.
+
+The mesh is (478, 3) float32 in the analysed image's pixels: x, y, and z (depth, same scale as
+x, smaller = nearer the camera). ``Face.landmarks`` derives the 68 points of the iBUG scheme
+the renderers were written for (``DLIB68``), so every consumer of "68 landmarks" keeps working
+while it moves to the dense points.
+
+Shared by face_landmarks (this file) and lipsync (lipsync/1/face_mesh.py is a relative symlink
+to it: the lipsync model tracks faces through a video with the same models).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from google.protobuf import message_factory
+
+# mediapipe 0.10.21's bindings call MessageFactory.GetPrototype, which protobuf 5 removed. The
+# models' environment pins protobuf 4.25 (mediapipe's own cap); the server's environment, where
+# the model code is unit-tested too, has protobuf 6 (grpcio needs it): give it the same call.
+if not hasattr(message_factory.MessageFactory, "GetPrototype"):
+    message_factory.MessageFactory.GetPrototype = (  # type: ignore[attr-defined]
+        lambda self, descriptor: message_factory.GetMessageClass(descriptor)
+    )
+
+# MediaPipe logs through glog/absl to stderr at import; keep Triton's log readable.
+os.environ.setdefault("GLOG_minloglevel", "2")
+from mediapipe.python.solutions import face_detection as mp_detection
+from mediapipe.python.solutions import face_mesh as mp_mesh
+
+N_MESH = 478
+
+#: MediaPipe mesh index of each of the 68 iBUG points (jaw, brows, nose, eyes, lips), so code
+#: written for the 68-point scheme runs on the mesh. Symmetric pairs check out (127/356,
+#: 33/263, 61/291); tests/models/test_face_mesh.py compares them with an independent model.
+DLIB68 = np.array(
+    [
+        *(127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356),
+        *(70, 63, 105, 66, 107, 336, 296, 334, 293, 300),  # brows
+        *(168, 197, 5, 4, 75, 97, 2, 326, 305),  # nose bridge, nose base
+        *(33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380),  # eyes
+        *(61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181),  # outer lips
+        *(78, 82, 13, 312, 308, 317, 14, 87),  # inner lips
+    ]
+)
+
+#: the detector's confidence below which a detection is not a face
+MIN_SCORE = 0.5
+#: a detection scoring below this fraction of the best one in the image is dropped (a badge or
+#: a poster next to a clear face)
+RELATIVE_SCORE = 0.25
+#: the landmarker sees a square crop this many face-box widths wide around each face
+_CROP_SCALE = 2.0
+#: ... downscaled to at most this side (the landmarker itself works on 192x192; a larger crop
+#: only costs conversion time), and upscaled to at least this one (MediaPipe's own detector in
+#: the crop, short-range BlazeFace at 128x128, misses faces in a crop of a few dozen pixels)
+_CROP_SIDE = 512
+_MIN_CROP_SIDE = 256
+#: pictures larger than this on the long side are searched again in overlapping tiles when the
+#: whole-picture pass finds nothing: the detector sees 192x192, so a face under ~5 % of the
+#: picture's width is too small for it in one pass
+_TILE_ABOVE = 480
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face, in the pixel coordinates of the analysed image."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 around the 68 points
+    score: float  # detector confidence in [0, 1]
+    mesh: np.ndarray  # (478, 3) float32: x, y, depth in pixels
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """The 68 iBUG points (x, y) taken from the mesh, float32."""
+        return np.ascontiguousarray(self.mesh[DLIB68, :2], dtype=np.float32)
+
+    @property
+    def area(self) -> float:
+        x0, y0, x1, y1 = self.box
+        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+def box_of(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The box around the 68 iBUG points of a mesh (or of 68 points): brows to chin, cheek to
+    cheek, as dlib's detector boxes were."""
+    pts = points[DLIB68, :2] if len(points) == N_MESH else points[:, :2]
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceAnalyzer:
+    """Finds faces and their meshes in RGB images of any size.
+
+    One instance holds its own MediaPipe graphs: use it from one thread at a time (each Triton
+    model instance is its own process with its own analyzer).
+    """
+
+    def __init__(self) -> None:
+        self._detector = mp_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=MIN_SCORE
+        )
+        # static_image_mode: every crop is a new picture (the crops of one video are tracked by
+        # the caller, who knows which face it follows).
+        self._mesher = mp_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=2,
+            refine_landmarks=True,
+            min_detection_confidence=0.3,
+        )
+
+    def close(self) -> None:
+        self._detector.close()
+        self._mesher.close()
+
+    def analyze(self, image_rgb: np.ndarray, thorough: bool = True) -> list[Face]:
+        """Faces in an HxWx3 uint8 RGB image, largest first (empty when there is none).
+
+        A picture where the whole-picture pass finds nothing is searched again in tiles: 4,
+        then (``thorough``) 9 more, ~6 ms each. Video tracking passes ``thorough=False``: it
+        may search every frame of a stretch without a face."""
+        image = _checked(image_rgb)
+        height, width = image.shape[:2]
+        if height < 16 or width < 16:
+            return []
+        found = self._detect(image, 0, 0)
+        if not found and max(height, width) > _TILE_ABOVE:
+            found = self._detect_in_tiles(image, thorough)
+        faces: list[Face] = []
+        for box, score in found:
+            mesh = self.mesh_in(image, box)
+            if mesh is not None:
+                faces.append(Face(box=box_of(mesh), score=score, mesh=mesh))
+        faces = _without_duplicates(faces)
+        if faces:
+            best = max(f.score for f in faces)
+            faces = [f for f in faces if f.score >= RELATIVE_SCORE * best]
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces
+
+    def mesh_in(
+        self, image_rgb: np.ndarray, box: tuple[float, float, float, float]
+    ) -> np.ndarray | None:
+        """The mesh (478, 3) of the face inside ``box`` (x0, y0, x1, y1), or None when the
+        landmarker finds no face there. Used to follow a face from frame to frame: the previous
+        frame's box is start enough (~4 ms instead of a whole-picture detection)."""
+        image = np.asarray(image_rgb)
+        height, width = image.shape[:2]
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0) * _CROP_SCALE
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        left, top = round(cx - side / 2), round(cy - side / 2)
+        right, bottom = round(cx + side / 2), round(cy + side / 2)
+        cl, ct, cr, cb = max(0, left), max(0, top), min(width, right), min(height, bottom)
+        if cr - cl < 16 or cb - ct < 16:
+            return None
+        crop = image[ct:cb, cl:cr]
+        crop = _fitted(crop)
+        result = self._mesher.process(np.ascontiguousarray(crop))
+        if not result.multi_face_landmarks:
+            return None
+        ch, cw = crop.shape[:2]
+        sx, sy = (cr - cl) / cw, (cb - ct) / ch
+        candidates = []
+        for face in result.multi_face_landmarks:
+            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+            mesh = np.empty((len(pts), 3), np.float32)
+            mesh[:, 0] = pts[:, 0] * cw * sx + cl
+            mesh[:, 1] = pts[:, 1] * ch * sy + ct
+            mesh[:, 2] = pts[:, 2] * cw * sx  # MediaPipe's depth is in units of the x axis
+            candidates.append(mesh)
+        best = max(candidates, key=lambda m: iou(box_of(m), box))
+        return best if iou(box_of(best), box) > 0.1 else None
+
+    def detect(self, image_rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """The boxes of the faces the detector sees in the whole picture (no landmarks)."""
+        return [box for box, _ in self._detect(_checked(image_rgb), 0, 0)]
+
+    def _detect(
+        self, image: np.ndarray, dx: int, dy: int
+    ) -> list[tuple[tuple[float, float, float, float], float]]:
+        height, width = image.shape[:2]
+        result = self._detector.process(np.ascontiguousarray(image))
+        found = []
+        for detection in result.detections or []:
+            rel = detection.location_data.relative_bounding_box
+            x0 = float(np.clip(rel.xmin * width, 0, width - 1)) + dx
+            y0 = float(np.clip(rel.ymin * height, 0, height - 1)) + dy
+            x1 = float(np.clip((rel.xmin + rel.width) * width, 1, width)) + dx
+            y1 = float(np.clip((rel.ymin + rel.height) * height, 1, height)) + dy
+            if x1 - x0 >= 4 and y1 - y0 >= 4:
+                found.append(((x0, y0, x1, y1), float(detection.score[0])))
+        return found
+
+    def _detect_in_tiles(
+        self, image: np.ndarray, thorough: bool
+    ) -> list[tuple[tuple[float, float, float, float], float]]:
+        """Overlapping tiles, each searched at a larger scale than the whole picture: 2x2 tiles
+        of 3/5 of the side, then (``thorough``) 3x3 of 1/2 when those find nothing either."""
+        height, width = image.shape[:2]
+        for fraction, steps in ((3 / 5, 2), (1 / 2, 3))[: 2 if thorough else 1]:
+            th, tw = round(height * fraction), round(width * fraction)
+            found = []
+            for y in np.linspace(0, height - th, steps).round().astype(int):
+                for x in np.linspace(0, width - tw, steps).round().astype(int):
+                    found.extend(self._detect(image[y : y + th, x : x + tw], int(x), int(y)))
+            if found:
+                return found
+        return []
+
+
+class MeshFollower:
+    """Follows one face through consecutive video frames with the landmarker's own tracking.
+
+    MediaPipe's tracking mode takes each frame's region of interest from the previous frame's
+    mesh, so it skips detection: 2.5 ms per frame on a 512 px crop (static analysis of the same
+    crop: 6.5 ms). It sees a fixed window around the followed face (so a second face in the
+    picture cannot take its place); the window moves, and the tracker restarts (15 ms), only
+    when the face drifts far from the window's centre or changes size.
+    """
+
+    def __init__(self) -> None:
+        self._graph = mp_mesh.FaceMesh(
+            static_image_mode=False,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
+        )
+        self._window: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1
+        self._face_side = 0.0
+
+    def close(self) -> None:
+        self._graph.close()
+
+    def restart(self) -> None:
+        """Forget the followed face (a seek, a cut, another face)."""
+        if self._window is not None:
+            self._graph.reset()
+        self._window = None
+
+    def follow(
+        self, image_rgb: np.ndarray, box: tuple[float, float, float, float]
+    ) -> np.ndarray | None:
+        """The mesh (478, 3) of the face last seen at ``box``, or None when it is gone."""
+        image = np.asarray(image_rgb)
+        height, width = image.shape[:2]
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        if self._window is None or not self._holds(cx, cy, side):
+            self.restart()
+            self._window = _window(cx, cy, side * _CROP_SCALE * 1.25, width, height)
+            self._face_side = side
+        wx0, wy0, wx1, wy1 = self._window
+        crop = image[wy0:wy1, wx0:wx1]
+        crop = _fitted(crop)
+        result = self._graph.process(np.ascontiguousarray(crop))
+        if not result.multi_face_landmarks:
+            return None
+        pts = np.array(
+            [(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float64
+        )
+        mesh = np.empty((len(pts), 3), np.float32)
+        mesh[:, 0] = pts[:, 0] * (wx1 - wx0) + wx0
+        mesh[:, 1] = pts[:, 1] * (wy1 - wy0) + wy0
+        mesh[:, 2] = pts[:, 2] * (wx1 - wx0)
+        return mesh if iou(box_of(mesh), box) > 0.1 else None
+
+    def _holds(self, cx: float, cy: float, side: float) -> bool:
+        assert self._window is not None
+        wx0, wy0, wx1, wy1 = self._window
+        reach = 0.2 * min(wx1 - wx0, wy1 - wy0)
+        centred = abs(cx - (wx0 + wx1) / 2) < reach and abs(cy - (wy0 + wy1) / 2) < reach
+        return centred and 0.8 < side / max(self._face_side, 1.0) < 1.25
+
+
+def _window(
+    cx: float, cy: float, side: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """A side x side window centred on (cx, cy), moved inside the picture (and cut to it)."""
+    w, h = min(width, round(side)), min(height, round(side))
+    x0 = int(np.clip(round(cx - w / 2), 0, width - w))
+    y0 = int(np.clip(round(cy - h / 2), 0, height - h))
+    return x0, y0, x0 + w, y0 + h
+
+
+def _fitted(crop: np.ndarray) -> np.ndarray:
+    """A crop scaled to a long side within _MIN_CROP_SIDE.._CROP_SIDE, contiguous."""
+    long_side = max(crop.shape[:2])
+    scale = min(1.0, _CROP_SIDE / long_side) if long_side > _CROP_SIDE else 1.0
+    if long_side < _MIN_CROP_SIDE:
+        scale = _MIN_CROP_SIDE / long_side
+    if scale != 1.0:
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        # bilinear: INTER_AREA costs 5 ms at 1080p, and the landmarker resamples again anyway
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(crop)
+
+
+def _checked(image_rgb: np.ndarray) -> np.ndarray:
+    image = np.asarray(image_rgb)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {image.dtype}")
+    return image
+
+
+def _without_duplicates(faces: list[Face]) -> list[Face]:
+    """One face seen twice (two overlapping detections, or two tiles) is kept once."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: f.score, reverse=True):
+        if all(iou(face.box, other.box) < 0.4 for other in kept):
+            kept.append(face)
+    return kept

@@ -1,1 +1,0 @@
-../../face_landmarks/1/face_detection.py

@@ -1,0 +1,1 @@
+../../face_landmarks/1/face_mesh.py
