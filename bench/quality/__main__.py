@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from a2v_client import Client
+from a2v_client import A2VClientError, Client
 from devstack.stack import LocalStack
 
 from ..inputs import ROOT, audio_seconds, machine
@@ -43,6 +43,7 @@ class Job:
     options: dict = field(default_factory=dict)
     out: Path | None = None
     audio_kind: int = 0
+    error: str = ""  # the service refused or failed it: reported, not measured
 
 
 def main() -> int:
@@ -134,7 +135,10 @@ def main() -> int:
             for job in [*jobs, idle, still_av, music, *speakers]:
                 _run(client, job, d)
             for job in lipsync:
-                job.video = speakers[job.name == "ls-other"].out
+                speaker = speakers[job.name == "ls-other"]
+                job.video = speaker.out
+                if speaker.error:
+                    job.error = f"its speaker video was not rendered ({speaker.error})"
             step(
                 f"rendering {len(lipsync) + len(turning) + 1} lipsync clips (on the speaker "
                 "videos made above and the moving ones)"
@@ -144,6 +148,8 @@ def main() -> int:
         step("stack stopped; re-detecting landmarks in every output frame (2 processes)")
         files = [j.out for j in [*jobs, idle, still_av, music, *lipsync, *turning, still_ls]]
         files += [speakers[0].out, speakers[1].out, still_src, *(j.video for j in turning)]
+        failed = {j.out for j in [*jobs, *speakers, *lipsync, *turning] if j.error}
+        files = [f for f in files if f not in failed]
         with ProcessPoolExecutor(2) as pool:
             lms = dict(zip(files, pool.map(metrics.landmarks_of, files), strict=True))
         step("measuring")
@@ -183,13 +189,24 @@ def main() -> int:
 
 
 def _run(client: Client, job: Job, d: Path) -> None:
+    """Render one job; a refusal or failure of the service is kept in ``job.error`` (the
+    table reports it) instead of ending the benchmark."""
     job.out = d / f"{job.name}.mp4"
+    if job.error:
+        return
     video = job.video.read_bytes() if job.video is not None else None
-    summary = render(client, job.audio, job.out, image=job.image, video=video, **job.options)
+    try:
+        summary = render(client, job.audio, job.out, image=job.image, video=video, **job.options)
+    except A2VClientError as e:
+        job.error = str(e).splitlines()[0]
+        print(f"  {job.name} ({job.visual_label}): {job.error}", file=sys.stderr, flush=True)
+        return
     job.audio_kind = summary.audio_kind
 
 
 def _clip_row(job: Job, lms: dict, looks: Path | None = None) -> ClipRow:
+    if job.error:
+        return ClipRow(job.model, job.audio_label, job.visual_label, error=job.error)
     decoded = metrics.decode(job.out)
     marks = lms[job.out]
     opening = metrics.mouth_opening(marks)

@@ -22,15 +22,16 @@ class ClipRow:
     model: str
     audio: str
     visual: str
-    frames: int
-    faces: int  # frames where dlib found a face
-    sync: Sync  # against the linear RMS envelope
-    sync_db: Sync  # against the log (dB) envelope
-    mouth: Openings
-    rest: float
-    psnr: np.ndarray | None  # per frame, lipsync only
+    frames: int = 0
+    faces: int = 0  # frames where dlib found a face
+    sync: Sync | None = None  # against the linear RMS envelope
+    sync_db: Sync | None = None  # against the log (dB) envelope
+    mouth: Openings | None = None
+    rest: float = float("nan")
+    psnr: np.ndarray | None = None  # per frame, lipsync only
     sharpness: Sharpness | None = None  # lipsync only
     glitches: Glitches | None = None
+    error: str = ""  # the service refused or failed the render: nothing measured
 
 
 def _f(x: float, digits: int = 2) -> str:
@@ -59,6 +60,11 @@ def clip_table(rows: list[ClipRow]) -> str:
         f">= {SHARPNESS_AIM:g} | 0 (1 at most) |"
     )
     for r in rows:
+        if r.error:
+            cells = (r.model, r.audio, r.visual, f"NOT RENDERED: {r.error}")
+            cells += ("",) * (len(header) - len(cells))
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+            continue
         psnr = "" if r.psnr is None else f"{r.psnr.min():.1f} / {np.median(r.psnr):.1f} dB"
         cells = (
             r.model,
