@@ -39,6 +39,7 @@ OUTER_LIPS = (
     *(375, 321, 405, 314, 17, 84, 181, 91, 146),
 )
 CHIN = 152
+JAW_ANGLES = (58, 288)  # the jaw line's corners below the ears (iBUG 4 and 12)
 #: unsharp-mask amount at half-pixel offsets (see _resharpened)
 RESHARPEN = 0.15
 #: the smallest Jacobian determinant the lower-face map may have (1 = rigid)
@@ -97,53 +98,109 @@ def reanimate(frame: np.ndarray, mesh: np.ndarray, openness: float) -> np.ndarra
     return out
 
 
-def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> MouthMap | None:
-    """The map that re-animates the mouth of ``mesh`` to ``openness`` in a frame of ``shape``
-    (height, width), or None when the change would be below a pixel."""
+@dataclass
+class MouthFrame:
+    """One frame's mouth in its own frame: u along the corners (right to left), v "down" the
+    face, both in pixels from ``origin`` (the middle of the inner corners). The hook that the
+    source-mouth retrieval (source_mouths.py) shares with the warp, so both agree on where the
+    lips are and where the warp puts the lower lip."""
+
+    origin: np.ndarray  # (2,) pixels
+    across: np.ndarray  # (2,) unit vector, right corner -> left corner
+    down: np.ndarray  # (2,) unit vector
+    width: float  # outer corner to outer corner, pixels (>= 4)
+    uu: np.ndarray  # inner upper contour (u, v)
+    vu: np.ndarray
+    ul: np.ndarray  # inner lower contour (u, v)
+    vl: np.ndarray
+    half: float  # the inner mouth's half width
+    centre: float  # and its middle, along u
+
+    def uv(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = p - self.origin
+        return q @ self.across, q @ self.down
+
+    def upper_edge(self, u: np.ndarray) -> np.ndarray:
+        order = np.argsort(self.uu)
+        return np.interp(u, self.uu[order], self.vu[order])
+
+    def lower_edge(self, u: np.ndarray) -> np.ndarray:
+        order = np.argsort(self.ul)
+        return np.interp(u, self.ul[order], self.vl[order])
+
+    def shift(self, u: np.ndarray, target_mid: float) -> np.ndarray:
+        """d(u) at the lip: the target gap minus the source's, never closing past shut."""
+        gap = np.maximum(self.lower_edge(u) - self.upper_edge(u), 0.0)
+        inside = np.clip(1.0 - ((u - self.centre) / self.half) ** 2, 0.0, 1.0)
+        # Closing an open mouth goes a little past "shut" (up to 2 % of the mouth width):
+        # the tracked inner edge sits about a pixel inside the lips, and stopping exactly
+        # there leaves a white line of teeth between them.
+        overlap = np.minimum(0.02 * self.width, 0.25 * gap) * (gap > 1.0)
+        return np.maximum(target_mid * np.sqrt(inside) - gap, -gap - overlap) * (
+            np.abs(u - self.centre) < self.half
+        )
+
+    def target_mid(self, openness: float) -> float:
+        """The gap asked for in the middle of the inner mouth, in pixels: an ellipse across
+        the inner mouth, OPEN_GAP mouth widths in its middle."""
+        return float(np.clip(openness, 0.0, 1.0)) * OPEN_GAP * self.width
+
+    def source_mid(self) -> float:
+        mid = np.array([self.centre])
+        return float(np.maximum(self.lower_edge(mid) - self.upper_edge(mid), 0.0)[0])
+
+
+def mouth_frame(mesh: np.ndarray) -> MouthFrame:
+    """The mouth frame of one face mesh (478 points)."""
     pts = np.asarray(mesh, np.float64)[:, :2]
     right_corner, left_corner = pts[OUTER_CORNERS[0]], pts[OUTER_CORNERS[1]]
     width = max(float(np.linalg.norm(left_corner - right_corner)), 4.0)
     across = (left_corner - right_corner) / width
     down = np.array([-across[1], across[0]])
     origin = (pts[INNER_UPPER[0]] + pts[INNER_UPPER[-1]]) / 2
+    uu, vu = (pts[list(INNER_UPPER)] - origin) @ across, (pts[list(INNER_UPPER)] - origin) @ down
+    ul, vl = (pts[list(INNER_LOWER)] - origin) @ across, (pts[list(INNER_LOWER)] - origin) @ down
+    return MouthFrame(
+        origin=origin,
+        across=across,
+        down=down,
+        width=width,
+        uu=uu,
+        vu=vu,
+        ul=ul,
+        vl=vl,
+        half=max(float(uu.max() - uu.min()) / 2, 2.0),
+        centre=float(uu.min() + uu.max()) / 2,
+    )
 
-    def uv(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = p - origin
-        return q @ across, q @ down
 
-    uu, vu = uv(pts[list(INNER_UPPER)])
-    ul, vl = uv(pts[list(INNER_LOWER)])
-    half = max(float(uu.max() - uu.min()) / 2, 2.0)  # the inner mouth's half width
-    centre = float(uu.min() + uu.max()) / 2
+def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> MouthMap | None:
+    """The map that re-animates the mouth of ``mesh`` to ``openness`` in a frame of ``shape``
+    (height, width), or None when the change would be below a pixel."""
+    pts = np.asarray(mesh, np.float64)[:, :2]
+    frame = mouth_frame(mesh)
+    origin, across, down, width = frame.origin, frame.across, frame.down, frame.width
+    uv, upper_edge, lower_edge = frame.uv, frame.upper_edge, frame.lower_edge
+    vu, vl = frame.vu, frame.vl
+    half, centre = frame.half, frame.centre
     _, chin_v = uv(pts[CHIN])
     chin_v = float(max(chin_v, vl.max() + 0.3 * width))
 
-    def upper_edge(u: np.ndarray) -> np.ndarray:
-        order = np.argsort(uu)
-        return np.interp(u, uu[order], vu[order])
-
-    def lower_edge(u: np.ndarray) -> np.ndarray:
-        order = np.argsort(ul)
-        return np.interp(u, ul[order], vl[order])
-
-    # The gap asked for: an ellipse across the inner mouth, OPEN_GAP mouth widths in its middle.
-    target_mid = float(np.clip(openness, 0.0, 1.0)) * OPEN_GAP * width
-    mid = np.array([centre])
-    source_mid = float(np.maximum(lower_edge(mid) - upper_edge(mid), 0.0)[0])
+    target_mid = frame.target_mid(openness)
+    source_mid = frame.source_mid()
     if abs(target_mid - source_mid) < 0.3:
         return None
 
     def shift(u: np.ndarray) -> np.ndarray:
-        """d(u) at the lip: the target gap minus the source's, never closing past shut."""
-        gap = np.maximum(lower_edge(u) - upper_edge(u), 0.0)
-        inside = np.clip(1.0 - ((u - centre) / half) ** 2, 0.0, 1.0)
-        return np.maximum(target_mid * np.sqrt(inside) - gap, -gap) * (np.abs(u - centre) < half)
+        return frame.shift(u, target_mid)
 
     # The region: the jaw's width, from the upper lip to well below the chin (the fade).
     reach = chin_v + 1.2 * (chin_v - float(vl.max()))
-    corners_uv = np.array(
-        [[centre - 2 * half - 0.2 * width, vu.min() - 2], [centre + 2 * half + 0.2 * width, reach]]
-    )
+    jaw_u = uv(pts[list(JAW_ANGLES)])[0]
+    jaw_half = max(float(abs(jaw_u[1] - jaw_u[0])) / 2, 2 * half)
+    jaw_centre = float(jaw_u.mean())
+    side = max(2 * half + 0.2 * width, jaw_half + abs(jaw_centre - centre) + 0.1 * width)
+    corners_uv = np.array([[centre - side, vu.min() - 2], [centre + side, reach]])
     box = np.array(
         [origin + a * across + b * down for a in corners_uv[:, 0] for b in corners_uv[:, 1]]
     )
@@ -166,7 +223,9 @@ def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> Mout
     # value across the jaw, fading at its sides), then fades out below the chin.
     span = max(chin_v - float(vl.max()), 4.0)
     s = _smooth((v - lip) / (0.6 * span))
-    sides = _smooth((2 * half + 0.2 * width - np.abs(u - centre)) / (half + 0.2 * width))
+    # The jaw moves as one piece: full across its middle half, fading to nothing at the jaw's
+    # angles (a narrower profile bends the jaw line into a crease when the jaw closes).
+    sides = _smooth((jaw_half - np.abs(u - jaw_centre)) / (0.5 * jaw_half))
     fade = _smooth((reach - v) / (reach - chin_v + 0.4 * span))
     d = ((1 - s) * d_lip + s * d_jaw * sides) * fade
     d = _unfolded(d, v, lip + d_lip)
