@@ -122,3 +122,14 @@ def test_the_68_points_agree_with_an_independent_predictor(portrait, portrait_fa
     assert error[48:68].mean() < 0.06  # lips
     assert error[17:27].mean() < 0.1  # brows
     assert error[0:17].mean() < 0.2  # the jaw lines differ by design (mesh oval vs jaw line)
+
+
+def test_a_soft_upscaled_face_is_found(analyzer):
+    """LFW's 25 px faces blown up 12x (the quality benchmark's case): soft, no fine detail;
+    the full-range detector misses it, the short-range one does not."""
+    from bench.quality.inputs import lfw_face
+
+    faces = analyzer.analyze(np.ascontiguousarray(lfw_face()))
+    assert len(faces) == 1
+    x0, _, x1, _ = faces[0].box
+    assert 150 < x1 - x0 < 350  # the face is ~300 px wide in the middle of 512

@@ -106,3 +106,85 @@ def test_shared_anchor_kernels_give_the_spline_exactly():
     moved = np.vstack([rng.uniform(0, 100, (12, 2)), anchors + 1.0])
     with pytest.raises(ValueError, match="static"):
         splines.eval(tps_weights(moved, np.zeros((42, 2))), moved)
+
+
+# --- extreme shapes: the map never folds, the teeth keep their size ---------------------------
+def _jacobian_det(map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    dxy, dxx = np.gradient(map_x.astype(np.float64))
+    dyy, dyx = np.gradient(map_y.astype(np.float64))
+    return dxx * dyy - dxy * dyx
+
+
+_EXTREMES = [
+    (a, shapes)
+    for a in (0.0, 0.5, 1.0)
+    for shapes in (
+        (1.5, 0, 0, 0),
+        (0, 1.5, 0, 0),
+        (0, 0, 1.5, 0),
+        (0, 0, 0, 1.5),
+        (1.5, 1.5, 0, 0),
+        (0, 1.5, 1.5, 0),
+        (1.5, 1.5, 1.5, 1.5),
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def tilted(portrait) -> tuple[np.ndarray, np.ndarray]:
+    """The portrait turned 20 degrees, and its landmarks found again."""
+    import cv2
+    from face_mesh import FaceAnalyzer
+
+    h, w = portrait.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), -20.0, 1.0)
+    image = cv2.warpAffine(portrait, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
+    (face,) = FaceAnalyzer().analyze(image)
+    return image, face.landmarks
+
+
+def test_the_map_never_folds(renderer, portrait, landmarks, tilted):
+    """Every basis pose at its strongest, alone and combined, at rest and wide open, upright
+    and tilted: the backward map keeps a positive Jacobian determinant everywhere (the TPS sum
+    of a wide-open, rounded, pressed mouth folded before the guard: a mirrored pink blob)."""
+    from mouth_render import MIN_DET
+
+    for name, r in (("upright", renderer), ("tilted", MouthRenderer(*tilted))):
+        for a, shapes in _EXTREMES:
+            pose = r.pose(a, np.array(shapes, float))
+            if pose is None:
+                continue
+            det = _jacobian_det(pose[2], pose[3])[1:-1, 1:-1]
+            # bilinear upsampling of the coarse grid adds a little between its nodes
+            assert det.min() > MIN_DET - 0.1, (name, a, shapes)
+
+
+def test_a_fold_is_caught_by_the_check():
+    ys, xs = np.mgrid[0:40, 0:40].astype(np.float32)
+    folded = xs.copy()
+    folded[:, 10:20] = 30 - xs[:, 10:20]  # columns read mirrored
+    assert _jacobian_det(folded, ys)[:, 12:18].max() < 0
+
+
+def test_the_teeth_keep_their_size_when_the_lips_round(portrait):
+    """The sample portrait smiles with its upper teeth showing (here at twice its size, so
+    the gap is 14 px). Rounding the lips (O, U, W) narrows the opening around the teeth; the
+    teeth themselves are neither squeezed nor moved: the middle of the upper teeth row stays
+    the portrait's own pixels."""
+    import cv2
+    from face_mesh import FaceAnalyzer
+
+    big = cv2.resize(portrait, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    (face,) = FaceAnalyzer().analyze(big)
+    lm = face.landmarks
+    renderer = MouthRenderer(big, lm)
+    top, bottom = lm[62, 1], lm[66, 1]  # the inner lips' middles
+    cx = int(lm[62, 0])
+    x0, x1 = cx - 8, cx + 9  # the middle teeth
+    # the upper half of the gap (one row short of its middle: the smile curves it)
+    y0, y1 = int(np.ceil(top)) + 1, int((top + bottom) / 2) - 1
+    assert y1 - y0 >= 4
+    for a, rounding in ((0.3, 1.0), (0.5, 1.2), (0.8, 0.8)):
+        out = renderer.render(a, np.array([0.0, rounding, 0.0, 0.0]))
+        diff = np.abs(out[y0:y1, x0:x1].astype(int) - big[y0:y1, x0:x1])
+        assert diff.mean() < 6, (a, rounding)

@@ -123,6 +123,11 @@ class FaceAnalyzer:
         self._detector = mp_detection.FaceDetection(
             model_selection=1, min_detection_confidence=MIN_SCORE
         )
+        # The short-range model (faces filling much of the picture) finds what the full-range
+        # one misses on soft, upscaled faces (LFW's 25 px faces blown up 12x: 0.7 vs nothing).
+        self._close_detector = mp_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=MIN_SCORE
+        )
         # static_image_mode: every crop is a new picture (the crops of one video are tracked by
         # the caller, who knows which face it follows).
         self._mesher = mp_mesh.FaceMesh(
@@ -134,19 +139,21 @@ class FaceAnalyzer:
 
     def close(self) -> None:
         self._detector.close()
+        self._close_detector.close()
         self._mesher.close()
 
     def analyze(self, image_rgb: np.ndarray, thorough: bool = True) -> list[Face]:
         """Faces in an HxWx3 uint8 RGB image, largest first (empty when there is none).
 
-        A picture where the whole-picture pass finds nothing is searched again in tiles: 4,
-        then (``thorough``) 9 more, ~6 ms each. Video tracking passes ``thorough=False``: it
-        may search every frame of a stretch without a face."""
+        A picture where the whole-picture pass finds nothing is searched again with the
+        short-range detector (~3 ms), then in tiles: 4, then (``thorough``) 9 more, ~6 ms
+        each. Video tracking passes ``thorough=False``: it may search every frame of a
+        stretch without a face."""
         image = _checked(image_rgb)
         height, width = image.shape[:2]
         if height < 16 or width < 16:
             return []
-        found = self._detect(image, 0, 0)
+        found = self._detect(image, 0, 0) or self._detect(image, 0, 0, self._close_detector)
         if not found and max(height, width) > _TILE_ABOVE:
             found = self._detect_in_tiles(image, thorough)
         faces: list[Face] = []
@@ -200,10 +207,10 @@ class FaceAnalyzer:
         return [box for box, _ in self._detect(_checked(image_rgb), 0, 0)]
 
     def _detect(
-        self, image: np.ndarray, dx: int, dy: int
+        self, image: np.ndarray, dx: int, dy: int, detector=None
     ) -> list[tuple[tuple[float, float, float, float], float]]:
         height, width = image.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(image))
+        result = (detector or self._detector).process(np.ascontiguousarray(image))
         found = []
         for detection in result.detections or []:
             rel = detection.location_data.relative_bounding_box

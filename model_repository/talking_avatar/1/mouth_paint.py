@@ -1,5 +1,6 @@
-"""Painting inside the warped mouth (pure numpy/OpenCV): the dark interior with a hint of upper
-teeth, the upper teeth's edges for F/V, and the seam of pressed lips (M/B/P).
+"""Painting inside the warped mouth (pure numpy/OpenCV): the mouth interior (the portrait's own
+teeth, layered, or a dark interior with a hint of upper teeth), the upper teeth's edges for
+F/V, and the seam of pressed lips (M/B/P).
 
 Each function paints in place into ``roi``, the warped region of interest of one frame, given
 ``inner``: the displaced inner-lip points in ROI-local pixels (rows of ``INNER_LIPS``).
@@ -97,17 +98,23 @@ def paint_interior(
     width: float,
     portrait: np.ndarray,
     origin: tuple[int, int],
-    lip_lift: np.ndarray,
+    src_inner: np.ndarray,
+    jaw: np.ndarray,
     src_gap: float,
     src_teeth: float,
 ) -> None:
-    """Darken the opened mouth (inside the displaced inner lips) in place.
+    """Fill the mouth opening (inside the displaced inner lips ``inner``) in place.
 
-    ``width`` is the mouth width in pixels. The rest describes the portrait's own upper teeth,
-    reused where it shows them: ``portrait`` (H, W, 3 uint8), ``origin`` the ROI's top-left
-    corner in it, ``lip_lift`` the upper inner lip's displacement at openness 1, ``src_gap``
-    the portrait's gap between its inner lips and ``src_teeth`` (0..1) how much of its teeth
-    it shows.
+    ``width`` is the mouth width in pixels. A portrait that shows its teeth (``src_teeth`` >
+    0, ``src_gap`` its gap between the inner lips) fills the opening with its own mouth,
+    layered as a real one: the upper half of its gap (upper teeth) stays where it is, with
+    the skull; the lower half (lower teeth) moves with the jaw (``jaw``: the displacement of
+    the lower inner lip, pixels); the dark interior shows between them. Neither layer is
+    resampled, so teeth are never squeezed or stretched, and the lips, warped around them,
+    cover what they would cover (an O shows the middle teeth, the corners hide the rest).
+    ``src_inner`` are the portrait's own inner-lip points (ROI-local), ``portrait`` the
+    picture and ``origin`` the ROI's corner in it. A portrait with a closed mouth gets the
+    dark interior with a painted hint of upper teeth once the mouth is open enough.
     """
     middles = [i - INNER_LIPS[0] for i in (INNER_LOWER_MIDDLE, INNER_UPPER_MIDDLE)]
     gap = float(np.linalg.norm(inner[middles[0]] - inner[middles[1]]))  # vertical opening
@@ -124,8 +131,7 @@ def paint_interior(
     shape = (by1 - by0, bx1 - bx0)
     mask = np.zeros(shape, np.float32)
     cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    sigma = max(0.6, 0.025 * width)
-    mask = cv2.GaussianBlur(mask, (0, 0), sigma)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.012 * width))
 
     # Depth gradient: elliptical distance from the opening's centre, darkest inside.
     ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
@@ -135,37 +141,63 @@ def paint_interior(
     depth = np.clip(1.0 - np.hypot((xs - cx) / rx, (ys - cy) / ry), 0.0, 1.0)[..., None]
     color = _INTERIOR_EDGE + (_INTERIOR_DEEP - _INTERIOR_EDGE) * np.sqrt(depth)
 
-    # Upper teeth: a band hanging from the upper inner lip once the mouth is open enough
-    # to show it. They belong to the skull, so they follow the upper lip only: where
-    # the portrait already shows teeth, its own (undistorted) pixels are reused,
-    # otherwise a plain light band is painted; both darker toward the corners.
-    show = np.clip((gap / width - 0.10) / 0.12, 0.0, 1.0)
-    if show > 0:
-        upper = local[_INNER_UPPER_ROWS]
-        lip_y = np.interp(xs[0], upper[:, 0], upper[:, 1])[None, :]
-        band = min(0.16 * width, 0.38 * gap)
-        real = src_teeth
-        if real > 0:
-            band = min(band, 0.8 * src_gap)
-        below = ys - lip_y
-        teeth = np.clip(1.0 - np.abs(below - band / 2) / (band / 2 + 0.5), 0.0, 1.0)
-        teeth = np.clip(teeth * 2.5, 0.0, 1.0)
-        side = np.clip(1.0 - np.abs((xs - cx) / rx) ** 2, 0.0, 1.0)
-        teeth_alpha = (show * teeth * (0.5 + 0.5 * side))[..., None] * 0.95
-        shade = 0.8 + 0.2 * side[..., None]
-        tooth_rgb = _TEETH
-        if real > 0:
-            # Source pixels under the upper lip, moved by the upper lip's displacement.
-            off = openness * lip_lift
-            sx = xs + np.float32(bx0 + origin[0] - off[0])
-            sy = ys + np.float32(by0 + origin[1] - off[1])
-            sampled = cv2.remap(portrait, sx, sy, cv2.INTER_LINEAR)
-            tooth_rgb = real * sampled.astype(np.float32) + (1.0 - real) * _TEETH
-        color = color + (tooth_rgb * shade - color) * teeth_alpha
-
-    # The painted interior fades in with openness: a source mouth that is already
-    # slightly open (teeth visible) does not jump to black at tiny openness.
-    alpha = (mask * min(1.0, openness / 0.25))[..., None]
+    if src_teeth > 0:
+        color = _own_mouth(color, xs, ys, (bx0, by0), portrait, origin, src_inner, jaw)
+        alpha = mask[..., None]
+    else:
+        color = _painted_teeth(color, xs, ys, local, gap, width)
+        # The painted interior fades in with openness: no jump to black at tiny openings.
+        alpha = (mask * min(1.0, openness / 0.25))[..., None]
     patch = roi[by0:by1, bx0:bx1].astype(np.float32)
     patch += (color - patch) * alpha
     roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+
+
+def _own_mouth(color, xs, ys, corner, portrait, origin, src_inner, jaw) -> np.ndarray:
+    """The portrait's own mouth interior: upper half in place, lower half moved by ``jaw``,
+    ``color`` (the dark interior) in the gap that opens between them."""
+    bx0, by0 = corner
+    ox, oy = origin[0] + bx0, origin[1] + by0  # patch pixel -> portrait pixel
+    upper = src_inner[_INNER_UPPER_ROWS] - (bx0, by0)
+    lower = src_inner[_INNER_LOWER_ROWS] - (bx0, by0)
+    column = xs[0]
+    top = np.interp(column, *upper[np.argsort(upper[:, 0])].T)[None, :]
+    bottom = np.interp(column - jaw[0], *lower[np.argsort(lower[:, 0])].T)[None, :]
+    split = (top + np.interp(column, *lower[np.argsort(lower[:, 0])].T)[None, :]) / 2
+    # Upper layer: rows from the upper lip to the split, sampled where they are (rows the
+    # lifted lip uncovers above the source's teeth repeat their top row).
+    up_y = np.clip(ys, top + 1.0, None)
+    upper_rgb = _sample(portrait, xs + ox, up_y + oy)
+    # Lower layer: rows from the split down, moved by the jaw.
+    low_y = np.clip(ys - jaw[1], None, bottom - 1.0)
+    lower_rgb = _sample(portrait, xs - jaw[0] + ox, low_y + oy)
+    in_upper = np.clip(split - ys + 0.5, 0.0, 1.0)[..., None]
+    in_lower = np.clip(ys - (split + jaw[1]) + 0.5, 0.0, 1.0)[..., None]
+    gap = 1.0 - in_upper - in_lower
+    return upper_rgb * in_upper + lower_rgb * in_lower + color * np.clip(gap, 0.0, 1.0)
+
+
+def _sample(portrait: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    return cv2.remap(
+        portrait, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR
+    ).astype(np.float32)
+
+
+def _painted_teeth(color, xs, ys, local, gap: float, width: float) -> np.ndarray:
+    """A light band of upper teeth hanging from the upper inner lip once the mouth is open
+    enough to show it (a portrait with a closed mouth has no teeth of its own to show)."""
+    show = np.clip((gap / width - 0.10) / 0.12, 0.0, 1.0)
+    if show <= 0:
+        return color
+    cx = local[:, 0].mean()
+    rx = max(np.ptp(local[:, 0]) / 2, 1.0)
+    upper = local[_INNER_UPPER_ROWS]
+    lip_y = np.interp(xs[0], upper[:, 0], upper[:, 1])[None, :]
+    band = min(0.16 * width, 0.38 * gap)
+    below = ys - lip_y
+    teeth = np.clip(1.0 - np.abs(below - band / 2) / (band / 2 + 0.5), 0.0, 1.0)
+    teeth = np.clip(teeth * 2.5, 0.0, 1.0)
+    side = np.clip(1.0 - np.abs((xs - cx) / rx) ** 2, 0.0, 1.0)
+    teeth_alpha = (show * teeth * (0.5 + 0.5 * side))[..., None] * 0.95
+    shade = 0.8 + 0.2 * side[..., None]
+    return color + (_TEETH * shade - color) * teeth_alpha

@@ -46,6 +46,9 @@ from shared import (
     tps_weights,
 )
 
+#: the smallest Jacobian determinant the mouth's backward map may have (1 = rigid; below 0 the
+#: map folds: a region shown twice, mirrored)
+MIN_DET = 0.2
 _LEVELS = 17  # openness ladder 0, 1/16, ..., 1 (backward maps are not linear in openness)
 _GRID_MAX = 96  # long side of the stored coarse backward map (the field is smooth)
 _JAW_DROP = 0.30  # lower lip drop at openness 1, in mouth widths (0.4 read as a shout)
@@ -70,6 +73,7 @@ _INNER_BESIDE_CORNERS = (
     INNER_LOWER_LIP[-1],
     INNER_LOWER_LIP[0],
 )
+_INNER_LOWER_MIDDLE_ROW = INNER_LOWER_MIDDLE - INNER_LIPS[0]
 _UPPER_MIDDLE = UPPER_LIP[1:-1]  # the three points around the upper lip's middle
 _LOWER_MIDDLE = LOWER_LIP[1:-1]
 
@@ -136,7 +140,6 @@ class MouthRenderer:
         src = np.vstack([lm[moving], lm[fixed], cheeks, border])
         move = np.vstack([disp[moving], np.zeros((len(src) - len(moving), 2))])
         self._inner_src = lm[INNER_LIPS]
-        self._lip_lift_vec = disp[INNER_UPPER_MIDDLE].copy()
         # How much the portrait itself shows its upper teeth (an already parted mouth).
         self._src_gap = float(np.dot(lm[INNER_LOWER_MIDDLE] - lm[INNER_UPPER_MIDDLE], down))
         self._src_teeth = float(np.clip((self._src_gap / width - 0.06) / 0.06, 0.0, 1.0))
@@ -156,6 +159,7 @@ class MouthRenderer:
         gx = x0 - 0.5 + (np.arange(gw) + 0.5) * rw / gw
         gy = y0 - 0.5 + (np.arange(gh) + 0.5) * rh / gh
         grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
+        self._grid_step = (rw / gw, rh / gh)
         splines = GridSplines(grid, src[len(moving) :])  # only the first len(moving) move
         self._levels = np.empty((_LEVELS, gh, gw, 2), np.float32)
         for k in range(_LEVELS):
@@ -242,27 +246,16 @@ class MouthRenderer:
         basis poses ``BASES`` (spread, round, press, fv). 0 openness and no shape weights
         return an exact copy of the portrait; only pixels inside ``roi`` ever differ from it.
         """
-        a = float(np.clip(openness, 0.0, 1.0)) if np.isfinite(openness) else 0.0
         out = self._image.copy()
-        w = np.zeros(len(BASES))
-        if shapes is not None:
-            w = np.nan_to_num(np.clip(np.asarray(shapes, np.float64).ravel()[: len(BASES)], 0, 1.5))
-        if a <= 0.0 and not np.any(w > 1e-3):
+        pose = self.pose(openness, shapes)
+        if pose is None:
             return out
+        a, w, map_x, map_y = pose
         x0, y0, x1, y1 = self.roi
-        pos = a * (_LEVELS - 1)
-        k = min(int(pos), _LEVELS - 2)
-        f = pos - k
-        coarse = (1.0 - f) * self._levels[k] + f * self._levels[k + 1]
-        for b in np.nonzero(w > 1e-3)[0]:
-            coarse = coarse + np.float32(w[b]) * self._basis_fields[b]
-        field = cv2.resize(coarse, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        map_x = self._base_x + field[..., 0]
-        map_y = self._base_y + field[..., 1]
         roi = cv2.remap(self._image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         inner_disp = a * self._inner_disp + np.tensordot(w, self._basis_inner, 1)
         inner = self._inner_src + inner_disp - (x0, y0)  # ROI-local, rows of INNER_LIPS
-        if a > 0.0:
+        if a > 0.0 or (self._src_teeth > 0 and np.any(w > 1e-3)):
             paint_interior(
                 roi,
                 inner,
@@ -270,7 +263,8 @@ class MouthRenderer:
                 width=self._width,
                 portrait=self._image,
                 origin=(x0, y0),
-                lip_lift=self._lip_lift_vec,
+                src_inner=self._inner_src - (x0, y0),
+                jaw=a * self._inner_disp[_INNER_LOWER_MIDDLE_ROW],
                 src_gap=self._src_gap,
                 src_teeth=self._src_teeth,
             )
@@ -287,3 +281,51 @@ class MouthRenderer:
             )
         out[y0:y1, x0:x1] = roi
         return out
+
+    def pose(
+        self, openness: float, shapes=None
+    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The pose actually rendered: (openness, shape weights, map_x, map_y), the backward
+        map over ``roi`` (output pixel -> portrait pixel), or None for the portrait itself.
+
+        The ladder and the basis fields are each one-to-one, but their sum need not be (a
+        wide-open, rounded and spread mouth at once): when the map's Jacobian determinant falls
+        below MIN_DET anywhere, openness and shapes are scaled down together until it does
+        not. The mouth then opens a little less than asked, and never folds."""
+        a = float(np.clip(openness, 0.0, 1.0)) if np.isfinite(openness) else 0.0
+        w = np.zeros(len(BASES))
+        if shapes is not None:
+            w = np.nan_to_num(np.clip(np.asarray(shapes, np.float64).ravel()[: len(BASES)], 0, 1.5))
+        if a <= 0.0 and not np.any(w > 1e-3):
+            return None
+        coarse = self._coarse(a, w)
+        if _min_det(coarse, self._grid_step) < MIN_DET:
+            lo, hi = 0.0, 1.0
+            for _ in range(8):
+                mid = (lo + hi) / 2
+                if _min_det(self._coarse(a * mid, w * mid), self._grid_step) >= MIN_DET:
+                    lo = mid
+                else:
+                    hi = mid
+            a, w = a * lo, w * lo
+            coarse = self._coarse(a, w)
+        x0, y0, x1, y1 = self.roi
+        field = cv2.resize(coarse, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        return a, w, self._base_x + field[..., 0], self._base_y + field[..., 1]
+
+    def _coarse(self, a: float, w: np.ndarray) -> np.ndarray:
+        """The backward displacement on the coarse grid for openness ``a``, shape weights ``w``."""
+        pos = a * (_LEVELS - 1)
+        k = min(int(pos), _LEVELS - 2)
+        f = pos - k
+        coarse = (1.0 - f) * self._levels[k] + f * self._levels[k + 1]
+        for b in np.nonzero(w > 1e-3)[0]:
+            coarse = coarse + np.float32(w[b]) * self._basis_fields[b]
+        return coarse
+
+
+def _min_det(coarse: np.ndarray, step: tuple[float, float]) -> float:
+    """The smallest Jacobian determinant of p -> p + coarse(p) on the grid (step: x, y px)."""
+    dxy, dxx = np.gradient(coarse[..., 0], step[1], step[0])
+    dyy, dyx = np.gradient(coarse[..., 1], step[1], step[0])
+    return float(((1 + dxx) * (1 + dyy) - dxy * dyx).min())
