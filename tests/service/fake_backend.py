@@ -81,7 +81,7 @@ class FakeBackend:
         marks = np.tile(np.array([[w / 2, h / 2]], np.float32), (68, 1))
         return [Face(box, 1.0, marks)]
 
-    async def open_avatar(self, portrait, landmarks, options):
+    async def open_avatar(self, portrait, landmarks, options, *, mesh=None):
         avatar = FakeAvatar(portrait, options.fps, self.hold)
         self.avatars.append(avatar)
         return avatar

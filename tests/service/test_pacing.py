@@ -67,7 +67,7 @@ async def test_a_trickled_upload_is_ended_within_its_time(serve):
 class _SlowRender(FakeBackend):
     """Renders at a fifth of real time: a frame every 0.2 s at 25 fps."""
 
-    async def open_avatar(self, portrait, landmarks, options):
+    async def open_avatar(self, portrait, landmarks, options, *, mesh=None):
         avatar = _SlowAvatar(portrait, options.fps)
         self.avatars.append(avatar)
         return avatar

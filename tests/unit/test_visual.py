@@ -247,3 +247,45 @@ async def test_a_small_face_in_a_large_photo_is_found_by_the_tiled_pass(detector
     x0, y0, x1, y1 = faces[0].box
     assert x0 < 2950 < x1 and y0 < 1010 < y1
     assert 0.8 * face_search.SMALLEST_FACE < x1 - x0 < 1.4 * face_search.SMALLEST_FACE
+
+
+# --- the face mesh reaches the avatar in output pixels ------------------------------------------
+async def test_the_face_mesh_is_fitted_with_the_portrait_like_the_landmarks():
+    # a 2560x1440 photo: analysed at half size, then cropped and scaled to 480x480 around the face
+    image = np.zeros((1440, 2560, 3), np.uint8)
+    image[500:900, 1700:2000] = 200
+
+    def answer(picture):
+        f = picture.shape[1] / 2560  # the analysed picture's scale
+        marks = np.float32([[1700, 500], [2000, 900]] * 34) * f
+        mesh = np.zeros((478, 3), np.float32)
+        mesh[:, :2] = np.float32([1850, 700]) * f
+        mesh[0] = (1700 * f, 500 * f, -100 * f)  # the nose tip: 100 px nearer than the face
+        mesh[1] = (2000 * f, 900 * f, 0.0)
+        return [Face((1700 * f, 500 * f, 2000 * f, 900 * f), 1.0, marks, mesh)]
+
+    data = cv2.imencode(".png", image)[1].tobytes()
+    out = await visual.prepare_portrait(
+        data, _spec(aspect="1:1", short_side=480), Stub(answer), Settings(), StageClock()
+    )
+    assert out.mesh is not None and out.mesh.shape == (478, 3)
+    # the mesh's corners are where the landmarks (and the face in the fitted picture) are
+    assert out.mesh[0, :2] == pytest.approx(out.landmarks[0], abs=0.01)
+    assert out.mesh[1, :2] == pytest.approx(out.landmarks[1], abs=0.01)
+    y, x = (out.mesh[0, :2] + out.mesh[1, :2])[::-1] / 2
+    assert out.portrait[int(y), int(x)].mean() > 150  # the bright "face" is under the mesh
+    # depth is scaled as x: the nose stays as far in front, relative to the face's width
+    width = out.mesh[1, 0] - out.mesh[0, 0]
+    assert out.mesh[0, 2] == pytest.approx(-100 / 300 * width, rel=1e-3)
+
+
+async def test_a_face_model_without_a_mesh_gives_a_portrait_without_one():
+    data = cv2.imencode(".png", np.full((720, 720, 3), 128, np.uint8))[1].tobytes()
+    out = await visual.prepare_portrait(
+        data,
+        _spec(),
+        Stub(lambda p: [_face((200, 200, 500, 500))]),
+        Settings(),
+        StageClock(),
+    )
+    assert out.mesh is None and out.landmarks is not None

@@ -35,6 +35,9 @@ class Face:
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray  # (68, 2)
+    #: the dense face mesh (478, 3): x, y in the same pixels as ``landmarks``, z the depth on
+    #: the x scale (smaller = nearer); None when the face model does not give one
+    mesh: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,12 @@ class Backend(Protocol):
     async def lookahead_seconds(self, model: str) -> float: ...
     async def analyze_faces(self, image: np.ndarray) -> list[Face]: ...
     async def open_avatar(
-        self, portrait: np.ndarray, landmarks: np.ndarray, options: AvatarOptions
+        self,
+        portrait: np.ndarray,
+        landmarks: np.ndarray,
+        options: AvatarOptions,
+        *,
+        mesh: np.ndarray | None = None,
     ) -> ModelStream: ...
     async def open_lipsync(self, options: LipsyncOptions) -> ModelStream: ...
     async def aclose(self) -> None: ...

@@ -31,6 +31,9 @@ from a2v_server.observability.tracing import trace_headers
 
 log = logging.getLogger(__name__)
 
+#: points of face_landmarks' MESH per face (MediaPipe's face mesh with irises)
+MESH_POINTS = 478
+
 
 class TritonBackend:
     """One tritonclient (gRPC, asyncio) client per server process."""
@@ -73,14 +76,31 @@ class TritonBackend:
         boxes = result.as_numpy("BOXES")
         scores = result.as_numpy("SCORES")
         marks = result.as_numpy("LANDMARKS")
-        return [Face(_box(boxes[i]), float(scores[i]), marks[i]) for i in range(len(boxes))]
+        # MESH came with the MediaPipe face model; an older face_landmarks does not have it
+        mesh = result.as_numpy("MESH")
+        if mesh is not None and mesh.shape[:1] != boxes.shape[:1]:
+            mesh = None
+        return [
+            Face(
+                _box(boxes[i]),
+                float(scores[i]),
+                marks[i],
+                None if mesh is None else mesh[i].reshape(MESH_POINTS, 3).astype(np.float32),
+            )
+            for i in range(len(boxes))
+        ]
 
     async def open_avatar(
-        self, portrait: np.ndarray, landmarks: np.ndarray, options: AvatarOptions
+        self,
+        portrait: np.ndarray,
+        landmarks: np.ndarray,
+        options: AvatarOptions,
+        *,
+        mesh: np.ndarray | None = None,
     ) -> ModelStream:
         """Start a talking-avatar sequence. Optional inputs the deployed model does not
         declare are left out with a warning, so a server can run against an older model
-        repository."""
+        repository (without MESH, the model animates from the 68 landmarks alone)."""
         first: dict[str, np.ndarray] = {
             "PORTRAIT": np.ascontiguousarray(portrait, dtype=np.uint8),
             "LANDMARKS": np.asarray(landmarks, dtype=np.float32).reshape(68, 2),
@@ -94,6 +114,8 @@ class TritonBackend:
         ):
             if value is not None:
                 optional[name] = np.array([value], dtype=np.float32)
+        if mesh is not None:
+            optional["MESH"] = np.asarray(mesh, dtype=np.float32).reshape(MESH_POINTS, 3)
         if options.transcript:
             optional["TRANSCRIPT"] = np.array([options.transcript.encode()], dtype=np.object_)
         accepted = await self._input_names(AVATAR_MODEL)

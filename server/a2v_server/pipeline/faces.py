@@ -134,7 +134,18 @@ def _moved(face: Face, scale: float, dx: float, dy: float) -> Face:
     box = (x0 * scale + dx, y0 * scale + dy, x1 * scale + dx, y1 * scale + dy)
     shift = np.array([dx, dy], np.float32)
     marks = (np.asarray(face.landmarks, np.float32) * scale + shift).astype(np.float32)
-    return Face(box, face.score, marks)
+    return Face(box, face.score, marks, moved_mesh(face.mesh, scale, dx, dy))
+
+
+def moved_mesh(mesh: np.ndarray | None, scale: float, dx: float, dy: float) -> np.ndarray | None:
+    """A face mesh (N, 3) in another picture's coordinates: x, y scaled then shifted as the
+    landmarks, the depth z scaled by the same factor (it is on the x scale)."""
+    if mesh is None:
+        return None
+    out = np.asarray(mesh, np.float32) * np.float32(scale)
+    out[:, 0] += dx
+    out[:, 1] += dy
+    return out.astype(np.float32)
 
 
 def _downscale(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:

@@ -159,7 +159,9 @@ class Generation:
             blink_rate=s.blink_rate,
             transcript=s.transcript,
         )
-        return await self.backend.open_avatar(visual.portrait, visual.landmarks, options)
+        return await self.backend.open_avatar(
+            visual.portrait, visual.landmarks, options, mesh=visual.mesh
+        )
 
     # --- the concurrent stages ------------------------------------------------------------------
     async def _produce(

@@ -26,7 +26,7 @@ from a2v_server.media.image import decode_image
 from a2v_server.media.video import FrameStore, VideoUpload
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import TempBudget, check_pixel_rate
-from a2v_server.pipeline.faces import SMALLEST_FACE, find_faces, select_face
+from a2v_server.pipeline.faces import SMALLEST_FACE, find_faces, moved_mesh, select_face
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
@@ -55,6 +55,8 @@ class Visual:
     #: talking avatar: the fitted portrait and its landmarks
     portrait: np.ndarray | None = None
     landmarks: np.ndarray | None = None
+    #: ... and its dense face mesh (478, 3) mapped the same way (None without one)
+    mesh: np.ndarray | None = None
     #: lipsync: the fitted frames, and the caller's face box mapped to output pixels
     frames: FrameStore | None = None
     face_select_box: tuple[float, float, float, float] | None = None
@@ -64,7 +66,7 @@ class Visual:
         (exceptions' tracebacks keep them), and must not keep the images with them."""
         if self.frames is not None:
             self.frames.close()
-        self.portrait = self.landmarks = self.frames = None
+        self.portrait = self.landmarks = self.mesh = self.frames = None
 
 
 async def read_visual(
@@ -176,6 +178,7 @@ async def prepare_portrait(
         face_box=out_box,
         portrait=fitted,
         landmarks=placement.points(face.landmarks),
+        mesh=moved_mesh(face.mesh, placement.scale, placement.dx, placement.dy),
     )
 
 
