@@ -3,6 +3,9 @@
 Decoupled and stateful (see config.pbtxt). Tensors:
   PORTRAIT    uint8 [H, W, 3]   first request of a sequence: the framed RGB portrait
   LANDMARKS   fp32  [68, 2]     first request: its face landmarks (dlib order)
+  MESH        fp32  [478, 3]    optional, first request: MediaPipe's face mesh (x, y pixels, z
+                                depth on the x scale): blinks on the dense eye contours and the
+                                iris, head pose as 3D rotations; without it the 68 points serve
   FPS         fp32  [1]         first request: output frame rate
   AUDIO       fp32  [n]         every request: next mono 16 kHz samples (n may be 0)
   FRAMES      uint8 [k, H, W, 3] response: rendered frames
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from animator import LOOKAHEAD_S, Animator
-from face_motion import FaceMotion
+from face_motion import N_MESH, FaceMotion
 from mouth_render import MouthRenderer
 from shared import (
     N_LANDMARKS,
@@ -187,7 +190,14 @@ class TritonPythonModel(SequenceModel):
         landmarks = landmarks.reshape(N_LANDMARKS, 2).astype(np.float32)
         if not np.all(np.isfinite(landmarks)):
             raise InvalidRequest("LANDMARKS contain NaN or infinite values")
-        renderer, face = self._portrait_state(np.ascontiguousarray(portrait), landmarks)
+        mesh = input_array(request, "MESH")
+        if mesh is not None:
+            if mesh.size != N_MESH * 3:
+                raise InvalidRequest(f"MESH must be [{N_MESH}, 3], got {list(mesh.shape)}")
+            mesh = mesh.reshape(N_MESH, 3).astype(np.float32)
+            if not np.all(np.isfinite(mesh)):
+                raise InvalidRequest("MESH contains NaN or infinite values")
+        renderer, face = self._portrait_state(np.ascontiguousarray(portrait), landmarks, mesh)
         animator = Animator(fps=fps, transcript=_transcript(request), **_liveliness(request))
         boxes = (renderer.roi, face.box)
         region = (
@@ -199,15 +209,21 @@ class TritonPythonModel(SequenceModel):
         return Session(renderer=renderer, face=face, animator=animator, region=region)
 
     def _portrait_state(
-        self, portrait: np.ndarray, landmarks: np.ndarray
+        self, portrait: np.ndarray, landmarks: np.ndarray, mesh: np.ndarray | None
     ) -> tuple[MouthRenderer, FaceMotion]:
         digest = hashlib.blake2b(digest_size=16)
-        for part in (np.array(portrait.shape, np.int64), portrait, landmarks):
+        parts = [np.array(portrait.shape, np.int64), portrait, landmarks]
+        if mesh is not None:
+            parts.append(mesh)
+        for part in parts:
             digest.update(np.ascontiguousarray(part).tobytes())
         key = digest.digest()
         state = self._portraits.pop(key, None)
         if state is None:
-            state = (MouthRenderer(portrait, landmarks), FaceMotion(portrait.shape, landmarks))
+            state = (
+                MouthRenderer(portrait, landmarks),
+                FaceMotion(portrait.shape, landmarks, mesh),
+            )
         self._portraits[key] = state  # most recent last
         while len(self._portraits) > PORTRAIT_CACHE:
             self._portraits.popitem(last=False)
