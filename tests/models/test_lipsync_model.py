@@ -3,7 +3,8 @@ talking avatar runs too) driven through a stand-in for ``triton_python_backend_u
 
 A sequence of requests as the a2v server sends them (frames in output order with their
 source indices, audio, START/END) must come back as frames in order: faceless frames exactly
-as sent, the mouth following the audio level, errors tagged with the status the server maps
+as sent, the mouth following the audio level (with the speaker's own teeth where the video
+showed them: MOUTH_SOURCE says which frames), errors tagged with the status the server maps
 them to, and every request closed with the FINAL flag.
 """
 
@@ -23,7 +24,7 @@ from google.protobuf import json_format, text_format
 from shared import EYES, SAMPLE_RATE, face_axes
 from skimage import data
 from tritonclient.grpc import model_config_pb2
-from video_mouth import inner_gap
+from video_mouth import inner_gap, reanimate
 
 from bench.quality.reference_landmarks import FaceAnalyzer as ReferenceAnalyzer
 
@@ -185,6 +186,7 @@ def test_frames_without_a_face_pass_through_unchanged(model, astronaut):
     )
     assert out["FRAMES"].shape == (4, *astronaut.shape)
     assert out["FACE_FOUND"].tolist() == [0, 0, 0, 1]
+    assert out["MOUTH_SOURCE"].tolist() == [0, 0, 0, 1]  # passed through, then the warp
     for sent, got in zip(video[:3], out["FRAMES"][:3], strict=True):
         np.testing.assert_array_equal(got, sent)
     assert np.any(out["FRAMES"][3] != astronaut)  # the face is re-animated
@@ -227,6 +229,62 @@ def test_the_mouth_follows_the_audio_level(model_class, astronaut, tmp_path):
     top = int(face.landmarks[EYES, 1].max()) + 1
     for r in results.values():
         assert np.all(r["FRAMES"][:, :top] == astronaut[:top])
+
+
+def _teeth_in_mouth(frame: np.ndarray, box: tuple[int, int, int, int]) -> int:
+    """Bright, nearly colourless pixels (teeth) in the mouth box x0, y0, x1, y1."""
+    x0, y0, x1, y1 = box
+    rgb = frame[y0:y1, x0:x1].astype(np.float32)
+    return int(((rgb.mean(-1) > 150) & (rgb.max(-1) - rgb.min(-1) < 70)).sum())
+
+
+def test_an_opening_mouth_shows_the_teeth_the_video_showed(model, astronaut):
+    """A speaker video that smiles (teeth) and then keeps the lips shut while the speech asks
+    for openings: the shut frames are opened with the smile's real teeth (MOUTH_SOURCE 2),
+    where the warp alone paints a toothless dark interior; silent frames use the warp."""
+    analyzer = FaceAnalyzer()
+    (face,) = analyzer.analyze(astronaut)
+    width = face_axes(face.landmarks)[1]
+    own = inner_gap(face.mesh) / (0.30 * width)  # her smile, as an openness
+    video = [reanimate(astronaut, face.mesh, o) for o in np.linspace(own, 0.0, 5)]
+    video[0] = astronaut
+    shut = video[-1]
+    video += [shut] * 10
+    n = len(video)
+    audio = np.concatenate([np.zeros(frame_samples(5), np.float32), voiced(10 / FPS, 0.5)])
+    half = frame_samples(7)
+    out = run(
+        model,
+        request(13, start=True, frames=video[:7], audio=audio[:half]),
+        request(13, end=True, frames=video[7:], first=7, audio=audio[half:]),
+    )
+    paths = out["MOUTH_SOURCE"]
+    assert len(paths) == n and set(paths.tolist()) <= {1, 2}
+    assert np.all(paths[:5] == 1)  # silence: the warp closes her smile
+    retrieved = np.flatnonzero(paths == 2)
+    assert len(retrieved) >= 2, paths  # opened with a mouth of the video
+    assert np.all(out["MOUTH_OPEN"][retrieved] > 0.2)
+    # Far wider than her smile (0.55): no mouth of the video is close, the warp does it.
+    assert np.all(paths[out["MOUTH_OPEN"] > 0.95] == 1)
+    # Between the lips: the middle 40 % of the mouth, from 30 % to 80 % of the gap asked for
+    # below the upper lip (the warp keeps the upper lip and moves the lower one there; the
+    # shut frame's own sliver of teeth lies above).
+    (closed,) = analyzer.analyze(shut)
+    right, left, upper = closed.mesh[[78, 308, 13], :2]
+    x0, x1 = int(right[0] + 0.3 * (left[0] - right[0])), int(left[0] - 0.3 * (left[0] - right[0]))
+    for i in retrieved:
+        opening = float(out["MOUTH_OPEN"][i])
+        gap = opening * 0.3 * width
+        box = (x0, int(upper[1] + 0.3 * gap), x1, int(upper[1] + 0.8 * gap))
+        warp_only = reanimate(shut, closed.mesh, opening)
+        inside = (box[2] - box[0]) * (box[3] - box[1])
+        assert inside >= 15, (i, opening)
+        teeth = _teeth_in_mouth(out["FRAMES"][i], box)
+        assert teeth > 0.5 * inside, (i, opening)  # teeth
+        assert teeth > 2 * _teeth_in_mouth(warp_only, box), (i, opening)  # not the smudge
+    # Above the mouth nothing changed.
+    top = int(face.mesh[1, 1])  # the nose tip
+    assert np.all(out["FRAMES"][:, :top] == np.stack(video)[:, :top])
 
 
 def test_bad_requests_are_invalid_argument_and_end_the_sequence(model, astronaut):

@@ -11,6 +11,9 @@ Tensors (config.pbtxt is the source of truth):
   FIRST_FRAME  int64 [1]             response: index of FRAMES[0]
   MOUTH_OPEN   fp32  [m]             response: mouth opening asked for by the speech
   FACE_FOUND   uint8 [m]             response: 0 where no face was found (frame unchanged)
+  MOUTH_SOURCE uint8 [m]             response: how each frame's mouth was made: 0 passed
+                                     through, 1 warp only, 2 a mouth retrieved from the
+                                     video's own frames (source_mouths.py)
 Errors: "[INVALID_ARGUMENT] ..." tagged messages, like talking_avatar: both run the request
 loop of shared.SequenceModel (shared.py is talking_avatar/1/shared.py).
 """
@@ -37,13 +40,14 @@ from shared import (
     input_array,
     input_flag,
 )
-from video_mouth import reanimate
+from source_mouths import PASSED, SourceMouths
 
 
 @dataclass
 class Session:
     tracker: FaceTracker
     motion: MouthMotion
+    mouths: SourceMouths = field(default_factory=SourceMouths)  # the video's open mouths
     frames: deque = field(default_factory=deque)  # (source index, frame) waiting for audio
     openness: deque = field(default_factory=deque)
     next_frame: int = 0
@@ -76,6 +80,10 @@ class TritonPythonModel(SequenceModel):
             if indices is None or len(indices) != len(frames):
                 raise InvalidRequest("SOURCE_INDEX must give one index per frame of FRAMES_IN")
             session.frames.extend(zip(indices.tolist(), frames, strict=True))
+            # Track on arrival: the library of source mouths then also holds the frames that
+            # still wait for their audio (meshes are cached: rendering does not track again).
+            for index, frame in zip(indices.tolist(), frames, strict=True):
+                session.mouths.observe(index, frame, session.tracker.mesh(int(index), frame))
         session.openness.extend(session.motion.push(audio_samples(request)).tolist())
         if end:
             session.openness.extend(session.motion.finish().tolist())
@@ -94,14 +102,19 @@ class TritonPythonModel(SequenceModel):
                 session.frames.clear()
                 return
             n = min(self._max_frames, len(session.frames), len(session.openness))
-            out, opens, found = [], [], []
+            out, opens, found, paths = [], [], [], []
             for _ in range(n):
                 index, frame = session.frames.popleft()
                 openness = session.openness.popleft()
                 mesh = session.tracker.mesh(int(index), frame)
-                out.append(frame if mesh is None else reanimate(frame, mesh, openness))
+                if mesh is None:
+                    image, path = frame, PASSED
+                else:
+                    image, path, _ = session.mouths.render(frame, mesh, openness)
+                out.append(image)
                 opens.append(openness)
                 found.append(mesh is not None)
+                paths.append(path)
             sender.send(
                 pb_utils.InferenceResponse(
                     output_tensors=[
@@ -109,6 +122,7 @@ class TritonPythonModel(SequenceModel):
                         pb_utils.Tensor("FIRST_FRAME", np.array([session.next_frame], np.int64)),
                         pb_utils.Tensor("MOUTH_OPEN", np.array(opens, np.float32)),
                         pb_utils.Tensor("FACE_FOUND", np.array(found, np.uint8)),
+                        pb_utils.Tensor("MOUTH_SOURCE", np.array(paths, np.uint8)),
                     ]
                 )
             )
