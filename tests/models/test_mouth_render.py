@@ -188,3 +188,19 @@ def test_the_teeth_keep_their_size_when_the_lips_round(portrait):
         out = renderer.render(a, np.array([0.0, rounding, 0.0, 0.0]))
         diff = np.abs(out[y0:y1, x0:x1].astype(int) - big[y0:y1, x0:x1])
         assert diff.mean() < 6, (a, rounding)
+
+
+def test_pressed_lips_close_over_the_teeth(renderer, portrait, landmarks):
+    """M/B/P on a portrait that smiles with its teeth showing: the lower lip slides up over the
+    teeth (their bright pixels are gone from the gap), and the lips are the portrait's own
+    (no flat painted lip shape: the colour spread between the lips stays like the lips')."""
+    top, bottom = landmarks[62, 1], landmarks[66, 1]
+    cx = int(landmarks[62, 0])
+    rows = slice(int(np.ceil(top)) + 1, int(bottom))
+    cols = slice(cx - 6, cx + 7)
+    teeth = luma(portrait[rows, cols]).mean()
+    pressed = renderer.render(0.0, np.array([0.0, 0.0, 1.0, 0.0]))
+    lips = luma(portrait[int(bottom) + 2 : int(landmarks[57, 1]) - 1, cols])
+    assert luma(pressed[rows, cols]).mean() < teeth - 25
+    assert abs(luma(pressed[rows, cols]).mean() - lips.mean()) < 25
+    assert luma(pressed[rows, cols]).std() > 0.3 * lips.std()  # texture, not a flat fill

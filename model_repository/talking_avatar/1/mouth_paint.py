@@ -30,39 +30,70 @@ _INNER_LOWER_ROWS = [
 ]
 
 
-def paint_seam(
-    roi: np.ndarray,
-    inner: np.ndarray,
-    weight: float,
-    *,
-    width: float,
-    src_gap: float,
-    lip_rgb: np.ndarray,
-) -> None:
-    """Pressed lips: lip colour over what is left between them, and a thin dark seam.
+def close_lips(roi: np.ndarray, inner: np.ndarray, weight: float, *, width: float) -> None:
+    """Pressed lips (M/B/P): the lower lip slides up over the gap by ``weight`` of it.
 
-    ``width`` is the mouth width and ``src_gap`` the portrait's own gap between its inner lips
-    (pixels); ``lip_rgb`` is the portrait's lip colour (RGB).
-    """
+    Below the lower inner lip, the picture is sampled from further down by the gap (fading out
+    towards the chin over at least twice the shift, so the map stays one-to-one); the gap's
+    content (teeth, interior) is covered by the lower lip from below, as lips close over
+    teeth, and the upper lip stays in front. A smooth warp cannot close a gap without
+    collapsing it; this map is cut along the lower lip's new edge instead."""
+    upper = inner[_INNER_UPPER_ROWS]
+    lower = inner[_INNER_LOWER_ROWS]
+    bx0 = max(int(np.floor(min(upper[:, 0].min(), lower[:, 0].min()))), 0)
+    bx1 = min(int(np.ceil(max(upper[:, 0].max(), lower[:, 0].max()))) + 1, roi.shape[1])
+    if bx1 - bx0 < 2:
+        return
+    xs = np.arange(bx0, bx1, dtype=np.float32)
+    top = np.interp(xs, *upper[np.argsort(upper[:, 0])].T)
+    bottom = np.interp(xs, *lower[np.argsort(lower[:, 0])].T)
+    gap = np.maximum(bottom - top, 0.0)
+    # a little past the upper edge: the inner-lip points sit about a pixel inside the lips
+    shift = weight * (gap + np.minimum(0.02 * width, 0.25 * gap) * (gap > 1.0))
+    if shift.max() < 0.3:
+        return
+    fade_len = max(2.5 * float(shift.max()), 0.4 * width)
+    by0 = max(int(np.floor(top.min())) - 1, 0)
+    by1 = min(int(np.ceil(bottom.max() + fade_len)) + 2, roi.shape[0])
+    if by1 - by0 < 2:
+        return
+    ys = np.arange(by0, by1, dtype=np.float32)[:, None]
+    edge = (bottom - shift)[None, :]  # the lower lip's new upper edge
+    fade = np.clip(1.0 - (ys - bottom[None, :]) / fade_len, 0.0, 1.0)
+    fade = fade * fade * (3 - 2 * fade)  # smooth, flat at both ends
+    moved = np.where(ys >= bottom[None, :], fade, 1.0) * shift[None, :]
+    src_y = ys + moved * np.clip(ys - edge + 0.5, 0.0, 1.0)
+    src_x = np.broadcast_to(xs[None, :], src_y.shape)
+    patch = roi[by0:by1, bx0:bx1]
+    warped = cv2.remap(
+        roi,
+        np.ascontiguousarray(src_x, np.float32),
+        np.ascontiguousarray(src_y, np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    patch[:] = warped
+
+
+def paint_seam(roi: np.ndarray, inner: np.ndarray, weight: float, *, width: float) -> None:
+    """Pressed lips: a thin soft shadow where the lips meet (``width``: the mouth width)."""
     line = (inner[_INNER_UPPER_ROWS] + inner[_INNER_LOWER_ROWS]) / 2  # between the lips
-    half = max(0.5 * src_gap, 0.0) + 0.03 * width
+    upper = inner[_INNER_UPPER_ROWS]
     bx0 = max(int(np.floor(line[:, 0].min())) - 1, 0)
     bx1 = min(int(np.ceil(line[:, 0].max())) + 2, roi.shape[1])
-    by0 = max(int(np.floor(line[:, 1].min() - half)) - 2, 0)
-    by1 = min(int(np.ceil(line[:, 1].max() + half)) + 3, roi.shape[0])
+    by0 = max(int(np.floor(upper[:, 1].min())) - 3, 0)
+    by1 = min(int(np.ceil(upper[:, 1].max())) + 4, roi.shape[0])
     if bx1 - bx0 < 2 or by1 - by0 < 2:
         return
     ys, xs = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
-    o = np.argsort(line[:, 0])
-    ly = np.interp(xs[0], line[o, 0], line[o, 1])[None, :]
+    o = np.argsort(upper[:, 0])
+    ly = np.interp(xs[0], upper[o, 0], upper[o, 1])[None, :]  # the closed lips meet here
     dist = np.abs(ys - ly)
     cx, rx = line[:, 0].mean(), max(np.ptp(line[:, 0]) / 2, 1.0)
     taper = np.clip(1.0 - np.abs((xs - cx) / rx) ** 4, 0.0, 1.0)
-    fill = np.clip((half * taper + 0.5 - dist) / 1.5, 0.0, 1.0)[..., None] * weight * 0.9
-    seam = np.clip(1.0 - dist / 1.2, 0.0, 1.0)[..., None] * weight * 0.4 * taper[..., None]
+    seam = np.clip(1.0 - dist / max(0.8, 0.015 * width), 0.0, 1.0) * weight * 0.35 * taper
     patch = roi[by0:by1, bx0:bx1].astype(np.float32)
-    patch += (lip_rgb - patch) * fill
-    patch += (_INTERIOR_EDGE * 0.7 - patch) * seam
+    patch += (_INTERIOR_EDGE * 0.7 - patch) * seam[..., None]
     roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
 
 

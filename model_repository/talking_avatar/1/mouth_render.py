@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from grid_splines import GridSplines
-from mouth_paint import paint_fv_teeth, paint_interior, paint_seam
+from mouth_paint import close_lips, paint_fv_teeth, paint_interior, paint_seam
 from shared import (
     CHIN,
     INNER_LEFT,
@@ -31,7 +31,6 @@ from shared import (
     INNER_UPPER_MIDDLE,
     JAW,
     LOWER_LIP,
-    LOWER_LIP_MIDDLE,
     MOUTH,
     MOUTH_LEFT,
     MOUTH_RIGHT,
@@ -48,7 +47,7 @@ from shared import (
 
 #: the smallest Jacobian determinant the mouth's backward map may have (1 = rigid; below 0 the
 #: map folds: a region shown twice, mirrored)
-MIN_DET = 0.2
+MIN_DET = 0.05
 _LEVELS = 17  # openness ladder 0, 1/16, ..., 1 (backward maps are not linear in openness)
 _GRID_MAX = 96  # long side of the stored coarse backward map (the field is smooth)
 _JAW_DROP = 0.30  # lower lip drop at openness 1, in mouth widths (0.4 read as a shout)
@@ -144,11 +143,6 @@ class MouthRenderer:
         self._src_gap = float(np.dot(lm[INNER_LOWER_MIDDLE] - lm[INNER_UPPER_MIDDLE], down))
         self._src_teeth = float(np.clip((self._src_gap / width - 0.06) / 0.06, 0.0, 1.0))
         self._inner_disp = disp[INNER_LIPS]
-        # Lip colour: median of the lower lip's middle (between its inner and outer edge).
-        c = (lm[INNER_LOWER_MIDDLE] + lm[LOWER_LIP_MIDDLE]) / 2
-        r = max(1, int(0.04 * width))
-        lip = img[int(c[1]) - r : int(c[1]) + r + 1, int(c[0]) - 2 * r : int(c[0]) + 2 * r + 1]
-        self._lip_rgb = np.median(lip.reshape(-1, 3), 0) if lip.size else np.array([150.0, 80, 80])
 
         # Backward maps per openness level on a coarse grid (ROI-local source coordinates).
         rw, rh = x1 - x0, y1 - y0
@@ -190,7 +184,6 @@ class MouthRenderer:
         """Forward displacement (68, 2) of the lip landmarks for one basis pose."""
         d = np.zeros((N_LANDMARKS, 2))
         side = np.sign((lm - mouth) @ right)  # -1 left half, +1 right half
-        gap = max(self._src_gap, 0.0)
         if name == "spread":  # EE: corners out and a little up, lips thinner
             for i in _CORNERS:
                 d[i] = right * side[i] * 0.09 * width - down * 0.02 * width
@@ -211,22 +204,20 @@ class MouthRenderer:
                 d[i] = -down * 0.035 * width - right * side[i] * 0.03 * width
             for i in _LOWER_MIDDLE:
                 d[i] = down * 0.035 * width - right * side[i] * 0.03 * width
-        elif name == "press":  # M/B/P: lips meet and thin out (a seam is painted on top)
+        elif name == "press":  # M/B/P: lips thin out; they meet in render() (close_lips)
+            # Not by moving the inner lips onto each other here: a spline that collapses the
+            # gap between them to a line folds (the teeth turned into a mirrored pink blob).
             for i in _UPPER_MIDDLE:
-                d[i] = down * (0.02 * width + 0.5 * gap)
-            for i in INNER_UPPER_LIP:
-                d[i] = down * 0.5 * gap
+                d[i] = down * 0.02 * width
             for i in _LOWER_MIDDLE:
-                d[i] = -down * (0.025 * width + 0.5 * gap)
-            for i in INNER_LOWER_LIP:
-                d[i] = -down * 0.5 * gap
+                d[i] = -down * 0.025 * width
             for i in (MOUTH_RIGHT, MOUTH_LEFT):
                 d[i] = -right * side[i] * 0.02 * width
-        elif name == "fv":  # F/V: lower lip up under the upper teeth
+        elif name == "fv":  # F/V: lower lip up under the upper teeth (the rest in render())
             for i in _LOWER_MIDDLE:
-                d[i] = -down * (0.04 * width + 0.5 * gap)
+                d[i] = -down * 0.04 * width
             for i in INNER_LOWER_LIP:
-                d[i] = -down * (0.03 * width + 0.5 * gap)
+                d[i] = -down * 0.03 * width
         return d
 
     @staticmethod
@@ -269,16 +260,12 @@ class MouthRenderer:
                 src_teeth=self._src_teeth,
             )
         if w[3] > 1e-3:
+            # the lower lip rises most of the way to the upper teeth, which show above it
+            close_lips(roi, inner, 0.7 * min(w[3], 1.0), width=self._width)
             paint_fv_teeth(roi, inner, w[3], width=self._width)
         if w[2] > 1e-3:
-            paint_seam(
-                roi,
-                inner,
-                min(w[2], 1.0),
-                width=self._width,
-                src_gap=self._src_gap,
-                lip_rgb=self._lip_rgb,
-            )
+            close_lips(roi, inner, min(w[2], 1.0), width=self._width)
+            paint_seam(roi, inner, min(w[2], 1.0), width=self._width)
         out[y0:y1, x0:x1] = roi
         return out
 
