@@ -217,11 +217,6 @@ class MouthLibrary:
     def entries(self) -> list[Entry]:
         return self._entries
 
-    def entry(self, index: int) -> Entry | None:
-        if index not in self._indices:
-            return None
-        return next(e for e in self._entries if e.index == index)
-
     def add(self, index: int, frame: np.ndarray, mesh: np.ndarray) -> Entry | None:
         """Consider source frame ``index``; the new entry, or None when not kept."""
         if index in self._indices:
