@@ -221,7 +221,9 @@ def _clip_row(job: Job, lms: dict, looks: Path | None = None) -> ClipRow:
         src = metrics.decode(job.video, audio=False)
         n = min(len(src.frames), len(decoded.frames))
         psnr = metrics.psnr_outside_face(decoded.frames[:n], src.frames[:n], lms[job.video])
-        sharp = metrics.lower_face_sharpness(decoded.frames[:n], src.frames[:n], lms[job.video])
+        sharp = metrics.lower_face_sharpness(
+            decoded.frames[:n], src.frames[:n], lms[job.video], marks
+        )
     folds = metrics.glitches(marks)
     if looks is not None:
         looks.mkdir(parents=True, exist_ok=True)

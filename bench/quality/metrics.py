@@ -502,16 +502,23 @@ class Sharpness:
 
 
 def lower_face_sharpness(
-    out_frames: list[np.ndarray], src_frames: list[np.ndarray], src_lms: np.ndarray
+    out_frames: list[np.ndarray],
+    src_frames: list[np.ndarray],
+    src_lms: np.ndarray,
+    out_lms: np.ndarray | None = None,
 ) -> Sharpness:
-    """Output frame i against source frame i on the SAME pixels: the lower-face mask from the
-    source frame's landmarks (``lower_face_mask``). 1.0 = as sharp as the source; the lips
-    themselves are left out (the renderer redraws them), so this sees what the mouth warp and
-    its blending do to the skin around the mouth: blur (< 1) or ringing / sharpening (> 1)."""
+    """Output frame i against source frame i, each on its own lower-face skin: the mask from
+    that frame's landmarks (``lower_face_mask``; the source's for both when ``out_lms`` is not
+    given). The mouth warp moves the chin: closing a mouth the source had open lifts the chin's
+    edge against the neck into the source's mask, and that edge alone tripled the ratio. 1.0 =
+    as sharp as the source; the lips themselves are left out (the renderer redraws them), so
+    this sees what the mouth warp and its blending do to the skin around the mouth: blur (< 1)
+    or ringing / sharpening (> 1)."""
     ratios = []
-    for out, src, lms in zip(out_frames, src_frames, src_lms, strict=False):
-        mask = lower_face_mask(lms, out.shape[:2])
-        a, b = laplacian_variance(out, mask), laplacian_variance(src, mask)
+    own = out_lms if out_lms is not None else src_lms
+    for out, src, lms, out_marks in zip(out_frames, src_frames, src_lms, own, strict=False):
+        a = laplacian_variance(out, lower_face_mask(out_marks, out.shape[:2]))
+        b = laplacian_variance(src, lower_face_mask(lms, src.shape[:2]))
         if math.isfinite(a) and math.isfinite(b) and b > 1e-6:
             ratios.append(a / b)
     if not ratios:
