@@ -142,6 +142,15 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class MouthSources:
+    """lipsync: how many frames took each path of the model (its MOUTH_SOURCE output)."""
+
+    passed_through: int = 0  # no face: the source frame as it was
+    warped: int = 0  # the mouth re-animated by the warp
+    retrieved: int = 0  # an open mouth from the speaker's own video pasted in
+
+
+@dataclass(frozen=True)
 class Summary:
     frames: int
     duration_seconds: float
@@ -150,6 +159,8 @@ class Summary:
     timings: Timings = field(default_factory=Timings)
     #: a2v.v1.AudioKind number as judged by the model, 0 = unknown
     audio_kind: int = 0
+    #: lipsync models that report MOUTH_SOURCE; None otherwise
+    mouth_sources: MouthSources | None = None
 
 
 OutputEvent = Accepted | Chunk | Progress | Summary | Timeline

@@ -13,6 +13,13 @@ from a2v_server.inference.backend import Face, FrameBatch
 RATE = MODEL_SAMPLE_RATE
 
 
+def fake_mouth_source(index: np.ndarray) -> np.ndarray:
+    """The fake lipsync's MOUTH_SOURCE for output frames ``index``: 0, 1, 2, 1, 1, 0, 1, 2, ...
+    (a period of 5: one passed through, three warped, one retrieved), so tests can predict
+    the Summary's counts from the frame count."""
+    return np.array([0, 1, 2, 1, 1], np.uint8)[np.asarray(index) % 5]
+
+
 class FakeAvatar:
     def __init__(
         self, portrait: np.ndarray | None, fps: float, hold: asyncio.Event | None = None
@@ -22,6 +29,8 @@ class FakeAvatar:
         self.fps = fps
         self.queue: asyncio.Queue = asyncio.Queue()
         self.hold = hold
+        #: lipsync: send MOUTH_SOURCE (False: an older model without that output)
+        self.mouth_source = True
         self.got_last = False  # the whole input has arrived
         self.closed = False
 
@@ -49,7 +58,13 @@ class FakeAvatar:
                     if self.portrait is not None
                     else np.stack(self.video_frames[done : done + n])
                 )
-                yield FrameBatch(done, frames, np.zeros(n, np.float32))
+                lipsync = self.portrait is None and self.mouth_source
+                yield FrameBatch(
+                    done,
+                    frames,
+                    np.zeros(n, np.float32),
+                    mouth_source=fake_mouth_source(np.arange(done, done + n)) if lipsync else None,
+                )
                 done += n
             if last:
                 return
@@ -65,6 +80,8 @@ class FakeBackend:
     def __init__(self, faces: bool = True, hold: asyncio.Event | None = None) -> None:
         self.faces = faces
         self.hold = hold
+        #: lipsync sends MOUTH_SOURCE (False: as an older lipsync model, without it)
+        self.mouth_source = True
         self.avatars: list[FakeAvatar] = []
 
     async def ready(self, models=()):
@@ -88,6 +105,7 @@ class FakeBackend:
 
     async def open_lipsync(self, options):
         avatar = FakeAvatar(None, options.fps, self.hold)
+        avatar.mouth_source = self.mouth_source
         self.avatars.append(avatar)
         return avatar
 

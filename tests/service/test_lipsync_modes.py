@@ -7,6 +7,9 @@ import io
 import av
 import numpy as np
 import pytest
+from fake_backend import fake_mouth_source
+from media import portrait_png
+from prometheus_client import REGISTRY
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import GenerateOptions, pcm_audio
@@ -85,6 +88,41 @@ async def test_webm_is_accepted(client):
         client, _video(5, codec="libvpx", fmt="webm"), 0.5, pb.SYNC_MODE_LOOP
     )
     assert levels == [0, 1, 2, 3, 4]
+
+
+def _mouth_metric(source: str) -> float:
+    return REGISTRY.get_sample_value("a2v_lipsync_mouth_frames_total", {"source": source}) or 0.0
+
+
+async def test_summary_counts_how_each_mouth_was_made(client):
+    sources = ("passed_through", "warped", "retrieved")
+    before = {s: _mouth_metric(s) for s in sources}
+    responses, levels, _ = await _lipsync(client, _video(4), 2.3)  # 23 frames, several batches
+    summary = responses[-1].summary
+    assert summary.frames == len(levels) == 23
+    expected = np.bincount(fake_mouth_source(np.arange(23)), minlength=3).tolist()
+    assert expected == [5, 13, 5]
+    counts = summary.mouth_sources
+    assert [counts.passed_through, counts.warped, counts.retrieved] == expected
+    assert [_mouth_metric(s) - before[s] for s in sources] == expected
+
+
+async def test_mouth_sources_stay_unset_without_the_models_output(service, client):
+    service.backend.mouth_source = False  # an older lipsync model
+    responses, levels, _ = await _lipsync(client, _video(4), 1.0)
+    summary = responses[-1].summary
+    assert summary.frames == len(levels) == 10
+    assert not summary.HasField("mouth_sources")
+    avatar = [
+        r
+        async for r in client.generate(
+            audio=pcm_audio([b"\0\0" * 8000], 16000, 1),
+            image=portrait_png(),
+            options=GenerateOptions(resolution="256x256"),
+        )
+    ]
+    assert avatar[-1].summary.frames > 0
+    assert not avatar[-1].summary.HasField("mouth_sources")
 
 
 async def test_image_for_lipsync_is_invalid(client):

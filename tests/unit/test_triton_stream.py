@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from a2v_server.errors import A2VError
-from a2v_server.inference.sequence import TritonSequenceStream
+from a2v_server.inference.sequence import TritonSequenceStream, _batch
 
 
 class _Result:
@@ -84,3 +84,10 @@ async def test_requests_without_frames_are_not_remembered_forever():
         await stream.send_audio(np.zeros(1280, np.float32), last=last)
     assert [b.first_index async for b in stream.batches()] == [0, 2]
     assert len(stream._sent_at) == 0
+
+
+def test_mouth_source_is_read_when_the_model_sends_it_and_none_when_not():
+    result = _Result(0, 3)
+    assert _batch(result).mouth_source is None  # an older lipsync, or talking_avatar
+    result._tensors["MOUTH_SOURCE"] = np.array([0, 2, 1], np.uint8)
+    assert _batch(result).mouth_source.tolist() == [0, 2, 1]

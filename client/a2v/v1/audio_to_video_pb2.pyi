@@ -393,20 +393,32 @@ class Progress(_message.Message):
     def __init__(self, frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., audio_seconds: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("frames", "duration_seconds", "bytes", "chunks", "timings", "audio_kind")
+    __slots__ = ("frames", "duration_seconds", "bytes", "chunks", "timings", "audio_kind", "mouth_sources")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_KIND_FIELD_NUMBER: _ClassVar[int]
+    MOUTH_SOURCES_FIELD_NUMBER: _ClassVar[int]
     frames: int
     duration_seconds: float
     bytes: int
     chunks: int
     timings: Timings
     audio_kind: AudioKind
-    def __init__(self, frames: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., audio_kind: _Optional[_Union[AudioKind, str]] = ...) -> None: ...
+    mouth_sources: MouthSources
+    def __init__(self, frames: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., audio_kind: _Optional[_Union[AudioKind, str]] = ..., mouth_sources: _Optional[_Union[MouthSources, _Mapping]] = ...) -> None: ...
+
+class MouthSources(_message.Message):
+    __slots__ = ("passed_through", "warped", "retrieved")
+    PASSED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    WARPED_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVED_FIELD_NUMBER: _ClassVar[int]
+    passed_through: int
+    warped: int
+    retrieved: int
+    def __init__(self, passed_through: _Optional[int] = ..., warped: _Optional[int] = ..., retrieved: _Optional[int] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("total_seconds", "first_chunk_seconds", "decode_seconds", "inference_seconds", "encode_seconds")

@@ -74,6 +74,8 @@ class FrameBatch:
     blink: np.ndarray | None = None  # (n,)
     audio_kind: int = 0  # a2v.v1.AudioKind number
     face_found: np.ndarray | None = None  # (n,) lipsync: 0 = frame passed through
+    #: (n,) lipsync: how each mouth was made, a MouthSource number (older models: None)
+    mouth_source: np.ndarray | None = None
     #: when set, ``frames`` are only this part (x0, y0, x1, y1) of the picture
     region: tuple[int, int, int, int] | None = None
 

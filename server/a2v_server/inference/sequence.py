@@ -211,6 +211,7 @@ def _batch(result) -> FrameBatch:
         blink=optional("BLINK"),
         audio_kind=int(kind.ravel()[0]) if kind is not None else 0,
         face_found=optional("FACE_FOUND"),
+        mouth_source=optional("MOUTH_SOURCE"),
         region=_region(region),
     )
 

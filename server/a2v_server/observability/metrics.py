@@ -2,7 +2,8 @@
 
 Served over HTTP at ``Settings.metrics_listen`` (``/metrics``, plaintext, no authentication:
 nothing in it is sensitive). Labels are bounded and carry no request data: the model name (from
-the catalog), the gRPC method name and status code, and the Triton model and call kind.
+the catalog), the gRPC method name and status code, the Triton model and call kind, and the
+lipsync mouth path.
 
 The interceptor watches the *outgoing* Generate messages (Accepted, chunks, Progress, Summary)
 rather than the pipeline's internals, so the numbers are what a client sees and the pipeline
@@ -60,6 +61,12 @@ REQUEST_SECONDS = Histogram(
 ERRORS = Counter(
     "a2v_errors", "a2v calls that ended with a status other than OK", ["method", "code"]
 )
+LIPSYNC_MOUTH_FRAMES = Counter(
+    "a2v_lipsync_mouth_frames",
+    "Frames of finished lipsync streams by how the mouth was made: passed_through (no face), "
+    "warped, retrieved (an open mouth from the speaker's own video)",
+    ["source"],
+)
 TRITON_SECONDS = Histogram(
     "a2v_triton_request_seconds",
     "Round trip of one Triton request as the server sees it: a face-analysis infer, or a "
@@ -114,6 +121,10 @@ class _CallObserver:
                 REALTIME_FACTOR.labels(self.model or "").observe(
                     summary.duration_seconds / summary.timings.total_seconds
                 )
+            if summary.HasField("mouth_sources"):
+                for source in ("passed_through", "warped", "retrieved"):
+                    count = getattr(summary.mouth_sources, source)
+                    LIPSYNC_MOUTH_FRAMES.labels(source).inc(count)
 
     def _frames(self, done: int) -> None:
         # Progress and Summary carry running totals: count each frame once, and count the

@@ -265,6 +265,7 @@ class Generation:
                     if self.spec.include_timeline:
                         await self._events.put(timeline(batch, self.stats.fps))
                     self.stats.audio_kind = batch.audio_kind or self.stats.audio_kind
+                    self.stats.count_mouths(batch.mouth_source)
                     received += len(batch.frames)
                     await self._encode_queue.put(("video", batch))
             finally:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from a2v_server.domain import Progress, Summary, Timings
+import numpy as np
+
+from a2v_server.domain import MouthSources, Progress, Summary, Timings
 
 
 @dataclass
@@ -33,6 +35,16 @@ class GenerationStats:
         self.audio_kind = 0
         self.bytes = 0
         self.chunks = 0
+        #: lipsync: frames per MOUTH_SOURCE value (0 passed through, 1 warped, 2 retrieved);
+        #: None until the model reports one (other models, older lipsync models)
+        self.mouth_sources: np.ndarray | None = None
+
+    def count_mouths(self, sources: np.ndarray | None) -> None:
+        """Add one batch's MOUTH_SOURCE values (None: the model does not report them)."""
+        if sources is None:
+            return
+        counts = np.bincount(np.asarray(sources, np.int64).ravel(), minlength=3)[:3]
+        self.mouth_sources = counts if self.mouth_sources is None else self.mouth_sources + counts
 
     def chunk_sent(self, size: int) -> None:
         if self.first_chunk_at is None:
@@ -58,4 +70,7 @@ class GenerationStats:
                 encode=self.clock.encode,
             ),
             audio_kind=self.audio_kind,
+            mouth_sources=None
+            if self.mouth_sources is None
+            else MouthSources(*(int(n) for n in self.mouth_sources)),
         )

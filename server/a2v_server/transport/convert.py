@@ -108,6 +108,13 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
                 encode_seconds=t.encode,
             ),
             audio_kind=event.audio_kind,  # type: ignore[arg-type]  # a model's AudioKind number
+            mouth_sources=None
+            if event.mouth_sources is None
+            else pb.MouthSources(
+                passed_through=event.mouth_sources.passed_through,
+                warped=event.mouth_sources.warped,
+                retrieved=event.mouth_sources.retrieved,
+            ),
         )
     )
 
