@@ -19,7 +19,10 @@ stops the stack, then measures the OUTPUT files from the outside (``bench.qualit
 * lipsync: lower-face sharpness (variance of the Laplacian on the skin between the lips and
   the chin/cheeks, source landmarks, output / source, median over frames);
 * every clip: folds/glitches, frames whose mouth shape (in the face's own frame) pops away from
-  both neighbours and back (``metrics.GLITCH_IOD``).
+  both neighbours and back (``metrics.GLITCH_IOD``);
+* lipsync: how often each mouth path was taken, as the service counts it (``Summary.
+  mouth_sources``: warp / retrieved from the speaker's own video / no face), a count for
+  reading the other columns, not a measurement.
 
 Harder inputs: a smile with teeth (astronaut), tilted 12 degrees on 9:16, Grace Hopper, the
 cameraman (three-quarter view), a face 80 px wide in 720x720, a close-up filling 1080x1080, and

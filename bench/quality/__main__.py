@@ -43,6 +43,8 @@ class Job:
     options: dict = field(default_factory=dict)
     out: Path | None = None
     audio_kind: int = 0
+    #: lipsync: frames warped / retrieved from the video / passed through (the Summary's counts)
+    mouths: tuple[int, int, int] | None = None
     error: str = ""  # the service refused or failed it: reported, not measured
 
 
@@ -202,6 +204,9 @@ def _run(client: Client, job: Job, d: Path) -> None:
         print(f"  {job.name} ({job.visual_label}): {job.error}", file=sys.stderr, flush=True)
         return
     job.audio_kind = summary.audio_kind
+    if summary.HasField("mouth_sources"):  # lipsync (a server that reports it)
+        m = summary.mouth_sources
+        job.mouths = (m.warped, m.retrieved, m.passed_through)
 
 
 def _clip_row(job: Job, lms: dict, looks: Path | None = None) -> ClipRow:
@@ -245,6 +250,7 @@ def _clip_row(job: Job, lms: dict, looks: Path | None = None) -> ClipRow:
         psnr=psnr,
         sharpness=sharp,
         glitches=folds,
+        mouths=job.mouths,
     )
 
 

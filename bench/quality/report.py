@@ -31,6 +31,7 @@ class ClipRow:
     psnr: np.ndarray | None = None  # per frame, lipsync only
     sharpness: Sharpness | None = None  # lipsync only
     glitches: Glitches | None = None
+    mouths: tuple[int, int, int] | None = None  # lipsync: frames warped / retrieved / no face
     error: str = ""  # the service refused or failed the render: nothing measured
 
 
@@ -53,11 +54,12 @@ def clip_table(rows: list[ClipRow]) -> str:
         "PSNR outside the face vs source, min / median",
         "lower-face sharpness vs source (Laplacian var., lips left out): median (p10)",
         f"folds/glitches: frames (largest returning jump, IOD; flagged > {GLITCH_IOD:g})",
+        "mouth paths (lipsync): warp / retrieved / no face",
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines.append(
         "| aim | | | | 0 +- 1 | >= 0.6 | | > silence | ~ rest | | >= 38 dB | "
-        f">= {SHARPNESS_AIM:g} | 0 (1 at most) |"
+        f">= {SHARPNESS_AIM:g} | 0 (1 at most) | |"
     )
     for r in rows:
         if r.error:
@@ -83,6 +85,7 @@ def clip_table(rows: list[ClipRow]) -> str:
             if r.glitches is None
             else f"{r.glitches.count} ({_f(r.glitches.largest, 3)})"
             + (f" at {', '.join(map(str, r.glitches.frames[:5]))}" if r.glitches.count else ""),
+            "" if r.mouths is None else " / ".join(map(str, r.mouths)),
         )
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """``a2v generate`` once its checks are done: the stream written to a file (as
 ``FILE.partial``, renamed on success), to stdout as it arrives, or to /dev/null or a named pipe
-as it is; the ``--timeline`` file; the progress bar and the summary. Leaving early (an error, a
-closed stdout, Ctrl-C) cancels the call on the server and leaves no short file behind.
+as it is; the ``--timeline`` file; the progress bar and the summary (for lipsync also how each
+frame's mouth was made). Leaving early (an error, a closed stdout, Ctrl-C) cancels the call on
+the server and leaves no short file behind.
 """
 
 from __future__ import annotations
@@ -101,7 +102,17 @@ def run_generate(client: Client, args: argparse.Namespace, job: Job) -> int:
             f"(first chunk {t.first_chunk_seconds * 1000:.0f} ms)",
             file=sys.stderr,
         )
+        if summary.HasField("mouth_sources"):
+            print(f"a2v: mouth: {mouth_paths(summary.mouth_sources)}", file=sys.stderr)
     return 0
+
+
+def mouth_paths(m: pb.MouthSources) -> str:
+    """lipsync's Summary.mouth_sources for people: how many frames took each path."""
+    return (
+        f"{m.warped} warped, {m.retrieved} from the speaker's own video, "
+        f"{m.passed_through} without a face"
+    )
 
 
 def _timeline_row(frame: pb.TimelineFrame) -> dict:

@@ -107,6 +107,14 @@ def test_lipsync_reanimates_only_the_mouth(stack, client, pause_speech, tmp_path
     assert speech.max() > 8, "the mouth must be re-animated during speech"
     assert (speech > 3).mean() > 0.3
 
+    # the model's MOUTH_SOURCE, counted: every frame took one path
+    summary = responses[-1].summary
+    m = summary.mouth_sources
+    assert summary.HasField("mouth_sources"), summary
+    assert m.passed_through + m.warped + m.retrieved == summary.frames == len(frames), m
+    assert m.passed_through >= BLACK - 1  # the black frames at the start, at least
+    assert m.warped + m.retrieved > len(frames) // 2, m
+
 
 def test_cli_lipsync_with_sync_mode_and_timeline(stack, short_speech, tmp_path):
     import json
@@ -141,6 +149,8 @@ def test_cli_lipsync_with_sync_mode_and_timeline(stack, short_speech, tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    mouth = [line for line in done.stderr.splitlines() if line.startswith(b"a2v: mouth: ")]
+    assert len(mouth) == 1 and b" warped, " in mouth[0], done.stderr
     # cut_off: the shorter input wins, here the video
     assert len(decode_frames(out)) == len(source)
     assert abs(duration(out) - len(source) / FPS) <= 1 / FPS + 0.03

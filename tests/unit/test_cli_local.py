@@ -326,11 +326,18 @@ def test_unreachable_server_in_the_library():
 class StubServer:
     """AudioToVideo on a free loopback port, answering from ``self``: Generate reads the config,
     sends Accepted (``accepted``), then one chunk every 10 ms while ``endless``, else reads the
-    requests to their end; Cancel and the end of each Generate call are recorded."""
+    requests to their end and sends ``summary`` if given; Cancel and the end of each Generate
+    call are recorded."""
 
-    def __init__(self, accepted: pb.Accepted | None = None, endless: bool = False) -> None:
+    def __init__(
+        self,
+        accepted: pb.Accepted | None = None,
+        endless: bool = False,
+        summary: pb.Summary | None = None,
+    ) -> None:
         self.accepted = accepted or pb.Accepted(model="talking_avatar", resume_token="tok")
         self.endless = endless
+        self.summary = summary  # sent after the requests' end (None: no summary)
         self.cancelled: list[str] = []
         self.generate_started = threading.Event()
         self.generate_ended = threading.Event()
@@ -381,6 +388,8 @@ class StubServer:
             else:
                 for _ in requests:
                     pass
+                if self.summary is not None:
+                    yield pb.GenerateResponse(summary=self.summary)
         finally:
             self.generate_ended.set()
 
@@ -694,3 +703,20 @@ def test_help_says_what_each_option_does_and_its_default():
         "bounce (default",
     ]:
         assert words in flat, words
+
+
+def test_summary_line_and_lipsync_mouth_paths(tmp_path):
+    mouths = pb.MouthSources(passed_through=15, warped=180, retrieved=60)
+    lipsync = pb.Summary(frames=255, duration_seconds=10.2, mouth_sources=mouths)
+    with StubServer(pb.Accepted(model="lipsync"), summary=lipsync) as stub:
+        done = a2v("--server", stub.address, *generate("-o", str(tmp_path / "l.mp4")))
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[-2].startswith("a2v: wrote ") and "255 frames, 10.20 s" in lines[-2]
+    assert lines[-1] == "a2v: mouth: 180 warped, 60 from the speaker's own video, 15 without a face"
+    # other models (and older lipsync servers) leave mouth_sources unset: no line
+    with StubServer(summary=pb.Summary(frames=25, duration_seconds=1.0)) as stub:
+        done = a2v("--server", stub.address, *generate("-o", str(tmp_path / "t.mp4")))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("a2v: wrote ")
+    assert "mouth" not in done.stderr
