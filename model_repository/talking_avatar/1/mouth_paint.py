@@ -161,7 +161,10 @@ def paint_interior(
     local = inner - (bx0, by0)
     shape = (by1 - by0, bx1 - bx0)
     mask = np.zeros(shape, np.float32)
-    cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    # The 8 inner-lip points as a polygon give an angular opening (a triangle in an O); a
+    # closed Catmull-Rom curve through them gives the lips' round inner edge.
+    outline = _round_outline(local)
+    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.012 * width))
 
     # Depth gradient: elliptical distance from the opening's centre, darkest inside.
@@ -182,6 +185,20 @@ def paint_interior(
     patch = roi[by0:by1, bx0:bx1].astype(np.float32)
     patch += (color - patch) * alpha
     roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+
+
+def _round_outline(points: np.ndarray, steps: int = 6) -> np.ndarray:
+    """A closed Catmull-Rom curve through ``points`` (n, 2), ``steps`` samples per segment."""
+    p = np.asarray(points, np.float64)
+    p0, p1, p2, p3 = np.roll(p, 1, 0), p, np.roll(p, -1, 0), np.roll(p, -2, 0)
+    t = np.linspace(0.0, 1.0, steps, endpoint=False)[:, None, None]
+    curve = 0.5 * (
+        2 * p1
+        + (p2 - p0) * t
+        + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+        + (3 * p1 - p0 - 3 * p2 + p3) * t**3
+    )
+    return curve.transpose(1, 0, 2).reshape(-1, 2)
 
 
 def _own_mouth(color, xs, ys, corner, portrait, origin, src_inner, jaw) -> np.ndarray:
