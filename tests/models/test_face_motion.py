@@ -180,7 +180,7 @@ def test_mesh_head_warp_never_folds(face720, pose):
     image, landmarks, mesh = face720
     face = FaceMotion(image.shape, landmarks, mesh)
     dx, dy = face._head_field(np.array(pose, float))
-    gx, gy = face._head_step
+    gx, gy = face._head_3d.step
     jxx, jxy = np.gradient(dx, gy, gx)[::-1]
     jyx, jyy = np.gradient(dy, gy, gx)[::-1]
     assert ((1 + jxx) * (1 + jyy) - jxy * jyx).min() > 0.4
