@@ -23,6 +23,7 @@ from shared import (
 _INTERIOR_EDGE = np.array([96.0, 36.0, 38.0])  # RGB near the lips: dark red
 _INTERIOR_DEEP = np.array([22.0, 8.0, 9.0])  # RGB deep inside: brown-black
 _TEETH = np.array([236.0, 232.0, 220.0])  # RGB of the upper-teeth hint
+_TYPICAL_SKIN = np.array([205.0, 160.0, 135.0])  # RGB of a lit face, for _in_tone
 # Rows of lm[INNER_LIPS] along the upper and the lower inner lip line, corner to corner.
 _INNER_UPPER_ROWS = [i - INNER_LIPS[0] for i in (INNER_RIGHT, *INNER_UPPER_LIP, INNER_LEFT)]
 _INNER_LOWER_ROWS = [
@@ -133,6 +134,7 @@ def paint_interior(
     jaw: np.ndarray,
     src_gap: float,
     src_teeth: float,
+    skin: np.ndarray,
 ) -> None:
     """Fill the mouth opening (inside the displaced inner lips ``inner``) in place.
 
@@ -145,7 +147,8 @@ def paint_interior(
     cover what they would cover (an O shows the middle teeth, the corners hide the rest).
     ``src_inner`` are the portrait's own inner-lip points (ROI-local), ``portrait`` the
     picture and ``origin`` the ROI's corner in it. A portrait with a closed mouth gets the
-    dark interior with a painted hint of upper teeth once the mouth is open enough.
+    dark interior with a painted hint of upper teeth once the mouth is open enough, both in the
+    tone of ``skin`` (the face's RGB): grey in a black-and-white photo, dimmer in a dim one.
     """
     middles = [i - INNER_LIPS[0] for i in (INNER_LOWER_MIDDLE, INNER_UPPER_MIDDLE)]
     gap = float(np.linalg.norm(inner[middles[0]] - inner[middles[1]]))  # vertical opening
@@ -163,7 +166,7 @@ def paint_interior(
     mask = np.zeros(shape, np.float32)
     # The 8 inner-lip points as a polygon give an angular opening (a triangle in an O); a
     # closed Catmull-Rom curve through them gives the lips' round inner edge.
-    outline = _round_outline(local)
+    outline = _round_outline(local, _OUTLINE_STEPS)
     cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.012 * width))
 
@@ -175,11 +178,12 @@ def paint_interior(
     depth = np.clip(1.0 - np.hypot((xs - cx) / rx, (ys - cy) / ry), 0.0, 1.0)[..., None]
     color = _INTERIOR_EDGE + (_INTERIOR_DEEP - _INTERIOR_EDGE) * np.sqrt(depth)
 
+    color = _in_tone(color, skin)
     if src_teeth > 0:
         color = _own_mouth(color, xs, ys, (bx0, by0), portrait, origin, src_inner, jaw)
         alpha = mask[..., None]
     else:
-        color = _painted_teeth(color, xs, ys, local, gap, width)
+        color = _painted_teeth(color, xs, ys, local, gap, width, _in_tone(_teeth_rgb(skin), skin))
         # The painted interior fades in with openness: no jump to black at tiny openings.
         alpha = (mask * min(1.0, openness / 0.25))[..., None]
     patch = roi[by0:by1, bx0:bx1].astype(np.float32)
@@ -187,7 +191,10 @@ def paint_interior(
     roi[by0:by1, bx0:bx1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
 
 
-def _round_outline(points: np.ndarray, steps: int = 6) -> np.ndarray:
+_OUTLINE_STEPS = 6  # samples per segment of the round inner-lip outline
+
+
+def _round_outline(points: np.ndarray, steps: int) -> np.ndarray:
     """A closed Catmull-Rom curve through ``points`` (n, 2), ``steps`` samples per segment."""
     p = np.asarray(points, np.float64)
     p0, p1, p2, p3 = np.roll(p, 1, 0), p, np.roll(p, -1, 0), np.roll(p, -2, 0)
@@ -231,7 +238,7 @@ def _sample(portrait: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.nd
     ).astype(np.float32)
 
 
-def _painted_teeth(color, xs, ys, local, gap: float, width: float) -> np.ndarray:
+def _painted_teeth(color, xs, ys, local, gap: float, width: float, teeth_rgb) -> np.ndarray:
     """A light band of upper teeth hanging from the upper inner lip once the mouth is open
     enough to show it (a portrait with a closed mouth has no teeth of its own to show)."""
     show = np.clip((gap / width - 0.10) / 0.12, 0.0, 1.0)
@@ -239,8 +246,11 @@ def _painted_teeth(color, xs, ys, local, gap: float, width: float) -> np.ndarray
         return color
     cx = local[:, 0].mean()
     rx = max(np.ptp(local[:, 0]) / 2, 1.0)
-    upper = local[_INNER_UPPER_ROWS]
-    lip_y = np.interp(xs[0], upper[:, 0], upper[:, 1])[None, :]
+    # the teeth hang from the lip's round inner edge (the outline's upper half), not from the
+    # polyline through its five points (a chevron)
+    upper = _round_outline(local, _OUTLINE_STEPS)[: 4 * _OUTLINE_STEPS + 1]
+    order = np.argsort(upper[:, 0])
+    lip_y = np.interp(xs[0], upper[order, 0], upper[order, 1])[None, :]
     band = min(0.16 * width, 0.38 * gap)
     below = ys - lip_y
     teeth = np.clip(1.0 - np.abs(below - band / 2) / (band / 2 + 0.5), 0.0, 1.0)
@@ -248,4 +258,23 @@ def _painted_teeth(color, xs, ys, local, gap: float, width: float) -> np.ndarray
     side = np.clip(1.0 - np.abs((xs - cx) / rx) ** 2, 0.0, 1.0)
     teeth_alpha = (show * teeth * (0.5 + 0.5 * side))[..., None] * 0.95
     shade = 0.8 + 0.2 * side[..., None]
-    return color + (_TEETH * shade - color) * teeth_alpha
+    return color + (teeth_rgb * shade - color) * teeth_alpha
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(rgb, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _in_tone(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Painted colours as colourful as the portrait: a black-and-white photo gets a grey mouth
+    (its skin's chroma against a typical skin's, 0 for grey, capped at 1)."""
+    chroma = float(np.ptp(skin)) / float(np.ptp(_TYPICAL_SKIN))
+    amount = np.float32(np.clip(chroma, 0.0, 1.0))
+    grey = _luma(rgb)[..., None]
+    return grey + amount * (rgb - grey)
+
+
+def _teeth_rgb(skin: np.ndarray) -> np.ndarray:
+    """Painted teeth lit like the face: as bright as _TEETH under a well-lit face, darker in a
+    dim photo (teeth never glow brighter than the light allows)."""
+    return _TEETH * np.float32(np.clip(float(_luma(skin)) / 175.0, 0.45, 1.0))

@@ -16,6 +16,8 @@ The painting is in mouth_paint.py, the spline evaluation on the coarse grid in g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from grid_splines import GridSplines
@@ -75,6 +77,18 @@ _INNER_BESIDE_CORNERS = (
 _INNER_LOWER_MIDDLE_ROW = INNER_LOWER_MIDDLE - INNER_LIPS[0]
 _UPPER_MIDDLE = UPPER_LIP[1:-1]  # the three points around the upper lip's middle
 _LOWER_MIDDLE = LOWER_LIP[1:-1]
+
+
+@dataclass(frozen=True)
+class Pose:
+    """A mouth pose as rendered: its openness and shape weights (after the fold guard), the
+    backward map over the renderer's ROI, and the ROI pixels the mouth interior covers."""
+
+    openness: float
+    shapes: np.ndarray
+    map_x: np.ndarray
+    map_y: np.ndarray
+    covered: np.ndarray
 
 
 class MouthRenderer:
@@ -143,6 +157,15 @@ class MouthRenderer:
         self._src_gap = float(np.dot(lm[INNER_LOWER_MIDDLE] - lm[INNER_UPPER_MIDDLE], down))
         self._src_teeth = float(np.clip((self._src_gap / width - 0.06) / 0.06, 0.0, 1.0))
         self._inner_disp = disp[INNER_LIPS]
+        # The face's colour, for painting in its tone: the skin between nose and upper lip.
+        top = lm[NOSE_BOTTOM] + 0.25 * (lm[UPPER_LIP_MIDDLE] - lm[NOSE_BOTTOM])
+        r = max(1, int(0.08 * width))
+        patch = img[int(top[1]) : int(top[1]) + r, int(top[0]) - r : int(top[0]) + r + 1]
+        self._skin_rgb = (
+            np.median(patch.reshape(-1, 3), 0).astype(np.float32)
+            if patch.size
+            else np.array([205.0, 160.0, 135.0], np.float32)
+        )
 
         # Backward maps per openness level on a coarse grid (ROI-local source coordinates).
         rw, rh = x1 - x0, y1 - y0
@@ -241,11 +264,10 @@ class MouthRenderer:
         pose = self.pose(openness, shapes)
         if pose is None:
             return out
-        a, w, map_x, map_y = pose
+        a, w, map_x, map_y = pose.openness, pose.shapes, pose.map_x, pose.map_y
         x0, y0, x1, y1 = self.roi
         roi = cv2.remap(self._image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        inner_disp = a * self._inner_disp + np.tensordot(w, self._basis_inner, 1)
-        inner = self._inner_src + inner_disp - (x0, y0)  # ROI-local, rows of INNER_LIPS
+        inner = self._inner(a, w) - (x0, y0)  # ROI-local, rows of INNER_LIPS
         if a > 0.0 or (self._src_teeth > 0 and np.any(w > 1e-3)):
             paint_interior(
                 roi,
@@ -258,6 +280,7 @@ class MouthRenderer:
                 jaw=a * self._inner_disp[_INNER_LOWER_MIDDLE_ROW],
                 src_gap=self._src_gap,
                 src_teeth=self._src_teeth,
+                skin=self._skin_rgb,
             )
         if w[3] > 1e-3:
             # the lower lip rises most of the way to the upper teeth, which show above it
@@ -269,36 +292,58 @@ class MouthRenderer:
         out[y0:y1, x0:x1] = roi
         return out
 
-    def pose(
-        self, openness: float, shapes=None
-    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
-        """The pose actually rendered: (openness, shape weights, map_x, map_y), the backward
-        map over ``roi`` (output pixel -> portrait pixel), or None for the portrait itself.
+    def pose(self, openness: float, shapes=None) -> Pose | None:
+        """The pose actually rendered, with its backward map over ``roi`` (output pixel ->
+        portrait pixel), or None for the portrait itself.
 
-        The ladder and the basis fields are each one-to-one, but their sum need not be (a
-        wide-open, rounded and spread mouth at once): when the map's Jacobian determinant falls
-        below MIN_DET anywhere, openness and shapes are scaled down together until it does
-        not. The mouth then opens a little less than asked, and never folds."""
+        The ladder and the basis fields are each one-to-one where the picture shows, but their
+        sum need not be (a wide-open, rounded and spread mouth at once): when the map's
+        Jacobian determinant falls below MIN_DET anywhere outside the mouth opening (which the
+        interior covers: opening a shut mouth stretches the lip line into it, a degenerate map
+        nobody sees), openness and shapes are scaled down together until it does not. The
+        mouth then opens a little less than asked, and never folds."""
         a = float(np.clip(openness, 0.0, 1.0)) if np.isfinite(openness) else 0.0
         w = np.zeros(len(BASES))
         if shapes is not None:
             w = np.nan_to_num(np.clip(np.asarray(shapes, np.float64).ravel()[: len(BASES)], 0, 1.5))
         if a <= 0.0 and not np.any(w > 1e-3):
             return None
-        coarse = self._coarse(a, w)
-        if _min_det(coarse, self._grid_step) < MIN_DET:
+        if self._visible_min_det(a, w) < MIN_DET:
             lo, hi = 0.0, 1.0
             for _ in range(8):
                 mid = (lo + hi) / 2
-                if _min_det(self._coarse(a * mid, w * mid), self._grid_step) >= MIN_DET:
+                if self._visible_min_det(a * mid, w * mid) >= MIN_DET:
                     lo = mid
                 else:
                     hi = mid
             a, w = a * lo, w * lo
-            coarse = self._coarse(a, w)
         x0, y0, x1, y1 = self.roi
+        coarse = self._coarse(a, w)
         field = cv2.resize(coarse, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        return a, w, self._base_x + field[..., 0], self._base_y + field[..., 1]
+        covered = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        if a > 0.0:
+            cv2.fillPoly(covered, [np.round(self._inner(a, w) - (x0, y0)).astype(np.int32)], 1)
+        return Pose(a, w, self._base_x + field[..., 0], self._base_y + field[..., 1], covered > 0)
+
+    def _inner(self, a: float, w: np.ndarray) -> np.ndarray:
+        """The displaced inner-lip points (rows of INNER_LIPS) in portrait pixels."""
+        return self._inner_src + a * self._inner_disp + np.tensordot(w, self._basis_inner, 1)
+
+    def _visible_min_det(self, a: float, w: np.ndarray) -> float:
+        """The map's smallest Jacobian determinant on the coarse grid, outside the opening."""
+        coarse = self._coarse(a, w)
+        sx, sy = self._grid_step
+        dxy, dxx = np.gradient(coarse[..., 0], sy, sx)
+        dyy, dyx = np.gradient(coarse[..., 1], sy, sx)
+        det = (1 + dxx) * (1 + dyy) - dxy * dyx
+        if a > 0.0:  # the opening is painted over: leave it (and one grid cell around) out
+            x0, y0 = self.roi[:2]
+            cells = (self._inner(a, w) - (x0, y0)) / (sx, sy)
+            hidden = np.zeros(det.shape, np.uint8)
+            cv2.fillPoly(hidden, [np.round(cells).astype(np.int32)], 1)
+            hidden = cv2.dilate(hidden, np.ones((3, 3), np.uint8))
+            det = np.where(hidden > 0, 1.0, det)
+        return float(det.min())
 
     def _coarse(self, a: float, w: np.ndarray) -> np.ndarray:
         """The backward displacement on the coarse grid for openness ``a``, shape weights ``w``."""
@@ -309,10 +354,3 @@ class MouthRenderer:
         for b in np.nonzero(w > 1e-3)[0]:
             coarse = coarse + np.float32(w[b]) * self._basis_fields[b]
         return coarse
-
-
-def _min_det(coarse: np.ndarray, step: tuple[float, float]) -> float:
-    """The smallest Jacobian determinant of p -> p + coarse(p) on the grid (step: x, y px)."""
-    dxy, dxx = np.gradient(coarse[..., 0], step[1], step[0])
-    dyy, dyx = np.gradient(coarse[..., 1], step[1], step[0])
-    return float(((1 + dxx) * (1 + dyy) - dxy * dyx).min())
