@@ -216,8 +216,9 @@ def test_pressed_lips_close_over_the_teeth(renderer, portrait, landmarks):
 def test_a_black_and_white_portrait_gets_a_grey_mouth():
     """A painted interior in the portrait's tone: LFW's grey face (mouth shut, so the interior
     and the teeth are painted) opens without a red mouth or white teeth of another photo."""
-    from bench.quality.inputs import lfw_face
     from face_mesh import FaceAnalyzer
+
+    from bench.quality.inputs import lfw_face
 
     grey = np.ascontiguousarray(lfw_face())
     (face,) = FaceAnalyzer().analyze(grey)
