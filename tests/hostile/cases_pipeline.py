@@ -135,9 +135,15 @@ add(
 )
 add(
     "visual/face-40px-in-4000x3000",
-    INVALID,
-    "at least 60 pixels wide",
+    "OK",
+    "",
     _photo_case(lambda: _faces_photo(4000, 3000, 40, [(2000, 1500)])),
+)
+add(
+    "visual/face-12px-in-4000x3000",
+    INVALID,
+    "at least 40 pixels wide",
+    _photo_case(lambda: _faces_photo(4000, 3000, 12, [(2000, 1500)])),
 )
 
 
