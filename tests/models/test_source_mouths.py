@@ -110,8 +110,9 @@ def test_a_wide_open_mouth_shows_the_speakers_own_teeth(talking):
     assert inside.sum() > 100  # the interior is a real area of the output
     assert path == RETRIEVED and entry is not None
     assert entry.mouth.gap > 0.12  # an open one: teeth showing in the source
-    # the warp keeps the sliver of teeth the shut frame shows, and paints the rest dark
-    assert _teeth(warp_only[inside]).mean() < 0.2
+    # the warp keeps the sliver of teeth the shut frame shows, paints a band of upper teeth
+    # under the lip and the rest dark: mostly dark
+    assert _teeth(warp_only[inside]).mean() < 0.4
     assert np.median(warp_only[inside].mean(-1)) < 90
     assert _teeth(out[inside]).mean() > 0.5  # teeth over most of the interior
     assert np.median(out[inside].mean(-1)) > 150

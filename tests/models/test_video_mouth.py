@@ -221,3 +221,25 @@ def test_the_skin_keeps_its_texture(reference, face, wrinkled_face):
             ratio = sharpness(reanimate(image, mesh, openness)) / sharpness(image)
             assert ratio >= 0.85, openness
             assert ratio <= 1.5, openness  # and not over-sharpened
+
+
+def test_a_shut_source_mouth_opens_onto_teeth_not_a_dark_hole(wrinkled_face):
+    """Grace Hopper's mouth is shut in the photo, so the warp has no teeth of hers to show:
+    the opening gets a painted band of upper teeth under the upper lip, dark below it."""
+    image, mesh = wrinkled_face
+    built = mouth_map(image.shape[:2], mesh, 1.0)
+    out = reanimate(image, mesh, 1.0)
+    x0, y0 = built.roi[:2]
+    grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(float)
+    middle = built.interior.shape[1] // 2
+    columns = range(middle - 3, middle + 4)
+    tops, bottoms = [], []
+    for c in columns:
+        rows = np.nonzero(built.interior[:, c] > 0.9)[0]
+        assert len(rows) > 10, "the mouth opens by more than 10 px here"
+        third = len(rows) // 3
+        tops.append(grey[y0 + rows[:third], x0 + c].mean())
+        bottoms.append(grey[y0 + rows[-third:], x0 + c].mean())
+    assert np.mean(tops) > np.mean(bottoms) + 40  # light teeth above, the dark mouth below
+    lips = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[int(mesh[0, 1]) - 2, int(mesh[0, 0])]
+    assert np.mean(tops) > lips  # teeth are lighter than the upper lip above them

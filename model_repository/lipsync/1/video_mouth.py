@@ -47,6 +47,9 @@ MIN_DET = 0.25
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
 #: light and skin of the video): near the lips, and at the back of the mouth
 _FRONT, _BACK = 0.55, 0.16
+#: RGB of painted teeth under good light, and the band they fill, in parts of the opening
+_TEETH = np.array([228.0, 224.0, 212.0])
+TEETH_BAND = 0.38
 #: lip colour when the lips cannot be sampled
 _LIPS = np.array([150.0, 80.0, 80.0])
 
@@ -62,6 +65,7 @@ class MouthMap:
     interior: np.ndarray  # 0..1: painted mouth interior
     lower: np.ndarray  # bool: pixels of the moved lower face (the part that must not fold)
     shade: np.ndarray  # 0..1: depth of the interior (0 at the lips, 1 in the middle)
+    teeth: np.ndarray  # 0..1: the painted hint of upper teeth under the upper lip
 
 
 def inner_gap(points: np.ndarray) -> float:
@@ -245,6 +249,7 @@ def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> Mout
     shade = np.clip(
         np.minimum(v - top, new_lip - v) / np.maximum((new_lip - top) / 2, 1.0), 0.0, 1.0
     )
+    teeth = _upper_teeth(v - top, new_lip - top, np.abs(u - centre) / half, width)
     map_x = origin[0] + u * across[0] + src_v * down[0]
     map_y = origin[1] + u * across[1] + src_v * down[1]
     return MouthMap(
@@ -254,6 +259,7 @@ def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> Mout
         interior=interior.astype(np.float32),
         lower=below,
         shade=shade.astype(np.float32),
+        teeth=(teeth * (interior > 0)).astype(np.float32),
     )
 
 
@@ -305,10 +311,33 @@ def _dv(d: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _interior_colour(frame: np.ndarray, mesh: np.ndarray, built: MouthMap) -> np.ndarray:
-    """The painted mouth interior: the speaker's lip colour, darkened with depth."""
+    """The painted mouth interior: the speaker's lip colour, darkened with depth, with a hint of
+    upper teeth under the upper lip (as light as the lips' light allows, in their tone: grey
+    lips give grey teeth)."""
     lips = _lip_colour(frame, mesh)
     depth = built.shade[..., None]
-    return lips * (_FRONT * (1 - depth) + _BACK * depth)
+    dark = lips * (_FRONT * (1 - depth) + _BACK * depth)
+    luma = np.array([0.299, 0.587, 0.114])
+    teeth = _TEETH * np.clip(float(lips @ luma) / 150.0 + 0.25, 0.5, 1.0)  # dim light: dimmer
+    tint = np.clip(float(np.ptp(lips)) / 60.0, 0.0, 1.0)  # a grey face: grey teeth
+    grey = np.full(3, float(teeth @ luma))
+    teeth = grey + tint * (teeth - grey)
+    alpha = built.teeth[..., None]
+    return dark * (1 - alpha) + teeth.astype(np.float32) * alpha
+
+
+def _upper_teeth(
+    below_top: np.ndarray, opening: np.ndarray, across: np.ndarray, width: float
+) -> np.ndarray:
+    """Weight of the painted upper teeth: a band hanging from the upper lip, TEETH_BAND of the
+    opening deep (at most 0.16 mouth widths), shown once the mouth opens past 0.08 of its width
+    (a slit shows no teeth), fading towards the corners. Only where the painted interior is:
+    teeth the source shows are its own."""
+    band = np.minimum(0.16 * width, TEETH_BAND * opening)
+    show = np.clip((opening / width - 0.08) / 0.1, 0.0, 1.0)
+    edge = np.clip(band - below_top + 0.5, 0.0, 1.0) * np.clip(below_top + 0.5, 0.0, 1.0)
+    side = np.clip(1.0 - across**2, 0.0, 1.0)
+    return show * edge * (0.35 + 0.65 * side) * 0.9
 
 
 def _lip_colour(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
