@@ -138,7 +138,7 @@ def _render_rows(
     setup = []
     for _ in range(5):
         start = time.perf_counter()
-        renderer = MouthRenderer(image, landmarks)
+        renderer = MouthRenderer(image, landmarks, mesh)
         face = FaceMotion(image.shape, landmarks, mesh)
         setup.append((time.perf_counter() - start) * 1000)
     openness = [float(a) for a in np.abs(np.sin(np.arange(frames + WARM_UP) * 0.3))]

@@ -228,3 +228,34 @@ def test_a_black_and_white_portrait_gets_a_grey_mouth():
     assert chroma.max() <= 3  # grey in, grey out (JPEG-free: exact up to rounding)
     x0, y0, x1, y1 = mouth_box(lm)
     assert np.abs(out[y0:y1, x0:x1] - grey[y0:y1, x0:x1]).mean() > 5  # and it did open
+
+
+def test_with_the_mesh_the_opening_follows_the_dense_inner_lips():
+    """Given the face mesh, the opening is outlined by its 20 inner-lip points, moved with the
+    mouth: at rest they are the mesh's own points; opened, the points the 68 share with the
+    mesh (corners and middles) move exactly as the 68's inner lips do, the others between."""
+    import cv2
+    from face_mesh import DLIB68, FaceAnalyzer
+    from matplotlib import cbook
+
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    (face,) = FaceAnalyzer().analyze(image)
+    renderer = MouthRenderer(image, face.landmarks, face.mesh)
+    dense = renderer._dense
+    rest = dense.moved(np.zeros((8, 2)))
+    np.testing.assert_allclose(rest, face.mesh[list(dense.OUTLINE), :2], atol=1e-4)
+    disp = renderer._inner(1.0, np.zeros(4)) - renderer._inner_src
+    opened = dense.moved(disp)
+    for row, point in enumerate(DLIB68[60:68]):
+        if point in dense.OUTLINE:
+            k = dense.OUTLINE.index(point)
+            np.testing.assert_allclose(opened[k] - rest[k], disp[row], atol=1e-6)
+    # the lower edge moved down, the upper edge barely: the outline opened
+    lower = opened[dense.UPPER :, 1] - rest[dense.UPPER :, 1]
+    assert lower.mean() > 0.2 * (face.landmarks[54, 0] - face.landmarks[48, 0])
+    # and the render paints inside it: darker there than the shut photo
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(opened).astype(np.int32)], 1)
+    out = renderer.render(1.0)
+    assert luma(out)[inside > 0].mean() < luma(image)[inside > 0].mean() - 25  # teeth band too

@@ -221,7 +221,7 @@ class TritonPythonModel(SequenceModel):
         state = self._portraits.pop(key, None)
         if state is None:
             state = (
-                MouthRenderer(portrait, landmarks),
+                MouthRenderer(portrait, landmarks, mesh),
                 FaceMotion(portrait.shape, landmarks, mesh),
             )
         self._portraits[key] = state  # most recent last

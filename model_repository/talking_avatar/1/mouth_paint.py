@@ -135,6 +135,7 @@ def paint_interior(
     src_gap: float,
     src_teeth: float,
     skin: np.ndarray,
+    outline: np.ndarray | None = None,
 ) -> None:
     """Fill the mouth opening (inside the displaced inner lips ``inner``) in place.
 
@@ -149,6 +150,8 @@ def paint_interior(
     picture and ``origin`` the ROI's corner in it. A portrait with a closed mouth gets the
     dark interior with a painted hint of upper teeth once the mouth is open enough, both in the
     tone of ``skin`` (the face's RGB): grey in a black-and-white photo, dimmer in a dim one.
+    ``outline`` (ROI-local, cyclic, its first 11 points the upper edge) is the opening drawn
+    from the face mesh's dense inner lips; without it, a round curve through ``inner``.
     """
     middles = [i - INNER_LIPS[0] for i in (INNER_LOWER_MIDDLE, INNER_UPPER_MIDDLE)]
     gap = float(np.linalg.norm(inner[middles[0]] - inner[middles[1]]))  # vertical opening
@@ -166,7 +169,12 @@ def paint_interior(
     mask = np.zeros(shape, np.float32)
     # The 8 inner-lip points as a polygon give an angular opening (a triangle in an O); a
     # closed Catmull-Rom curve through them gives the lips' round inner edge.
-    outline = _round_outline(local, _OUTLINE_STEPS)
+    if outline is None:
+        outline = _round_outline(local, _OUTLINE_STEPS)
+        upper_edge = outline[: 4 * _OUTLINE_STEPS + 1]
+    else:
+        outline = outline - (bx0, by0)
+        upper_edge = outline[:11]
     cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.012 * width))
 
@@ -183,7 +191,8 @@ def paint_interior(
         color = _own_mouth(color, xs, ys, (bx0, by0), portrait, origin, src_inner, jaw)
         alpha = mask[..., None]
     else:
-        color = _painted_teeth(color, xs, ys, local, gap, width, _in_tone(_teeth_rgb(skin), skin))
+        teeth = _in_tone(_teeth_rgb(skin), skin)
+        color = _painted_teeth(color, xs, ys, local, upper_edge, gap, width, teeth)
         # The painted interior fades in with openness: no jump to black at tiny openings.
         alpha = (mask * min(1.0, openness / 0.25))[..., None]
     patch = roi[by0:by1, bx0:bx1].astype(np.float32)
@@ -238,7 +247,9 @@ def _sample(portrait: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.nd
     ).astype(np.float32)
 
 
-def _painted_teeth(color, xs, ys, local, gap: float, width: float, teeth_rgb) -> np.ndarray:
+def _painted_teeth(
+    color, xs, ys, local, upper_edge, gap: float, width: float, teeth_rgb
+) -> np.ndarray:
     """A light band of upper teeth hanging from the upper inner lip once the mouth is open
     enough to show it (a portrait with a closed mouth has no teeth of its own to show)."""
     show = np.clip((gap / width - 0.10) / 0.12, 0.0, 1.0)
@@ -246,11 +257,10 @@ def _painted_teeth(color, xs, ys, local, gap: float, width: float, teeth_rgb) ->
         return color
     cx = local[:, 0].mean()
     rx = max(np.ptp(local[:, 0]) / 2, 1.0)
-    # the teeth hang from the lip's round inner edge (the outline's upper half), not from the
-    # polyline through its five points (a chevron)
-    upper = _round_outline(local, _OUTLINE_STEPS)[: 4 * _OUTLINE_STEPS + 1]
-    order = np.argsort(upper[:, 0])
-    lip_y = np.interp(xs[0], upper[order, 0], upper[order, 1])[None, :]
+    # the teeth hang from the lip's inner edge as drawn (``upper_edge``, the outline's upper
+    # half), not from the polyline through its five points (a chevron)
+    order = np.argsort(upper_edge[:, 0])
+    lip_y = np.interp(xs[0], upper_edge[order, 0], upper_edge[order, 1])[None, :]
     band = min(0.16 * width, 0.38 * gap)
     below = ys - lip_y
     teeth = np.clip(1.0 - np.abs(below - band / 2) / (band / 2 + 0.5), 0.0, 1.0)

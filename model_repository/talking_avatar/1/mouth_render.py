@@ -79,6 +79,40 @@ _UPPER_MIDDLE = UPPER_LIP[1:-1]  # the three points around the upper lip's middl
 _LOWER_MIDDLE = LOWER_LIP[1:-1]
 
 
+class _DenseInnerLips:
+    """The mesh's 20 inner-lip points (the opening's outline, cyclic like INNER_LIPS: the
+    upper edge from the right corner, then the lower edge back), moved with the 8 inner points
+    of the 68: each dense point takes the displacement interpolated along its edge from the
+    two 68-point neighbours (the warp is smooth between them, so they agree within a pixel)."""
+
+    #: MediaPipe mesh indices: inner upper lip 78 -> 308, then the inner lower lip back
+    OUTLINE = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+    OUTLINE += (324, 318, 402, 317, 14, 87, 178, 88, 95)
+    UPPER = 11  # the first 11 are the upper edge
+    #: rows of INNER_LIPS along each edge, corner to corner
+    _UPPER_ROWS = (0, 1, 2, 3, 4)
+    _LOWER_ROWS = (4, 5, 6, 7, 0)
+
+    def __init__(self, mesh: np.ndarray, inner8: np.ndarray, right: np.ndarray) -> None:
+        self.points = np.asarray(mesh, np.float64)[list(self.OUTLINE), :2]
+        self._along = self.points @ right  # position along the mouth, per dense point
+        self._along8 = inner8 @ right
+
+    def moved(self, disp8: np.ndarray) -> np.ndarray:
+        """The outline with the 8 inner points displaced by ``disp8`` (8, 2)."""
+        out = self.points.copy()
+        for dense, rows in (
+            (slice(0, self.UPPER), self._UPPER_ROWS),
+            (slice(self.UPPER, None), self._LOWER_ROWS),
+        ):
+            rows_ = list(rows)
+            order = np.argsort(self._along8[rows_])
+            xs = self._along8[rows_][order]
+            for k in range(2):
+                out[dense, k] += np.interp(self._along[dense], xs, disp8[rows_][order, k])
+        return out
+
+
 @dataclass(frozen=True)
 class Pose:
     """A mouth pose as rendered: its openness and shape weights (after the fold guard), the
@@ -94,9 +128,13 @@ class Pose:
 class MouthRenderer:
     """Renders a portrait with its mouth opened by ``openness`` in [0, 1]."""
 
-    def __init__(self, portrait_rgb: np.ndarray, landmarks: np.ndarray):
-        """Precompute the jaw-opening warp for ``portrait_rgb`` (H, W, 3 uint8 RGB) from
-        its dlib 68-point ``landmarks`` (68, 2) in pixel coordinates of this image."""
+    def __init__(
+        self, portrait_rgb: np.ndarray, landmarks: np.ndarray, mesh: np.ndarray | None = None
+    ):
+        """Precompute the jaw-opening warp for ``portrait_rgb`` (H, W, 3 uint8 RGB) from its
+        68 iBUG ``landmarks`` (68, 2) in pixel coordinates of this image. With the face
+        ``mesh`` (478, 2+), the mouth opening is outlined by its 20 inner-lip points instead of
+        a curve through the 8 of the 68."""
         img = np.ascontiguousarray(portrait_rgb)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError("portrait must be an HxWx3 uint8 RGB image")
@@ -153,6 +191,7 @@ class MouthRenderer:
         src = np.vstack([lm[moving], lm[fixed], cheeks, border])
         move = np.vstack([disp[moving], np.zeros((len(src) - len(moving), 2))])
         self._inner_src = lm[INNER_LIPS]
+        self._dense = None if mesh is None else _DenseInnerLips(mesh, lm[INNER_LIPS], right)
         # How much the portrait itself shows its upper teeth (an already parted mouth).
         self._src_gap = float(np.dot(lm[INNER_LOWER_MIDDLE] - lm[INNER_UPPER_MIDDLE], down))
         self._src_teeth = float(np.clip((self._src_gap / width - 0.06) / 0.06, 0.0, 1.0))
@@ -268,6 +307,9 @@ class MouthRenderer:
         x0, y0, x1, y1 = self.roi
         roi = cv2.remap(self._image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         inner = self._inner(a, w) - (x0, y0)  # ROI-local, rows of INNER_LIPS
+        outline = None
+        if self._dense is not None:
+            outline = self._dense.moved(self._inner(a, w) - self._inner_src) - (x0, y0)
         if a > 0.0 or (self._src_teeth > 0 and np.any(w > 1e-3)):
             paint_interior(
                 roi,
@@ -281,6 +323,7 @@ class MouthRenderer:
                 src_gap=self._src_gap,
                 src_teeth=self._src_teeth,
                 skin=self._skin_rgb,
+                outline=outline,
             )
         if w[3] > 1e-3:
             # the lower lip rises most of the way to the upper teeth, which show above it
