@@ -118,9 +118,10 @@ def add_generate(sub: Any, formatter: Any, epilog: str) -> None:
     )
     p.add_argument(
         "--resolution",
-        metavar="{480p,720p,1080p,WxH}",
-        help="a preset naming the short side (default 720p), or an exact size such as 640x360 "
-        "(even, 64..3840; its shape is the aspect)",
+        metavar="{480p,720p,1080p,source,WxH}",
+        help="a preset naming the short side, source (the portrait's or video's own size, not "
+        "rescaled), or an exact size such as 640x360 (even, 64..3840; its shape is the aspect). "
+        "Default: source for lipsync, 720p otherwise",
     )
     p.add_argument(
         "--fit",

@@ -20,7 +20,7 @@ from .errors import A2VClientError
 ASPECTS = ("1:1", "16:9", "9:16", "4:3", "3:4", "source")
 FITS = ("crop", "pad")
 SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
-RESOLUTIONS = ("480p", "720p", "1080p")
+RESOLUTIONS = ("480p", "720p", "1080p", "source")
 MIN_FPS, MAX_FPS, DEFAULT_FPS = 1.0, 60.0, 25.0
 #: explicit sizes: even, each side within these
 MIN_SIDE, MAX_SIDE = 64, 3840
@@ -81,7 +81,7 @@ class GenerateOptions:
     model: str = ""
     #: frames per second, 1..60 (29.97 too); 0 = the server's default, 25
     fps: float = 0.0
-    resolution: str | None = None  # "480p" | "720p" | "1080p" | "WxH"
+    resolution: str | None = None  # "480p" | "720p" | "1080p" | "source" | "WxH"
     aspect: str | None = None  # "1:1" | "16:9" | "9:16" | "4:3" | "3:4" | "source"
     fit: str | None = None  # "crop" | "pad"
     prompt: str = ""
@@ -157,13 +157,15 @@ class GenerateOptions:
 
 
 def parse_resolution(text: str) -> pb.Resolution:
-    """ "480p", "720p", "1080p" or "WIDTHxHEIGHT" (even sides within 64..3840)."""
+    """ "480p", "720p", "1080p", "source" (the visual input's own size) or "WIDTHxHEIGHT"
+    (even sides within 64..3840)."""
     original = text
     text = str(text).strip().lower()
     presets = {
         "480p": pb.RESOLUTION_PRESET_480P,
         "720p": pb.RESOLUTION_PRESET_720P,
         "1080p": pb.RESOLUTION_PRESET_1080P,
+        "source": pb.RESOLUTION_PRESET_SOURCE,
     }
     if text in presets:
         return pb.Resolution(preset=presets[text])
@@ -171,7 +173,9 @@ def parse_resolution(text: str) -> pb.Resolution:
     if not sep or not width.isdigit() or not height.isdigit():
         hint = f" ({text}p is a preset)" if text in ("480", "720", "1080") else ""
         raise OptionError(
-            "resolution", original, f"use 480p, 720p, 1080p or WIDTHxHEIGHT such as 640x360{hint}"
+            "resolution",
+            original,
+            f"use 480p, 720p, 1080p, source or WIDTHxHEIGHT such as 640x360{hint}",
         )
     w, h = int(width), int(height)
     if w % 2 or h % 2 or min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:

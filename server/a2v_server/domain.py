@@ -34,7 +34,8 @@ class GenerateSpec:
     fps: float
     #: key of framing.ASPECTS, or None for the source's shape
     aspect: str | None
-    #: short side of a resolution preset, or None when ``size`` is given
+    #: short side of a resolution preset; None with ``size``, with ``source_size``, or unset
+    #: (the model's default: the source's size for lipsync, 720p for the others)
     short_side: int | None
     size: tuple[int, int] | None
     fit: str  # "crop" | "pad"
@@ -53,6 +54,8 @@ class GenerateSpec:
     face_index: int = 0
     #: lipsync: x0, y0, x1, y1 in source video pixels
     face_box: tuple[float, float, float, float] | None = None
+    #: RESOLUTION_PRESET_SOURCE: the visual input's own size, not rescaled
+    source_size: bool = False
 
 
 # --- input events (client -> server, after the config) -----------------------------------------

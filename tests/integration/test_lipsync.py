@@ -52,14 +52,8 @@ def test_lipsync_reanimates_only_the_mouth(stack, client, pause_speech, tmp_path
     video, source = _speaker_video(2.0)  # shorter than the audio: bounce (default)
 
     def requests():
-        yield pb.GenerateRequest(
-            config=pb.GenerateConfig(
-                model="lipsync",
-                output=pb.OutputOptions(
-                    resolution=pb.Resolution(size=pb.Size(width=512, height=512))
-                ),
-            )
-        )
+        # no resolution: lipsync keeps the speaker video's size (and so its pixels)
+        yield pb.GenerateRequest(config=pb.GenerateConfig(model="lipsync"))
         for i in range(0, len(video), 64 * 1024):
             yield pb.GenerateRequest(video=pb.VideoInput(data=video[i : i + 64 * 1024]))
         for chunk in file_audio(pause_speech):
@@ -71,6 +65,7 @@ def test_lipsync_reanimates_only_the_mouth(stack, client, pause_speech, tmp_path
     out.write_bytes(b"".join(r.chunk.data for r in responses if r.HasField("chunk")))
     accepted = responses[0].accepted
     assert accepted.model == "lipsync" and accepted.fps == FPS  # source rate kept
+    assert (accepted.width, accepted.height) == (512, 512)  # and the source's size
     assert sorted(s["codec_name"] for s in probe(out)["streams"]) == ["aac", "h264"]
     assert abs(duration(out) - duration(pause_speech)) <= 1 / FPS + 0.03
 

@@ -91,7 +91,10 @@ NOWHERE = f"127.0.0.1:{free_port()}"
 @pytest.mark.parametrize(
     ("case", "words"),
     [
-        (["--resolution", "720"], "--resolution 720: use 480p, 720p, 1080p or WIDTHxHEIGHT"),
+        (
+            ["--resolution", "720"],
+            "--resolution 720: use 480p, 720p, 1080p, source or WIDTHxHEIGHT",
+        ),
         (["--resolution", "333x200"], "--resolution 333x200: width and height must be even"),
         (["--fps", "0"], "--fps 0: give 1 to 60 frames per second"),
         (["--fps", "120"], "--fps 120.0: give 1 to 60 frames per second"),
@@ -281,7 +284,7 @@ def test_options_raise_value_errors_that_are_invalid_argument():
     with pytest.raises(A2VClientError) as info:
         GenerateOptions(resolution="720").to_proto()
     assert info.value.code == "INVALID_ARGUMENT"
-    assert "use 480p, 720p, 1080p or WIDTHxHEIGHT" in info.value.message
+    assert "use 480p, 720p, 1080p, source or WIDTHxHEIGHT" in info.value.message
     assert info.value.violations[0][0] == "config.output.resolution"
     assert isinstance(info.value, OptionError)
 
@@ -696,7 +699,7 @@ def test_help_says_what_each_option_does_and_its_default():
     assert "the uncovered edges get blurred bands" in flat  # crop's fallback
     assert "exit status:" in text and "141" in text and "130" in text
     for words in [
-        "(default 720p)",
+        "Default: source for lipsync, 720p otherwise",
         "default 25)",
         "(default 1)",
         "(default 15)",

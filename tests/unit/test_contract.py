@@ -39,7 +39,9 @@ def test_generated_code_is_up_to_date(tmp_path):
 def test_defaults():
     spec, model = spec_from_config(pb.GenerateConfig())
     assert model.name == "talking_avatar"
-    assert (spec.fps, spec.short_side, spec.aspect, spec.fit) == (25.0, 720, None, "crop")
+    # resolution unset: the model's default (720p for the avatar, the source's size for lipsync)
+    assert (spec.fps, spec.short_side, spec.aspect, spec.fit) == (25.0, None, None, "crop")
+    assert spec.size is None and not spec.source_size
     assert spec.seed > 0 and spec.request_id
 
 

@@ -22,6 +22,7 @@ class ResolutionPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESOLUTION_PRESET_480P: _ClassVar[ResolutionPreset]
     RESOLUTION_PRESET_720P: _ClassVar[ResolutionPreset]
     RESOLUTION_PRESET_1080P: _ClassVar[ResolutionPreset]
+    RESOLUTION_PRESET_SOURCE: _ClassVar[ResolutionPreset]
 
 class AspectRatio(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -95,6 +96,7 @@ RESOLUTION_PRESET_UNSPECIFIED: ResolutionPreset
 RESOLUTION_PRESET_480P: ResolutionPreset
 RESOLUTION_PRESET_720P: ResolutionPreset
 RESOLUTION_PRESET_1080P: ResolutionPreset
+RESOLUTION_PRESET_SOURCE: ResolutionPreset
 ASPECT_RATIO_UNSPECIFIED: AspectRatio
 ASPECT_RATIO_1_1: AspectRatio
 ASPECT_RATIO_16_9: AspectRatio

@@ -48,6 +48,10 @@ class Placement:
         return (xy * self.scale + np.array([self.dx, self.dy])).astype(np.float32)
 
 
+#: the placement of an output that is the source itself (RESOLUTION_PRESET_SOURCE)
+SOURCE_PLACEMENT = Placement(1.0, 0.0, 0.0)
+
+
 def _even(x: float) -> int:
     return max(2, int(round(x / 2.0)) * 2)
 
@@ -88,6 +92,24 @@ def output_size(
     else:
         w, h = short, _even(short / ratio)
     return min(w, MAX_SIDE), min(h, MAX_SIDE)
+
+
+def source_output_size(source_wh: tuple[int, int], aspect: str | None) -> tuple[int, int]:
+    """The output size of RESOLUTION_PRESET_SOURCE: the source's own, an odd side losing its
+    last pixel (H.264 wants even sides); with another ``aspect``, that shape at the source's
+    short side. A source over MAX_SIDE is brought within it."""
+    w, h = source_wh
+    if aspect is None and max(w, h) <= MAX_SIDE:
+        return max(2, w - w % 2), max(2, h - h % 2)
+    short = min(w, h) * min(1.0, MAX_SIDE / max(w, h))
+    return output_size(source_wh, aspect=aspect, short_side=max(2, int(short) - int(short) % 2))
+
+
+def is_source_crop(source_wh: tuple[int, int], out_wh: tuple[int, int]) -> bool:
+    """Whether ``out_wh`` is the source itself (less an odd side's last pixel): no rescaling,
+    every output pixel is a source pixel."""
+    (w, h), (ow, oh) = source_wh, out_wh
+    return 0 <= w - ow <= 1 and 0 <= h - oh <= 1
 
 
 def largest_preset_within(
@@ -144,6 +166,8 @@ def _clamp_offset(offset: float, content: float, frame: float) -> float:
 def render_fitted(image: np.ndarray, placement: Placement, out_wh: tuple[int, int]) -> np.ndarray:
     """The output-sized RGB picture: the scaled source over a blurred, darkened fill."""
     ow, oh = out_wh
+    if placement == SOURCE_PLACEMENT and is_source_crop(image.shape[1::-1], out_wh):
+        return np.ascontiguousarray(image[:oh, :ow])  # the source itself: a copy, exact
     s = placement.scale
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
     matrix = np.array([[s, 0, placement.dx], [0, s, placement.dy]], dtype=np.float64)

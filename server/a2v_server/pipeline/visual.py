@@ -129,14 +129,25 @@ async def read_visual(
     )
 
 
-def _output_size(spec: GenerateSpec, src_wh: tuple[int, int]) -> tuple[int, int]:
+def _source_size(spec: GenerateSpec, *, video: bool) -> bool:
+    """Whether the output keeps the visual input's size: asked for (SOURCE), or lipsync's
+    default (a speaker video whose pixels should stay the user's, only the mouth changed)."""
+    return spec.source_size or (video and spec.short_side is None and spec.size is None)
+
+
+def _output_size(spec: GenerateSpec, src_wh: tuple[int, int], *, video: bool) -> tuple[int, int]:
+    if _source_size(spec, video=video):
+        return framing.source_output_size(src_wh, spec.aspect)
     return framing.output_size(
         src_wh, aspect=spec.aspect, short_side=spec.short_side, size=spec.size
     )
 
 
 def _layout(spec: GenerateSpec, src_wh: tuple[int, int], out_wh: tuple[int, int], box) -> tuple:
-    placement = framing.place(src_wh, out_wh, box, spec.fit)
+    if framing.is_source_crop(src_wh, out_wh):
+        placement = framing.SOURCE_PLACEMENT  # the source as it is: nothing to fit
+    else:
+        placement = framing.place(src_wh, out_wh, box, spec.fit)
     out_box = placement.points(np.array(box, dtype=np.float64).reshape(2, 2)).ravel()
     return placement, tuple(float(v) for v in out_box)
 
@@ -150,7 +161,7 @@ async def prepare_portrait(
         clock.decode += time.monotonic() - t
     _check_picture_size(image, "portrait", "image")
     src_wh = (image.shape[1], image.shape[0])
-    out_wh = _output_size(spec, src_wh)
+    out_wh = _output_size(spec, src_wh, video=False)
     check_pixel_rate(out_wh, spec.fps, spec, src_wh, settings, video=False)
     faces = await find_faces(backend, image, clock, tiled=True)
     if not faces:
@@ -207,7 +218,14 @@ async def prepare_video(
                 raise InvalidInput("the video contains no frames", field="video")
             _check_picture_size(first, "video", "video")
             h, w = first.shape[:2]
-            out_wh = _output_size(spec, (w, h))
+            out_wh = _output_size(spec, (w, h), video=True)
+            limit = settings.max_output_pixel_rate / float(rate)
+            default = _source_size(spec, video=True) and not spec.source_size
+            if default and out_wh[0] * out_wh[1] > limit:
+                # Lipsync's default (the source's size) over the pixel rate: the largest preset
+                # within it instead. Asked for explicitly, SOURCE is refused below, with a fix.
+                within = framing.largest_preset_within((w, h), spec.aspect, limit)
+                out_wh = within[1] if within is not None else out_wh
             check_pixel_rate(out_wh, float(rate), spec, (w, h), settings, video=True)
             budget = TempBudget(out_wh, float(rate), settings.max_temp_bytes)
             if count:

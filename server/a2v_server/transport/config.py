@@ -33,13 +33,15 @@ _ASPECTS = {
     pb.ASPECT_RATIO_4_3: "4:3",
     pb.ASPECT_RATIO_3_4: "3:4",
 }
-_PRESETS = {
-    pb.RESOLUTION_PRESET_UNSPECIFIED: 720,
+#: short side per preset; None: the model's default (UNSPECIFIED) or the source's (SOURCE)
+_PRESETS: dict[pb.ResolutionPreset, int | None] = {
+    pb.RESOLUTION_PRESET_UNSPECIFIED: None,
     pb.RESOLUTION_PRESET_480P: 480,
     pb.RESOLUTION_PRESET_720P: 720,
     pb.RESOLUTION_PRESET_1080P: 1080,
+    pb.RESOLUTION_PRESET_SOURCE: None,
 }
-PRESET_ENUM = {short: enum for enum, short in _PRESETS.items() if enum}
+PRESET_ENUM = {short: enum for enum, short in _PRESETS.items() if short}
 _FITS = {pb.FIT_UNSPECIFIED: "crop", pb.FIT_CROP: "crop", pb.FIT_PAD: "pad"}
 
 
@@ -82,6 +84,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, ca
         aspect=output.aspect,
         short_side=output.short_side,
         size=output.size,
+        source_size=output.source_size,
         fit=output.fit,
         trim_start=trim_start,
         trim_end=trim_end,
@@ -108,6 +111,7 @@ class _Output(NamedTuple):
     short_side: int | None
     size: tuple[int, int] | None
     fit: str
+    source_size: bool
 
 
 def _output_format(out: pb.OutputOptions) -> _Output:
@@ -148,7 +152,8 @@ def _output_format(out: pb.OutputOptions) -> _Output:
             f"unknown resolution preset value {preset}",
         )
         short_side = _PRESETS[preset]
-    return _Output(float(fps), aspect, short_side, size, _FITS[out.fit])
+    source = which == "preset" and out.resolution.preset == pb.RESOLUTION_PRESET_SOURCE
+    return _Output(float(fps), aspect, short_side, size, _FITS[out.fit], source)
 
 
 def _size(w: int, h: int, aspect: str | None) -> tuple[int, int]:

@@ -140,7 +140,8 @@ def model_info(
         description=model.description,
         accepted_inputs=[_INPUT_ENUM[k] for k in model.inputs],
         native_fps=model.native_fps,
-        resolutions=[PRESET_ENUM[p] for p in model.presets],
+        # every model renders at the visual input's own size too
+        resolutions=[PRESET_ENUM[p] for p in model.presets] + [pb.RESOLUTION_PRESET_SOURCE],
         accepts_prompt=model.accepts_prompt,
         ready=ready,
         lookahead_seconds=lookahead_seconds,
