@@ -125,7 +125,9 @@ def test_spec_from_config_accepts_a_usable_spec_or_names_the_field(config):
         assert spec.short_side is None and w % 2 == 0 and h % 2 == 0
         assert min(w, h) >= framing.MIN_SIDE and max(w, h) <= framing.MAX_SIDE
     else:
-        assert spec.short_side in (480, 720, 1080)
+        # a preset's short side; None: SOURCE asked for, or unset (the model's default)
+        assert spec.short_side in (480, 720, 1080, None)
+        assert not spec.source_size or spec.short_side is None
     assert math.isfinite(spec.trim_start) and spec.trim_start >= 0
     assert spec.trim_end is None or (
         math.isfinite(spec.trim_end) and spec.trim_end > spec.trim_start
