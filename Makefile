@@ -37,7 +37,8 @@ test: venv system-deps lint
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (bench/): starts its own Triton + server on free loopback ports, prints a table.
-# BENCH_LONG=1 adds the 10-minute memory run; BENCH_RUNS, BENCH_MAX_STREAMS, BENCH_INSTANCES.
+# BENCH_LONG=1 adds the 10-minute memory run; BENCH_RUNS, BENCH_MAX_STREAMS, BENCH_INSTANCES,
+# BENCH_LIPSYNC_RUNS (lipsync uploads per size, default 3).
 bench: venv system-deps
 	$(BIN)/python -m bench
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from devstack.stack import LocalStack
 
 from . import models, suite, triton_stats
-from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speech
+from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speaker_video, speech
 from .table import Row, markdown
 
 
@@ -37,10 +37,14 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="a2v-bench-") as tmp:
         tmp_dir = Path(tmp)
-        step("making inputs (espeak-ng, sox)")
+        step("making inputs (espeak-ng, sox, speaker videos)")
         ten = speech(tmp_dir / "speech-10s.wav", 10.0)
         eight = speech(tmp_dir / "speech-8s.wav", 8.0)
         long_input = speech(tmp_dir / "speech-10min.wav", 600.0) if long_run else None
+        speakers = [
+            speaker_video(tmp_dir / f"speaker-{w}x{h}.mp4", w, h)
+            for w, h in ((512, 512), (1280, 720), (1920, 1080))
+        ]
         step("starting Triton and the a2v server")
         # The per-caller stream limit is a policy, not capacity: lift it to measure capacity.
         stack = LocalStack(
@@ -54,6 +58,9 @@ def main() -> int:
             rows += suite.first_chunk(stack.address, SPEECH, image, runs)
             step("real-time factor and encode-only ceiling")
             rows += suite.throughput(stack.address, SPEECH, PORTRAIT, 5)
+            lipsync_runs = _env_int("BENCH_LIPSYNC_RUNS", 3)
+            step(f"lipsync at 512x512, 720p and 1080p ({lipsync_runs} runs each)")
+            rows += suite.lipsync(stack.address, SPEECH, speakers, lipsync_runs)
             step("one live stream")
             rows += suite.live(stack.address, ten, image)
             # Triton's statistics for single streams only (queueing under overload is shown

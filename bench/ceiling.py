@@ -1,5 +1,8 @@
 """The encode-only ceiling: what the service could reach if the model were free.
 
+``encode_only_video`` is lipsync's: decode the speaker video (PyAV) and the audio, encode the
+video's own frames at its own size with the same encoder.
+
 Decodes the same audio file and portrait with the server's own decoders, then H.264/AAC-encodes
 the same number of frames at the same size with the server's own ``FragmentedMp4Encoder`` (same
 settings as a generation: veryfast, CRF 20, 200 ms fragments). Every frame is the still
@@ -73,3 +76,35 @@ def encode_only(audio: Path, image: Path, width: int, height: int, fps: float = 
     if size <= 0:
         raise RuntimeError("the encoder produced nothing")
     return Ceiling(frames=frames, audio_seconds=model_samples / 16000, seconds=seconds)
+
+
+def encode_only_video(audio: Path, video: Path) -> Ceiling:
+    """Decode ``video`` and ``audio`` and encode as many of the video's frames as the audio
+    lasts (looping the video, as lipsync's bounce does, if it is shorter), timed."""
+    import av
+
+    started = time.perf_counter()
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        frames_in = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    height, width = frames_in[0].shape[:2]
+    decoder = EncodedAudioDecoder()
+    decoder.write(audio.read_bytes())
+    decoder.end()
+    encoder: FragmentedMp4Encoder | None = None
+    model_samples = frames = 0
+    for block in decoder.blocks():
+        if encoder is None:
+            encoder = FragmentedMp4Encoder(width, height, fps, block.output_pcm.shape[0])
+        encoder.add_audio(block.output_pcm)
+        model_samples += len(block.model_pcm)
+        while frames < int(model_samples * fps / 16000):
+            encoder.add_video(frames_in[frames % len(frames_in)])
+            frames += 1
+    if encoder is None:
+        raise RuntimeError(f"{audio}: no audio decoded")
+    size = sum(len(s.data) for s in encoder.close())
+    if size <= 0:
+        raise RuntimeError("the encoder produced nothing")
+    return Ceiling(frames, model_samples / 16000, time.perf_counter() - started)

@@ -34,8 +34,11 @@ class FileRun:
     summary: pb.Summary
 
 
-def file_run(address: str, audio: Path, image: bytes, size: str) -> FileRun:
-    """Upload ``audio`` as file bytes (as ``a2v generate`` does) and time the response stream."""
+def file_run(
+    address: str, audio: Path, image: bytes | None, size: str | None, video: Path | None = None
+) -> FileRun:
+    """Upload ``audio`` as file bytes (as ``a2v generate`` does) with the portrait ``image`` or
+    the speaker ``video`` (lipsync), and time the response stream."""
     sent: list[float] = []
 
     def timed(requests: Iterator[pb.GenerateRequest]) -> Iterator[pb.GenerateRequest]:
@@ -44,12 +47,14 @@ def file_run(address: str, audio: Path, image: bytes, size: str) -> FileRun:
                 sent.append(time.perf_counter())
             yield request
 
-    options = GenerateOptions(resolution=size)
+    model = "lipsync" if video is not None else None
+    options = GenerateOptions(resolution=size, **({"model": model} if model else {}))
     first = None
     summary = None
     with grpc.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
         stub = pb_grpc.AudioToVideoStub(channel)
-        for response in stub.Generate(timed(request_stream(options, image, file_audio(audio)))):
+        requests = request_stream(options, image, file_audio(audio), video)
+        for response in stub.Generate(timed(requests)):
             if response.HasField("chunk") and first is None:
                 first = time.perf_counter()
             elif response.HasField("summary"):
