@@ -49,45 +49,24 @@ def encode_only(audio: Path, image: Path, width: int, height: int, fps: float = 
     y0 = (resized.shape[0] - height) // 2
     x0 = (resized.shape[1] - width) // 2
     frame = np.ascontiguousarray(resized[y0 : y0 + height, x0 : x0 + width])
-
-    decoder = EncodedAudioDecoder()
-    decoder.write(audio.read_bytes())
-    decoder.end()
-    encoder: FragmentedMp4Encoder | None = None
-    model_samples = 0
-    frames = 0
-    for block in decoder.blocks():
-        if encoder is None:
-            encoder = FragmentedMp4Encoder(width, height, fps, block.output_pcm.shape[0])
-        encoder.add_audio(block.output_pcm)
-        model_samples += len(block.model_pcm)
-        # keep the video level with the audio, as the pipeline does
-        while frames < int(model_samples * fps / 16000):
-            encoder.add_video(frame)
-            frames += 1
-    if encoder is None:
-        raise RuntimeError(f"{audio}: no audio decoded")
-    total = round(model_samples * fps / 16000)
-    while frames < total:
-        encoder.add_video(frame)
-        frames += 1
-    size = sum(len(s.data) for s in encoder.close())
-    seconds = time.perf_counter() - started
-    if size <= 0:
-        raise RuntimeError("the encoder produced nothing")
-    return Ceiling(frames=frames, audio_seconds=model_samples / 16000, seconds=seconds)
+    return _encode(audio, [frame], fps, started)
 
 
 def encode_only_video(audio: Path, video: Path) -> Ceiling:
     """Decode ``video`` and ``audio`` and encode as many of the video's frames as the audio
-    lasts (looping the video, as lipsync's bounce does, if it is shorter), timed."""
+    lasts (repeating them if the video is shorter: the cost is the same in any order), timed."""
     import av
 
     started = time.perf_counter()
     with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or 25)
-        frames_in = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        fps = float(container.streams.video[0].average_rate or 25)
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return _encode(audio, frames, fps, started)
+
+
+def _encode(audio: Path, frames_in: list[np.ndarray], fps: float, started: float) -> Ceiling:
+    """Decode ``audio`` and encode it with ``frames_in`` (cycled) at ``fps``, keeping the
+    video level with the audio as the pipeline does; timed from ``started``."""
     height, width = frames_in[0].shape[:2]
     decoder = EncodedAudioDecoder()
     decoder.write(audio.read_bytes())
@@ -104,6 +83,9 @@ def encode_only_video(audio: Path, video: Path) -> Ceiling:
             frames += 1
     if encoder is None:
         raise RuntimeError(f"{audio}: no audio decoded")
+    while frames < round(model_samples * fps / 16000):
+        encoder.add_video(frames_in[frames % len(frames_in)])
+        frames += 1
     size = sum(len(s.data) for s in encoder.close())
     if size <= 0:
         raise RuntimeError("the encoder produced nothing")

@@ -13,8 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
-from a2v.v1 import audio_to_video_pb2 as pb
-from a2v_client import GenerateOptions, pcm_audio
+from a2v_client import GenerateOptions, pcm_audio, request_stream
 from a2v_server.settings import Settings
 
 FPS = 10
@@ -48,19 +47,17 @@ def _video(w: int, h: int, frames: int = 12) -> tuple[bytes, list[np.ndarray]]:
     return data, decoded
 
 
-async def _render(client, options: GenerateOptions, video: bytes, seconds: float = 1.0):
-    pcm = np.zeros(int(16000 * seconds), "<i2").tobytes()
+async def _responses(client, options: GenerateOptions, *, video=None, image=None) -> list:
+    """One generation with a second of silence, its responses (the client's own request
+    stream: config, visual, audio, end)."""
+    pcm = np.zeros(16000, "<i2").tobytes()
     audio = pcm_audio([pcm[i : i + 3200] for i in range(0, len(pcm), 3200)], 16000, 1)
+    return [r async for r in client._stub.Generate(request_stream(options, image, audio, video))]
 
-    async def requests():
-        yield pb.GenerateRequest(config=options.to_proto())
-        yield pb.GenerateRequest(video=pb.VideoInput(data=video))
-        for chunk in audio:
-            yield pb.GenerateRequest(audio=chunk)
-        yield pb.GenerateRequest(end=pb.EndOfInput())
 
-    call = client._stub.Generate(requests())
-    responses = [r async for r in call]
+async def _render(client, options: GenerateOptions, video: bytes) -> list[np.ndarray]:
+    """The decoded frames of a generation on ``video``."""
+    responses = await _responses(client, options, video=video)
     data = b"".join(r.chunk.data for r in responses if r.HasField("chunk"))
     with av.open(io.BytesIO(data)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -116,18 +113,8 @@ async def test_source_keeps_a_portraits_size_for_the_avatar(client):
 
     png = portrait_png()
     height, width = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape[:2]
-    options = GenerateOptions(resolution="source")
-    pcm = np.zeros(16000, "<i2").tobytes()
-    audio = pcm_audio([pcm[i : i + 3200] for i in range(0, len(pcm), 3200)], 16000, 1)
-
-    async def requests():
-        yield pb.GenerateRequest(config=options.to_proto())
-        yield pb.GenerateRequest(image=pb.ImageInput(data=png))
-        for chunk in audio:
-            yield pb.GenerateRequest(audio=chunk)
-        yield pb.GenerateRequest(end=pb.EndOfInput())
-
-    accepted = [r async for r in client._stub.Generate(requests()) if r.HasField("accepted")]
+    responses = await _responses(client, GenerateOptions(resolution="source"), image=png)
+    accepted = [r for r in responses if r.HasField("accepted")]
     assert (accepted[0].accepted.width, accepted[0].accepted.height) == (width, height)
     assert (width, height) != (960, 720)  # not what the default (720p) gives
 

@@ -189,16 +189,8 @@ class FaceAnalyzer:
         result = self._mesher.process(np.ascontiguousarray(crop))
         if not result.multi_face_landmarks:
             return None
-        ch, cw = crop.shape[:2]
-        sx, sy = (cr - cl) / cw, (cb - ct) / ch
-        candidates = []
-        for face in result.multi_face_landmarks:
-            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
-            mesh = np.empty((len(pts), 3), np.float32)
-            mesh[:, 0] = pts[:, 0] * cw * sx + cl
-            mesh[:, 1] = pts[:, 1] * ch * sy + ct
-            mesh[:, 2] = pts[:, 2] * cw * sx  # MediaPipe's depth is in units of the x axis
-            candidates.append(mesh)
+        region = (cl, ct, cr, cb)
+        candidates = [_in_pixels(face, region) for face in result.multi_face_landmarks]
         best = max(candidates, key=lambda m: iou(box_of(m), box))
         return best if iou(box_of(best), box) > 0.1 else None
 
@@ -288,13 +280,7 @@ class MeshFollower:
         result = self._graph.process(np.ascontiguousarray(crop))
         if not result.multi_face_landmarks:
             return None
-        pts = np.array(
-            [(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float64
-        )
-        mesh = np.empty((len(pts), 3), np.float32)
-        mesh[:, 0] = pts[:, 0] * (wx1 - wx0) + wx0
-        mesh[:, 1] = pts[:, 1] * (wy1 - wy0) + wy0
-        mesh[:, 2] = pts[:, 2] * (wx1 - wx0)
+        mesh = _in_pixels(result.multi_face_landmarks[0], self._window)
         return mesh if iou(box_of(mesh), box) > 0.1 else None
 
     def _holds(self, cx: float, cy: float, side: float) -> bool:
@@ -313,6 +299,19 @@ def _window(
     x0 = int(np.clip(round(cx - w / 2), 0, width - w))
     y0 = int(np.clip(round(cy - h / 2), 0, height - h))
     return x0, y0, x0 + w, y0 + h
+
+
+def _in_pixels(landmarks, region: tuple[int, int, int, int]) -> np.ndarray:
+    """MediaPipe's normalised landmarks of a crop of ``region`` (x0, y0, x1, y1: the crop's
+    place in the picture, whatever size it was resized to) as a (478, 3) float32 mesh in the
+    picture's pixels. Depth is in units of the x axis, as MediaPipe gives it."""
+    x0, y0, x1, y1 = region
+    pts = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float64)
+    mesh = np.empty((len(pts), 3), np.float32)
+    mesh[:, 0] = pts[:, 0] * (x1 - x0) + x0
+    mesh[:, 1] = pts[:, 1] * (y1 - y0) + y0
+    mesh[:, 2] = pts[:, 2] * (x1 - x0)
+    return mesh
 
 
 def _fitted(crop: np.ndarray) -> np.ndarray:
