@@ -67,6 +67,7 @@ class ImagePiece:
 @dataclass(frozen=True)
 class VideoPiece:
     data: bytes
+    last: bool = False  # no video follows (the end message says so too)
 
 
 @dataclass(frozen=True)

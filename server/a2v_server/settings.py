@@ -35,10 +35,9 @@ class Settings:
     max_image_pixels: int = 40_000_000
     max_audio_bytes: int = 200 * MIB
     max_audio_seconds: float = 600.0
-    #: lipsync speaker videos (spooled to a temporary file, not held in memory)
+    #: lipsync speaker videos (spooled to a temporary file, not held in memory; the upload is
+    #: a generation's only temporary disk: decoded frames are never stored)
     max_video_bytes: int = 500 * MIB
-    #: temporary disk one lipsync generation may use for its decoded source frames
-    max_temp_bytes: int = 2048 * MIB
     #: output pixels per second of video a generation may render (width x height x fps):
     #: 1920x1080 at 60 fps; 4K output is refused up front
     max_output_pixel_rate: int = 1920 * 1080 * 60
@@ -102,7 +101,6 @@ class Settings:
             "max_image_bytes",
             "max_image_pixels",
             "max_audio_bytes",
-            "max_temp_bytes",
             "max_output_pixel_rate",
             "min_upload_bytes_per_second",
         ):

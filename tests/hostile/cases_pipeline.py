@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 # --- visual input: work budget, small faces in large photos, picture shape (issues 6, 10, 11) ---
-# Output pixel rate (max_output_pixel_rate, 1920x1080x60) and the lipsync frames' temporary disk
-# (max_temp_bytes, 2 GiB) are refused up front with the numbers; a face too small for the
-# downscaled analysis is found in full-resolution tiles; thin pictures never reach the model.
+# Output pixel rate (max_output_pixel_rate, 1920x1080x60) is refused up front with the numbers
+# (a lipsync video's decoded frames are never stored: its temporary disk is the upload); a face
+# too small for the downscaled analysis is found in full-resolution tiles; thin pictures never
+# reach the model.
 import io
 import time
 
@@ -82,25 +83,6 @@ add(  # the report's 4.7 KB clip: 64x64, 120 frames, asked for at 4K (was 293 s,
     EXHAUSTED,
     "207 Mpx/s of output",
     _video_case(lambda: _clip(120, 25, 64, 64), resolution=_4K),
-)
-add(  # 1920x1080 at 60 fps is within the pixel rate; 400 frames of it are 2.3 GiB of disk
-    "visual/lipsync-400-frames-at-1080p",
-    EXHAUSTED,
-    "the video has about 400 frames; stored at the output size 1920x1080 they take 2.32 GiB",
-    _video_case(
-        lambda: _clip(400, 60, 64, 64),
-        resolution=pb.Resolution(preset=pb.RESOLUTION_PRESET_1080P),
-        aspect_ratio=pb.ASPECT_RATIO_16_9,
-    ),
-)
-add(  # many tiny frames at 720p (the report's 36 000 wrote 1.1 GB before): at most 1380 fit
-    "visual/lipsync-2000-tiny-frames-at-720p",
-    EXHAUSTED,
-    "send at most 1380 frames",
-    _video_case(
-        lambda: _clip(2000, 60, 16, 16),
-        resolution=pb.Resolution(preset=pb.RESOLUTION_PRESET_720P),
-    ),
 )
 add("visual/image-16x4000", INVALID, "250 times as tall", _photo_case(lambda: _thin(16, 4000)))
 add("visual/image-4000x16", INVALID, "the limit is 4:1", _photo_case(lambda: _thin(4000, 16)))

@@ -24,7 +24,8 @@ from a2v_server.errors import A2VError, InvalidInput, ResourceExhausted
 from a2v_server.media.audio import EncodedAudioDecoder, PcmDecoder
 from a2v_server.media.audio_blocks import OUTPUT_RATE
 from a2v_server.media.image import decode_image
-from a2v_server.media.video import VideoUpload, detect_video_format
+from a2v_server.media.spool import Spool
+from a2v_server.media.video import SourceVideo, detect_video_format
 from a2v_server.pipeline import framing
 from a2v_server.transport.config import spec_from_config
 
@@ -226,18 +227,25 @@ def test_detect_video_format_is_an_allowlist(head):
 
 @settings(max_examples=60 * SCALE)
 @given(data=st.data())
-def test_video_upload_raises_only_domain_errors(media, data):
+def test_video_decoding_raises_only_domain_errors(media, data):
     blob = data.draw(_bytes_like([media.video, media.audio_only_mp4], [b"\0\0\0\x18ftyp"]))
-    upload = VideoUpload(max_bytes=10**7)
+    spool = Spool(max_bytes=10**7)
+    video = SourceVideo(spool, max_pixels=4_000_000, max_frames=100)
     try:
-        upload.write(blob)
-        _, _, frames = upload.frames(max_frames=100, max_pixels=4_000_000)
-        for frame in frames:
-            assert frame.ndim == 3
+        spool.write(blob)
+        spool.finish()
+        video.open()
+        slot = 0
+        while (picture := video.frame(slot)) is not None:
+            assert (picture.i420 if picture.i420 is not None else picture.rgb).ndim in (2, 3)
+            slot += 1
+        for again in (slot - 1, 0, slot // 2):  # and again, seeking in the upload
+            assert video.frame(max(0, again)) is not None
     except ALLOWED as error:
         assert error.message and error.field == "video"
     finally:
-        upload.close()
+        video.close()
+        spool.close()
 
 
 @pytest.mark.parametrize("rate", [0, 7, 7999, 192001, 10**7])

@@ -26,6 +26,7 @@ class FakeAvatar:
     ) -> None:
         self.portrait = portrait
         self.video_frames: list[np.ndarray] = []  # lipsync: frames sent in, echoed back
+        self.origins: list = []  # ... and where each crop's top-left pixel is
         self.fps = fps
         self.queue: asyncio.Queue = asyncio.Queue()
         self.hold = hold
@@ -34,9 +35,10 @@ class FakeAvatar:
         self.got_last = False  # the whole input has arrived
         self.closed = False
 
-    async def send_audio(self, samples, *, last=False, frames=None, source_index=None):
-        if frames is not None:
+    async def send_audio(self, samples, *, last=False, frames=None, source_index=None, origin=None):
+        if frames is not None:  # lipsync: crops of the frames; echoed back whole (no REGION)
             self.video_frames.extend(frames)
+            self.origins.extend([origin] * len(frames))
         self.got_last = self.got_last or last
         await self.queue.put((np.asarray(samples, np.float32), last))
 

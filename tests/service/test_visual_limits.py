@@ -1,11 +1,12 @@
-"""The visual input's limits with the fake backend: the output's pixel rate and the temporary
-disk of a lipsync video refused up front with their numbers, picture shapes refused before any
-analysis, and a small face in a large photo found by the tiled pass."""
+"""The visual input's limits with the fake backend: the output's pixel rate refused up front
+with its numbers, a lipsync video's temporary disk no more than its upload, picture shapes
+refused before any analysis, and a small face in a large photo found by the tiled pass."""
 
 from __future__ import annotations
 
 import io
 import os
+import tempfile
 
 import av
 import cv2
@@ -16,9 +17,7 @@ from media import portrait_png
 
 from a2v_client import A2VClientError, AsyncClient, GenerateOptions, pcm_audio
 from a2v_server.inference.backend import Face
-from a2v_server.media.video import FrameStore
 from a2v_server.pipeline import faces as face_search
-from a2v_server.pipeline import visual
 from a2v_server.settings import Settings
 
 LOOPBACK = "127.0.0.1:0"
@@ -47,28 +46,35 @@ class MarkerBackend(FakeBackend):
         return faces
 
 
-class Stores:
-    """Every FrameStore made, and the bytes it held at its close."""
+class TempFiles:
+    """Every temporary file the server makes, and the largest size each reached."""
 
     def __init__(self) -> None:
-        self.made = 0
-        self.largest = 0
+        self.files: list = []
+
+    def sizes(self) -> list[int]:
+        return [os.fstat(f.fileno()).st_size if not f.closed else f.a2v_size for f in self.files]
 
 
 @pytest.fixture
-def stores(monkeypatch) -> Stores:
-    seen = Stores()
+def temp_files(monkeypatch) -> TempFiles:
+    seen = TempFiles()
+    real = tempfile.TemporaryFile
 
-    class Recording(FrameStore):
-        def __init__(self, shape):
-            super().__init__(shape)
-            seen.made += 1
+    def recording(*args, **kwargs):
+        handle = real(*args, **kwargs)
+        seen.files.append(handle)
+        close = handle.close
 
-        def close(self):
-            seen.largest = max(seen.largest, os.fstat(self._file.fileno()).st_size)
-            super().close()
+        def closing():
+            if not handle.closed:
+                handle.a2v_size = os.fstat(handle.fileno()).st_size
+            close()
 
-    monkeypatch.setattr(visual, "FrameStore", Recording)
+        handle.close = closing
+        return handle
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
     return seen
 
 
@@ -197,7 +203,7 @@ async def test_a_4k_portrait_at_25_fps_is_refused_up_front(serve):
     assert backend.analysed == [] and backend.avatars == []
 
 
-async def test_a_tiny_lipsync_video_at_4k_is_refused_before_any_frame_is_stored(serve, stores):
+async def test_a_tiny_lipsync_video_at_4k_is_refused_before_any_analysis(serve):
     backend = MarkerBackend()
     async with serve(None, backend) as service:
         error = await _refused(
@@ -207,50 +213,29 @@ async def test_a_tiny_lipsync_video_at_4k_is_refused_before_any_frame_is_stored(
         )
     assert error.code == "RESOURCE_EXHAUSTED"
     assert "3840x2160 at 25 fps (the video's frame rate) is 207 Mpx/s" in error.message
-    assert stores.made == 0 and backend.analysed == [] and backend.avatars == []
+    assert backend.analysed == [] and backend.avatars == []
 
 
 # --- temporary disk ------------------------------------------------------------------------------
-async def test_a_long_video_is_refused_from_its_header(serve, stores):
-    backend = MarkerBackend()
-    settings = Settings(listen=LOOPBACK, max_temp_bytes=2 * 2**20)  # 42 frames of 128x128
-    async with serve(settings, backend) as service:
-        error = await _refused(
-            service.address,
-            video=_video(400, fps=60),
-            options=GenerateOptions(model="lipsync", resolution="128x128"),
-        )
-    assert error.code == "RESOURCE_EXHAUSTED"
-    assert error.message == (
-        "the video has about 400 frames; stored at the output size 128x128 they take 18.8 MiB "
-        "of temporary disk, over the limit of 2 MiB: send at most 42 frames (0.7 s at 60 fps), "
-        "or ask for a smaller output size"
-    )
-    assert stores.made == 0 and backend.analysed == []
-
-
-async def test_a_video_without_a_length_stops_at_the_budget(serve, stores):
-    backend = MarkerBackend()
-    settings = Settings(listen=LOOPBACK, max_temp_bytes=2 * 2**20)
-    async with serve(settings, backend) as service:
-        error = await _refused(
-            service.address,
-            video=_video(400, fps=60, seekable=False),
-            options=GenerateOptions(model="lipsync", resolution="128x128"),
-        )
-    assert error.code == "RESOURCE_EXHAUSTED"
-    assert "the video has more than 42 frames" in error.message
-    assert stores.made == 1 and stores.largest <= settings.max_temp_bytes
-    assert stores.largest == 42 * 128 * 128 * 3
-
-
-async def test_a_video_within_the_budget_renders(serve, stores):
-    settings = Settings(listen=LOOPBACK, max_temp_bytes=2 * 2**20)
-    async with serve(settings, FakeBackend()) as service:
-        responses = await _generate(
-            service.address,
-            video=_video(40, fps=60, seekable=False),
-            options=GenerateOptions(model="lipsync", resolution="128x128"),
-        )
-    assert responses[-1].summary.frames == 60
-    assert stores.largest == 40 * 128 * 128 * 3
+@pytest.mark.parametrize("seekable", [True, False], ids=["mp4", "matroska-without-length"])
+async def test_a_long_video_takes_no_more_temporary_disk_than_its_upload(
+    serve, temp_files, seekable
+):
+    """No decoded frame is stored: a 2-second clip at 60 fps (120 frames, 5.9 MB raw at
+    128x128) plays once through the 3 seconds of audio in bounce mode (backward play seeks in
+    the compressed upload), and the only temporary file is the upload itself."""
+    video = _video(120, fps=60, side=128, seekable=seekable)
+    async with (
+        serve(Settings(listen=LOOPBACK), FakeBackend()) as service,
+        AsyncClient(service.address, timeout=60) as client,
+    ):
+        responses = [
+            r
+            async for r in client.generate(
+                audio=_audio(3.0),
+                video=video,
+                options=GenerateOptions(model="lipsync", sync_mode="bounce"),
+            )
+        ]
+    assert responses[-1].summary.frames == 180
+    assert temp_files.sizes() == [len(video)]

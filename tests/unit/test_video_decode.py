@@ -15,7 +15,9 @@ from hostile.hostile_media import displayed_video
 
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.media import video as video_mod
-from a2v_server.media.video import VideoUpload
+from a2v_server.media.spool import Spool
+from a2v_server.media.video import SourceVideo
+from a2v_server.media.yuv import BT709, Converter
 
 H, W = 48, 80
 
@@ -48,13 +50,25 @@ def _ffmpeg(*args: str) -> bytes:
 
 
 def _frames(data: bytes, *, max_pixels: int = 1_000_000, max_frames: int = 100):
-    upload = VideoUpload(max_bytes=10**8)
+    """(rate, header frame count, every slot's picture as RGB) of a whole upload."""
+    spool = Spool(max_bytes=10**8)
+    video = SourceVideo(spool, max_pixels=max_pixels, max_frames=max_frames)
     try:
-        upload.write(data)
-        rate, count, frames = upload.frames(max_frames=max_frames, max_pixels=max_pixels)
-        return rate, count, list(frames)
+        spool.write(data)
+        spool.finish()
+        info = video.open()
+        converter = Converter(info.colour or BT709)
+        frames = []
+        while (picture := video.frame(len(frames))) is not None:
+            if picture.rgb is not None:
+                frames.append(picture.rgb)
+            else:
+                h, w = picture.i420.shape[0] * 2 // 3, picture.i420.shape[1]
+                frames.append(converter.to_rgb(picture.i420, (0, 0, w, h)))
+        return info.rate, info.header_frames, frames
     finally:
-        upload.close()
+        video.close()
+        spool.close()
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "matroska"])
@@ -108,36 +122,30 @@ def test_a_frame_size_change_midway_keeps_the_first_size(tmp_path: Path):
 
 
 def test_every_decoded_frame_is_checked_against_the_limit():
-    upright = video_mod._Upright(max_pixels=5000)
+    video = SourceVideo(Spool(max_bytes=1), max_pixels=5000, max_frames=10)
     small = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
     bigger = av.VideoFrame.from_ndarray(np.zeros((60, 80, 3), np.uint8), format="rgb24")
-    assert upright(small).shape == (48, 64, 3)
-    assert upright(bigger).shape == (48, 64, 3)  # scaled to the first frame's size
+    assert video._picture(small).rgb.shape == (48, 64, 3)
+    assert video._picture(bigger).rgb.shape == (48, 64, 3)  # scaled to the first frame's size
     huge = av.VideoFrame.from_ndarray(np.zeros((100, 100, 3), np.uint8), format="rgb24")
     with pytest.raises(ResourceExhausted, match="100x100"):
-        upright(huge)
+        video._picture(huge)
 
 
 def test_the_decoder_is_bounded_not_only_the_header(monkeypatch):
     """Were the container's size check fooled, the codec context still refuses the frames."""
     data = displayed_video([_quadrants()] * 2, 0)
-    opened = []
-    real_open = video_mod.av.open
+    options = []
+    real_open = SourceVideo._open
 
-    def spy(*args, **kwargs):
-        container = real_open(*args, **kwargs)
-        opened.append(container)
-        return container
+    def spy(self, reader):
+        container, stream = real_open(self, reader)
+        options.append(dict(stream.codec_context.options))  # as the decoder will be opened
+        return container, stream
 
-    monkeypatch.setattr(video_mod.av, "open", spy)
-    upload = VideoUpload(max_bytes=10**8)
-    upload.write(data)
-    try:
-        _, _, frames = upload.frames(max_frames=100, max_pixels=1_000_000)
-        assert opened[0].streams.video[0].codec_context.options["max_pixels"] == "1000000"
-        list(frames)
-    finally:
-        upload.close()
+    monkeypatch.setattr(SourceVideo, "_open", spy)
+    _frames(data, max_pixels=1_000_000)
+    assert options and options[0]["max_pixels"] == "1000000"
 
 
 @pytest.mark.parametrize(
@@ -163,7 +171,7 @@ def test_decoding_stops_when_timestamps_never_advance():
     """Frames that all show at t=0 fill no output slot: decoding stops at twice the limit."""
 
     class Frozen:
-        decoded, closed = 0, False
+        decoded = 0
 
         def decode(self, _stream):
             while True:
@@ -172,9 +180,10 @@ def test_decoding_stops_when_timestamps_never_advance():
                 self.decoded += 1
                 yield frame
 
-        def close(self):
-            self.closed = True
-
     container = Frozen()
-    frames = list(video_mod._cfr_frames(container, None, Fraction(10), 5, 10**6))
-    assert len(frames) == 1 and container.decoded == 11 and container.closed
+    video = SourceVideo(Spool(max_bytes=1), max_pixels=10**6, max_frames=5)
+    run = video_mod._Pass(video, container, None, Fraction(10), start=None)
+    slots = []
+    while (item := run.next()) is not None:
+        slots.append(item[0])
+    assert slots == [0] and container.decoded == 11

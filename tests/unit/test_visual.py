@@ -16,7 +16,7 @@ from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.inference.backend import Face
 from a2v_server.pipeline import faces as face_search
 from a2v_server.pipeline import visual
-from a2v_server.pipeline.budget import TempBudget, check_pixel_rate
+from a2v_server.pipeline.budget import check_pixel_rate
 from a2v_server.pipeline.stats import StageClock
 from a2v_server.settings import Settings
 
@@ -170,31 +170,6 @@ def test_pixel_rate_suggests_the_largest_preset_of_the_same_shape():
     )
     assert "ask for 720p or less" in info.value.message
     check_pixel_rate((1920, 1080), 60.0, spec, (500, 500), Settings(), video=False)
-
-
-# --- temporary disk ------------------------------------------------------------------------------
-def test_temp_budget_refuses_a_long_video_up_front():
-    budget = TempBudget((1280, 720), 25.0, 2048 * 2**20)
-    assert budget.max_frames == 776
-    budget.check_count(776)
-    with pytest.raises(ResourceExhausted) as info:
-        budget.check_count(36000)
-    assert info.value.message == (
-        "the video has about 36000 frames; stored at the output size 1280x720 they take "
-        "92.7 GiB of temporary disk, over the limit of 2 GiB: send at most 776 frames (31.0 s "
-        "at 25 fps), or ask for a smaller output size"
-    )
-
-
-def test_temp_budget_stops_before_the_frame_that_does_not_fit():
-    budget = TempBudget((64, 64), 10.0, 64 * 64 * 3 * 5 + 100)
-    taken = []
-    with pytest.raises(ResourceExhausted) as info:
-        for frame in budget.frames(iter(range(100))):
-            taken.append(frame)
-    assert taken == [0, 1, 2, 3, 4]
-    assert "the video has more than 5 frames" in info.value.message
-    assert "more than 72 KiB of temporary disk, over the limit of 60.1 KiB" in info.value.message
 
 
 # --- the real detector: the smallest face it finds -----------------------------------------------

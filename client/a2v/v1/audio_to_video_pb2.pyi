@@ -261,10 +261,12 @@ class ImageInput(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class VideoInput(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "last")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    last: bool
+    def __init__(self, data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("encoded", "pcm")

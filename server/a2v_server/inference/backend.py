@@ -78,6 +78,8 @@ class FrameBatch:
     mouth_source: np.ndarray | None = None
     #: when set, ``frames`` are only this part (x0, y0, x1, y1) of the picture
     region: tuple[int, int, int, int] | None = None
+    #: (n, 4) lipsync: the followed face's box per frame (zeros where none was found)
+    face_boxes: np.ndarray | None = None
 
 
 class ModelStream(Protocol):
@@ -90,7 +92,11 @@ class ModelStream(Protocol):
         last: bool = False,
         frames: np.ndarray | None = None,
         source_index: np.ndarray | None = None,
-    ) -> None: ...
+        origin: tuple[int, int] | None = None,
+    ) -> None:
+        """Queue audio; lipsync also sends video frames (crops whose top-left pixel is at
+        ``origin`` in the frame; whole frames without it) and their source indices."""
+
     def batches(self) -> AsyncGenerator[FrameBatch, None]: ...
     async def aclose(self) -> None: ...
 

@@ -67,6 +67,7 @@ class TritonSequenceStream:
         last: bool = False,
         frames: np.ndarray | None = None,
         source_index: np.ndarray | None = None,
+        origin: tuple[int, int] | None = None,
     ) -> None:
         window = max(2, round(self.WINDOW_SECONDS * self._fps))
         async with self._progress:
@@ -80,6 +81,8 @@ class TritonSequenceStream:
         if frames is not None and len(frames):
             tensors["FRAMES_IN"] = np.ascontiguousarray(frames, dtype=np.uint8)
             tensors["SOURCE_INDEX"] = np.asarray(source_index, dtype=np.int64)
+            if origin is not None:
+                tensors["ORIGIN"] = np.asarray(origin, dtype=np.int32)
         await self._requests.put(self._request(tensors, last=last))
         if last:
             await self._requests.put(None)
@@ -213,6 +216,7 @@ def _batch(result) -> FrameBatch:
         face_found=optional("FACE_FOUND"),
         mouth_source=optional("MOUTH_SOURCE"),
         region=_region(region),
+        face_boxes=optional("FACE"),
     )
 
 

@@ -24,27 +24,14 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from a2v_server.media.fmp4 import Mp4BoxSplitter, Segment
+from a2v_server.media.yuv import BT709, Colour, Converter
 
 log = logging.getLogger(__name__)
 
 _AAC_FRAME = 1024
-#: around a changed region: pixels pasted, and pixels converted but not pasted (_update_yuv)
-_REGION_PAD, _REGION_MARGIN = 4, 8
 _MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof+skip_trailer"
-
-
-def _planes(i420: np.ndarray, width: int, height: int) -> list[np.ndarray]:
-    """Y, U, V views of packed I420 data (PyAV's yuv420p ndarray: the planes back to back)."""
-    flat = i420.reshape(-1)
-    luma, chroma = width * height, (width // 2) * (height // 2)
-    return [
-        flat[:luma].reshape(height, width),
-        flat[luma : luma + chroma].reshape(height // 2, width // 2),
-        flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
-    ]
 
 
 def _as_rate(fps: float | Fraction) -> Fraction:
@@ -96,6 +83,7 @@ class FragmentedMp4Encoder:
         fragment_seconds: float = 0.2,
         preset: str = "veryfast",
         crf: int = 20,
+        colour: Colour = BT709,
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"width and height must be positive and even, got {width}x{height}")
@@ -136,19 +124,17 @@ class FragmentedMp4Encoder:
         self._video.pix_fmt = "yuv420p"
         self._video.time_base = 1 / self.fps
         self._video.codec_context.gop_size = gop
-        # Signal BT.709 (limited range) and convert with the same matrix, so players that
-        # honour the tags and players that assume HD defaults both show the right colours.
+        # Signal the matrix the YUV was made with (BT.709, limited range, unless the caller
+        # passes a source's own YUV through: then its tags), so players that honour the tags
+        # and players that assume HD defaults both show the right colours.
         cc = self._video.codec_context
-        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1
+        cc.colorspace, cc.color_primaries, cc.color_trc = colour.tags
+        cc.color_range = 1  # limited (MPEG)
         self._audio = self._container.add_stream("aac", rate=audio_rate)
         self._audio.layout = self._layout
         self._audio.bit_rate = 128_000
         self._audio.time_base = Fraction(1, audio_rate)
-        # One colour converter for the whole stream, single-threaded: frame.reformat() would
-        # build a new swscale context with its own thread pool for every frame (measured at
-        # 512x512: 1.15 ms per frame that way, 0.64 ms with this one), and concurrent streams
-        # already keep the cores busy.
-        self._reformatter = VideoReformatter()
+        self._converter = Converter(colour)
         #: the last frame as packed I420, updated in place where frames change
         self._yuv: np.ndarray | None = None
         self._frames = 0
@@ -172,52 +158,31 @@ class FragmentedMp4Encoder:
                 f"got {frame_rgb.shape} {frame_rgb.dtype}"
             )
         if changed is None or self._yuv is None:
-            self._yuv = self._to_yuv(frame_rgb)
+            self._yuv = self._converter.to_i420(frame_rgb)
         else:
-            self._update_yuv(frame_rgb, changed)
-        frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+            self._converter.paste_rgb(self._yuv, frame_rgb, (0, 0), changed)
+        return self._encode_i420(self._yuv)
+
+    def add_i420(self, i420: np.ndarray) -> list[Segment]:
+        """Encode one packed I420 frame (``(height * 3 // 2, width)`` uint8, see media/yuv.py),
+        made under this encoder's Colour: lipsync passes the source's own samples through."""
+        self._check_open()
+        if i420.shape != (self.height * 3 // 2, self.width) or i420.dtype != np.uint8:
+            raise ValueError(
+                f"expected a ({self.height * 3 // 2}, {self.width}) uint8 I420 frame, "
+                f"got {i420.shape} {i420.dtype}"
+            )
+        self._yuv = None  # the next add_video(changed=...) has no previous RGB frame to patch
+        return self._encode_i420(i420)
+
+    def _encode_i420(self, i420: np.ndarray) -> list[Segment]:
+        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
         frame.pts = self._frames
         self._frames += 1
         self._container.mux(self._video.encode(frame))
         # Audio may lead the video by one fragment so that each fragment carries both tracks.
         self._encode_audio(limit=self._frames / self.fps + self._lead)
         return self._sink.take()
-
-    def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB -> packed I420 (Y, then U, then V, each plane row-major; see _planes)."""
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame = self._reformatter.reformat(
-            frame,
-            format="yuv420p",
-            dst_colorspace=Colorspace.ITU709,
-            dst_color_range=ColorRange.MPEG,
-            threads=1,
-        )
-        return frame.to_ndarray()
-
-    def _update_yuv(self, rgb: np.ndarray, changed: tuple[int, int, int, int]) -> None:
-        h, w = self.height, self.width
-        x0, y0, x1, y1 = (int(v) for v in changed)
-        if x1 <= x0 or y1 <= y0:
-            return
-        # swscale's chroma filter reaches past the 2x2 block of a chroma sample, so a change
-        # moves chroma samples around it too: paste a band around the region (even edges for
-        # 4:2:0) ...
-        p = _REGION_PAD
-        x0, y0 = max(0, (x0 - p) & ~1), max(0, (y0 - p) & ~1)
-        x1, y1 = min(w, (x1 + p + 1) & ~1), min(h, (y1 + p + 1) & ~1)
-        # ... converted with real neighbours around it, not the replicated edge pixels of a
-        # cut-out (measured: chroma off by up to 7 without the band and margin).
-        m = _REGION_MARGIN
-        ex0, ey0, ex1, ey1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
-        part = self._to_yuv(rgb[ey0:ey1, ex0:ex1])
-        assert self._yuv is not None  # the caller converted a whole frame first
-        for plane, sub, s in zip(
-            _planes(self._yuv, w, h), _planes(part, ex1 - ex0, ey1 - ey0), (1, 2, 2), strict=True
-        ):
-            plane[y0 // s : y1 // s, x0 // s : x1 // s] = sub[
-                (y0 - ey0) // s : (y1 - ey0) // s, (x0 - ex0) // s : (x1 - ex0) // s
-            ]
 
     def add_audio(self, pcm: np.ndarray) -> list[Segment]:
         """Queue ``(channels, n)`` float32 PCM at ``audio_rate``; muxed as the video catches up."""
@@ -262,7 +227,7 @@ class FragmentedMp4Encoder:
             self._container.close()
         finally:
             # after close every call fails in _check_open, before it could touch these
-            self._container = self._video = self._audio = self._reformatter = None  # type: ignore[assignment]
+            self._container = self._video = self._audio = self._converter = None  # type: ignore[assignment]
             self._yuv = None
 
     def _check_open(self) -> None:

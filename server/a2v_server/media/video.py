@@ -1,21 +1,30 @@
-"""Speaker videos for lipsync: spool the upload, decode to constant-rate frames, map time.
+"""Speaker videos for lipsync: decoded while they arrive, frame by frame, at a constant rate.
 
-The upload is spooled to a temporary file (a video can be far larger than memory should hold),
-then decoded once with PyAV through an allowlisted demuxer. Frames are fitted to the output
-size by the caller and kept in a disk-backed array, so lipsync modes that revisit frames
-(loop, bounce) need no second decode and memory stays flat whatever the video's length.
+The upload is a Spool (media/spool.py): bytes go to a temporary file as they arrive and are
+decoded at the same time, so lipsync starts on a video's first second. A ``SourceVideo`` hands
+out frames by *slot*, the index of a frame at the video's constant average rate: slot k shows
+the last frame whose presentation time is before (k + 1/2) / rate, so a variable-frame-rate
+video keeps its timing. Nothing is stored raw: the first pass decodes in order as the bytes
+come; a slot behind it (loop, bounce, remap) is found by seeking in the compressed upload to
+the keyframe before it and decoding forward, and a small cache of recent pictures (bounded in
+bytes) serves backward play and revisits. Memory is flat, temporary disk is the upload.
 
 Frames come out as a player shows them: the display matrix (a phone's rotation, any mirroring)
-is applied, so the output takes the displayed orientation. The decoder is bounded by the pixel
-limit on its codec context, and every decoded frame is checked, whatever the container said.
+is applied. Where the decoded samples are 8-bit 4:2:0 at limited range (nearly every camera and
+encoder), they are kept as they are (I420, media/yuv.py) and only the face is ever converted;
+other formats come out as RGB. The decoder is bounded by the pixel limit on its codec context,
+and every decoded frame is checked, whatever the container said.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import struct
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
 
@@ -24,6 +33,7 @@ import cv2
 import numpy as np
 from av.sidedata.sidedata import SideData
 from av.sidedata.sidedata import Type as SideDataType
+from av.video.reformatter import Colorspace, VideoReformatter
 
 from a2v_server.domain import MAX_FPS, MIN_FPS
 from a2v_server.errors import InvalidInput, ResourceExhausted
@@ -32,9 +42,18 @@ from a2v_server.media.orientation import (
     apply_orientation,
     orientation_from_display_matrix,
     orientation_from_rotation,
+    swaps_sides,
 )
+from a2v_server.media.spool import Spool
+from a2v_server.media.yuv import Colour, colour_of, pack
 
 log = logging.getLogger(__name__)
+
+#: decoded pictures kept for revisits and backward play (bytes): ~40 frames at 1080p
+CACHE_BYTES = 128 * 1024 * 1024
+#: a slot at most this many slots ahead of the seeking pass is reached by decoding on, not by
+#: another seek
+SEEK_AHEAD = 48
 
 ACCEPTED_VIDEO_FORMATS = "MP4, MOV or WebM/Matroska"
 _FORMAT_NAMES = {"mov": "MP4/MOV", "matroska": "WebM/Matroska"}
@@ -49,89 +68,6 @@ def detect_video_format(head: bytes) -> str:
     raise InvalidInput(
         f"the video is not in a supported format: send {ACCEPTED_VIDEO_FORMATS}", field="video"
     )
-
-
-class VideoUpload:
-    """Collects the uploaded bytes in a temporary file (deleted on close)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self._file = tempfile.TemporaryFile(prefix="a2v-video-")  # noqa: SIM115 - closed in close()
-        self._size = 0
-        self._max = max_bytes
-
-    def write(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._size > self._max:
-            raise ResourceExhausted(
-                f"the video is larger than {self._max} bytes: send a shorter or more "
-                "compressed clip",
-                field="video",
-            )
-        self._file.write(data)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def close(self) -> None:
-        self._file.close()
-
-    def frames(
-        self, *, max_frames: int, max_pixels: int
-    ) -> tuple[Fraction, int, Iterator[np.ndarray]]:
-        """(frame rate, frame count, RGB frames at a constant rate).
-
-        Variable-frame-rate video is resampled to its average rate by presentation time:
-        each output slot k shows the last frame whose timestamp is <= k / rate.
-        """
-        if self._size == 0:
-            raise InvalidInput("the video is empty", field="video")
-        self._file.seek(0)
-        fmt = detect_video_format(self._file.read(16))
-        self._file.seek(0)
-        # max_pixels bounds the decoders too: those that probe the streams while the container
-        # opens, and the one that decodes (its codec context), whatever the headers claim.
-        limit = {"max_pixels": str(max_pixels)}
-        try:
-            # Tags are user bytes too: undecodable text must not fail the open.
-            container = av.open(
-                self._file, format=fmt, mode="r", options=limit, metadata_errors="replace"
-            )
-        except (av.error.FFmpegError, ValueError) as exc:
-            log.info("video open failed (%s): %s", fmt, exc)
-            raise InvalidInput(
-                f"could not read the video: the {_FORMAT_NAMES[fmt]} file is corrupt or "
-                f"truncated; send a complete {ACCEPTED_VIDEO_FORMATS} file",
-                field="video",
-            ) from None
-        try:
-            if not container.streams.video:
-                raise InvalidInput(
-                    "the video file has no video stream (audio only?): send a video of the "
-                    f"speaker ({ACCEPTED_VIDEO_FORMATS})",
-                    field="video",
-                )
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.codec_context.options = dict(limit)
-            if stream.width * stream.height > max_pixels:
-                raise ResourceExhausted(
-                    f"the video is {stream.width}x{stream.height}; the limit is "
-                    f"{max_pixels} pixels per frame: scale it down",
-                    field="video",
-                )
-            rate = _frame_rate(stream)
-            duration = _duration(container, stream)
-            count = max(1, round(duration * rate)) if duration else 0
-            if count > max_frames:
-                raise ResourceExhausted(
-                    f"the video has about {count} frames; the limit is {max_frames}: trim it",
-                    field="video",
-                )
-        except BaseException:
-            container.close()
-            raise
-        return rate, count, _cfr_frames(container, stream, rate, max_frames, max_pixels)
 
 
 def _frame_rate(stream) -> Fraction:
@@ -153,81 +89,368 @@ def _duration(container, stream) -> float:
     return 0.0
 
 
-def _cfr_frames(
-    container, stream, rate: Fraction, max_frames: int, max_pixels: int
-) -> Iterator[np.ndarray]:
-    """Decode, turn upright and resample to ``rate``; closes the container when done."""
-    slot = 0
-    previous: np.ndarray | None = None
-    start: float | None = None
-    upright = _Upright(max_pixels)
-    decoded = 0
-    try:
-        for frame in container.decode(stream):
-            decoded += 1
-            if decoded > 2 * max_frames:  # timestamps that never advance: stop decoding
-                log.warning("video: %d frames decoded for %d slots; stopping", decoded, slot)
-                break
-            if frame.pts is None:
-                continue
-            t = float(frame.pts * frame.time_base)
-            start = t if start is None else start
-            t -= start
-            image = upright(frame)
-            # Emit the previous frame for every slot that starts before this frame.
-            while previous is not None and slot / rate <= t - 0.5 / float(rate):
-                yield previous
-                slot += 1
-                if slot >= max_frames:
-                    return
-            previous = image
-        if previous is not None:
-            yield previous
-    except av.error.FFmpegError as exc:
-        log.warning("video decoding stopped (%s): %s", stream.codec_context.name, exc)
-        if previous is None:
+@dataclass(frozen=True)
+class Picture:
+    """One source frame, upright: its I420 samples as decoded (width and height cut to even)
+    when they can be kept, else RGB at the video's full size."""
+
+    i420: np.ndarray | None = None
+    rgb: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.i420, self.rgb) if a is not None)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    rate: Fraction
+    #: the upright (displayed) size
+    width: int
+    height: int
+    #: the colour under which decoded I420 is kept (None: the pictures are RGB)
+    colour: Colour | None
+    #: the frame count the header claims (0 when it does not say)
+    header_frames: int
+
+
+class SourceVideo:
+    """A speaker video decoded on demand by slot. ``open()`` and ``frame()`` block (waiting for
+    bytes, decoding): call them from a worker thread, one at a time (a lock guards them)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        max_pixels: int,
+        max_frames: int,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        self._spool = spool
+        self._max_pixels = max_pixels
+        self._max_frames = max_frames
+        self._cache_limit = cache_bytes
+        self._cache: OrderedDict[int, Picture] = OrderedDict()
+        self._cache_bytes = 0
+        self._lock = threading.Lock()
+        self._format = ""
+        self._first: _Pass | None = None  # decoding in order, as the bytes arrive
+        self._seeker: tuple[av.container.InputContainer, av.video.stream.VideoStream] | None = None
+        self._seek_pass: _Pass | None = None
+        self._shape: _Shape | None = None
+        self._t0 = 0.0
+        self.info: VideoInfo | None = None
+        #: the slot count, once the first pass reached the end
+        self.length: int | None = None
+        self.decoded = 0  # pictures decoded, all passes (for the benchmark and the tests)
+        self.seeks = 0
+
+    # --- opening --------------------------------------------------------------------------------
+    def open(self) -> VideoInfo:
+        with self._lock:
+            self._format = detect_video_format(self._spool.head(16))
+            if self._format == "mov" and self._spool.moov_at_end():
+                # The index comes after the media: nothing can be decoded before the last byte.
+                self._spool.wait_complete()
+                reader = self._spool.seekable()
+            else:
+                reader = self._spool.streaming()
+            container, stream = self._open(reader)
+            try:
+                rate = _frame_rate(stream)
+                duration = _duration(container, stream)
+                count = max(1, round(duration * rate)) if duration else 0
+                if count > self._max_frames:
+                    raise ResourceExhausted(
+                        f"the video has about {count} frames; the limit is "
+                        f"{self._max_frames}: trim it",
+                        field="video",
+                    )
+                self._first = _Pass(self, container, stream, rate, start=None)
+                first = self._first.next()
+            except BaseException:
+                container.close()
+                raise
+            if first is None:
+                raise InvalidInput("the video contains no frames", field="video")
+            assert self._shape is not None
+            self._remember(*first)
+            self.info = VideoInfo(
+                rate, self._shape.width, self._shape.height, self._shape.colour, count
+            )
+            return self.info
+
+    def _open(self, reader) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        # max_pixels bounds the decoders too: those that probe the streams while the container
+        # opens, and the one that decodes (its codec context), whatever the headers claim.
+        limit = {"max_pixels": str(self._max_pixels)}
+        try:
+            # Tags are user bytes too: undecodable text must not fail the open.
+            container = av.open(
+                reader, format=self._format, mode="r", options=limit, metadata_errors="replace"
+            )
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.info("video open failed (%s): %s", self._format, exc)
             raise InvalidInput(
-                "could not read the video: its pictures could not be decoded (corrupt data or "
-                f"an unsupported codec); send a complete {ACCEPTED_VIDEO_FORMATS} file (H.264 "
-                "plays everywhere)",
+                f"could not read the video: the {_FORMAT_NAMES[self._format]} file is corrupt "
+                f"or truncated; send a complete {ACCEPTED_VIDEO_FORMATS} file",
                 field="video",
             ) from None
-        yield previous
-    finally:
-        container.close()
+        try:
+            if not container.streams.video:
+                raise InvalidInput(
+                    "the video file has no video stream (audio only?): send a video of the "
+                    f"speaker ({ACCEPTED_VIDEO_FORMATS})",
+                    field="video",
+                )
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.options = dict(limit)
+            if stream.width * stream.height > self._max_pixels:
+                raise ResourceExhausted(
+                    f"the video is {stream.width}x{stream.height}; the limit is "
+                    f"{self._max_pixels} pixels per frame: scale it down",
+                    field="video",
+                )
+        except BaseException:
+            container.close()
+            raise
+        return container, stream
 
+    # --- frames by slot -------------------------------------------------------------------------
+    def frame(self, slot: int) -> Picture | None:
+        """The picture of ``slot``, or None past the video's end."""
+        with self._lock:
+            if self.length is not None and slot >= self.length:
+                return None
+            cached = self._cache.get(slot)
+            if cached is not None:
+                self._cache.move_to_end(slot)
+                return cached
+            first = self._first
+            if first is not None and not first.done and slot >= first.next_slot:
+                while (item := first.next()) is not None:
+                    self._remember(*item)
+                    if item[0] == slot:
+                        return item[1]
+                self._end_first_pass()
+                return None
+            return self._seek_to(slot)
 
-class _Upright:
-    """Decoded frames as RGB arrays the way a player shows them, all of the first one's size.
+    def count_slots(self) -> int:
+        """The slot count, without decoding: from the packets' timestamps when the first pass
+        has not reached the end yet (blocks until the upload is complete)."""
+        with self._lock:
+            if self.length is not None:
+                return self.length
+            container, stream = self._seeking()
+            self._seek_pass = None  # the demuxing below moves the seeking container
+            times = []
+            container.seek(0, stream=stream, backward=True)
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    times.append(float(packet.pts * packet.time_base) - self._t0)
+            assert self.info is not None
+            slots = _slots(((t, None) for t in sorted(times)), self.info.rate, self._max_frames)
+            return max((k for k, _ in slots), default=0) + 1
 
-    The orientation comes from the first frame's display matrix (the container's, or the
-    codec's display-orientation message) and holds for the whole video, so every frame has the
-    same shape; a stream that changes its coded size midway is scaled back to the first size.
-    """
+    def close(self) -> None:
+        with self._lock:
+            for container in (
+                self._first.container if self._first else None,
+                self._seeker[0] if self._seeker else None,
+            ):
+                if container is not None:
+                    container.close()
+            self._first = self._seek_pass = None
+            self._seeker = None
+            self._cache.clear()
+            self._cache_bytes = 0
 
-    def __init__(self, max_pixels: int) -> None:
-        self._max_pixels = max_pixels
-        self._orientation: int | None = None
-        self._shape: tuple[int, ...] | None = None
+    # --- internals ------------------------------------------------------------------------------
+    def _end_first_pass(self) -> None:
+        first = self._first
+        assert first is not None
+        self.length = first.next_slot
+        first.container.close()
+        if self.length == 0:
+            raise InvalidInput("the video contains no frames", field="video")
 
-    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+    def _remember(self, slot: int, picture: Picture) -> None:
+        self._cache[slot] = picture
+        self._cache.move_to_end(slot)
+        self._cache_bytes += picture.nbytes
+        while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cache_bytes -= old.nbytes
+
+    def _seeking(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        if self._seeker is None:
+            self._spool.wait_complete()  # seeking needs the whole file
+            self._seeker = self._open(self._spool.seekable())
+        return self._seeker
+
+    def _seek_to(self, slot: int) -> Picture | None:
+        assert self.info is not None
+        current = self._seek_pass
+        if current is None or not current.next_slot <= slot <= current.next_slot + SEEK_AHEAD:
+            container, stream = self._seeking()
+            current = self._restart(container, stream, slot)
+        for attempt in range(2):
+            while (item := current.next()) is not None:
+                self._remember(*item)
+                if item[0] == slot:
+                    return item[1]
+                if item[0] > slot:
+                    break  # the seek landed after the slot (odd timestamps)
+            if attempt == 0:
+                container, stream = self._seeking()
+                current = self._restart(container, stream, 0)  # from the start: always right
+        return None
+
+    def _restart(self, container, stream, slot: int) -> _Pass:
+        assert self.info is not None and stream.time_base is not None
+        target = self._t0 + slot / self.info.rate
+        container.seek(
+            max(0, int(target / stream.time_base)), stream=stream, backward=True, any_frame=False
+        )
+        self.seeks += 1
+        self._seek_pass = _Pass(self, container, stream, self.info.rate, start=self._t0)
+        return self._seek_pass
+
+    def _picture(self, frame: av.VideoFrame) -> Picture:
         if frame.width * frame.height > self._max_pixels:
             raise ResourceExhausted(
                 f"the video has a {frame.width}x{frame.height} frame; the limit is "
                 f"{self._max_pixels} pixels per frame: scale it down",
                 field="video",
             )
-        if self._orientation is None:
-            self._orientation = _orientation(frame)
-            if self._orientation != UPRIGHT:
-                log.info("video display orientation %d applied", self._orientation)
-        image = apply_orientation(frame.to_ndarray(format="rgb24"), self._orientation)
         if self._shape is None:
-            self._shape = image.shape
-        elif image.shape != self._shape:
-            height, width = self._shape[:2]
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        return image
+            self._shape = _Shape.of(frame)
+        return self._shape.picture(frame)
+
+
+class _Shape:
+    """The first frame's orientation, size and colour, which every picture takes."""
+
+    def __init__(self, orientation: int, width: int, height: int, colour: Colour | None):
+        self.orientation = orientation
+        self.width, self.height = width, height  # upright
+        self.colour = colour
+        self._to_rgb = VideoReformatter()
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> _Shape:
+        orientation = _orientation(frame)
+        if orientation != UPRIGHT:
+            log.info("video display orientation %d applied", orientation)
+        w, h = frame.width, frame.height
+        if swaps_sides(orientation):
+            w, h = h, w
+        colour = colour_of(frame) if min(frame.width, frame.height) >= 2 else None
+        return cls(orientation, w, h, colour)
+
+    def picture(self, frame: av.VideoFrame) -> Picture:
+        stored = (frame.height, frame.width)
+        if swaps_sides(self.orientation):
+            stored = stored[::-1]
+        same = stored == (self.height, self.width)
+        if self.colour is not None and same and colour_of(frame) == self.colour:
+            return Picture(i420=self._i420(frame))
+        rgb = self._rgb(frame)
+        if rgb.shape[:2] != (self.height, self.width):
+            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        # (with a colour: a frame unlike the first, a new size or format midway; made I420
+        # downstream under the first frame's colour)
+        return Picture(rgb=rgb)
+
+    def _i420(self, frame: av.VideoFrame) -> np.ndarray:
+        w, h = frame.width & ~1, frame.height & ~1
+        cut = []
+        for index, (pw, ph) in enumerate(((w, h), (w // 2, h // 2), (w // 2, h // 2))):
+            plane = frame.planes[index]
+            rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+            cut.append(apply_orientation(rows[:ph, :pw], self.orientation))
+        return pack(*cut)
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        matrix = self.colour.matrix if self.colour is not None else None
+        if matrix is None and int(frame.colorspace) == 2:  # untagged: as players guess
+            matrix = Colorspace.ITU709 if frame.height >= 720 else Colorspace.ITU601
+        rgb = self._to_rgb.reformat(
+            frame, format="rgb24", src_colorspace=matrix, dst_colorspace=matrix, threads=1
+        ).to_ndarray()
+        return apply_orientation(rgb, self.orientation)
+
+
+class _Pass:
+    """One decoding run from where its container stands, as (slot, picture) in order."""
+
+    def __init__(self, video: SourceVideo, container, stream, rate: Fraction, start: float | None):
+        self.container = container
+        self.next_slot = 0
+        self.done = False
+        self._items = self._run(video, container, stream, rate, start)
+
+    def next(self) -> tuple[int, Picture] | None:
+        if self.done:
+            return None
+        item = next(self._items, None)
+        if item is None:
+            self.done = True
+            return None
+        self.next_slot = item[0] + 1
+        return item
+
+    def _run(self, video: SourceVideo, container, stream, rate, start) -> Iterator:
+        yield from _slots(self._timed(video, container, stream, start), rate, video._max_frames)
+
+    @staticmethod
+    def _timed(video: SourceVideo, container, stream, start: float | None) -> Iterator:
+        decoded = 0
+        produced = False
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                if decoded > 2 * video._max_frames:  # timestamps that never advance
+                    log.warning("video: %d frames decoded; stopping", decoded)
+                    return
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * frame.time_base)
+                if start is None:
+                    start = video._t0 = t
+                video.decoded += 1
+                produced = True
+                yield t - start, video._picture(frame)
+        except av.error.FFmpegError as exc:
+            log.warning("video decoding stopped (%s): %s", stream.codec_context.name, exc)
+            if not produced and video.info is None:
+                raise InvalidInput(
+                    "could not read the video: its pictures could not be decoded (corrupt "
+                    f"data or an unsupported codec); send a complete {ACCEPTED_VIDEO_FORMATS} "
+                    "file (H.264 plays everywhere)",
+                    field="video",
+                ) from None
+
+
+def _slots(timed: Iterable[tuple[float, object]], rate: Fraction, max_slots: int) -> Iterator:
+    """(slot, item) at a constant ``rate`` from (time, item) in presentation order: slot k
+    shows the last item whose time is before (k + 1/2) / rate; the last item gets one slot."""
+    previous: object = None
+    have = False
+    first_of_previous = 0
+    for t, item in timed:
+        first = math.floor(t * rate - 0.5 + 1e-9) + 1  # the first slot this item shows in
+        if have:
+            for k in range(first_of_previous, min(first, max_slots)):
+                yield k, previous
+            if first >= max_slots:
+                return
+        previous, have = item, True
+        first_of_previous = max(first, first_of_previous)
+    if have and first_of_previous < max_slots:
+        yield first_of_previous, previous
 
 
 def _orientation(frame: av.VideoFrame) -> int:
@@ -244,33 +467,3 @@ def _orientation(frame: av.VideoFrame) -> int:
         if item.type == SideDataType.DISPLAYMATRIX and item.buffer_size >= 36:
             return orientation_from_display_matrix(struct.unpack("=9i", bytes(item)[:36]))
     return UPRIGHT
-
-
-class FrameStore:
-    """Fitted frames in a disk-backed array, addressed by source index."""
-
-    def __init__(self, shape: tuple[int, int]) -> None:
-        self._shape = shape
-        self._file = tempfile.TemporaryFile(prefix="a2v-frames-")  # noqa: SIM115 - closed in close()
-        self.count = 0
-        self._map: np.memmap | None = None
-
-    def fill(self, frames: Iterator[np.ndarray], fit: Callable[[np.ndarray], np.ndarray]) -> None:
-        h, w = self._shape
-        for frame in frames:
-            fitted = np.ascontiguousarray(fit(frame), dtype=np.uint8)
-            assert fitted.shape == (h, w, 3)
-            self._file.write(fitted.tobytes())
-            self.count += 1
-        if self.count == 0:
-            raise InvalidInput("the video contains no frames", field="video")
-        self._file.flush()
-        self._map = np.memmap(self._file, dtype=np.uint8, mode="r", shape=(self.count, h, w, 3))
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        assert self._map is not None
-        return np.asarray(self._map[index])
-
-    def close(self) -> None:
-        self._map = None
-        self._file.close()

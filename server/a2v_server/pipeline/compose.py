@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from a2v_server.domain import Timeline, TimelineFrame
+from a2v_server.errors import ModelFault
 from a2v_server.inference.backend import FrameBatch
 from a2v_server.media.encoder import FragmentedMp4Encoder
 from a2v_server.media.fmp4 import Segment
+from a2v_server.media.yuv import Converter
+from a2v_server.pipeline.lipsync_frames import Waiting
 from a2v_server.pipeline.look import FrameStyler
 
 
@@ -30,6 +33,42 @@ def encode_batch(
             frame = styler.apply(batch.first_index + k, frame)
             changed = None  # looks and camera moves change every pixel
         segments.extend(encoder.add_video(frame, changed))
+    return segments
+
+
+def encode_lipsync(
+    encoder: FragmentedMp4Encoder,
+    batch: FrameBatch,
+    waiting: list[Waiting],
+    converter: Converter,
+    styler: FrameStyler | None,
+) -> list[Segment]:
+    """Paste what the lipsync model changed into the kept output frames and encode them (runs
+    in the encoder's thread). Only the changed box is converted from RGB; every other sample
+    is the kept frame's (the source's own, when the output is the source's size)."""
+    segments = []
+    for k, (pixels, sent) in enumerate(zip(batch.frames, waiting, strict=True)):
+        i420 = sent.frame.i420
+        wx0, wy0, wx1, wy1 = sent.window
+        x0, y0, x1, y1 = batch.region if batch.region is not None else sent.window
+        if not (wx0 <= x0 < x1 <= wx1 and wy0 <= y0 < y1 <= wy1):
+            raise ModelFault(
+                f"the model changed {(x0, y0, x1, y1)} of frame {batch.first_index + k}, "
+                f"outside the window {sent.window} it was given"
+            )
+        part = sent.crop[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+        if part.shape != pixels.shape:
+            raise ModelFault(f"the model sent {pixels.shape} pixels for the box {part.shape}")
+        if not np.array_equal(part, pixels):
+            part[...] = pixels
+            i420 = i420.copy()  # the kept frame may be the decoder's cached picture
+            converter.paste_rgb(i420, sent.crop, (wx0, wy0), (x0, y0, x1, y1))
+        if styler is not None:  # looks and camera moves change every pixel
+            height, width = i420.shape[0] * 2 // 3, i420.shape[1]
+            rgb = converter.to_rgb(i420, (0, 0, width, height))
+            segments.extend(encoder.add_video(styler.apply(batch.first_index + k, rgb)))
+        else:
+            segments.extend(encoder.add_i420(i420))
     return segments
 
 

@@ -49,13 +49,15 @@ from a2v_server.media.audio_blocks import OUTPUT_RATE
 from a2v_server.media.encoder import FragmentedMp4Encoder
 from a2v_server.media.fmp4 import Segment
 from a2v_server.media.mime import mime_type
-from a2v_server.pipeline.audio_input import audio_blocks
-from a2v_server.pipeline.compose import encode_batch, timeline
+from a2v_server.media.yuv import BT709, Converter
+from a2v_server.pipeline.audio_input import audio_blocks, next_or_missing_end
+from a2v_server.pipeline.compose import encode_batch, encode_lipsync, timeline
 from a2v_server.pipeline.honoured import ignored_settings, setting_warnings
 from a2v_server.pipeline.look import FrameStyler, parse_prompt, prompt_kinds
 from a2v_server.pipeline.model_feed import ModelFeed
 from a2v_server.pipeline.pacing import AudioLag, ClientPace
 from a2v_server.pipeline.stats import GenerationStats
+from a2v_server.pipeline.video_input import VideoInput
 from a2v_server.pipeline.visual import Visual, prepare_portrait, prepare_video, read_visual
 from a2v_server.settings import Settings
 
@@ -89,19 +91,25 @@ class Generation:
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncGenerator[OutputEvent, None]:
         inputs = self._pace.events(inputs)
         visual: Visual | None = None
+        video_input: VideoInput | None = None
         try:
-            source, next_event = await read_visual(inputs, self.model, self.settings)
-            if isinstance(source, bytes):
-                visual = await prepare_portrait(
-                    source, self.spec, self.backend, self.settings, self._clock
-                )
-            else:
+            if InputKind.VIDEO in self.model.inputs:
+                # The video is read (and decoded) while it arrives, interleaved with the audio.
+                video_input = VideoInput(inputs, self.model.name, self.settings)
                 visual = await prepare_video(
-                    source, self.spec, self.backend, self.settings, self._clock
+                    video_input, self.spec, self.backend, self.settings, self._clock
+                )
+                inputs = video_input.events()
+            else:
+                portrait, next_event = await read_visual(inputs, self.model, self.settings)
+                visual = await prepare_portrait(
+                    portrait, self.spec, self.backend, self.settings, self._clock
                 )
             self.stats.fps = visual.fps
             accepted = self._accepted(visual)
             yield accepted
+            if video_input is not None:
+                next_event = await next_or_missing_end(inputs)
             stream = await self._open_model(visual)
             # Open the sequence now, without audio: the model builds its per-portrait state
             # (warp fields, recognisers: 0.1-0.3 s) while the audio is still being decoded.
@@ -122,8 +130,12 @@ class Generation:
                     await stream.aclose()
         finally:
             self._error = None
+            if video_input is not None:
+                video_input.spool.abort()  # a decoder waiting for bytes stops
             if visual is not None:
                 visual.close()
+            if video_input is not None:
+                await video_input.aclose()
             # Not cancel_futures: the queued encoder.abort() must still run to free x264.
             self._encode_pool.shutdown(wait=False)
 
@@ -174,7 +186,7 @@ class Generation:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._feed_model(inputs, first_event, stream, visual))
-                group.create_task(self._receive_frames(stream))
+                group.create_task(self._receive_frames(stream, visual))
                 group.create_task(self._encode(visual))
         # Errors leave here without the tracebacks they came with. Python 3.11's TaskGroup
         # keeps the exception it raises in a local of its __aexit__ frame, which that
@@ -221,16 +233,17 @@ class Generation:
                 lag.check(feed.total)
                 model_pcm, output_pcm = block.model_pcm, block.output_pcm
                 channels = output_pcm.shape[0]
-                if feed.sample_limit is not None:  # cut_off: the video is shorter than the audio
-                    model_pcm = model_pcm[: max(0, feed.sample_limit - feed.total)]
-                    out_limit = feed.sample_limit * OUTPUT_RATE // MODEL_SAMPLE_RATE
+                limit = await feed.sample_limit(feed.total + len(model_pcm))
+                if limit is not None:  # cut_off: the video is shorter than the audio
+                    model_pcm = model_pcm[: max(0, limit - feed.total)]
+                    out_limit = limit * OUTPUT_RATE // MODEL_SAMPLE_RATE
                     output_pcm = output_pcm[:, : max(0, out_limit - out_total)]
                 if output_pcm.shape[1]:
                     await self._encode_queue.put(("audio", output_pcm))
                     out_total += output_pcm.shape[1]
                 await feed.add(model_pcm)
                 self.stats.audio_seconds = feed.total / MODEL_SAMPLE_RATE
-        padding = feed.padding_samples()  # silence mode: pad the audio to the video's length
+        padding = await feed.padding_samples()  # silence mode: pad the audio to the video's length
         if padding:
             await self._encode_queue.put(
                 (
@@ -250,7 +263,7 @@ class Generation:
             )
         self.stats.frames_total = await feed.finish()
 
-    async def _receive_frames(self, stream: ModelStream) -> None:
+    async def _receive_frames(self, stream: ModelStream, visual: Visual) -> None:
         with tracer.start_as_current_span("inference.render") as span:
             t = time.monotonic()
             received = 0
@@ -266,6 +279,8 @@ class Generation:
                         await self._events.put(timeline(batch, self.stats.fps))
                     self.stats.audio_kind = batch.audio_kind or self.stats.audio_kind
                     self.stats.count_mouths(batch.mouth_source)
+                    if visual.lipsync is not None:  # the next frames' window follows the face
+                        visual.lipsync.window.seen(batch.face_boxes, batch.face_found)
                     received += len(batch.frames)
                     await self._encode_queue.put(("video", batch))
             finally:
@@ -292,6 +307,10 @@ class Generation:
         # Models that send only the changing region get it pasted into this one full frame
         # (the rest never changes), not into a fresh copy of the portrait for every frame.
         canvas = visual.portrait.copy() if visual.portrait is not None else None
+        lipsync = visual.lipsync
+        # lipsync: the output is made in the source's colour (its own samples pass through)
+        colour = lipsync.source.colour if lipsync is not None else None
+        paste = Converter(colour) if colour is not None else None
         last_progress = 0
         with tracer.start_as_current_span("encode") as span:
             try:
@@ -301,14 +320,26 @@ class Generation:
                         channels = payload.shape[0] if kind == "audio" else 1
                         # Lipsync promises the source's pixels outside the mouth: spend more
                         # bits so the re-encode stays faithful (about 38 dB PSNR and up).
-                        crf = 16 if visual.frames is not None else 20
                         encoder = FragmentedMp4Encoder(
-                            visual.width, visual.height, visual.fps, channels, crf=crf
+                            visual.width,
+                            visual.height,
+                            visual.fps,
+                            channels,
+                            crf=16 if lipsync is not None else 20,
+                            colour=colour or BT709,
                         )
                     if kind == "close":
                         break
                     if kind == "audio":
                         segments = await self._in_encoder(encoder.add_audio, payload)
+                    elif lipsync is not None:
+                        waiting = await lipsync.in_flight.take(
+                            payload.first_index, len(payload.frames)
+                        )
+                        segments = await self._in_encoder(
+                            encode_lipsync, encoder, payload, waiting, paste, styler
+                        )
+                        self.stats.frames_done += len(payload.frames)
                     else:
                         segments = await self._in_encoder(
                             encode_batch, encoder, payload, styler, canvas

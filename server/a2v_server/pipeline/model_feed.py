@@ -7,13 +7,16 @@ import asyncio
 import numpy as np
 
 from a2v_server.catalog import MODEL_SAMPLE_RATE, frame_count
+from a2v_server.errors import InvalidInput
 from a2v_server.inference.backend import ModelStream
-from a2v_server.media.video import FrameStore
+from a2v_server.pipeline.lipsync_frames import LipsyncFrames, Waiting
 from a2v_server.pipeline.visual import Visual
 
 #: audio is sent to the model in pieces of at least this many samples (100 ms): fewer requests,
 #: still well inside the live-latency budget
 MODEL_CHUNK = MODEL_SAMPLE_RATE // 10
+#: lipsync: frames prepared (decoded, cropped) per trip to the worker thread
+FRAME_GROUP = 8
 
 
 class ModelFeed:
@@ -21,25 +24,19 @@ class ModelFeed:
 
     Output frame i shows the audio at i / fps. Frames go out as soon as the audio that covers
     them has been sent, mapped to source frames by the sync mode (``source_index``); remap needs
-    the final length and so sends its frames at the end.
+    the final length and so sends its frames at the end. The video's length is known once its
+    first decoding pass reaches the end: until then output frame i shows source frame i.
     """
 
     def __init__(self, stream: ModelStream, visual: Visual, mode: str, fps: float) -> None:
         self._stream = stream
-        self._store = visual.frames
+        self._lipsync: LipsyncFrames | None = visual.lipsync
         self._mode = mode
         self._fps = fps
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
         self._frames_sent = 0
         self.total = 0  # model-rate samples received
-        self._n_src = self._store.count if self._store is not None else 0
-        #: cut_off: no audio beyond the video's end
-        self.sample_limit = (
-            round(self._n_src * MODEL_SAMPLE_RATE / fps)
-            if self._store is not None and mode == "cut_off"
-            else None
-        )
 
     async def add(self, samples: np.ndarray) -> None:
         self._pending.append(samples)
@@ -48,11 +45,26 @@ class ModelFeed:
         if self._pending_n >= MODEL_CHUNK:
             await self._send(last=False)
 
-    def padding_samples(self) -> int:
+    async def sample_limit(self, samples_after: int) -> int | None:
+        """cut_off: the samples the video lasts, once the audio up to ``samples_after`` (model
+        rate) reaches its end; None while it does not (or in other modes)."""
+        if self._lipsync is None or self._mode != "cut_off":
+            return None
+        video = self._lipsync.source.video
+        if video.length is None:
+            needed = frame_count(samples_after, self._fps)
+            if needed:  # decode ahead to the frame this audio reaches (cached for later)
+                await asyncio.to_thread(video.frame, needed - 1)
+        if video.length is None:
+            return None
+        return round(video.length * MODEL_SAMPLE_RATE / self._fps)
+
+    async def padding_samples(self) -> int:
         """silence mode: the samples of silence that make the audio as long as the video."""
-        if self._store is None or self._mode != "silence":
+        if self._lipsync is None or self._mode != "silence":
             return 0
-        return max(0, round(self._n_src * MODEL_SAMPLE_RATE / self._fps) - self.total)
+        slots = await asyncio.to_thread(self._lipsync.source.video.count_slots)
+        return max(0, round(slots * MODEL_SAMPLE_RATE / self._fps) - self.total)
 
     @property
     def frames(self) -> int:
@@ -67,28 +79,76 @@ class ModelFeed:
     async def _send(self, *, last: bool) -> None:
         audio = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
         self._pending, self._pending_n = [], 0
-        frames = indices = None
-        if self._store is not None:
+        if self._lipsync is not None:
             n_out = self.frames
             # while streaming: the frames whose whole interval the audio covers
             covered = n_out if last else min(n_out, int(self.total * self._fps / MODEL_SAMPLE_RATE))
             if self._mode == "remap" and not last:
                 covered = 0
-            if covered > self._frames_sent:
-                indices = np.array(
-                    [
-                        source_index(i, self._n_src, self._mode, n_out)
-                        for i in range(self._frames_sent, covered)
-                    ],
-                    dtype=np.int64,
-                )
-                frames = await asyncio.to_thread(_gather, self._store, indices)
-                self._frames_sent = covered
-        await self._stream.send_audio(audio, last=last, frames=frames, source_index=indices)
+            while self._frames_sent < covered:
+                await self._lipsync.in_flight.wait_room()
+                end = min(covered, self._frames_sent + FRAME_GROUP)
+                prepared = await asyncio.to_thread(self._prepare, self._frames_sent, end, n_out)
+                self._frames_sent = end
+                for window, indices, crops in _by_window(prepared):
+                    await self._stream.send_audio(
+                        np.zeros(0, np.float32),
+                        frames=crops,
+                        source_index=indices,
+                        origin=window[:2],
+                    )
+        await self._stream.send_audio(audio, last=last)
+
+    def _prepare(self, start: int, end: int, n_out: int) -> list[tuple[int, Waiting]]:
+        """Output frames start..end-1: decoded, fitted, cropped to the face window (a worker
+        thread); each is registered as in flight. Returns (source slot, Waiting) pairs."""
+        assert self._lipsync is not None
+        source, window, in_flight = (
+            self._lipsync.source,
+            self._lipsync.window,
+            self._lipsync.in_flight,
+        )
+        prepared = []
+        for i in range(start, end):
+            slot = self._slot(i, n_out)
+            frame = source.frame(slot)
+            if frame is None:  # past a shorter decodable end than the packets promised
+                slot = max(0, (source.video.length or 1) - 1)
+                frame = source.frame(slot)
+            if frame is None:
+                raise InvalidInput("the video contains no frames", field="video")
+            box = window.window
+            waiting = Waiting(frame, box, source.crop(frame, box))
+            in_flight.add(i, waiting)
+            prepared.append((slot, waiting))
+        return prepared
+
+    def _slot(self, i: int, n_out: int) -> int:
+        assert self._lipsync is not None
+        video = self._lipsync.source.video
+        if self._mode == "remap":
+            return source_index(i, video.count_slots(), "remap", n_out)
+        if video.length is None and video.frame(i) is not None:
+            return i  # still inside the video (its length is not known yet)
+        return source_index(i, video.length or 1, self._mode, n_out)
 
 
-def _gather(store: FrameStore, indices: np.ndarray) -> np.ndarray:
-    return np.stack([store[int(i)] for i in indices])
+def _by_window(prepared: list[tuple[int, Waiting]]):
+    """Runs of consecutive frames that share a window: one model request each."""
+    run: list[tuple[int, Waiting]] = []
+    for item in prepared:
+        if run and item[1].window != run[-1][1].window:
+            yield _request(run)
+            run = []
+        run.append(item)
+    if run:
+        yield _request(run)
+
+
+def _request(run: list[tuple[int, Waiting]]):
+    window = run[0][1].window
+    indices = np.array([slot for slot, _ in run], dtype=np.int64)
+    return window, indices, np.stack([w.crop for _, w in run])
 
 
 def source_index(i: int, n_src: int, mode: str, n_out: int | None = None) -> int:

@@ -1,15 +1,15 @@
 """The visual input of a generation: read it, decode it, find the face, fit it to the frame.
 
 A still portrait (talking avatar) becomes one fitted picture plus its landmarks; a speaker
-video (lipsync) becomes a store of fitted frames at the source's constant frame rate. The face
-search is faces.py's, the output pixel rate and temporary-disk limits budget.py's, the fitting
-framing.py's; this module reads the input, checks its pictures and puts those together.
+video (lipsync) becomes a source of output frames decoded on demand at the source's constant
+frame rate (lipsync_frames.py), opened on its first frames while the rest still arrives. The
+face search is faces.py's, the output pixel rate limit budget.py's, the fitting framing.py's;
+this module reads the input, checks its pictures and puts those together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
 from collections.abc import AsyncIterator
@@ -18,27 +18,35 @@ from dataclasses import dataclass
 import numpy as np
 from opentelemetry import trace
 
-from a2v_server.catalog import InputKind, OfferedModel
+from a2v_server.catalog import OfferedModel
 from a2v_server.domain import GenerateSpec, ImagePiece, InputEvent, VideoPiece
-from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.errors import InvalidInput, ResourceExhausted, Unavailable
 from a2v_server.inference.backend import Backend
 from a2v_server.media.image import decode_image
-from a2v_server.media.video import FrameStore, VideoUpload
+from a2v_server.media.spool import SpoolAborted
+from a2v_server.media.video import SourceVideo
+from a2v_server.media.yuv import BT709, Converter
 from a2v_server.pipeline import framing
-from a2v_server.pipeline.budget import TempBudget, check_pixel_rate
+from a2v_server.pipeline.budget import check_pixel_rate
 from a2v_server.pipeline.faces import SMALLEST_FACE, find_faces, moved_mesh, select_face
+from a2v_server.pipeline.lipsync_frames import (
+    FaceWindow,
+    FittedSource,
+    InFlight,
+    LipsyncFrames,
+    picture_rgb,
+)
 from a2v_server.pipeline.stats import StageClock
+from a2v_server.pipeline.video_input import VideoInput
 from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")
 
 #: lipsync: a video may hold at most this many frames (10 minutes at 60 fps)
 MAX_VIDEO_FRAMES = 36_000
-#: lipsync framing: look for a face in the first PROBE_FRAMES frames, every PROBE_EVERY-th, in at
-#: most PROBE_BYTES of decoded frames (they are held until the face is found)
+#: lipsync framing: look for a face in the first PROBE_FRAMES frames, every PROBE_EVERY-th
 PROBE_FRAMES = 30
 PROBE_EVERY = 3
-PROBE_BYTES = 256 * 1024 * 1024
 #: the face models refuse smaller pictures (also after the downscale for analysis)
 MIN_PICTURE_SIDE = 16
 
@@ -57,72 +65,49 @@ class Visual:
     landmarks: np.ndarray | None = None
     #: ... and its dense face mesh (478, 3) mapped the same way (None without one)
     mesh: np.ndarray | None = None
-    #: lipsync: the fitted frames, and the caller's face box mapped to output pixels
-    frames: FrameStore | None = None
+    #: lipsync: the source's frames, and the caller's face box mapped to output pixels
+    lipsync: LipsyncFrames | None = None
     face_select_box: tuple[float, float, float, float] | None = None
 
     def close(self) -> None:
         """Free the pixels now: a finished generation's frames may outlive it for a while
         (exceptions' tracebacks keep them), and must not keep the images with them."""
-        if self.frames is not None:
-            self.frames.close()
-        self.portrait = self.landmarks = self.mesh = self.frames = None
+        if self.lipsync is not None:
+            self.lipsync.close()
+        self.portrait = self.landmarks = self.mesh = self.lipsync = None
 
 
 async def read_visual(
     inputs: AsyncIterator[InputEvent], model: OfferedModel, settings: Settings
-) -> tuple[bytes | VideoUpload, InputEvent]:
-    """Collect the image (or video) pieces; returns them and the first event after them."""
-    wants_video = InputKind.VIDEO in model.inputs
+) -> tuple[bytes, InputEvent]:
+    """Collect the portrait's pieces; returns them and the first event after them. (A speaker
+    video is read by video_input.VideoInput instead, while it is being decoded.)"""
     pieces: list[bytes] = []
     size = 0
-    upload = VideoUpload(settings.max_video_bytes) if wants_video else None
-    try:
-        async for event in inputs:
-            if isinstance(event, VideoPiece) and upload is not None:
-                upload.write(event.data)
-                continue
-            if isinstance(event, ImagePiece) and upload is None:
-                size += len(event.data)
-                if size > settings.max_image_bytes:
-                    raise ResourceExhausted(
-                        f"the image is larger than {settings.max_image_bytes} bytes: send a "
-                        "smaller file (a portrait needs no more than 4096 px per side)",
-                        field="image",
-                    )
-                pieces.append(event.data)
-                continue
-            if isinstance(event, VideoPiece):
-                raise InvalidInput(
-                    f"model {model.name} takes a still image, not a video: send the portrait "
-                    "as an image message (or choose the lipsync model)",
-                    field="video",
-                )
-            if isinstance(event, ImagePiece):
-                raise InvalidInput(
-                    f"model {model.name} takes a video of a speaker, not an image: send video "
-                    "messages (or choose the talking_avatar model)",
+    async for event in inputs:
+        if isinstance(event, ImagePiece):
+            size += len(event.data)
+            if size > settings.max_image_bytes:
+                raise ResourceExhausted(
+                    f"the image is larger than {settings.max_image_bytes} bytes: send a "
+                    "smaller file (a portrait needs no more than 4096 px per side)",
                     field="image",
                 )
-            if upload is not None and upload.size == 0:
-                raise InvalidInput(
-                    "the speaker video is missing: send video messages (MP4, MOV or WebM) "
-                    "after the config and before the audio",
-                    field="video",
-                )
-            if upload is None and not pieces:
-                raise InvalidInput(
-                    "the portrait is missing: send an image message (PNG, JPEG or WebP) after "
-                    "the config and before the audio",
-                    field="image",
-                )
-            return (upload if upload is not None else b"".join(pieces)), event
-    except BaseException:
-        if upload is not None:
-            upload.close()
-        raise
-    if upload is not None:
-        upload.close()
+            pieces.append(event.data)
+            continue
+        if isinstance(event, VideoPiece):
+            raise InvalidInput(
+                f"model {model.name} takes a still image, not a video: send the portrait "
+                "as an image message (or choose the lipsync model)",
+                field="video",
+            )
+        if not pieces:
+            raise InvalidInput(
+                "the portrait is missing: send an image message (PNG, JPEG or WebP) after "
+                "the config and before the audio",
+                field="image",
+            )
+        return b"".join(pieces), event
     raise InvalidInput(
         "the input ended before any audio: send audio messages and then an end message",
         field="audio",
@@ -194,30 +179,29 @@ async def prepare_portrait(
 
 
 async def prepare_video(
-    upload: VideoUpload,
+    video_input: VideoInput,
     spec: GenerateSpec,
     backend: Backend,
     settings: Settings,
     clock: StageClock,
 ) -> Visual:
-    """Decode the speaker video once into fitted frames at its own constant frame rate.
+    """Open the speaker video on its first frames (the rest may still be arriving), find the
+    face in them, and set up the output frames at the video's own constant frame rate.
 
     The output size and rate are known from the first frame and the stream's header: the
-    output pixel rate and the temporary disk the fitted frames need are checked then, before
-    any face analysis, and again as frames are stored (a header may understate the length).
+    output pixel rate is checked then, before any face analysis.
     """
+    video = SourceVideo(
+        video_input.spool, max_pixels=settings.max_image_pixels, max_frames=MAX_VIDEO_FRAMES
+    )
     try:
-        with tracer.start_as_current_span("decode.video") as span:
+        with tracer.start_as_current_span("decode.video"):
             t = time.monotonic()
-            rate, count, frames = await asyncio.to_thread(
-                upload.frames, max_frames=MAX_VIDEO_FRAMES, max_pixels=settings.max_image_pixels
-            )
-            first = await asyncio.to_thread(next, frames, None)
+            info = await _waiting_for_bytes(video_input, asyncio.to_thread(video.open))
             clock.decode += time.monotonic() - t
-            if first is None:
-                raise InvalidInput("the video contains no frames", field="video")
-            _check_picture_size(first, "video", "video")
-            h, w = first.shape[:2]
+            w, h = info.width, info.height
+            _check_size(w, h, "video", "video")
+            rate = info.rate
             out_wh = _output_size(spec, (w, h), video=True)
             limit = settings.max_output_pixel_rate / float(rate)
             default = _source_size(spec, video=True) and not spec.source_size
@@ -227,62 +211,64 @@ async def prepare_video(
                 within = framing.largest_preset_within((w, h), spec.aspect, limit)
                 out_wh = within[1] if within is not None else out_wh
             check_pixel_rate(out_wh, float(rate), spec, (w, h), settings, video=True)
-            budget = TempBudget(out_wh, float(rate), settings.max_temp_bytes)
-            if count:
-                budget.check_count(count)
             # Frame the face: look for it in the first frames (a clip may open on a title
-            # card or a cutaway); those frames are kept and stored like the rest.
-            head: list[np.ndarray] = [first]
+            # card or a cutaway); the frames decoded meanwhile stay cached for the render.
+            converter = Converter(info.colour or BT709)
             face = None
-            while True:
-                if (len(head) - 1) % PROBE_EVERY == 0:
-                    face = select_face(await find_faces(backend, head[-1], clock), spec)
-                    if face is not None:
-                        break
-                if len(head) >= PROBE_FRAMES or len(head) * first.nbytes >= PROBE_BYTES:
-                    break
+            for k in range(0, PROBE_FRAMES, PROBE_EVERY):
                 t = time.monotonic()
-                frame = await asyncio.to_thread(next, frames, None)
+                picture = await _waiting_for_bytes(video_input, asyncio.to_thread(video.frame, k))
                 clock.decode += time.monotonic() - t
-                if frame is None:
+                if picture is None:
                     break
-                head.append(frame)
-            # No face in the first frames: frame the centre; frames without a face pass through.
-            box = face.box if face is not None else (w * 0.3, h * 0.2, w * 0.7, h * 0.6)
-            placement, out_box = _layout(spec, (w, h), out_wh, box)
-            store = FrameStore((out_wh[1], out_wh[0]))
-            t = time.monotonic()
-            try:
-                await asyncio.to_thread(
-                    store.fill,
-                    budget.frames(itertools.chain(head, frames)),
-                    lambda f: framing.render_fitted(f, placement, out_wh),
-                )
-            except BaseException:
-                store.close()
-                raise
-            clock.decode += time.monotonic() - t
-            span.set_attribute("a2v.video_frames", store.count)
-    finally:
-        upload.close()
+                rgb = await asyncio.to_thread(picture_rgb, picture, converter)
+                face = select_face(await find_faces(backend, rgb, clock), spec)
+                if face is not None:
+                    break
+    except BaseException:
+        video.close()
+        raise
+    # No face in the first frames: frame the centre; frames without a face pass through.
+    box = face.box if face is not None else (w * 0.3, h * 0.2, w * 0.7, h * 0.6)
+    placement, out_box = _layout(spec, (w, h), out_wh, box)
     select_box = None
     if spec.face_box is not None:
         (x0, y0), (x1, y1) = placement.points(np.array(spec.face_box).reshape(2, 2))
         select_box = (float(x0), float(y0), float(x1), float(y1))
+    frames = LipsyncFrames(
+        FittedSource(video, placement, out_wh),
+        FaceWindow(out_wh, out_box if face is not None else None),
+        InFlight(out_wh),
+    )
     return Visual(
         width=out_wh[0],
         height=out_wh[1],
         fps=float(rate),
         face_box=out_box,
-        frames=store,
+        lipsync=frames,
         face_select_box=select_box,
     )
 
 
+async def _waiting_for_bytes(video_input: VideoInput, work):
+    """``work`` (a coroutine that reads the spool); when the input reader failed meanwhile (the
+    spool was aborted), its error, which says what was wrong with the input."""
+    try:
+        return await work
+    except SpoolAborted:
+        if video_input.error is not None:
+            raise video_input.error from None
+        raise Unavailable("the generation was stopped while the video arrived") from None
+
+
 def _check_picture_size(picture: np.ndarray, what: str, field: str) -> None:
+    h, w = picture.shape[:2]
+    _check_size(w, h, what, field)
+
+
+def _check_size(w: int, h: int, what: str, field: str) -> None:
     """The face models need a picture of some size and shape; say so before anything goes to
     the model (instead of its tensor-shape error)."""
-    h, w = picture.shape[:2]
     if min(h, w) < MIN_PICTURE_SIDE:
         raise InvalidInput(
             f"the {what} is {w}x{h} pixels, too small to hold a face: send at least "

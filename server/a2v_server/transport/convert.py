@@ -31,7 +31,7 @@ async def input_events(
         if kind == "image":
             yield domain.ImagePiece(request.image.data)
         elif kind == "video":
-            yield domain.VideoPiece(request.video.data)
+            yield domain.VideoPiece(request.video.data, request.video.last)
         elif kind == "audio":
             payload = request.audio.WhichOneof("payload")
             if payload == "encoded":
