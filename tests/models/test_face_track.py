@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from face_mesh import FaceAnalyzer, box_of
+from face_mesh import FaceAnalyzer, MeshFollower, box_of
 from face_track import REDETECT_EVERY, FaceTracker
 from skimage import data
 
@@ -123,3 +123,89 @@ def test_the_chosen_face_is_kept_as_both_move(analyzer, two_faces):
     xs = np.array(centres)[:, 0]
     assert np.all(xs > 350)
     assert xs[-1] - xs[0] == pytest.approx(-2.0 * (len(xs) - 1), abs=4.0)
+
+
+# --- crops of the frames (the window the server sends around the face) ------------------------
+@pytest.fixture(scope="module")
+def moving_on_canvas(astronaut) -> list[np.ndarray]:
+    """A 960 x 720 video: the astronaut moving 3 px right and 1.5 px down a frame, past a
+    re-detection."""
+    canvas = np.full((720, 960, 3), 90, np.uint8)
+    video = []
+    for i in range(REDETECT_EVERY + 3):
+        move = np.float32([[1, 0, 200 + 3.0 * i], [0, 1, 100 + 1.5 * i]])
+        frame = cv2.warpAffine(
+            astronaut, move, (960, 720), dst=canvas.copy(), borderMode=cv2.BORDER_TRANSPARENT
+        )
+        video.append(frame)
+    return video
+
+
+def _track(analyzer, video, pieces) -> np.ndarray:
+    """Meshes of ``video`` tracked through crops: ``pieces`` are (first, end, origin, size),
+    origin None for whole frames."""
+    tracker = FaceTracker(analyzer)
+    meshes = []
+    for a, b, origin, size in pieces:
+        for i in range(a, b):
+            if origin is None:
+                meshes.append(tracker.mesh(i, video[i]))
+            else:
+                (x, y), (w, h) = origin, size
+                meshes.append(tracker.mesh(i, video[i][y : y + h, x : x + w], origin))
+    assert all(m is not None for m in meshes)
+    return np.stack(meshes)
+
+
+def _mesh_boxes(meshes: np.ndarray) -> np.ndarray:
+    return np.concatenate([meshes[..., :2].min(1), meshes[..., :2].max(1)], axis=-1)
+
+
+def test_meshes_are_in_whole_frame_pixels_whatever_the_crop(analyzer, moving_on_canvas):
+    video, n = moving_on_canvas, len(moving_on_canvas)
+    whole = _track(analyzer, video, [(0, n, None, None)])
+    # As the server sends them: whole frames until the face is known, then a window around
+    # it, moved (and resized) now and then but always around the follower's window: the
+    # follower sees the same pixels, so the meshes are the same to the last bit.
+    served = _track(
+        analyzer,
+        video,
+        [
+            (0, 2, None, None),
+            (2, 8, (250, 80), (400, 400)),
+            (8, n, (280, 100), (420, 380)),
+        ],
+    )
+    np.testing.assert_array_equal(served, whole)
+    # Crops from the start: the face is detected in the crop, where MediaPipe's detector sees
+    # other pixels; its mesh (and so the followed ones) differ by a fraction of a pixel.
+    for origin, size in (((120, 20), (600, 600)), ((251, 97), (380, 400))):
+        cropped = _track(analyzer, video, [(0, n, origin, size)])
+        np.testing.assert_allclose(_mesh_boxes(cropped), _mesh_boxes(whole), atol=0.5)
+        error = np.abs(cropped[..., :2] - whole[..., :2])
+        assert error.mean() < 0.25
+        assert error.max() < 1.0  # 0.77 px measured, a point of the first frame's mesh
+        assert error[3:].max() < 0.5
+
+
+def test_a_crop_that_cuts_the_followers_window_restarts_it(analyzer, moving_on_canvas):
+    """The window the follower looks through no longer fits in the crop: it restarts with a
+    window inside the crop (its tracking state belongs to the pixels it saw) and the face is
+    followed on, in whole-frame pixels."""
+    video, n = moving_on_canvas, len(moving_on_canvas)
+    whole = _track(analyzer, video, [(0, n, None, None)])
+    follower = MeshFollower()
+    tracker = FaceTracker(analyzer, follower=follower)
+    for i in range(3):
+        tracker.mesh(i, video[i])
+    window = follower.window
+    assert window is not None
+    x0, y0, x1, y1 = window
+    # a crop around the face that cuts the window's left quarter
+    origin = (x0 + (x1 - x0) // 4, y0 - 20)
+    crop = video[3][origin[1] : y1 + 20, origin[0] : x1 + 60]
+    mesh = tracker.mesh(3, crop, origin)
+    assert follower.window != window
+    assert follower.window is not None and follower.window[0] >= origin[0]  # in the crop
+    assert mesh is not None
+    np.testing.assert_allclose(_mesh_boxes(mesh[None]), _mesh_boxes(whole[3:4]), atol=1.5)

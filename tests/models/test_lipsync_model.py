@@ -6,6 +6,10 @@ source indices, audio, START/END) must come back as frames in order: faceless fr
 as sent, the mouth following the audio level (with the speaker's own teeth where the video
 showed them: MOUTH_SOURCE says which frames), errors tagged with the status the server maps
 them to, and every request closed with the FINAL flag.
+
+The frames may be crops of the video's frames (ORIGIN) and what comes back is the changed
+region alone (REGION, FRAMES inside it, FACE): ``run`` checks each response against that
+contract and puts the regions back into the input crops, as the server does.
 """
 
 from __future__ import annotations
@@ -138,7 +142,9 @@ def voiced(seconds: float, level: float) -> np.ndarray:
     return (level * buzz / np.abs(buzz).max() * syllables).astype(np.float32)
 
 
-def request(corrid: int, *, start=False, end=False, frames=None, first=0, audio=(), **more):
+def request(
+    corrid: int, *, start=False, end=False, frames=None, first=0, audio=(), origin=None, **more
+):
     inputs = dict(
         CORRID=np.array([corrid], np.uint64),
         START=np.array([start]),
@@ -151,21 +157,69 @@ def request(corrid: int, *, start=False, end=False, frames=None, first=0, audio=
     if frames is not None:
         inputs["FRAMES_IN"] = np.stack(frames)
         inputs["SOURCE_INDEX"] = np.arange(first, first + len(frames), dtype=np.int64)
+    if origin is not None:
+        inputs["ORIGIN"] = np.array(origin, np.int32)
     return Request(**inputs)
 
 
-def run(model, *requests: Request) -> dict[str, np.ndarray]:
-    """Execute the requests one by one, as a stream; join what came back, in frame order."""
+MAX_FRAMES = 5  # config.pbtxt's max_frames_per_response
+
+
+def run(model, *requests: Request) -> dict:
+    """Execute the requests one by one, as a stream; join what came back, in frame order.
+
+    Checks every response against the contract (REGION inside the crop of each of its
+    frames, all of one crop geometry; FRAMES the size of REGION; one row per frame in the
+    others) and puts each frame's REGION pixels back into its input crop, as the server does:
+    "FRAMES" are the output crops (stacked when all of one size), "REGION" and "ORIGIN" given
+    per frame, "SIZES" the number of frames of each response."""
     for r in requests:
         model.execute([r])
         flags = [f for _, f in r.sender.sent]
         assert flags and flags[-1] == FINAL and flags.count(FINAL) == 1  # closed, once
+    crops, origins = [], []
+    for r in requests:
+        if "FRAMES_IN" in r.inputs:
+            origin = r.inputs["ORIGIN"].as_numpy() if "ORIGIN" in r.inputs else (0, 0)
+            for crop in r.inputs["FRAMES_IN"].as_numpy():
+                crops.append(crop)
+                origins.append(tuple(int(v) for v in origin))
     outputs = [resp.outputs for r in requests for resp in r.sender.responses if resp.outputs]
     if not outputs:
         return {}
     firsts = [int(o["FIRST_FRAME"][0]) for o in outputs]
     assert firsts == sorted(firsts)
-    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0] if k != "FIRST_FRAME"}
+    frames, regions, sizes = [], [], []
+    for o in outputs:
+        first, m = int(o["FIRST_FRAME"][0]), len(o["FRAMES"])
+        assert 1 <= m <= MAX_FRAMES
+        for name in ("FACE", "MOUTH_OPEN", "FACE_FOUND", "MOUTH_SOURCE"):
+            assert len(o[name]) == m, name
+        assert o["FACE"].shape == (m, 4) and o["FACE"].dtype == np.float32
+        assert o["REGION"].shape == (4,) and o["REGION"].dtype == np.int32
+        x0, y0, x1, y1 = o["REGION"].tolist()
+        assert o["FRAMES"].shape == (m, y1 - y0, x1 - x0, 3) and x1 > x0 and y1 > y0
+        geometry = {(origins[k], crops[k].shape) for k in range(first, first + m)}
+        assert len(geometry) == 1, "a response spans two crop geometries"
+        for k, pixels in zip(range(first, first + m), o["FRAMES"], strict=True):
+            (ox, oy), (height, width) = origins[k], crops[k].shape[:2]
+            assert ox <= x0 and oy <= y0 and x1 <= ox + width and y1 <= oy + height
+            out = crops[k].copy()
+            out[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = pixels
+            frames.append(out)
+            regions.append((x0, y0, x1, y1))
+        sizes.append(m)
+    joined = {
+        k: np.concatenate([o[k] for o in outputs])
+        for k in outputs[0]
+        if k not in ("FIRST_FRAME", "FRAMES", "REGION")
+    }
+    same_size = len({f.shape for f in frames}) == 1
+    joined["FRAMES"] = np.stack(frames) if same_size else frames
+    joined["REGION"] = np.array(regions)
+    joined["ORIGIN"] = np.array(origins[: len(frames)])
+    joined["SIZES"] = sizes
+    return joined
 
 
 def frame_samples(n: int) -> int:
@@ -351,3 +405,189 @@ def test_the_config_is_what_the_model_reads():
     config = json.loads(_config_json())
     assert int(config["parameters"]["max_frames_per_response"]["string_value"]) >= 1
     assert int(config["sequence_batching"]["max_sequence_idle_microseconds"]) > 0
+
+
+# --- crops: the window the server sends around the face ----------------------------------------
+CANVAS = (720, 960)  # height, width of the "whole frame"
+
+
+def _on_canvas(image: np.ndarray, x: int, y: int) -> np.ndarray:
+    canvas = np.full((*CANVAS, 3), 90, np.uint8)
+    h, w = image.shape[:2]
+    canvas[y : y + h, x : x + w] = image
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def moving_speaker(astronaut) -> list[np.ndarray]:
+    """16 whole frames (960 x 720): the astronaut's smile closing over 5 frames, then shut,
+    her head moving 2 px right and 1 px down a frame (past a re-detection, every 15 frames)."""
+    (face,) = FaceAnalyzer().analyze(astronaut)
+    width = face_axes(face.landmarks)[1]
+    own = inner_gap(face.mesh) / (0.30 * width)
+    mouths = [astronaut] + [reanimate(astronaut, face.mesh, o) for o in np.linspace(own, 0, 5)[1:]]
+    mouths += [mouths[-1]] * 11
+    return [_on_canvas(m, 200 + 2 * i, 100 + i) for i, m in enumerate(mouths)]
+
+
+def _speech(n: int) -> np.ndarray:
+    return np.concatenate([np.zeros(frame_samples(5), np.float32), voiced((n - 5) / FPS, 0.5)])
+
+
+def _stream(video, audio, pieces) -> list[Request]:
+    """One request per (first frame, end frame, crop origin or None, crop size) of ``pieces``:
+    the frames cut to that crop, with their audio."""
+    requests = []
+    for k, (a, b, origin, size) in enumerate(pieces):
+        frames = video[a:b]
+        if origin is not None:
+            (x, y), (w, h) = origin, size
+            frames = [f[y : y + h, x : x + w] for f in frames]
+        requests.append(
+            request(
+                21,
+                start=k == 0,
+                end=b == len(video),
+                frames=frames,
+                first=a,
+                audio=audio[frame_samples(a) : frame_samples(b)],
+                origin=origin,
+            )
+        )
+    return requests
+
+
+def _whole(out: dict, video: list[np.ndarray]) -> np.ndarray:
+    """The output crops put back into the whole input frames."""
+    frames = []
+    for crop, (x, y), source in zip(out["FRAMES"], out["ORIGIN"], video, strict=True):
+        whole = source.copy()
+        whole[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
+        frames.append(whole)
+    return np.stack(frames)
+
+
+def test_crops_anywhere_give_what_whole_frames_give(model_class, moving_speaker):
+    """The same video as whole frames, as the server sends it (whole frames until the face is
+    known, then a window around it that moves now and then, changing size): the same faces
+    and pixels, bit for bit. As crops from the start at two other places: the same within
+    MediaPipe's differences on other pixels."""
+    video, n = moving_speaker, len(moving_speaker)
+    audio = _speech(n)
+
+    def run_as(pieces) -> dict:
+        model = model_class()
+        model.initialize({"model_config": _config_json()})
+        return run(model, *_stream(video, audio, pieces))
+
+    whole = run_as([(0, 7, None, None), (7, n, None, None)])
+    assert whole["FACE_FOUND"].all()
+    assert set(whole["MOUTH_SOURCE"].tolist()) == {1, 2}  # the warp, and retrieved mouths
+    x0, y0, x1, y1 = whole["REGION"].T
+    assert np.all((x1 - x0) * (y1 - y0) < 0.05 * CANVAS[0] * CANVAS[1])  # the mouth, not all
+
+    # As the server does it: the follower's window lies in every crop, so nothing changes.
+    served = run_as(
+        [
+            (0, 3, None, None),
+            (3, 5, (200, 60), (420, 420)),
+            (5, 11, (230, 90), (400, 440)),
+            (11, n, (200, 60), (420, 420)),
+        ]
+    )
+    # (the responses are cut elsewhere, so their REGIONs differ: one per response)
+    for name in ("FACE", "MOUTH_SOURCE", "MOUTH_OPEN"):
+        np.testing.assert_array_equal(served[name], whole[name], err_msg=name)
+    np.testing.assert_array_equal(_whole(served, video), whole["FRAMES"])
+
+    # Crops from the start: the face is found in the crop (MediaPipe's detector sees other
+    # pixels: the meshes differ by a fraction of a pixel, see test_face_track), then followed.
+    # The regions agree to a pixel; the pixels in them as a sub-pixel move of the lips makes
+    # them differ (~1 level on average, measured 0.2-1.9).
+    for origin, size in (((180, 50), (440, 440)), ((251, 97), (380, 400))):
+        cropped = run_as([(0, 7, origin, size), (7, n, origin, size)])
+        np.testing.assert_allclose(cropped["FACE"], whole["FACE"], atol=0.5)
+        np.testing.assert_array_equal(cropped["MOUTH_SOURCE"], whole["MOUTH_SOURCE"])
+        assert np.abs(cropped["REGION"] - whole["REGION"]).max() <= 1
+        outputs = _whole(cropped, video).astype(np.int16)
+        for k, (x0, y0, x1, y1) in enumerate(whole["REGION"]):
+            diff = np.abs(outputs[k, y0:y1, x0:x1] - whole["FRAMES"][k, y0:y1, x0:x1])
+            assert diff.mean() < 3, (origin, k)
+
+
+def test_a_response_without_a_change_is_two_pixels_at_the_crop(model, astronaut):
+    """No face in a crop (or nothing to move): REGION is the 2x2 box at the crop's origin and
+    FRAMES its input pixels (never an empty tensor)."""
+    blank = np.full((80, 120, 3), 200, np.uint8)
+    blank[0, 1] = (1, 2, 3)
+    sent = request(
+        14, start=True, end=True, frames=[blank] * 2, origin=(37, 21), audio=voiced(0.08, 0.5)
+    )
+    out = run(model, sent)
+    assert out["FACE_FOUND"].tolist() == [0, 0]
+    np.testing.assert_array_equal(out["FACE"], np.zeros((2, 4), np.float32))
+    (response,) = sent.sender.responses
+    assert response.outputs["REGION"].tolist() == [37, 21, 39, 23]
+    np.testing.assert_array_equal(response.outputs["FRAMES"], np.stack([blank[:2, :2]] * 2))
+
+
+def test_the_region_is_what_changed_around_the_mouth(model, astronaut):
+    """REGION holds the mouth and the jaw the warp moves and not much more: the pixels that
+    changed span most of it; the eyes are outside it; FACE is the face's box."""
+    n = 10
+    out = run(
+        model,
+        request(15, start=True, end=True, frames=[astronaut] * n, audio=voiced(n / FPS, 0.5)),
+    )
+    (face,) = FaceAnalyzer().analyze(astronaut)
+    mesh_box = np.concatenate([face.mesh[:, :2].min(0), face.mesh[:, :2].max(0)])
+    for k in range(n):
+        np.testing.assert_allclose(out["FACE"][k], mesh_box, atol=3.0)
+    x0, y0, x1, y1 = out["REGION"][np.argmax(out["MOUTH_OPEN"])]
+    lips = face.mesh[[61, 291, 0, 17, 152], :2]  # corners, lips' middle, chin
+    assert np.all((lips[:, 0] > x0) & (lips[:, 0] < x1) & (lips[:, 1] > y0) & (lips[:, 1] < y1))
+    assert y0 > face.landmarks[EYES, 1].max()
+    changed = np.any(out["FRAMES"] != astronaut, axis=-1)
+    ys, xs = np.nonzero(changed.any(0))
+    assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+    # tight: what changed spans most of the box (a diff of the frame would be no tighter)
+    assert xs.max() - xs.min() > 0.7 * (x1 - x0) and ys.max() - ys.min() > 0.7 * (y1 - y0)
+
+
+def test_a_response_ends_where_the_crop_changes(model, astronaut):
+    """Frames of two crop geometries waiting together (their audio comes last) are answered
+    in two responses, each within its crops; the origin and the size each count."""
+    face_crop = ((100, 20), (320, 300))
+    moved = ((110, 20), (320, 300))
+    resized = ((110, 20), (330, 300))
+
+    def cut(origin_size):
+        (x, y), (w, h) = origin_size
+        return astronaut[y : y + h, x : x + w]
+
+    requests = [
+        request(16, start=True, frames=[cut(face_crop)] * 2, origin=face_crop[0]),
+        request(16, frames=[cut(moved)] * 2, first=2, origin=moved[0]),
+        request(16, frames=[cut(resized)] * 3, first=4, origin=resized[0]),
+        request(16, end=True, audio=voiced(7 / FPS, 0.5)),
+    ]
+    out = run(model, *requests)
+    assert out["SIZES"] == [2, 2, 3]
+    assert out["FACE_FOUND"].all()
+
+
+def test_a_crop_under_two_pixels_is_invalid_argument(model):
+    bad = request(18, start=True, frames=[np.zeros((1, 40, 3), np.uint8)], origin=(5, 5))
+    run(model, bad)
+    assert bad.sender.errors == [
+        "[INVALID_ARGUMENT] FRAMES_IN must be at least 2x2 pixels, got 40x1"
+    ]
+
+
+@pytest.mark.parametrize("origin", [(-1, 0), (3, 4, 5)])
+def test_a_bad_origin_is_invalid_argument(model, astronaut, origin):
+    bad = request(17, start=True, frames=[astronaut[:100, :100]], origin=origin)
+    run(model, bad)
+    assert bad.sender.errors == [
+        f"[INVALID_ARGUMENT] ORIGIN must be two non-negative pixels x, y, got {list(origin)}"
+    ]

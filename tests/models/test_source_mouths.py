@@ -104,7 +104,8 @@ def test_a_wide_open_mouth_shows_the_speakers_own_teeth(talking):
     mouths = _library(talking)
     shut, mesh = talking[0]
     openness = 0.7  # wider than any frame of the video shows (her smile is ~0.55)
-    out, path, entry = mouths.render(shut, mesh, openness)
+    patch, path, entry = mouths.render(shut, mesh, openness)
+    out = patch.onto(shut)
     warp_only = reanimate(shut, mesh, openness)
     inside = _interior((shut, mesh, openness))
     assert inside.sum() > 100  # the interior is a real area of the output
@@ -134,9 +135,9 @@ def test_without_an_open_mouth_in_the_video_the_warp_alone_is_used(silent):
     mouths = _library(silent)
     assert len(mouths.library) == 0  # nothing open enough to give an interior
     shut, mesh = silent[0]
-    out, path, entry = mouths.render(shut, mesh, 0.8)
+    patch, path, entry = mouths.render(shut, mesh, 0.8)
     assert path == WARP and entry is None
-    np.testing.assert_array_equal(out, reanimate(shut, mesh, 0.8))
+    np.testing.assert_array_equal(patch.onto(shut), reanimate(shut, mesh, 0.8))
 
 
 def test_the_start_of_a_video_uses_the_warp_until_an_open_mouth_was_seen(talking):
@@ -187,8 +188,9 @@ def test_slowly_changing_openings_keep_their_mouth(talking):
 def test_pixels_away_from_the_mouth_are_untouched(talking):
     mouths = _library(talking)
     shut, mesh = talking[0]
-    out, path, _ = mouths.render(shut, mesh, 0.7)
+    patch, path, _ = mouths.render(shut, mesh, 0.7)
     assert path == RETRIEVED
+    out = patch.onto(shut)
     warp_only = reanimate(shut, mesh, 0.7)
     # Everything the paste changed (against the warp) lies around the lips.
     ys, xs = np.nonzero(np.any(out != warp_only, axis=2))
@@ -237,3 +239,23 @@ def test_lip_points_are_in_mouth_widths(astronaut):
     points = lip_points(mesh, mouth_frame(mesh))
     assert points.shape == (40, 2)
     assert 0.7 < np.ptp(points[:, 0]) < 1.2  # corner to corner ~ one mouth width
+
+
+def test_a_crop_renders_what_the_whole_frame_renders(talking):
+    """The library and the render fed crops of the frames with their meshes moved by the
+    crop's origin (as the lipsync model feeds them): the same mouths retrieved and the same
+    pixels, the box moved by the origin."""
+    ox, oy = 61, 37
+    shift = np.float32([ox, oy, 0])
+    crops = [(frame[oy : oy + 400, ox : ox + 380], mesh - shift) for frame, mesh in talking]
+    whole, cropped = _library(talking), _library(crops)
+    for (frame, mesh), (crop, moved) in zip(talking[:2], crops[:2], strict=True):
+        for openness in (0.3, 0.5, 0.7):
+            a, path, entry = whole.render(frame, mesh, openness)
+            b, path_b, entry_b = cropped.render(crop, moved, openness)
+            assert path_b == path and (entry_b is None) == (entry is None)
+            assert entry is None or entry.index == entry_b.index
+            x0, y0, x1, y1 = a.box
+            assert b.box == (x0 - ox, y0 - oy, x1 - ox, y1 - oy)
+            np.testing.assert_array_equal(b.pixels, a.pixels)
+    assert path == RETRIEVED

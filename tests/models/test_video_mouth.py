@@ -15,7 +15,15 @@ import pytest
 from face_mesh import DLIB68, FaceAnalyzer
 from shared import EYES, JAW, NOSE_TIP, face_axes
 from skimage import data
-from video_mouth import INNER_LOWER, INNER_UPPER, MIN_DET, inner_gap, mouth_map, reanimate
+from video_mouth import (
+    INNER_LOWER,
+    INNER_UPPER,
+    MIN_DET,
+    inner_gap,
+    mouth_map,
+    reanimate,
+    warp_patch,
+)
 
 from bench.quality.reference_landmarks import FaceAnalyzer as ReferenceAnalyzer
 
@@ -121,6 +129,24 @@ def test_a_frame_already_in_the_asked_pose_is_returned_as_it_is(face):
     same = reanimate(image, mesh, inner_gap(mesh) / (0.30 * width))
     assert same is image
     assert reanimate(image, mesh, 1.0) is not image
+
+
+@pytest.mark.parametrize("origin", [(37, 51), (64, 33), (1, 2)])
+def test_a_crop_is_warped_as_the_whole_frame(analyzer, face, origin):
+    """The same face in a crop of the frame (its mesh moved by the crop's origin, as lipsync's
+    model gives it): the same pixels, the box moved by the origin, to the last bit; on the
+    tilted face too (its mouth frame is rotated)."""
+    ox, oy = origin
+    tilted = _tilted(face[0], 20.0)
+    for image, mesh in (face, (tilted, analyzer.analyze(tilted)[0].mesh)):
+        crop = image[oy : oy + 380, ox : ox + 400]
+        for openness in (0.0, 0.45, 1.0):
+            whole = warp_patch(image, mesh, openness)
+            cropped = warp_patch(crop, mesh - np.float32([ox, oy, 0]), openness)
+            assert whole is not None and cropped is not None
+            x0, y0, x1, y1 = whole.box
+            assert cropped.box == (x0 - ox, y0 - oy, x1 - ox, y1 - oy)
+            np.testing.assert_array_equal(cropped.pixels, whole.pixels)
 
 
 def _tilted(image: np.ndarray, degrees: float) -> np.ndarray:

@@ -239,6 +239,12 @@ class MeshFollower:
     crop: 6.5 ms). It sees a fixed window around the followed face (so a second face in the
     picture cannot take its place); the window moves, and the tracker restarts (15 ms), only
     when the face drifts far from the window's centre or changes size.
+
+    The frames may be crops of the video's pictures (``origin``: the crop's top-left pixel in
+    the picture); the window and the meshes are in the picture's pixels, so the same window
+    over the same pixels gives the same mesh wherever the crop is. A crop that does not hold
+    the whole window restarts the tracker (its state belongs to the pixels it saw) with a
+    window placed inside the crop.
     """
 
     def __init__(self) -> None:
@@ -249,11 +255,17 @@ class MeshFollower:
             min_detection_confidence=0.5,
             min_tracking_confidence=0.5,
         )
-        self._window: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1
+        self._window: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 (picture)
         self._face_side = 0.0
 
     def close(self) -> None:
         self._graph.close()
+
+    @property
+    def window(self) -> tuple[int, int, int, int] | None:
+        """The window it looks through (x0, y0, x1, y1, the picture's pixels); None after a
+        restart, until the next frame."""
+        return self._window
 
     def restart(self) -> None:
         """Forget the followed face (a seek, a cut, another face)."""
@@ -262,20 +274,31 @@ class MeshFollower:
         self._window = None
 
     def follow(
-        self, image_rgb: np.ndarray, box: tuple[float, float, float, float]
+        self,
+        image_rgb: np.ndarray,
+        box: tuple[float, float, float, float],
+        origin: tuple[int, int] = (0, 0),
     ) -> np.ndarray | None:
-        """The mesh (478, 3) of the face last seen at ``box``, or None when it is gone."""
+        """The mesh (478, 3) of the face last seen at ``box``, or None when it is gone.
+        ``image_rgb`` is the crop of the picture whose top-left pixel is ``origin`` (x, y);
+        ``box`` and the mesh are in the picture's pixels."""
         image = np.asarray(image_rgb)
         height, width = image.shape[:2]
+        ox, oy = int(origin[0]), int(origin[1])
+        crop_box = (ox, oy, ox + width, oy + height)
         x0, y0, x1, y1 = box
         side = max(x1 - x0, y1 - y0)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        if self._window is None or not self._holds(cx, cy, side):
+        if (
+            self._window is None
+            or not _contains(crop_box, self._window)
+            or not self._holds(cx, cy, side)
+        ):
             self.restart()
-            self._window = _window(cx, cy, side * _CROP_SCALE * 1.25, width, height)
+            self._window = _window(cx, cy, side * _CROP_SCALE * 1.25, crop_box)
             self._face_side = side
         wx0, wy0, wx1, wy1 = self._window
-        crop = image[wy0:wy1, wx0:wx1]
+        crop = image[wy0 - oy : wy1 - oy, wx0 - ox : wx1 - ox]
         crop = _fitted(crop)
         result = self._graph.process(np.ascontiguousarray(crop))
         if not result.multi_face_landmarks:
@@ -292,13 +315,21 @@ class MeshFollower:
 
 
 def _window(
-    cx: float, cy: float, side: float, width: int, height: int
+    cx: float, cy: float, side: float, within: tuple[int, int, int, int]
 ) -> tuple[int, int, int, int]:
-    """A side x side window centred on (cx, cy), moved inside the picture (and cut to it)."""
-    w, h = min(width, round(side)), min(height, round(side))
-    x0 = int(np.clip(round(cx - w / 2), 0, width - w))
-    y0 = int(np.clip(round(cy - h / 2), 0, height - h))
+    """A side x side window centred on (cx, cy), moved inside the box ``within`` (and cut to
+    it)."""
+    left, top, right, bottom = within
+    w, h = min(right - left, round(side)), min(bottom - top, round(side))
+    x0 = int(np.clip(round(cx - w / 2), left, right - w))
+    y0 = int(np.clip(round(cy - h / 2), top, bottom - h))
     return x0, y0, x0 + w, y0 + h
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    ox0, oy0, ox1, oy1 = outer
+    x0, y0, x1, y1 = inner
+    return ox0 <= x0 and oy0 <= y0 and x1 <= ox1 and y1 <= oy1
 
 
 def _in_pixels(landmarks, region: tuple[int, int, int, int]) -> np.ndarray:

@@ -10,6 +10,13 @@ still head does not jitter and a moving one is not trailed.
 Meshes are cached per *source* frame index: lipsync modes that revisit frames (loop, bounce)
 get exactly the same landmarks again, so a revisited frame never jitters. A frame without a
 face is recorded as None and passed through untouched by the renderer.
+
+Frames may be crops of the video's frames (the server sends a window around the face, and
+whole frames while it has none): ``origin`` is the crop's top-left pixel in the whole frame.
+Detection and analysis run on the crop and their results are moved by the origin; the
+follower keeps its window in whole-frame pixels (MeshFollower). Meshes, the cache, and
+``face_box`` are all in whole-frame pixels, whatever crop a mesh was found in, so the same
+face gives the same mesh in any crop that holds the follower's window.
 """
 
 from __future__ import annotations
@@ -62,8 +69,8 @@ class OneEuro:
 class FaceTracker:
     """The face mesh for each source frame of one video.
 
-    ``face_index`` picks the n-th largest face, ``face_box`` (x0, y0, x1, y1 in frame pixels)
-    the face overlapping it most; once picked, the same face is followed by overlap.
+    ``face_index`` picks the n-th largest face, ``face_box`` (x0, y0, x1, y1 in whole-frame
+    pixels) the face overlapping it most; once picked, the same face is followed by overlap.
     ``follower`` is the model instance's tracking graph (one sequence runs at a time per
     instance; building a graph per video would cost ~40 ms and its memory).
     """
@@ -86,26 +93,34 @@ class FaceTracker:
         self._cache: dict[int, np.ndarray | None] = {}
         self._last = -2  # the source index the filter saw last
 
-    def landmarks(self, index: int, frame: np.ndarray) -> np.ndarray | None:
+    def landmarks(
+        self, index: int, frame: np.ndarray, origin: tuple[int, int] = (0, 0)
+    ) -> np.ndarray | None:
         """The 68 iBUG points of the followed face in source frame ``index`` (or None)."""
-        mesh = self.mesh(index, frame)
+        mesh = self.mesh(index, frame, origin)
         return None if mesh is None else np.ascontiguousarray(mesh[DLIB68, :2])
 
-    def mesh(self, index: int, frame: np.ndarray) -> np.ndarray | None:
-        """The smoothed (478, 3) mesh of the followed face in source frame ``index``."""
+    def mesh(
+        self, index: int, frame: np.ndarray, origin: tuple[int, int] = (0, 0)
+    ) -> np.ndarray | None:
+        """The smoothed (478, 3) mesh of the followed face in source frame ``index``, in
+        whole-frame pixels; ``frame`` is the crop whose top-left pixel is ``origin`` (x, y)."""
         if index in self._cache:
             return self._cache[index]
+        ox, oy = int(origin[0]), int(origin[1])
         previous = self._cache.get(index - 1)
         found = None
         if previous is not None and self._last == index - 1:
-            found = self._follower.follow(frame, box_of(previous))
+            found = self._follower.follow(frame, box_of(previous), (ox, oy))
             if found is not None and index % REDETECT_EVERY == 0:
                 here = box_of(found)
-                if not any(iou(box, here) > 0.1 for box in self._analyzer.detect(frame)):
+                boxes = self._analyzer.detect(frame)
+                if not any(iou(_moved_box(box, ox, oy), here) > 0.1 for box in boxes):
                     found = None
         if found is None:
             self._follower.restart()
-            face = self._pick(self._analyzer.analyze(frame, thorough=False), previous)
+            faces = [_moved(f, ox, oy) for f in self._analyzer.analyze(frame, thorough=False)]
+            face = self._pick(faces, previous)
             found = face.mesh if face is not None else None
         if found is None:
             self._cache[index] = None
@@ -125,9 +140,24 @@ class FaceTracker:
             prev_box = box_of(previous)
             best = max(faces, key=lambda f: iou(f.box, prev_box))
             return best if iou(best.box, prev_box) > 0.1 else None
-        if self._face_box is not None:
-            best = max(faces, key=lambda f: iou(f.box, self._face_box))
-            return best if iou(best.box, self._face_box) > 0.0 else None
+        wanted = self._face_box
+        if wanted is not None:
+            best = max(faces, key=lambda f: iou(f.box, wanted))
+            return best if iou(best.box, wanted) > 0.0 else None
         if self._face_index < len(faces):
             return faces[self._face_index]
         return None
+
+
+def _moved_box(box: tuple[float, ...], dx: int, dy: int) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = box
+    return x0 + dx, y0 + dy, x1 + dx, y1 + dy
+
+
+def _moved(face: Face, dx: int, dy: int) -> Face:
+    """``face`` found in a crop, in the pixels of the frame whose pixel (dx, dy) is the crop's
+    top-left one."""
+    if dx == dy == 0:
+        return face
+    mesh = (face.mesh.astype(np.float64) + np.array([dx, dy, 0])).astype(np.float32)
+    return Face(box=_moved_box(face.box, dx, dy), score=face.score, mesh=mesh)

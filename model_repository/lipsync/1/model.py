@@ -3,17 +3,32 @@
 Tensors (config.pbtxt is the source of truth):
   FPS          fp32  [1]             first request: frame rate
   FACE_INDEX   int32 [1]             first request, optional: n-th largest face
-  FACE_BOX     fp32  [4]             first request, optional: face overlapping this box
-  FRAMES_IN    uint8 [n, H, W, 3]    next frames in output order
+  FACE_BOX     fp32  [4]             first request, optional: face overlapping this box (x0 y0
+                                     x1 y1, whole-frame pixels)
+  FRAMES_IN    uint8 [n, h, w, 3]    next frames in output order: whole frames, or crops of
+                                     them (all n of one request the same crop)
+  ORIGIN       int32 [2]             optional: x, y of the crops' top-left pixel in the whole
+                                     frame; absent = (0, 0)
   SOURCE_INDEX int64 [n]             their indices in the source video
   AUDIO        fp32  [k]             next mono 16 kHz samples
-  FRAMES       uint8 [m, H, W, 3]    response: re-animated frames, in order
+  REGION       int32 [4]             response: x0 y0 x1 y1 (exclusive), whole-frame pixels: the
+                                     box of FRAMES in every frame of the response
+  FRAMES       uint8 [m, y1-y0, x1-x0, 3]  response: the output's pixels in REGION, in order;
+                                     outside REGION each output frame is its input crop
   FIRST_FRAME  int64 [1]             response: index of FRAMES[0]
+  FACE         fp32  [m, 4]          response: the followed face (box of its smoothed mesh, x0
+                                     y0 x1 y1, whole-frame pixels); zeros where none was found
   MOUTH_OPEN   fp32  [m]             response: mouth opening asked for by the speech
   FACE_FOUND   uint8 [m]             response: 0 where no face was found (frame unchanged)
   MOUTH_SOURCE uint8 [m]             response: how each frame's mouth was made: 0 passed
                                      through, 1 warp only, 2 a mouth retrieved from the
                                      video's own frames (source_mouths.py)
+A response holds at most max_frames_per_response frames, all of one crop geometry (origin and
+size): a response ends where the geometry changes, so REGION lies inside each of its frames'
+crops. REGION is the union of what the renderer changed in its frames (the warp's and the
+paste's boxes, not a diff); where nothing changed it is the 2x2 box at the crop's origin, with
+the input's pixels. Everything reported (REGION, FACE) and FACE_BOX are in whole-frame pixels,
+wherever the crop is: the tracker works in them (face_track.py).
 Errors: "[INVALID_ARGUMENT] ..." tagged messages, like talking_avatar: both run the request
 loop of shared.SequenceModel (shared.py is talking_avatar/1/shared.py).
 """
@@ -30,6 +45,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from face_mesh import FaceAnalyzer, MeshFollower
 from face_track import FaceTracker
+from frame_region import Patch, moved, union
 from mouth_motion import MouthMotion
 from shared import (
     SAMPLE_RATE,
@@ -48,7 +64,9 @@ class Session:
     tracker: FaceTracker
     motion: MouthMotion
     mouths: SourceMouths = field(default_factory=SourceMouths)  # the video's open mouths
-    frames: deque = field(default_factory=deque)  # (source index, frame) waiting for audio
+    #: (source index, frame, origin) waiting for audio: the frame is a crop whose top-left
+    #: pixel is origin (x, y) in the whole frame
+    frames: deque = field(default_factory=deque)
     openness: deque = field(default_factory=deque)
     next_frame: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -79,11 +97,18 @@ class TritonPythonModel(SequenceModel):
         if frames is not None:
             if indices is None or len(indices) != len(frames):
                 raise InvalidRequest("SOURCE_INDEX must give one index per frame of FRAMES_IN")
-            session.frames.extend(zip(indices.tolist(), frames, strict=True))
+            if min(frames.shape[1:3]) < 2:  # REGION is never empty: 2x2 at least
+                height, width = frames.shape[1:3]
+                raise InvalidRequest(f"FRAMES_IN must be at least 2x2 pixels, got {width}x{height}")
+            origin = _origin(request)
             # Track on arrival: the library of source mouths then also holds the frames that
             # still wait for their audio (meshes are cached: rendering does not track again).
+            # The library works in the crop's pixels (its mouths are canonical crops).
             for index, frame in zip(indices.tolist(), frames, strict=True):
-                session.mouths.observe(index, frame, session.tracker.mesh(int(index), frame))
+                session.frames.append((int(index), frame, origin))
+                mesh = session.tracker.mesh(int(index), frame, origin)
+                if mesh is not None:
+                    session.mouths.observe(int(index), frame, _in_crop(mesh, origin))
         session.openness.extend(session.motion.push(audio_samples(request)).tolist())
         if end:
             session.openness.extend(session.motion.finish().tolist())
@@ -101,32 +126,55 @@ class TritonPythonModel(SequenceModel):
             if sender.is_cancelled():
                 session.frames.clear()
                 return
-            n = min(self._max_frames, len(session.frames), len(session.openness))
-            out, opens, found, paths = [], [], [], []
-            for _ in range(n):
-                index, frame = session.frames.popleft()
+            batch = self._next_batch(session)
+            patches: list[Patch | None] = []
+            opens, faces, found, paths = [], [], [], []
+            for index, frame, origin in batch:
                 openness = session.openness.popleft()
-                mesh = session.tracker.mesh(int(index), frame)
+                mesh = session.tracker.mesh(index, frame, origin)
                 if mesh is None:
-                    image, path = frame, PASSED
+                    patch, path = None, PASSED
                 else:
-                    image, path, _ = session.mouths.render(frame, mesh, openness)
-                out.append(image)
+                    patch, path, _ = session.mouths.render(frame, _in_crop(mesh, origin), openness)
+                patches.append(patch)
                 opens.append(openness)
+                faces.append(_face_box(mesh))
                 found.append(mesh is not None)
                 paths.append(path)
+            _, frame, origin = batch[0]
+            changed = [p.box for p in patches if p is not None]
+            height, width = frame.shape[:2]
+            box = union(changed) if changed else (0, 0, min(2, width), min(2, height))
+            out = []
+            for (_, frame, _), patch in zip(batch, patches, strict=True):
+                region = Patch.cut(frame, box)
+                if patch is not None:
+                    region.write(patch)
+                out.append(region.pixels)
             sender.send(
                 pb_utils.InferenceResponse(
                     output_tensors=[
+                        pb_utils.Tensor("REGION", np.array(moved(box, *origin), np.int32)),
                         pb_utils.Tensor("FRAMES", np.stack(out)),
                         pb_utils.Tensor("FIRST_FRAME", np.array([session.next_frame], np.int64)),
+                        pb_utils.Tensor("FACE", np.array(faces, np.float32).reshape(-1, 4)),
                         pb_utils.Tensor("MOUTH_OPEN", np.array(opens, np.float32)),
                         pb_utils.Tensor("FACE_FOUND", np.array(found, np.uint8)),
                         pb_utils.Tensor("MOUTH_SOURCE", np.array(paths, np.uint8)),
                     ]
                 )
             )
-            session.next_frame += n
+            session.next_frame += len(batch)
+
+    def _next_batch(self, session: Session) -> list[tuple[int, np.ndarray, tuple[int, int]]]:
+        """The next frames to send together: at most max_frames_per_response, as many as have
+        their audio, and all of the first one's crop geometry (REGION must lie in every one)."""
+        n = min(self._max_frames, len(session.frames), len(session.openness))
+        batch = [session.frames.popleft()]
+        geometry = (batch[0][2], batch[0][1].shape)
+        while len(batch) < n and (session.frames[0][2], session.frames[0][1].shape) == geometry:
+            batch.append(session.frames.popleft())
+        return batch
 
     def _new_session(self, request) -> Session:
         fps_in = input_array(request, "FPS")
@@ -135,11 +183,43 @@ class TritonPythonModel(SequenceModel):
         fps = frame_rate(fps_in)
         index = input_array(request, "FACE_INDEX")
         box = input_array(request, "FACE_BOX")
+        face_box = None
+        if box is not None:  # x0 y0 x1 y1, whole-frame pixels (Triton checks the 4)
+            x0, y0, x1, y1 = (float(v) for v in box.ravel()[:4])
+            face_box = (x0, y0, x1, y1)
         tracker = FaceTracker(
             self._analyzer,
             face_index=int(index.ravel()[0]) if index is not None else 0,
-            face_box=tuple(float(v) for v in box.ravel()[:4]) if box is not None else None,
+            face_box=face_box,
             fps=fps,
             follower=self._follower,
         )
         return Session(tracker=tracker, motion=MouthMotion(sample_rate=SAMPLE_RATE, fps=fps))
+
+
+def _origin(request) -> tuple[int, int]:
+    """ORIGIN (x, y of the crops' top-left pixel in the whole frame), (0, 0) when absent."""
+    origin = input_array(request, "ORIGIN")
+    if origin is None:
+        return 0, 0
+    values = origin.ravel()
+    if len(values) != 2 or values.min() < 0:
+        raise InvalidRequest(f"ORIGIN must be two non-negative pixels x, y, got {values.tolist()}")
+    return int(values[0]), int(values[1])
+
+
+def _in_crop(mesh: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    """A whole-frame mesh in the pixels of the crop at ``origin`` (exact in float32 where the
+    face lies in the crop: whole pixels off, the values only get smaller)."""
+    if origin == (0, 0):
+        return mesh
+    return mesh - np.array([origin[0], origin[1], 0], np.float32)
+
+
+def _face_box(mesh: np.ndarray | None) -> tuple[float, float, float, float]:
+    """The box around the whole mesh (x0, y0, x1, y1), zeros for no face."""
+    if mesh is None:
+        return 0.0, 0.0, 0.0, 0.0
+    x0, y0 = mesh[:, :2].min(0)
+    x1, y1 = mesh[:, :2].max(0)
+    return float(x0), float(y0), float(x1), float(y1)

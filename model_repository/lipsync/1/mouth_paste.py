@@ -13,12 +13,16 @@ frame's mouth similarity transform (it follows the moving head). The paste is fe
 where both images show lip). Only the lips and the interior are pasted, not the skin around
 them: the seams lie on the lips' own texture, the speaker's lips never jump between frames'
 textures, and the jaw is the warp's, so the two cannot disagree.
+
+The warp's output comes as its patch (video_mouth.warp_patch); the paste's box reaches above
+the warp's (over the upper lip), so what comes back is the patch of both boxes together.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from frame_region import Patch, bounds, union
 from mouth_library import GRID, U_EXTENT, V_EXTENT, Entry
 from video_mouth import INNER_UPPER, MouthFrame
 
@@ -30,16 +34,18 @@ GAIN = (0.6, 1.6)
 
 
 def paste(
-    warped: np.ndarray,
+    frame: np.ndarray,
+    warped: Patch | None,
     mf: MouthFrame,
     points: np.ndarray,
     target_mid: float,
     entry: Entry,
     scale: float,
-) -> np.ndarray | None:
-    """``warped`` (the warp's output for the frame whose mouth is ``mf``, opened to
-    ``target_mid`` px; ``points`` its lip points as in Mouth) with ``entry``'s mouth interior
-    and inner lip edges blended in."""
+) -> Patch | None:
+    """``entry``'s mouth interior and inner lip edges blended into ``frame`` (whose mouth is
+    ``mf``, opened to ``target_mid`` px by the warp, whose pixels are ``warped``; ``points``
+    its lip points as in Mouth): the changed pixels, those of the warp's box and the paste's
+    together, or None when there is nothing to paste."""
     w = mf.width
     # The output's region in mouth widths: the inner mouth and the lips around it.
     grid_u = mf.centre / w + np.linspace(-1.0, 1.0, 41) * (mf.half / w + FEATHER)
@@ -47,20 +53,18 @@ def paste(
     low = (mf.lower_edge(grid_u * w) + mf.shift(grid_u * w, target_mid)) / w
     v_lo, v_hi = float(up.min()) - 0.25 - FEATHER, float(low.max()) + 0.25 + FEATHER
     corners = np.array(
-        [
-            mf.origin + (a * mf.across + b * mf.down) * w
-            for a in (grid_u[0], grid_u[-1])
-            for b in (v_lo, v_hi)
-        ]
+        [(a * mf.across + b * mf.down) * w for a in (grid_u[0], grid_u[-1]) for b in (v_lo, v_hi)]
     )
-    height, width = warped.shape[:2]
-    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [width, height])
+    box = bounds(mf.origin, corners, frame.shape)
+    x0, y0, x1, y1 = box
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-    u_px = (gx - mf.origin[0]) * mf.across[0] + (gy - mf.origin[1]) * mf.across[1]
-    v = ((gx - mf.origin[0]) * mf.down[0] + (gy - mf.origin[1]) * mf.down[1]) / w
+    gx, gy = np.meshgrid(
+        np.arange(x0, x1, dtype=np.float64) - mf.origin[0],
+        np.arange(y0, y1, dtype=np.float64) - mf.origin[1],
+    )
+    u_px = gx * mf.across[0] + gy * mf.across[1]
+    v = (gx * mf.down[0] + gy * mf.down[1]) / w
     u = u_px / w
 
     # This frame's lips: the inner edges (the lower one where the warp put it) and each lip's
@@ -99,13 +103,15 @@ def paste(
     )
     if not (alpha > 0.5).any():
         return None
-    region = warped[y0:y1, x0:x1].astype(np.float32)
+    out = Patch.cut(frame, box if warped is None else union([box, warped.box]))
+    if warped is not None:
+        out.write(warped)
+    region = out.view(box).astype(np.float32)
     ring = (alpha > 0.02) & (alpha < 0.98)
     if ring.sum() >= 12:
         source = _colour_matched(source, region, ring)
     a = alpha[..., None].astype(np.float32)
-    out = warped.copy()
-    out[y0:y1, x0:x1] = np.clip(region * (1 - a) + source * a + 0.5, 0, 255).astype(np.uint8)
+    out.view(box)[:] = np.clip(region * (1 - a) + source * a + 0.5, 0, 255).astype(np.uint8)
     return out
 
 

@@ -18,7 +18,11 @@ lipsync sequence and what model.py uses, holds the parts together:
   flicker between near-equal entries. No such entry (the start of a video, a speaker who
   never opens the mouth): the warp alone.
 * Render (SourceMouths.render): the warp, then the chosen mouth pasted between the lips
-  (mouth_paste.py).
+  (mouth_paste.py); only the pixels they change come back (a frame_region.Patch).
+
+Frames may be crops of the video's frames (lipsync's server sends a window around the face):
+the library and the renderer work in the pixels of the image they are given, with the mesh in
+the same pixels; the canonical mouth crops do not depend on where the crop was taken.
 
 Paths per frame (MOUTH_SOURCE): PASSED (no face), WARP, RETRIEVED.
 """
@@ -26,9 +30,10 @@ Paths per frame (MOUTH_SOURCE): PASSED (no face), WARP, RETRIEVED.
 from __future__ import annotations
 
 import numpy as np
+from frame_region import Patch
 from mouth_library import CAP, ON_LOWER_LIP, Entry, MouthLibrary, describe, lip_points
 from mouth_paste import paste
-from video_mouth import OPEN_GAP, MouthFrame, mouth_frame, reanimate
+from video_mouth import OPEN_GAP, MouthFrame, mouth_frame, warp_patch
 
 PASSED, WARP, RETRIEVED = 0, 1, 2
 
@@ -61,18 +66,20 @@ class SourceMouths:
 
     def render(
         self, frame: np.ndarray, mesh: np.ndarray, openness: float
-    ) -> tuple[np.ndarray, int, Entry | None]:
-        """``frame`` with its mouth at ``openness``: the image, the path (WARP or RETRIEVED)
-        and the library entry used (None for the warp)."""
-        warped = reanimate(frame, mesh, openness)
+    ) -> tuple[Patch | None, int, Entry | None]:
+        """``frame``'s mouth at ``openness`` (``mesh`` in ``frame``'s pixels): the changed
+        pixels (None when the change is below a pixel), the path (WARP or RETRIEVED) and the
+        library entry used (None for the warp). ``patch.onto(frame)`` is the whole frame."""
+        warped = warp_patch(frame, mesh, openness)
         mf = mouth_frame(mesh)
         entry = self.choose(frame, mesh, openness, mf)
         self._previous = None if entry is None else entry.index
-        if entry is None:
+        scale = self.library.scale
+        if entry is None or scale is None:  # (an entry means a scale: it is set with the first)
             return warped, WARP, None
         points = lip_points(mesh, mf)
         target_mid = mf.target_mid(openness)
-        pasted = paste(warped, mf, points, target_mid, entry, self.library.scale)
+        pasted = paste(frame, warped, mf, points, target_mid, entry, scale)
         return (warped, WARP, None) if pasted is None else (pasted, RETRIEVED, entry)
 
     def choose(

@@ -17,7 +17,10 @@ upper inner edge U(u) and a lower one L(u); the source's gap is L - U. To show a
 
 Only the region around mouth and jaw is resampled (Lanczos, with the texture that resampling
 loses given back, so the skin stays as sharp as the source's); pixels the map does not move
-are copied.
+are copied. ``warp_patch`` returns that region alone (what lipsync sends back), ``reanimate``
+the whole frame. The frame may be a crop of a larger picture, the mesh in the crop's pixels:
+the map is built relative to the region's corner, so the same face in any crop that holds
+the region gives the same pixels, bit for bit.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from frame_region import Patch, bounds
 
 #: inner-lip gap at openness 1, in mouth widths (as the talking avatar's jaw drop)
 OPEN_GAP = 0.30
@@ -56,8 +60,9 @@ _LIPS = np.array([150.0, 80.0, 80.0])
 
 @dataclass
 class MouthMap:
-    """The backward map of one frame's mouth region: output pixel -> source pixel, plus the
-    painted interior's coverage. All arrays are (y1 - y0, x1 - x0)."""
+    """The backward map of one frame's mouth region: output pixel -> source pixel, both
+    relative to the region's corner (x0, y0), plus the painted interior's coverage. All arrays
+    are (y1 - y0, x1 - x0)."""
 
     roi: tuple[int, int, int, int]  # x0, y0, x1, y1
     map_x: np.ndarray
@@ -85,21 +90,31 @@ def inner_gap(points: np.ndarray) -> float:
 
 def reanimate(frame: np.ndarray, mesh: np.ndarray, openness: float) -> np.ndarray:
     """``frame`` (H, W, 3 uint8 RGB) with its mouth opened to ``openness`` in [0, 1]."""
+    patch = warp_patch(frame, mesh, openness)
+    return frame if patch is None else patch.onto(frame)
+
+
+def warp_patch(frame: np.ndarray, mesh: np.ndarray, openness: float) -> Patch | None:
+    """The pixels ``reanimate`` changes: the mouth map's region of ``frame`` with the mouth
+    opened to ``openness``, or None when the change would be below a pixel."""
     built = mouth_map(frame.shape[:2], mesh, openness)
     if built is None:  # sub-pixel: nothing visible to do
-        return frame
+        return None
     x0, y0, x1, y1 = built.roi
+    # The map is relative to the region's corner; in fixed point (what remap does with float
+    # maps anyway), the corner is added to the whole pixels exactly: the same face anywhere
+    # in the picture samples the same sub-pixel positions.
+    whole, fraction = cv2.convertMaps(built.map_x, built.map_y, cv2.CV_16SC2)
+    whole += np.array([x0, y0], np.int16)
     warped = cv2.remap(
-        frame, built.map_x, built.map_y, cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT
+        frame, whole, fraction, cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT
     ).astype(np.float32)
     warped = _resharpened(warped, built)
     region = frame[y0:y1, x0:x1].astype(np.float32)
     interior = _interior_colour(frame, mesh, built) if built.interior.any() else region
     alpha = built.interior[..., None]
     result = warped * (1 - alpha) + interior * alpha
-    out = frame.copy()
-    out[y0:y1, x0:x1] = np.clip(result + 0.5, 0, 255).astype(np.uint8)
-    return out
+    return Patch(built.roi, np.clip(result + 0.5, 0, 255).astype(np.uint8))
 
 
 @dataclass
@@ -187,8 +202,8 @@ def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> Mout
     uv, upper_edge, lower_edge = frame.uv, frame.upper_edge, frame.lower_edge
     vu, vl = frame.vu, frame.vl
     half, centre = frame.half, frame.centre
-    _, chin_v = uv(pts[CHIN])
-    chin_v = float(max(chin_v, vl.max() + 0.3 * width))
+    _, chin_at = uv(pts[CHIN])
+    chin_v = max(float(chin_at), float(vl.max()) + 0.3 * width)
 
     target_mid = frame.target_mid(openness)
     source_mid = frame.source_mid()
@@ -201,21 +216,21 @@ def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> Mout
     # The region: the jaw's width, from the upper lip to well below the chin (the fade).
     reach = chin_v + 1.2 * (chin_v - float(vl.max()))
     jaw_u = uv(pts[list(JAW_ANGLES)])[0]
-    jaw_half = max(float(abs(jaw_u[1] - jaw_u[0])) / 2, 2 * half)
+    jaw_half = max(float(abs(jaw_u[1] - jaw_u[0])) / 2, 2.0 * half)
     jaw_centre = float(jaw_u.mean())
     side = max(2 * half + 0.2 * width, jaw_half + abs(jaw_centre - centre) + 0.1 * width)
     corners_uv = np.array([[centre - side, vu.min() - 2], [centre + side, reach]])
-    box = np.array(
-        [origin + a * across + b * down for a in corners_uv[:, 0] for b in corners_uv[:, 1]]
-    )
-    height, frame_width = shape
-    x0, y0 = np.maximum(np.floor(box.min(0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(box.max(0)).astype(int) + 1, [frame_width, height])
+    offsets = np.array([a * across + b * down for a in corners_uv[:, 0] for b in corners_uv[:, 1]])
+    x0, y0, x1, y1 = bounds(origin, offsets, shape)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return None
-    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-    u = (gx - origin[0]) * across[0] + (gy - origin[1]) * across[1]
-    v = (gx - origin[0]) * down[0] + (gy - origin[1]) * down[1]
+    # pixels relative to the mouth's origin (exact: whole pixels minus the same float)
+    gx, gy = np.meshgrid(
+        np.arange(x0, x1, dtype=np.float64) - origin[0],
+        np.arange(y0, y1, dtype=np.float64) - origin[1],
+    )
+    u = gx * across[0] + gy * across[1]
+    v = gx * down[0] + gy * down[1]
 
     d_lip = shift(u)
     d_jaw = float(np.max(np.abs(shift(np.linspace(centre - half, centre + half, 21))))) * np.sign(
@@ -250,8 +265,8 @@ def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> Mout
         np.minimum(v - top, new_lip - v) / np.maximum((new_lip - top) / 2, 1.0), 0.0, 1.0
     )
     teeth = _upper_teeth(v - top, new_lip - top, np.abs(u - centre) / half, width)
-    map_x = origin[0] + u * across[0] + src_v * down[0]
-    map_y = origin[1] + u * across[1] + src_v * down[1]
+    map_x = (origin[0] - x0) + u * across[0] + src_v * down[0]
+    map_y = (origin[1] - y0) + u * across[1] + src_v * down[1]
     return MouthMap(
         roi=(int(x0), int(y0), int(x1), int(y1)),
         map_x=map_x.astype(np.float32),
@@ -271,9 +286,9 @@ def _resharpened(warped: np.ndarray, built: MouthMap) -> np.ndarray:
     lower face of a wrinkled face kept 0.83 of its Laplacian variance). An unsharp mask weighted
     by that offset, RESHARPEN at half a pixel, brings it back to 0.9-1.1 of the source's on
     the test faces without halos."""
-    x0, y0, x1, y1 = built.roi
-    fx = built.map_x - np.arange(x0, x1, dtype=np.float32)[None, :]
-    fy = built.map_y - np.arange(y0, y1, dtype=np.float32)[:, None]
+    height, width = built.map_x.shape
+    fx = built.map_x - np.arange(width, dtype=np.float32)[None, :]
+    fy = built.map_y - np.arange(height, dtype=np.float32)[:, None]
     fx -= np.floor(fx)
     fy -= np.floor(fy)
     amount = RESHARPEN * 4 * np.maximum(fx * (1 - fx), fy * (1 - fy))
@@ -342,7 +357,9 @@ def _upper_teeth(
 
 def _lip_colour(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     """Mean colour between the outer and the inner lip contours."""
-    pts = np.round(np.asarray(mesh, np.float64)[:, :2]).astype(np.int32)
+    # rounded half up (np.round rounds halves to even: the same lips a whole pixel away would
+    # round differently)
+    pts = np.floor(np.asarray(mesh, np.float64)[:, :2] + 0.5).astype(np.int32)
     outer, inner = pts[list(OUTER_LIPS)], pts[[*INNER_UPPER, *INNER_LOWER[-2:0:-1]]]
     # a mask of the lips' box only (a frame-sized one cost a few ms a frame at 1080p)
     x0, y0 = np.maximum(outer.min(0), 0)
