@@ -33,17 +33,32 @@ def file_pieces(source: bytes | str | Path, chunk_bytes: int = CHUNK_BYTES) -> I
             yield data
 
 
-def file_audio(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
+class SizedAudio:
+    """Encoded audio sent piece by piece, whose total size is known (``size``): a speaker
+    video is then sent in step with it (see ``request_stream``). Iterable once, like the
+    generators the other sources are."""
+
+    def __init__(self, source: bytes | str | Path, chunk_bytes: int) -> None:
+        self.size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+        self._chunks = (pb.AudioChunk(encoded=data) for data in file_pieces(source, chunk_bytes))
+
+    def __iter__(self) -> Iterator[pb.AudioChunk]:
+        return self._chunks
+
+    def __next__(self) -> pb.AudioChunk:
+        return next(self._chunks)
+
+
+def file_audio(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> SizedAudio:
     """An audio file, read and sent piece by piece as the chunks are consumed. The file is
     checked now (``files.check_input_file``): a missing, unreadable or plainly wrong file
     raises here, before any stream is opened."""
     check_input_file(path, "audio")
-    return (pb.AudioChunk(encoded=data) for data in file_pieces(path, chunk_bytes))
+    return SizedAudio(path, chunk_bytes)
 
 
-def bytes_audio(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.AudioChunk]:
-    for piece in file_pieces(data, chunk_bytes):
-        yield pb.AudioChunk(encoded=piece)
+def bytes_audio(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> SizedAudio:
+    return SizedAudio(data, chunk_bytes)
 
 
 def pcm_audio(pieces: Iterable[bytes], sample_rate: int, channels: int) -> Iterator[pb.AudioChunk]:
@@ -178,8 +193,13 @@ def request_stream(
 ) -> Iterator[pb.GenerateRequest]:
     """The whole client stream: config, portrait or speaker video (chunked), audio, end.
 
-    The options and the visual input are checked now (``ValueError``, ``OSError``), before
-    the stream is read; the audio is read as the stream is."""
+    A speaker video goes in step with audio of a known size (``file_audio``, ``bytes_audio``):
+    each audio piece follows the same share of the video's bytes, so the server has the first
+    second of both at once and starts the output before either upload is done (it decodes the
+    video as it arrives). With audio of unknown length (a live source) the video goes first.
+    The last video piece is marked ``last``. The options and the visual input are checked now
+    (``ValueError``, ``OSError``), before the stream is read; the audio is read as the stream
+    is."""
     check_visual(image, video)
     config = options if isinstance(options, pb.GenerateConfig) else generate_config(options, video)
     return _requests(config, image, audio, video)
@@ -193,14 +213,47 @@ def _requests(
 ) -> Iterator[pb.GenerateRequest]:
     yield pb.GenerateRequest(config=config)
     if video is not None:
-        for piece in file_pieces(video):
-            yield pb.GenerateRequest(video=pb.VideoInput(data=piece))
-    elif image is not None:
-        for piece in file_pieces(image):
-            yield pb.GenerateRequest(image=pb.ImageInput(data=piece))
-    for chunk in audio:
-        yield pb.GenerateRequest(audio=chunk)
+        yield from _in_step(video, audio)
+    else:
+        if image is not None:
+            for piece in file_pieces(image):
+                yield pb.GenerateRequest(image=pb.ImageInput(data=piece))
+        for chunk in audio:
+            yield pb.GenerateRequest(audio=chunk)
     yield pb.GenerateRequest(end=pb.EndOfInput())
+
+
+#: video bytes sent with the first audio piece and ahead of the audio's share after it: the
+#: container's header and the first frames (the server needs them before the audio matters)
+VIDEO_LEAD = 2 * CHUNK_BYTES
+
+
+def _in_step(
+    video: bytes | str | Path, audio: Iterable[pb.AudioChunk]
+) -> Iterator[pb.GenerateRequest]:
+    """Video and audio pieces interleaved by their shares of each file (see request_stream)."""
+    total = len(video) if isinstance(video, bytes) else Path(video).stat().st_size
+    audio_size = getattr(audio, "size", None)
+    pieces = file_pieces(video)
+    sent = 0
+
+    def video_until(target: float) -> Iterator[pb.GenerateRequest]:
+        nonlocal sent
+        while sent < total and sent < target:
+            piece = next(pieces, b"")
+            if not piece:  # the file is shorter than it was: stop here
+                break
+            sent += len(piece)
+            yield pb.GenerateRequest(video=pb.VideoInput(data=piece, last=sent >= total))
+
+    yield from video_until(VIDEO_LEAD if audio_size else total)
+    audio_sent = 0
+    for chunk in audio:
+        if audio_size:
+            audio_sent += len(chunk.encoded)
+            yield from video_until(total * min(1.0, audio_sent / audio_size) + VIDEO_LEAD)
+        yield pb.GenerateRequest(audio=chunk)
+    yield from video_until(total)
 
 
 class RequestGuard:

@@ -184,10 +184,13 @@ class SourceVideo:
         # max_pixels bounds the decoders too: those that probe the streams while the container
         # opens, and the one that decodes (its codec context), whatever the headers claim.
         limit = {"max_pixels": str(self._max_pixels)}
+        # Stream analysis reads at most a second of media (FFmpeg's default is 5 s): the first
+        # frame is out as soon as a second of the video has arrived.
+        options = {**limit, "analyzeduration": "1000000"}
         try:
             # Tags are user bytes too: undecodable text must not fail the open.
             container = av.open(
-                reader, format=self._format, mode="r", options=limit, metadata_errors="replace"
+                reader, format=self._format, mode="r", options=options, metadata_errors="replace"
             )
         except (av.error.FFmpegError, ValueError) as exc:
             log.info("video open failed (%s): %s", self._format, exc)

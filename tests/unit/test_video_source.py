@@ -1,0 +1,219 @@
+"""Tests of the streaming speaker-video decoder (media/spool.py, media/video.py): frames come
+out while the upload is still arriving (faststart MP4, fragmented MP4, WebM), a moov-at-end MP4
+waits for its last byte, every slot reached by seeking (loop, bounce, remap) is the same picture
+as in the first pass, memory is bounded by the cache, and a variable-frame-rate video keeps
+its timing."""
+
+from __future__ import annotations
+
+import io
+import random
+import tempfile
+import threading
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from a2v_server.media.spool import Spool
+from a2v_server.media.video import SourceVideo
+
+SIDE = 64
+
+
+def _picture(k: int) -> np.ndarray:
+    """Frame k: its number written in the grey level of the left half, noise on the right (so
+    every frame takes about as many bytes: half the upload is about half the frames)."""
+    rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
+    rgb[:, : SIDE // 2] = (k * 7) % 256
+    noise = np.random.default_rng(k).integers(0, 256, (SIDE, SIDE // 2, 3), dtype=np.uint8)
+    rgb[:, SIDE // 2 :] = noise
+    return rgb
+
+
+def _clip(frames: int, *, fmt: str = "mp4", movflags: str = "", fps: int = 25, gop: int = 12):
+    # a named file: +faststart rewrites it, moving the index to the front
+    with tempfile.NamedTemporaryFile(suffix=f".{fmt}") as out:
+        _write(out.name, frames, fmt, movflags, fps, gop)
+        return open(out.name, "rb").read()
+
+
+def _write(path: str, frames: int, fmt: str, movflags: str, fps: int, gop: int) -> None:
+    options = {"movflags": movflags} if movflags else {}
+    with av.open(path, "w", format=fmt, options=options) as container:
+        codec = "libvpx" if fmt == "webm" else "libx264"
+        stream = container.add_stream(codec, rate=fps)
+        stream.width = stream.height = SIDE
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = gop
+        if codec == "libx264":
+            stream.options = {"keyint_min": str(gop), "sc_threshold": "0", "bf": "2"}
+        for k in range(frames):
+            frame = av.VideoFrame.from_ndarray(_picture(k), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def _level(picture) -> int:
+    """The grey level of a decoded picture's left half (from its limited-range luma)."""
+    if picture.i420 is None:
+        return int(np.median(picture.rgb[:, : SIDE // 2, 0]))
+    return round((np.median(picture.i420[:SIDE, : SIDE // 2]) - 16) * 255 / 219)
+
+
+def _opened(data: bytes, *, fraction: float = 1.0, **kwargs):
+    spool = Spool(max_bytes=10**8)
+    spool.write(data[: int(len(data) * fraction)])
+    if fraction >= 1.0:
+        spool.finish()
+    video = SourceVideo(spool, max_pixels=10**6, max_frames=10_000, **kwargs)
+    return spool, video
+
+
+@pytest.mark.parametrize(
+    ("fmt", "movflags"),
+    [("mp4", "+faststart"), ("mp4", "frag_keyframe+empty_moov+default_base_moof"), ("webm", "")],
+    ids=["faststart-mp4", "fragmented-mp4", "webm"],
+)
+def test_frames_are_decoded_before_the_upload_is_complete(fmt, movflags):
+    data = _clip(100, fmt=fmt, movflags=movflags)
+    spool, video = _opened(data, fraction=0.5)
+    try:
+        info = video.open()  # the upload is half here and not finished: this must not wait
+        assert (info.width, info.height, info.rate) == (SIDE, SIDE, Fraction(25))
+        assert not spool.complete
+        assert video.frame(10) is not None and video.length is None
+        spool.write(data[len(data) // 2 :])
+        spool.finish()
+        count = 0
+        while video.frame(count) is not None:
+            count += 1
+        assert count == video.length == 100
+    finally:
+        video.close()
+        spool.close()
+
+
+def test_an_mp4_with_its_index_at_the_end_is_decoded_once_complete():
+    data = _clip(50)  # PyAV's muxer writes moov after mdat
+    assert data.index(b"mdat") < data.index(b"moov")
+    spool, video = _opened(data, fraction=0.9)
+    done = threading.Event()
+    opened: list = []
+
+    def open_it():
+        opened.append(video.open())
+        done.set()
+
+    worker = threading.Thread(target=open_it, daemon=True)
+    worker.start()
+    try:
+        assert not done.wait(1.0)  # nothing decodable before the index
+        spool.write(data[int(len(data) * 0.9) :])
+        spool.finish()
+        assert done.wait(30.0)
+        assert opened[0].width == SIDE and _level(video.frame(0)) == 0
+        assert _level(video.frame(49)) == (49 * 7) % 256
+    finally:
+        worker.join(30.0)
+        video.close()
+        spool.close()
+
+
+def test_an_aborted_upload_stops_a_waiting_decoder():
+    data = _clip(50, movflags="+faststart")
+    spool, video = _opened(data, fraction=0.3)
+    failures: list = []
+
+    def read_on():
+        try:
+            video.open()
+            k = 0
+            while video.frame(k) is not None:
+                k += 1
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            failures.append(exc)
+
+    worker = threading.Thread(target=read_on, daemon=True)
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive()  # waiting for bytes that do not come
+    spool.abort()
+    worker.join(10.0)
+    assert not worker.is_alive() and failures
+    video.close()
+    spool.close()
+
+
+def test_every_slot_reached_by_seeking_is_the_first_pass_picture():
+    """A cache of four frames: bounce (backward play), loop (back to the start) and random
+    jumps all re-decode from keyframes in the compressed upload; every picture is bit for bit
+    the one the first pass decoded."""
+    frames = 120
+    data = _clip(frames, movflags="+faststart", gop=30)
+    spool, video = _opened(data, cache_bytes=4 * SIDE * SIDE * 3 // 2)
+    try:
+        video.open()
+        first = []
+        while (picture := video.frame(len(first))) is not None:
+            first.append(picture.i420.copy())
+        assert len(first) == frames and video.length == frames
+        order = list(range(frames - 1, -1, -1)) + list(range(frames))  # bounce, then loop
+        rng = random.Random(7)
+        order += [rng.randrange(frames) for _ in range(60)]
+        for slot in order:
+            assert np.array_equal(video.frame(slot).i420, first[slot]), slot
+        assert video.seeks > 3
+        # memory: the cache holds at most its budget of pictures
+        assert video._cache_bytes <= 4 * SIDE * SIDE * 3 // 2
+        # backward play costs a bounded number of decodes: under a GOP per frame
+        assert video.decoded < frames + len(order) * 30
+        assert video.frame(frames) is None
+        assert video.count_slots() == frames
+    finally:
+        video.close()
+        spool.close()
+
+
+def test_the_slot_count_from_packets_matches_the_decoded_length():
+    data = _clip(77, movflags="+faststart")
+    spool, video = _opened(data)
+    try:
+        video.open()
+        assert video.count_slots() == 77  # from timestamps, before the first pass ended
+        assert video.length is None
+    finally:
+        video.close()
+        spool.close()
+
+
+def test_a_variable_frame_rate_video_keeps_its_timing():
+    """Frames at irregular times (a phone's VFR): slot k at the average rate shows the last
+    frame whose time is before (k + 1/2) / rate, so what is seen at a time stays at that time."""
+    times = [0.0, 0.04, 0.08, 0.20, 0.24, 0.50, 0.54, 0.58, 0.62, 0.66, 1.00]
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = SIDE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"bf": "0"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for k, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(_picture(k), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    spool, video = _opened(out.getvalue())
+    try:
+        info = video.open()
+        rate = float(info.rate)
+        k = 0
+        while (picture := video.frame(k)) is not None:
+            shown = max(j for j, t in enumerate(times) if t < (k + 0.5) / rate or j == 0)
+            assert abs(_level(picture) - (shown * 7) % 256) <= 2, (k, shown, _level(picture))
+            k += 1
+        assert abs(k / rate - times[-1]) <= 1.5 / rate  # the duration is kept too
+    finally:
+        video.close()
+        spool.close()
