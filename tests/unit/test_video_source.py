@@ -132,7 +132,7 @@ def test_an_aborted_upload_stops_a_waiting_decoder():
             k = 0
             while video.frame(k) is not None:
                 k += 1
-        except Exception as exc:  # noqa: BLE001 - the test looks at it
+        except Exception as exc:
             failures.append(exc)
 
     worker = threading.Thread(target=read_on, daemon=True)

@@ -124,12 +124,12 @@ class SourceVideo:
         *,
         max_pixels: int,
         max_frames: int,
-        cache_bytes: int = CACHE_BYTES,
+        cache_bytes: int | None = None,
     ) -> None:
         self._spool = spool
         self._max_pixels = max_pixels
         self._max_frames = max_frames
-        self._cache_limit = cache_bytes
+        self._cache_limit = CACHE_BYTES if cache_bytes is None else cache_bytes
         self._cache: OrderedDict[int, Picture] = OrderedDict()
         self._cache_bytes = 0
         self._lock = threading.Lock()
