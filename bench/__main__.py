@@ -12,7 +12,16 @@ from pathlib import Path
 from devstack.stack import LocalStack
 
 from . import models, suite, triton_stats
-from .inputs import PORTRAIT, ROOT, SPEECH, audio_seconds, machine, speaker_video, speech
+from .inputs import (
+    PORTRAIT,
+    ROOT,
+    SPEECH,
+    audio_seconds,
+    machine,
+    repeated,
+    speaker_video,
+    speech,
+)
 from .table import Row, markdown
 
 
@@ -61,6 +70,19 @@ def main() -> int:
             lipsync_runs = _env_int("BENCH_LIPSYNC_RUNS", 3)
             step(f"lipsync at 512x512, 720p and 1080p ({lipsync_runs} runs each)")
             rows += suite.lipsync(stack.address, SPEECH, speakers, lipsync_runs)
+            step("two lipsync uploads at 720p together")
+            rows += suite.lipsync_fairness(stack.address, SPEECH, speakers[1])
+            step("lipsync memory and temporary disk" + (" (10 min)" if long_run else ""))
+            long_speaker = repeated(speakers[2], tmp_dir / "speaker-1920x1080-10min.mp4", 60)
+            lipsync_runs_memory = [
+                ("1080p, 10 s source", SPEECH, speakers[2]),
+                ("1080p, 10 min source, 9.5 s of speech", SPEECH, long_speaker),
+            ]
+            if long_input is not None:
+                lipsync_runs_memory.append(
+                    ("1080p, 10 min source, 10 min of speech", long_input, long_speaker)
+                )
+            rows += suite.lipsync_memory(stack.address, lipsync_runs_memory)
             step("one live stream")
             rows += suite.live(stack.address, ten, image)
             # Triton's statistics for single streams only (queueing under overload is shown

@@ -1,13 +1,14 @@
 """The encode-only ceiling: what the service could reach if the model were free.
 
 ``encode_only_video`` is lipsync's: decode the speaker video (PyAV) and the audio, encode the
-video's own frames at its own size with the same encoder.
+video's own frames (its I420 samples, as the server passes them through) at its own size with
+the same encoder and lipsync's settings (compose.LIPSYNC_ENCODING).
 
 Decodes the same audio file and portrait with the server's own decoders, then H.264/AAC-encodes
-the same number of frames at the same size with the server's own ``FragmentedMp4Encoder`` (same
-settings as a generation: veryfast, CRF 20, 200 ms fragments). Every frame is the still
-portrait: the rendered video differs only around the mouth, so this is a slightly optimistic
-(upper) bound. Runs in this process, single-threaded per stream like the server's encoder.
+the same number of frames at the same size with the server's own ``FragmentedMp4Encoder``
+(the settings of an avatar generation, compose.AVATAR_ENCODING; 200 ms fragments). Every frame
+is the still portrait: the rendered video differs only around the mouth, so this is a slightly
+optimistic (upper) bound. Runs in this process, single-threaded per stream like the server's encoder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from a2v_server.media.audio import EncodedAudioDecoder
 from a2v_server.media.encoder import FragmentedMp4Encoder
 from a2v_server.media.image import decode_image
+from a2v_server.pipeline.compose import AVATAR_ENCODING, LIPSYNC_ENCODING
 
 
 @dataclass
@@ -60,14 +62,20 @@ def encode_only_video(audio: Path, video: Path) -> Ceiling:
     started = time.perf_counter()
     with av.open(str(video)) as container:
         fps = float(container.streams.video[0].average_rate or 25)
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return _encode(audio, frames, fps, started)
+        frames = [f.to_ndarray() for f in container.decode(video=0)]  # yuv420p: packed I420
+    return _encode(audio, frames, fps, started, i420=True)
 
 
-def _encode(audio: Path, frames_in: list[np.ndarray], fps: float, started: float) -> Ceiling:
-    """Decode ``audio`` and encode it with ``frames_in`` (cycled) at ``fps``, keeping the
-    video level with the audio as the pipeline does; timed from ``started``."""
+def _encode(
+    audio: Path, frames_in: list[np.ndarray], fps: float, started: float, *, i420: bool = False
+) -> Ceiling:
+    """Decode ``audio`` and encode it with ``frames_in`` (cycled; RGB, or packed I420 with
+    lipsync's encoder settings) at ``fps``, keeping the video level with the audio as the
+    pipeline does; timed from ``started``."""
     height, width = frames_in[0].shape[:2]
+    if i420:
+        height = height * 2 // 3
+    settings = LIPSYNC_ENCODING if i420 else AVATAR_ENCODING
     decoder = EncodedAudioDecoder()
     decoder.write(audio.read_bytes())
     decoder.end()
@@ -75,16 +83,19 @@ def _encode(audio: Path, frames_in: list[np.ndarray], fps: float, started: float
     model_samples = frames = 0
     for block in decoder.blocks():
         if encoder is None:
-            encoder = FragmentedMp4Encoder(width, height, fps, block.output_pcm.shape[0])
+            encoder = FragmentedMp4Encoder(
+                width, height, fps, block.output_pcm.shape[0], **settings
+            )
+            add = encoder.add_i420 if i420 else encoder.add_video
         encoder.add_audio(block.output_pcm)
         model_samples += len(block.model_pcm)
         while frames < int(model_samples * fps / 16000):
-            encoder.add_video(frames_in[frames % len(frames_in)])
+            add(frames_in[frames % len(frames_in)])
             frames += 1
     if encoder is None:
         raise RuntimeError(f"{audio}: no audio decoded")
     while frames < round(model_samples * fps / 16000):
-        encoder.add_video(frames_in[frames % len(frames_in)])
+        add(frames_in[frames % len(frames_in)])
         frames += 1
     size = sum(len(s.data) for s in encoder.close())
     if size <= 0:

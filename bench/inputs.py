@@ -83,14 +83,16 @@ def speaker_video(
     path: Path, width: int, height: int, seconds: float = 10.0, fps: int = 25
 ) -> Path:
     """A speaker video for lipsync: the sample portrait, filling the frame's height, panning and
-    zooming slowly (a head that moves), H.264 in MP4 at ``fps``."""
+    zooming slowly (a head that moves), H.264 in a faststart MP4 at ``fps``."""
     import av
     import cv2
     import numpy as np
 
     portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     base = min(width, height) / max(portrait.shape[:2])
-    with av.open(str(path), "w") as out:
+    # faststart (the index before the media), as files made for the web are: decodable while
+    # they arrive
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for k in range(round(seconds * fps)):
@@ -103,4 +105,29 @@ def speaker_video(
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+    return path
+
+
+def repeated(video: Path, path: Path, times: int) -> Path:
+    """``video`` played ``times`` times over, by stream copy (a long source made in seconds),
+    with its index first (faststart)."""
+    listing = path.with_suffix(".txt")
+    listing.write_text(f"file '{video.resolve()}'\n" * times)
+    _run(
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        str(listing),
+        "-c",
+        "copy",
+        "-movflags",
+        "+faststart",
+        str(path),
+    )
     return path

@@ -8,6 +8,7 @@ as a separate process, and that is where the model's numpy/OpenCV memory lives).
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def temp_bytes(pid: int) -> int:
+    """Bytes in the temporary files a process holds open (deleted ones included: a2v's are)."""
+    total = 0
+    tmp = os.path.realpath(tempfile.gettempdir())
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        entries = list(fds.iterdir())
+    except OSError:
+        return 0
+    for fd in entries:
+        try:
+            if os.readlink(fd).startswith(tmp):
+                total += os.stat(fd).st_size
+        except OSError:
+            continue
+    return total
+
+
 @dataclass
 class StackPids:
     server: int
@@ -111,6 +130,7 @@ class PeakSampler:
         self.interval = interval
         self.server_idle, self.triton_idle, self.triton_processes = pids.sample()
         self.server_peak, self.triton_peak = self.server_idle, self.triton_idle
+        self.temp_peak = 0  # the server's temporary files
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -119,6 +139,7 @@ class PeakSampler:
             server, triton, _ = self.pids.sample()
             self.server_peak = max(self.server_peak, server)
             self.triton_peak = max(self.triton_peak, triton)
+            self.temp_peak = max(self.temp_peak, temp_bytes(self.pids.server))
 
     def __enter__(self) -> PeakSampler:
         self._thread.start()

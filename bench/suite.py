@@ -134,6 +134,40 @@ def lipsync(address: str, audio: Path, videos: list[Path], runs: int) -> list[Ro
     return rows
 
 
+def lipsync_memory(address: str, runs: list[tuple[str, Path, Path]]) -> list[Row]:
+    """Peak RSS of the server and the Triton tree, and the server's peak temporary disk, during
+    one lipsync upload each (label, speech, speaker video), against the first."""
+    pids = StackPids.find()
+    rows = []
+    first: tuple[str, tuple[int, int]] | None = None
+    for label, audio, video in runs:
+        with PeakSampler(pids) as sampler:
+            result = file_run(address, audio, None, None, video)
+        peaks = (sampler.server_peak, sampler.triton_peak)
+        versus = ""
+        if first is not None:
+            versus = (
+                f"; vs the {first[0]} run: server {(peaks[0] - first[1][0]) / 2**20:+.0f} MiB, "
+                f"Triton {(peaks[1] - first[1][1]) / 2**20:+.0f} MiB"
+            )
+        else:
+            first = (label, peaks)
+        upload = video.stat().st_size
+        rows.append(
+            Row(
+                f"lipsync peak RSS and temporary disk, {label} ({result.duration:.0f} s of "
+                f"video rendered in {result.total:.0f} s)",
+                f"server {mib(peaks[0])}, Triton {mib(peaks[1])}; temporary disk "
+                f"{mib(sampler.temp_peak)} for an upload of {mib(upload)}",
+                f"idle before: server {mib(sampler.server_idle)}, Triton "
+                f"{mib(sampler.triton_idle)}{versus}",
+                "temporary disk <= the upload"
+                + ("" if first[0] == label else f"; RSS <= the {first[0]} run + 100 MB"),
+            )
+        )
+    return rows
+
+
 def live(address: str, audio: Path, image: bytes) -> list[Row]:
     """One live stream at 512x512: latency per fragment, fragment durations."""
     pcm, rate = _pcm(audio)
@@ -217,6 +251,28 @@ def fairness(address: str, audio: Path, image: bytes, streams: int) -> list[Row]
             f"one upload alone: {alone.total:.2f} s; all {streams} together: {totals[-1]:.2f} s "
             f"= {totals[-1] / (streams * alone.total):.2f} x {streams} uploads' time one by one",
             "even shares (slowest / fastest near 1)",
+        )
+    ]
+
+
+def lipsync_fairness(address: str, audio: Path, video: Path, streams: int = 2) -> list[Row]:
+    """``streams`` lipsync uploads of the same speaker video started together."""
+    alone = file_run(address, audio, None, None, video)
+    with ThreadPoolExecutor(streams) as pool:
+        results = list(
+            pool.map(lambda _: file_run(address, audio, None, None, video), range(streams))
+        )
+    totals = sorted(r.total for r in results)
+    firsts = sorted(r.first_chunk for r in results)
+    return [
+        Row(
+            f"lipsync fairness: {streams} uploads of {video.stem} started together "
+            f"({alone.duration:.1f} s of video each)",
+            f"each done in {totals[0]:.2f}-{totals[-1]:.2f} s (slowest / fastest "
+            f"{totals[-1] / totals[0]:.2f}); first chunks {ms(firsts[0])}-{ms(firsts[-1])}",
+            f"one upload alone: {alone.total:.2f} s; together: {totals[-1]:.2f} s = "
+            f"{totals[-1] / (streams * alone.total):.2f} x their time one by one",
+            "finish within 15 % of each other (slowest / fastest <= 1.15)",
         )
     ]
 

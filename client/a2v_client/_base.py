@@ -19,7 +19,7 @@ from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 
 from .connection import TlsFiles, api_key_from_env
 from .options import GenerateOptions
-from .sources import check_audio, check_visual, generate_config, image_bytes
+from .sources import Video, check_audio, check_visual, generate_config, image_bytes
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 CHANNEL_OPTIONS = [
@@ -65,7 +65,7 @@ class ClientBase(Generic[ChannelT]):
     def _generate_inputs(
         audio: object,
         image: bytes | str | Path | None,
-        video: bytes | str | Path | None,
+        video: Video | None,
         options: GenerateOptions | None,
     ) -> tuple[pb.GenerateConfig, bytes | None]:
         """``generate``'s arguments checked before any stream is opened (``OptionError``,

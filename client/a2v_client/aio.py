@@ -16,7 +16,7 @@ from .connection import TlsFiles, open_aio_channel
 from .errors import client_errors
 from .options import GenerateOptions
 from .resume import ResumeTracker
-from .sources import RequestGuard, request_stream
+from .sources import RequestGuard, Video, request_stream
 
 
 class AsyncClient(ClientBase[grpc.aio.Channel]):
@@ -32,7 +32,7 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
         *,
         audio: Iterable[pb.AudioChunk] | AsyncIterable[pb.AudioChunk],
         image: bytes | str | Path | None = None,
-        video: bytes | str | Path | None = None,
+        video: Video | None = None,
         options: GenerateOptions | None = None,
     ) -> AsyncIterator[pb.GenerateResponse]:
         """As ``Client.generate`` (the same checks, raised here, before a stream is opened);
@@ -44,7 +44,7 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
         self,
         config: pb.GenerateConfig,
         image_data: bytes | None,
-        video: bytes | str | Path | None,
+        video: Video | None,
         audio: Iterable[pb.AudioChunk] | AsyncIterable[pb.AudioChunk],
     ) -> AsyncIterator[pb.GenerateResponse]:
         async def requests() -> AsyncIterator[pb.GenerateRequest]:

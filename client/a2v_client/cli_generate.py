@@ -24,13 +24,14 @@ from .cli_checks import Job, UsageError, is_special
 from .cli_messages import print_accepted, usage_error
 from .cli_parser import EXIT_SERVER
 from .client import Client
+from .live_video import LiveVideo
 from .results import audio_kind_name
 
 
 def run_generate(client: Client, args: argparse.Namespace, job: Job) -> int:
-    responses = client.generate(
-        audio=job.audio, image=args.image, video=args.video, options=job.options
-    )
+    # --realtime --video: the video goes like a live camera's, frame by frame in real time
+    video = LiveVideo(args.video) if args.video and args.realtime else args.video
+    responses = client.generate(audio=job.audio, image=args.image, video=video, options=job.options)
     to_stdout = args.output == "-"
     # Write next to the target and rename at the end: a failed run never leaves a short
     # file under the requested name (stdout, /dev/null or a pipe are written as they are).

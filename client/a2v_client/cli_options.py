@@ -221,7 +221,9 @@ def add_generate(sub: Any, formatter: Any, epilog: str) -> None:
         "--realtime",
         action="store_true",
         help="send the audio like a live source: decoded here to raw PCM and sent in 20 ms "
-        "pieces at real-time pace (video arrives while the audio is still being sent)",
+        "pieces at real-time pace (video arrives while the audio is still being sent); with "
+        "--video, the video goes like a live camera's too: remuxed here to fragmented MP4, "
+        "each frame sent at its time (live lipsync)",
     )
     p.add_argument(
         "-q",

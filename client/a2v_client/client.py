@@ -39,6 +39,7 @@ from .resume import ResumeTracker
 from .sources import (
     CHUNK_BYTES,
     RequestGuard,
+    Video,
     bytes_audio,
     file_audio,
     file_pcm,
@@ -81,7 +82,7 @@ class Client(ClientBase[grpc.Channel]):
         *,
         audio: Iterable[pb.AudioChunk],
         image: bytes | str | Path | None = None,
-        video: bytes | str | Path | None = None,
+        video: Video | None = None,
         options: GenerateOptions | None = None,
     ) -> Generator[pb.GenerateResponse, None, None]:
         """Stream the inputs, yield the responses. Give ``image`` (talking avatar) or

@@ -16,7 +16,11 @@ from typing import Any
 from a2v.v1 import audio_to_video_pb2 as pb
 
 from .files import check_input_file
+from .live_video import LiveVideo
 from .options import GenerateOptions
+
+#: a speaker video: a file's bytes or path, or a file sent like a live camera (LiveVideo)
+Video = bytes | str | Path | LiveVideo
 
 #: bytes per message for file inputs: well under the server's message limit
 CHUNK_BYTES = 256 * 1024
@@ -161,22 +165,20 @@ def check_audio(audio: object) -> None:
         )
 
 
-def check_visual(image: object, video: bytes | str | Path | None) -> None:
+def check_visual(image: object, video: Video | None) -> None:
     """Exactly one visual input; a video given as a path is checked (``check_input_file``)."""
     if (image is None) == (video is None):
         raise ValueError(
             "give exactly one visual input: image= (a portrait: talking avatar) or video= (a "
             "speaker video: lipsync)"
         )
-    if video is not None and not isinstance(video, bytes):
+    if video is not None and not isinstance(video, bytes | LiveVideo):
         if not isinstance(video, str | Path):
             raise TypeError(f"video= takes a path or the file's bytes, not {type(video).__name__}")
         check_input_file(video, "video")
 
 
-def generate_config(
-    options: GenerateOptions | None, video: bytes | str | Path | None
-) -> pb.GenerateConfig:
+def generate_config(options: GenerateOptions | None, video: Video | None) -> pb.GenerateConfig:
     """The config message: ``options`` checked (``OptionError``); with a video and no model
     named, the lipsync model (the server's default model takes a portrait)."""
     config = (options or GenerateOptions()).to_proto()
@@ -189,7 +191,7 @@ def request_stream(
     options: GenerateOptions | pb.GenerateConfig,
     image: bytes | None,
     audio: Iterable[pb.AudioChunk],
-    video: bytes | str | Path | None = None,
+    video: Video | None = None,
 ) -> Iterator[pb.GenerateRequest]:
     """The whole client stream: config, portrait or speaker video (chunked), audio, end.
 
@@ -209,10 +211,12 @@ def _requests(
     config: pb.GenerateConfig,
     image: bytes | None,
     audio: Iterable[pb.AudioChunk],
-    video: bytes | str | Path | None,
+    video: Video | None,
 ) -> Iterator[pb.GenerateRequest]:
     yield pb.GenerateRequest(config=config)
-    if video is not None:
+    if isinstance(video, LiveVideo):
+        yield from _live(video, audio)
+    elif video is not None:
         yield from _in_step(video, audio)
     else:
         if image is not None:
@@ -226,6 +230,27 @@ def _requests(
 #: video bytes sent with the first audio piece and ahead of the audio's share after it: the
 #: container's header and the first frames (the server needs them before the audio matters)
 VIDEO_LEAD = 2 * CHUNK_BYTES
+
+
+def _live(video: LiveVideo, audio: Iterable[pb.AudioChunk]) -> Iterator[pb.GenerateRequest]:
+    """Video pieces as they fall due, between the audio pieces (which pace the stream)."""
+    pieces = video.pieces()
+    pending = next(pieces, None)
+    start = None
+    while pending is not None and pending[0] <= 0:  # the header and the first frame
+        yield pb.GenerateRequest(video=pb.VideoInput(data=pending[1]))
+        pending = next(pieces, None)
+    for chunk in audio:
+        start = time.monotonic() if start is None else start
+        elapsed = time.monotonic() - start
+        while pending is not None and pending[0] <= elapsed:
+            yield pb.GenerateRequest(video=pb.VideoInput(data=pending[1]))
+            pending = next(pieces, None)
+        yield pb.GenerateRequest(audio=chunk)
+    while pending is not None:
+        after = next(pieces, None)
+        yield pb.GenerateRequest(video=pb.VideoInput(data=pending[1], last=after is None))
+        pending = after
 
 
 def _in_step(

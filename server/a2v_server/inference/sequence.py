@@ -70,10 +70,11 @@ class TritonSequenceStream:
         origin: tuple[int, int] | None = None,
     ) -> None:
         window = max(2, round(self.WINDOW_SECONDS * self._fps))
-        async with self._progress:
-            await self._progress.wait_for(
-                lambda: self._closed or self._requested() - self._received <= window
-            )
+        if len(samples) or last:  # frames alone ask for no new frames: they never wait
+            async with self._progress:
+                await self._progress.wait_for(
+                    lambda: self._closed or self._requested() - self._received <= window
+                )
         if self._closed:
             return
         self._samples += len(samples)

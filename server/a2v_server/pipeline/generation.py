@@ -51,7 +51,13 @@ from a2v_server.media.fmp4 import Segment
 from a2v_server.media.mime import mime_type
 from a2v_server.media.yuv import BT709, Converter
 from a2v_server.pipeline.audio_input import audio_blocks, next_or_missing_end
-from a2v_server.pipeline.compose import encode_batch, encode_lipsync, timeline
+from a2v_server.pipeline.compose import (
+    AVATAR_ENCODING,
+    LIPSYNC_ENCODING,
+    encode_batch,
+    encode_lipsync,
+    timeline,
+)
 from a2v_server.pipeline.honoured import ignored_settings, setting_warnings
 from a2v_server.pipeline.look import FrameStyler, parse_prompt, prompt_kinds
 from a2v_server.pipeline.model_feed import ModelFeed
@@ -318,15 +324,13 @@ class Generation:
                     kind, payload = await self._encode_queue.get()
                     if encoder is None:
                         channels = payload.shape[0] if kind == "audio" else 1
-                        # Lipsync promises the source's pixels outside the mouth: spend more
-                        # bits so the re-encode stays faithful (about 38 dB PSNR and up).
                         encoder = FragmentedMp4Encoder(
                             visual.width,
                             visual.height,
                             visual.fps,
                             channels,
-                            crf=16 if lipsync is not None else 20,
                             colour=colour or BT709,
+                            **(LIPSYNC_ENCODING if lipsync is not None else AVATAR_ENCODING),
                         )
                     if kind == "close":
                         break

@@ -79,25 +79,30 @@ class ModelFeed:
     async def _send(self, *, last: bool) -> None:
         audio = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
         self._pending, self._pending_n = [], 0
-        if self._lipsync is not None:
-            n_out = self.frames
-            # while streaming: the frames whose whole interval the audio covers
-            covered = n_out if last else min(n_out, int(self.total * self._fps / MODEL_SAMPLE_RATE))
-            if self._mode == "remap" and not last:
-                covered = 0
-            while self._frames_sent < covered:
-                await self._lipsync.in_flight.wait_room()
-                end = min(covered, self._frames_sent + FRAME_GROUP)
-                prepared = await asyncio.to_thread(self._prepare, self._frames_sent, end, n_out)
-                self._frames_sent = end
-                for window, indices, crops in _by_window(prepared):
-                    await self._stream.send_audio(
-                        np.zeros(0, np.float32),
-                        frames=crops,
-                        source_index=indices,
-                        origin=window[:2],
-                    )
-        await self._stream.send_audio(audio, last=last)
+        if self._lipsync is None:
+            await self._stream.send_audio(audio, last=last)
+            return
+        # The audio first, then the frames it covers: the model renders a frame once it has
+        # both, and the frames in flight are bounded (the feed waits for the encoder to take
+        # some), so frames sent ahead of their audio could wait for each other forever.
+        if len(audio):
+            await self._stream.send_audio(audio)
+        n_out = self.frames
+        # while streaming: the frames whose whole interval the audio covers
+        covered = n_out if last else min(n_out, int(self.total * self._fps / MODEL_SAMPLE_RATE))
+        if self._mode == "remap" and not last:
+            covered = 0
+        while self._frames_sent < covered:
+            await self._lipsync.in_flight.wait_room()
+            end = min(covered, self._frames_sent + FRAME_GROUP)
+            prepared = await asyncio.to_thread(self._prepare, self._frames_sent, end, n_out)
+            self._frames_sent = end
+            for window, indices, crops in _by_window(prepared):
+                await self._stream.send_audio(
+                    np.zeros(0, np.float32), frames=crops, source_index=indices, origin=window[:2]
+                )
+        if last:
+            await self._stream.send_audio(np.zeros(0, np.float32), last=True)
 
     def _prepare(self, start: int, end: int, n_out: int) -> list[tuple[int, Waiting]]:
         """Output frames start..end-1: decoded, fitted, cropped to the face window (a worker

@@ -238,7 +238,7 @@ async def prepare_video(
     frames = LipsyncFrames(
         FittedSource(video, placement, out_wh),
         FaceWindow(out_wh, out_box if face is not None else None),
-        InFlight(out_wh),
+        InFlight(out_wh, float(rate)),
     )
     return Visual(
         width=out_wh[0],
