@@ -8,7 +8,8 @@ Decodes the same audio file and portrait with the server's own decoders, then H.
 the same number of frames at the same size with the server's own ``FragmentedMp4Encoder``
 (the settings of an avatar generation, compose.AVATAR_ENCODING; 200 ms fragments). Every frame
 is the still portrait: the rendered video differs only around the mouth, so this is a slightly
-optimistic (upper) bound. Runs in this process, single-threaded per stream like the server's encoder.
+optimistic (upper) bound. Runs in this process, single-threaded per stream like the server's
+encoder.
 """
 
 from __future__ import annotations
