@@ -72,6 +72,10 @@ class Session:
     last_used: float = field(default_factory=time.monotonic)
 
 
+#: frames in a sequence's first response (later ones: max_frames_per_response)
+FIRST_RESPONSE = 2
+
+
 class TritonPythonModel(SequenceModel):
     FAILURE = "lipsync failed"
     FIRST_INPUT = "FPS"
@@ -169,7 +173,10 @@ class TritonPythonModel(SequenceModel):
     def _next_batch(self, session: Session) -> list[tuple[int, np.ndarray, tuple[int, int]]]:
         """The next frames to send together: at most max_frames_per_response, as many as have
         their audio, and all of the first one's crop geometry (REGION must lie in every one)."""
-        n = min(self._max_frames, len(session.frames), len(session.openness))
+        # The first response goes out after FIRST_RESPONSE frames: the client's first chunk
+        # waits for it, and the encoder's first fragment holds two frames anyway.
+        most = self._max_frames if session.next_frame else min(self._max_frames, FIRST_RESPONSE)
+        n = min(most, len(session.frames), len(session.openness))
         batch = [session.frames.popleft()]
         geometry = (batch[0][2], batch[0][1].shape)
         while len(batch) < n and (session.frames[0][2], session.frames[0][1].shape) == geometry:

@@ -34,6 +34,9 @@ DRIFT, SIZE_CHANGE = 0.1, 0.2
 IN_FLIGHT_SECONDS = 0.6
 IN_FLIGHT_BYTES = 160 * 1024 * 1024
 MIN_IN_FLIGHT = 8
+#: ... and at the start only this many more than the encoder has taken: the first frames go
+#: through alone, without decoding ahead to compete with them for the cores
+START_IN_FLIGHT = 4
 
 Box = tuple[int, int, int, int]
 
@@ -167,17 +170,21 @@ class InFlight:
         by_time = round(IN_FLIGHT_SECONDS * fps)
         self.limit = max(MIN_IN_FLIGHT, min(by_time, IN_FLIGHT_BYTES // max(1, frame_bytes)))
         self._frames: dict[int, Waiting] = {}
+        self._taken = 0
         self._room = asyncio.Condition()
 
     async def wait_room(self) -> None:
         async with self._room:
-            await self._room.wait_for(lambda: len(self._frames) < self.limit)
+            await self._room.wait_for(
+                lambda: len(self._frames) < min(self.limit, START_IN_FLIGHT + self._taken)
+            )
 
     def add(self, index: int, waiting: Waiting) -> None:
         self._frames[index] = waiting
 
     async def take(self, first: int, count: int) -> list[Waiting]:
         taken = [self._frames.pop(first + k) for k in range(count)]
+        self._taken += count
         async with self._room:
             self._room.notify_all()
         return taken
