@@ -70,6 +70,8 @@ def main() -> int:
             lipsync_runs = _env_int("BENCH_LIPSYNC_RUNS", 3)
             step(f"lipsync at 512x512, 720p and 1080p ({lipsync_runs} runs each)")
             rows += suite.lipsync(stack.address, SPEECH, speakers, lipsync_runs)
+            step("live lipsync at 720p")
+            rows += suite.live_lipsync(stack.address, SPEECH, speakers[1])
             step("two lipsync uploads at 720p together")
             rows += suite.lipsync_fairness(stack.address, SPEECH, speakers[1])
             step("lipsync memory and temporary disk" + (" (10 min)" if long_run else ""))

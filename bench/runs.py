@@ -16,6 +16,7 @@ import grpc
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from a2v_client import GenerateOptions, file_audio, request_stream
+from a2v_client.live_video import LiveVideo
 
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 #: a live source sends this much audio per message
@@ -90,32 +91,58 @@ class LiveRun:
 
 
 async def live_run(
-    address: str, pcm: bytes, rate: int, image: bytes, size: str, start_at: float | None = None
+    address: str,
+    pcm: bytes,
+    rate: int,
+    image: bytes | None,
+    size: str | None,
+    start_at: float | None = None,
+    video: Path | None = None,
 ) -> LiveRun:
     """Send mono s16le ``pcm`` like a microphone: each 20 ms piece leaves when it would have been
     fully captured (``start + (i + 1) * 20 ms``). A fragment's latency is its arrival time minus
-    the time the audio at its end (``end_seconds``) was sent."""
+    the time the audio at its end (``end_seconds``) was sent.
+
+    With ``video`` (live lipsync) the speaker video goes like a live camera's on the same clock
+    (``LiveVideo``: a fragment per frame, sent at its time), and a fragment's latency counts
+    from the later of its audio and the video piece of its last frame."""
     piece = round(rate * LIVE_CHUNK_SECONDS) * 2
     pieces = [pcm[i : i + piece] for i in range(0, len(pcm), piece)]
     run = LiveRun(audio_seconds=len(pcm) / 2 / rate)
     audio_ends: list[float] = []  # audio seconds covered after each piece
     send_times: list[float] = []
+    video_dues: list[float] = []  # video seconds each sent piece completes, and when it left
+    video_times: list[float] = []
     config_sent: list[float] = []
-    options = GenerateOptions(resolution=size)
+    options = GenerateOptions(resolution=size, **({"model": "lipsync"} if video else {}))
+    timed = list(LiveVideo(video).pieces()) if video is not None else []
+
+    def video_piece(data: bytes, due: float, last: bool = False) -> pb.GenerateRequest:
+        video_dues.append(due)
+        video_times.append(time.perf_counter())
+        return pb.GenerateRequest(video=pb.VideoInput(data=data, last=last))
 
     async def requests() -> AsyncIterator[pb.GenerateRequest]:
-        for message in request_stream(options, image, ()):
-            if message.HasField("end"):
+        for message in request_stream(options, image, (), b"" if video else None):
+            if message.HasField("end") or message.HasField("video"):
                 break
             if not config_sent:
                 config_sent.append(time.perf_counter())
             yield message
         start = time.perf_counter() if start_at is None else start_at
+        next_video = 0
+        while next_video < len(timed) and timed[next_video][0] <= 0:
+            yield video_piece(timed[next_video][1], 0.0)
+            next_video += 1
         covered = 0.0
         for i, data in enumerate(pieces):
             delay = start + (i + 1) * LIVE_CHUNK_SECONDS - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elapsed = time.perf_counter() - start
+            while next_video < len(timed) and timed[next_video][0] <= elapsed:
+                yield video_piece(timed[next_video][1], timed[next_video][0])
+                next_video += 1
             covered += len(data) / 2 / rate
             audio_ends.append(covered)
             send_times.append(time.perf_counter())
@@ -123,7 +150,16 @@ async def live_run(
             yield pb.GenerateRequest(
                 audio=pb.AudioChunk(pcm=pb.PcmChunk(data=data, sample_rate=fmt[0], channels=fmt[1]))
             )
+        for k in range(next_video, len(timed)):
+            yield video_piece(timed[k][1], timed[k][0], last=k == len(timed) - 1)
         yield pb.GenerateRequest(end=pb.EndOfInput())
+
+    def video_sent(frame_seconds: float) -> float:
+        """When the piece holding the frame at ``frame_seconds`` left (0: no video)."""
+        if not video_dues:
+            return 0.0
+        k = min(bisect.bisect_left(video_dues, frame_seconds - 0.001), len(video_times) - 1)
+        return video_times[k]
 
     async with grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
         stub = pb_grpc.AudioToVideoStub(channel)
@@ -140,7 +176,9 @@ async def live_run(
                     # the first piece whose audio reaches the fragment's end (1 ms tolerance)
                     i = bisect.bisect_left(audio_ends, chunk.end_seconds - 0.001)
                     if i < len(send_times):
-                        run.latencies.append(now - send_times[i])
+                        last_frame = chunk.end_seconds - 0.04
+                        sent = max(send_times[i], video_sent(last_frame))
+                        run.latencies.append(now - sent)
                 elif response.HasField("summary"):
                     run.tail = now - send_times[-1]
                     run.frames = response.summary.frames
