@@ -268,6 +268,9 @@ class SourceVideo:
 
     def close(self) -> None:
         with self._lock:
+            for run in (self._first, self._seek_pass):
+                if run is not None:
+                    run.close()
             for container in (
                 self._first.container if self._first else None,
                 self._seeker[0] if self._seeker else None,
@@ -327,6 +330,8 @@ class SourceVideo:
             max(0, int(target / stream.time_base)), stream=stream, backward=True, any_frame=False
         )
         self.seeks += 1
+        if self._seek_pass is not None:
+            self._seek_pass.close()
         self._seek_pass = _Pass(self, container, stream, self.info.rate, start=self._t0)
         return self._seek_pass
 
@@ -403,6 +408,13 @@ class _Pass:
         self.next_slot = 0
         self.done = False
         self._items = self._run(video, container, stream, rate, start)
+
+    def close(self) -> None:
+        """End the decoding generator now: it and this pass refer to each other (and to the
+        video), a cycle that would keep the decoder's frame buffers (tens of MB at 1080p)
+        until a full garbage collection (measured: +48 MB of RSS per 1080p lipsync run)."""
+        self._items.close()
+        self.done = True
 
     def next(self) -> tuple[int, Picture] | None:
         if self.done:
