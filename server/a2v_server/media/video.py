@@ -23,7 +23,7 @@ import math
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
@@ -426,7 +426,7 @@ class _Pass:
         self.next_slot = item[0] + 1
         return item
 
-    def _run(self, video: SourceVideo, container, stream, rate, start) -> Iterator:
+    def _run(self, video: SourceVideo, container, stream, rate, start) -> Generator:
         yield from _slots(self._timed(video, container, stream, start), rate, video._max_frames)
 
     @staticmethod
