@@ -3,6 +3,7 @@ in whatever order, reaches the pipeline as consecutive frames (or a clear error)
 
 from __future__ import annotations
 
+import asyncio
 import types
 
 import numpy as np
@@ -91,3 +92,44 @@ def test_mouth_source_is_read_when_the_model_sends_it_and_none_when_not():
     assert _batch(result).mouth_source is None  # an older lipsync, or talking_avatar
     result._tensors["MOUTH_SOURCE"] = np.array([0, 2, 1], np.uint8)
     assert _batch(result).mouth_source.tolist() == [0, 2, 1]
+
+
+async def test_lipsync_audio_never_waits_for_frames_not_yet_sent():
+    """remap sends every video frame after the last audio: its audio must go through whole,
+    while audio that can already make frames still waits for the window (1 s of frames)."""
+
+    class Silent:  # a Triton that answers nothing: nothing is ever received
+        def stream_infer(self, requests, **_):
+            async def responses():
+                async for _ in requests:
+                    pass
+                yield _Result(0, 0), None
+
+            return responses()
+
+    fps = {"FPS": np.array([25.0], np.float32)}
+    lipsync = TritonSequenceStream(Silent(), "lipsync", dict(fps), takes_frames=True)
+    avatar = TritonSequenceStream(Silent(), "talking_avatar", dict(fps))
+
+    async def read(stream):  # the reader task takes the requests off their bounded queue
+        async for _ in stream.batches():
+            pass
+
+    readers = [asyncio.create_task(read(s)) for s in (lipsync, avatar)]
+    for _ in range(10):  # 4 s of audio, no frames: no wait
+        await asyncio.wait_for(lipsync.send_audio(np.zeros(6400, np.float32)), 1.0)
+    await lipsync.send_audio(
+        np.zeros(0, np.float32),
+        frames=np.zeros((40, 2, 2, 3), np.uint8),
+        source_index=np.arange(40),
+    )
+    with pytest.raises(TimeoutError):  # now 40 frames can be made: over the window
+        await asyncio.wait_for(lipsync.send_audio(np.zeros(6400, np.float32)), 0.5)
+    await avatar.send_audio(np.zeros(6400 * 3, np.float32))  # 1.2 s: over the window
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(avatar.send_audio(np.zeros(6400, np.float32)), 0.5)
+    await lipsync.aclose()
+    await avatar.aclose()
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)

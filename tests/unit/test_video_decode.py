@@ -63,8 +63,7 @@ def _frames(data: bytes, *, max_pixels: int = 1_000_000, max_frames: int = 100):
             if picture.rgb is not None:
                 frames.append(picture.rgb)
             else:
-                h, w = picture.i420.shape[0] * 2 // 3, picture.i420.shape[1]
-                frames.append(converter.to_rgb(picture.i420, (0, 0, w, h)))
+                frames.append(converter.to_rgb(picture.i420))
         return info.rate, info.header_frames, frames
     finally:
         video.close()

@@ -183,6 +183,12 @@ def test_the_slot_count_from_packets_matches_the_decoded_length():
         video.open()
         assert video.count_slots() == 77  # from timestamps, before the first pass ended
         assert video.length is None
+
+        def demux_again():
+            raise AssertionError("the upload was demuxed again")
+
+        video._seeking = demux_again  # remap asks once per frame: the count is kept
+        assert video.count_slots() == 77
     finally:
         video.close()
         spool.close()

@@ -42,11 +42,20 @@ class TritonSequenceStream:
     #: a reader still draining this long after aclose is cancelled (last resort)
     DRAIN_SECONDS = 20.0
 
-    def __init__(self, client: Any, model: str, first: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        first: dict[str, np.ndarray],
+        *,
+        takes_frames: bool = False,
+    ) -> None:
         self._client = client
         self._model = model
         self._fps = float(first["FPS"].ravel()[0])
         self._samples = 0
+        #: lipsync: the frames sent so far (None: a model that makes its frames from audio)
+        self._frames_in: int | None = 0 if takes_frames else None
         self._received = 0
         self._progress = asyncio.Condition()
         self._sequence_id = secrets.randbits(62) + 1
@@ -80,6 +89,8 @@ class TritonSequenceStream:
         self._samples += len(samples)
         tensors = {"AUDIO": np.ascontiguousarray(samples, dtype=np.float32).ravel()}
         if frames is not None and len(frames):
+            if self._frames_in is not None:
+                self._frames_in += len(frames)
             tensors["FRAMES_IN"] = np.ascontiguousarray(frames, dtype=np.uint8)
             tensors["SOURCE_INDEX"] = np.asarray(source_index, dtype=np.int64)
             if origin is not None:
@@ -110,7 +121,12 @@ class TritonSequenceStream:
         }
 
     def _requested(self) -> int:
-        return int(self._samples * self._fps / MODEL_SAMPLE_RATE)
+        """Frames the model can make from what it was sent: one per frame of audio, and for
+        lipsync only those whose video frame was sent too (remap sends its frames after all
+        of the audio: counting its audio alone, the audio would wait for frames that cannot
+        come before it)."""
+        by_audio = int(self._samples * self._fps / MODEL_SAMPLE_RATE)
+        return by_audio if self._frames_in is None else min(by_audio, self._frames_in)
 
     async def _request_iter(self):
         while True:

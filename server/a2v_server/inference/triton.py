@@ -133,7 +133,7 @@ class TritonBackend:
         }
         if options.face_box is not None:
             first["FACE_BOX"] = np.array(options.face_box, dtype=np.float32)
-        return TritonSequenceStream(self._client, LIPSYNC_MODEL, first)
+        return TritonSequenceStream(self._client, LIPSYNC_MODEL, first, takes_frames=True)
 
     async def lookahead_seconds(self, model: str) -> float:
         """The lookahead ``model`` declares in its config (0 when unknown or not ready)."""

@@ -142,6 +142,7 @@ class SourceVideo:
         self.info: VideoInfo | None = None
         #: the slot count, once the first pass reached the end
         self.length: int | None = None
+        self._counted: int | None = None  # ... or from the packets (count_slots)
         self.decoded = 0  # pictures decoded, all passes (for the benchmark and the tests)
         self.seeks = 0
 
@@ -255,8 +256,12 @@ class SourceVideo:
         with self._lock:
             if self.length is not None:
                 return self.length
+            if self._counted is not None:
+                return self._counted
             container, stream = self._seeking()
-            self._seek_pass = None  # the demuxing below moves the seeking container
+            if self._seek_pass is not None:  # the demuxing below moves the seeking container
+                self._seek_pass.close()
+                self._seek_pass = None
             times = []
             container.seek(0, stream=stream, backward=True)
             for packet in container.demux(stream):
@@ -264,7 +269,9 @@ class SourceVideo:
                     times.append(float(packet.pts * packet.time_base) - self._t0)
             assert self.info is not None
             slots = _slots(((t, None) for t in sorted(times)), self.info.rate, self._max_frames)
-            return max((k for k, _ in slots), default=0) + 1
+            # once: remap asks for every frame it sends
+            self._counted = max((k for k, _ in slots), default=0) + 1
+            return self._counted
 
     def close(self) -> None:
         with self._lock:

@@ -104,11 +104,12 @@ class Converter:
         )
         return frame.to_ndarray()
 
-    def to_rgb(self, i420: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        """The RGB pixels of ``box`` (x0, y0, x1, y1, even) of a packed I420 picture."""
+    def to_rgb(self, i420: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The RGB pixels of ``box`` (x0, y0, x1, y1, even; the whole picture without one) of
+        a packed I420 picture."""
         height = i420.shape[0] * 2 // 3
         width = i420.shape[1]
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1 = box or (0, 0, width, height)
         y, u, v = planes(i420, width, height)
         part = pack(
             y[y0:y1, x0:x1],

@@ -74,8 +74,7 @@ def encode_lipsync(
             i420 = i420.copy()  # the kept frame may be the decoder's cached picture
             converter.paste_rgb(i420, sent.crop, (wx0, wy0), (x0, y0, x1, y1))
         if styler is not None:  # looks and camera moves change every pixel
-            height, width = i420.shape[0] * 2 // 3, i420.shape[1]
-            rgb = converter.to_rgb(i420, (0, 0, width, height))
+            rgb = converter.to_rgb(i420)
             segments.extend(encoder.add_video(styler.apply(batch.first_index + k, rgb)))
         else:
             segments.extend(encoder.add_i420(i420))

@@ -149,8 +149,7 @@ def picture_rgb(picture: Picture, converter: Converter) -> np.ndarray:
     if picture.rgb is not None:
         return picture.rgb
     assert picture.i420 is not None
-    h, w = picture.i420.shape[0] * 2 // 3, picture.i420.shape[1]
-    return converter.to_rgb(picture.i420, (0, 0, w, h))
+    return converter.to_rgb(picture.i420)
 
 
 @dataclass
@@ -163,7 +162,8 @@ class Waiting:
 
 
 class InFlight:
-    """Output frames between the model feed and the encoder, bounded in bytes."""
+    """Output frames between the model feed and the encoder, bounded in number (IN_FLIGHT_*,
+    START_IN_FLIGHT)."""
 
     def __init__(self, out_wh: tuple[int, int], fps: float) -> None:
         frame_bytes = out_wh[0] * out_wh[1] * 3 // 2
