@@ -75,19 +75,25 @@ class Entry:
     key: np.ndarray  # diversity key (see _key)
 
 
-def describe(frame: np.ndarray, mesh: np.ndarray, scale: float) -> tuple[Mouth, np.ndarray]:
-    """The mouth of ``frame`` and its canonical crop at ``scale`` px per mouth width."""
-    mf = mouth_frame(mesh)
-    pts = np.asarray(mesh, np.float64)[:, :2]
+def describe(
+    frame: np.ndarray,
+    mesh: np.ndarray,
+    scale: float,
+    mf: MouthFrame | None = None,
+    crop: bool = True,
+) -> tuple[Mouth, np.ndarray | None]:
+    """The mouth of ``frame`` and (``crop``) its canonical crop at ``scale`` px per mouth
+    width (``mf``: the mesh's mouth_frame when the caller has it). Without the crop it costs
+    a tenth: most frames are described only to be compared (a duplicate, or the choice)."""
+    mf = mf or mouth_frame(mesh)
+    pts = np.asarray(mesh, np.float64)[[_NOSE, *_EYES], :2]
     points = lip_points(mesh, mf)
-    crop = _crop(frame, mf, scale)
-    nose = np.array(mf.uv(pts[_NOSE])) / mf.width
-    eyes = pts[list(_EYES)]
-    eye_vec = eyes[1] - eyes[0]
+    nose = np.array(mf.uv(pts[0])) / mf.width
+    eye_vec = pts[2] - pts[1]
     roll = float(np.arctan2(eye_vec @ mf.down, eye_vec @ mf.across))
     pose = np.array([nose[0], nose[1], np.linalg.norm(eye_vec) / mf.width, roll])
-    mouth = Mouth(points, mf.source_mid() / mf.width, _upper_colour(crop, points, scale), pose)
-    return mouth, crop
+    mouth = Mouth(points, mf.source_mid() / mf.width, _upper_colour(frame, mf, points, scale), pose)
+    return mouth, _crop(frame, mf, scale) if crop else None
 
 
 def lip_points(mesh: np.ndarray, mf: MouthFrame) -> np.ndarray:
@@ -96,15 +102,20 @@ def lip_points(mesh: np.ndarray, mf: MouthFrame) -> np.ndarray:
     return np.stack([u, v], 1) / mf.width
 
 
-def _crop(frame: np.ndarray, mf: MouthFrame, scale: float) -> np.ndarray:
-    """The mouth region resampled to the canonical frame (similarity transform)."""
+def _crop(
+    frame: np.ndarray, mf: MouthFrame, scale: float, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """The mouth region resampled to the canonical frame (similarity transform); ``box`` (x0,
+    y0, x1, y1 in the canonical crop's pixels): that part of it only."""
     k = scale / mf.width
     rot = np.stack([mf.across, mf.down])  # frame -> (u, v)
     offset = -np.array([U_EXTENT[0], V_EXTENT[0]]) * scale
+    height, width = _crop_size(scale)
+    x0, y0, x1, y1 = box or (0, 0, width, height)
+    offset -= (x0, y0)
     matrix = np.hstack([k * rot, (offset - k * rot @ mf.origin)[:, None]])
-    size = (_crop_size(scale)[1], _crop_size(scale)[0])
     return cv2.warpAffine(
-        frame, matrix, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        frame, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
 
 
@@ -115,15 +126,19 @@ def _crop_size(scale: float) -> tuple[int, int]:
     )
 
 
-def _upper_colour(crop: np.ndarray, points: np.ndarray, scale: float) -> np.ndarray:
+def _upper_colour(
+    frame: np.ndarray, mf: MouthFrame, points: np.ndarray, scale: float
+) -> np.ndarray:
     """Mean colour of the canonical crop above the inner upper lip (upper lip, skin below
-    the nose): present whatever the mouth does, so it compares the light of two frames."""
+    the nose): present whatever the mouth does, so it compares the light of two frames. Only
+    that band of the crop is resampled."""
     y_top = int(max(0, (-0.35 - V_EXTENT[0]) * scale))
     upper = points[: len(INNER_UPPER)]
     y_lip = int(max(y_top + 1, (upper[:, 1].min() - V_EXTENT[0]) * scale))
     x0 = int((-0.4 - U_EXTENT[0]) * scale)
     x1 = int((0.4 - U_EXTENT[0]) * scale)
-    return crop[y_top:y_lip, x0:x1].reshape(-1, 3).mean(0)
+    band = _crop(frame, mf, scale, (x0, y_top, x1, y_lip))
+    return np.array(cv2.mean(band)[:3])
 
 
 def _key(mouth: Mouth) -> np.ndarray:
@@ -175,11 +190,12 @@ class MouthLibrary:
             return None  # cheap exit: most talking frames are (nearly) closed
         if self.scale is None:
             self.scale = float(np.clip(mf.width, *SCALE_RANGE))
-        mouth, crop = describe(frame, mesh, self.scale)
+        mouth, _ = describe(frame, mesh, self.scale, mf, crop=False)
         key = _key(mouth)
         dists = self._distances(key)
         if len(dists) and dists.min() < DUPLICATE:
             return None
+        crop = _crop(frame, mf, self.scale)
         upper, lower, centre, half = _grid_edges(mouth.points)
         entry = Entry(index, mouth, crop, upper, lower, centre, half, key)
         nn = float(dists.min()) if len(dists) else np.inf

@@ -70,8 +70,8 @@ class SourceMouths:
         """``frame``'s mouth at ``openness`` (``mesh`` in ``frame``'s pixels): the changed
         pixels (None when the change is below a pixel), the path (WARP or RETRIEVED) and the
         library entry used (None for the warp). ``patch.onto(frame)`` is the whole frame."""
-        warped = warp_patch(frame, mesh, openness)
         mf = mouth_frame(mesh)
+        warped = warp_patch(frame, mesh, openness, mf)
         entry = self.choose(frame, mesh, openness, mf)
         self._previous = None if entry is None else entry.index
         scale = self.library.scale
@@ -96,7 +96,7 @@ class SourceMouths:
         entries = self.library.entries
         if wanted - own < NEED or not entries or self.library.scale is None:
             return None
-        here, _ = describe(frame, mesh, self.library.scale)
+        here, _ = describe(frame, mesh, self.library.scale, mf, crop=False)
         target = here.points.copy()
         u = target[ON_LOWER_LIP, 0] * mf.width
         target[ON_LOWER_LIP, 1] += mf.shift(u, mf.target_mid(openness)) / mf.width

@@ -44,8 +44,13 @@ OUTER_LIPS = (
 )
 CHIN = 152
 JAW_ANGLES = (58, 288)  # the jaw line's corners below the ears (iBUG 4 and 12)
-#: unsharp-mask amount at half-pixel offsets (see _resharpened)
+#: the points mouth_frame reads: outer corners, inner upper and lower lip
+_MOUTH_FRAME_POINTS = np.array([*OUTER_CORNERS, *INNER_UPPER, *INNER_LOWER])
+#: the lips' outer contour, then the inner one all round (_lip_colour)
+_LIP_RING = np.array([*OUTER_LIPS, *INNER_UPPER, *INNER_LOWER[-2:0:-1]])
+#: unsharp-mask amount at half-pixel offsets (see _resharpened), and how far its blur reads
 RESHARPEN = 0.15
+_BLUR_REACH = 4
 #: the smallest Jacobian determinant the lower-face map may have (1 = rigid)
 MIN_DET = 0.25
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
@@ -71,6 +76,9 @@ class MouthMap:
     lower: np.ndarray  # bool: pixels of the moved lower face (the part that must not fold)
     shade: np.ndarray  # 0..1: depth of the interior (0 at the lips, 1 in the middle)
     teeth: np.ndarray  # 0..1: the painted hint of upper teeth under the upper lip
+    #: the box (x0, y0, x1, y1, relative to the region's corner) outside which ``interior``,
+    #: ``shade`` and ``teeth`` are 0; None when nothing is painted
+    painted: tuple[int, int, int, int] | None = None
 
 
 def inner_gap(points: np.ndarray) -> float:
@@ -94,10 +102,13 @@ def reanimate(frame: np.ndarray, mesh: np.ndarray, openness: float) -> np.ndarra
     return frame if patch is None else patch.onto(frame)
 
 
-def warp_patch(frame: np.ndarray, mesh: np.ndarray, openness: float) -> Patch | None:
+def warp_patch(
+    frame: np.ndarray, mesh: np.ndarray, openness: float, mf: MouthFrame | None = None
+) -> Patch | None:
     """The pixels ``reanimate`` changes: the mouth map's region of ``frame`` with the mouth
-    opened to ``openness``, or None when the change would be below a pixel."""
-    built = mouth_map(frame.shape[:2], mesh, openness)
+    opened to ``openness``, or None when the change would be below a pixel. ``mf`` is the
+    mesh's mouth_frame when the caller has it."""
+    built = mouth_map(frame.shape[:2], mesh, openness, mf)
     if built is None:  # sub-pixel: nothing visible to do
         return None
     x0, y0, x1, y1 = built.roi
@@ -105,15 +116,31 @@ def warp_patch(frame: np.ndarray, mesh: np.ndarray, openness: float) -> Patch | 
     # maps anyway), the corner is added to the whole pixels exactly: the same face anywhere
     # in the picture samples the same sub-pixel positions.
     whole, fraction = cv2.convertMaps(built.map_x, built.map_y, cv2.CV_16SC2)
-    whole += np.array([x0, y0], np.int16)
-    warped = cv2.remap(
-        frame, whole, fraction, cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT
-    ).astype(np.float32)
-    warped = _resharpened(warped, built)
-    region = frame[y0:y1, x0:x1].astype(np.float32)
-    interior = _interior_colour(frame, mesh, built) if built.interior.any() else region
-    alpha = built.interior[..., None]
-    result = warped * (1 - alpha) + interior * alpha
+    # Only the pixels the map moves are resampled (about 70 % of the region: not the upper
+    # lip's rows nor the sides beyond the jaw); the others read their own pixel, which
+    # Lanczos at a whole-pixel position gives back exactly: a copy is the same, bit for bit.
+    height, width = fraction.shape
+    moving = (fraction != 0) | (whole[..., 0] != np.arange(width, dtype=np.int16))
+    moving |= whole[..., 1] != np.arange(height, dtype=np.int16)[:, None]
+    rows, cols = np.flatnonzero(moving.any(1)), np.flatnonzero(moving.any(0))
+    warped = frame[y0:y1, x0:x1].astype(np.float32)
+    if len(rows):
+        box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        sub = whole[box] + np.array([x0, y0], np.int16)
+        warped[box] = cv2.remap(
+            frame, sub, fraction[box], cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT
+        )
+        result = _resharpened(
+            warped, built, (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        )
+    else:
+        result = warped
+    if built.painted is not None:  # the interior is painted in its own box only
+        px0, py0, px1, py1 = built.painted
+        inside = result[py0:py1, px0:px1]
+        alpha = built.interior[py0:py1, px0:px1, None]
+        interior = _interior_colour(frame, mesh, built)
+        inside[:] = inside * (1 - alpha) + interior * alpha
     return Patch(built.roi, np.clip(result + 0.5, 0, 255).astype(np.uint8))
 
 
@@ -135,28 +162,43 @@ class MouthFrame:
     half: float  # the inner mouth's half width
     centre: float  # and its middle, along u
 
+    def __post_init__(self) -> None:
+        # the contours sorted along u once: every edge lookup interpolates on them
+        upper, lower = np.argsort(self.uu), np.argsort(self.ul)
+        self._upper = (self.uu[upper], self.vu[upper])
+        self._lower = (self.ul[lower], self.vl[lower])
+
     def uv(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q = p - self.origin
         return q @ self.across, q @ self.down
 
     def upper_edge(self, u: np.ndarray) -> np.ndarray:
-        order = np.argsort(self.uu)
-        return np.interp(u, self.uu[order], self.vu[order])
+        return np.interp(u, *self._upper)
 
     def lower_edge(self, u: np.ndarray) -> np.ndarray:
-        order = np.argsort(self.ul)
-        return np.interp(u, self.ul[order], self.vl[order])
+        return np.interp(u, *self._lower)
 
-    def shift(self, u: np.ndarray, target_mid: float) -> np.ndarray:
-        """d(u) at the lip: the target gap minus the source's, never closing past shut."""
-        gap = np.maximum(self.lower_edge(u) - self.upper_edge(u), 0.0)
-        inside = np.clip(1.0 - ((u - self.centre) / self.half) ** 2, 0.0, 1.0)
+    def shift(
+        self,
+        u: np.ndarray,
+        target_mid: float,
+        upper: np.ndarray | None = None,
+        lower: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """d(u) at the lip: the target gap minus the source's, never closing past shut.
+        ``upper`` and ``lower`` are the inner edges at ``u`` when the caller has them (of
+        the dtype the result is to have)."""
+        upper = self.upper_edge(u) if upper is None else upper
+        lower = self.lower_edge(u) if lower is None else lower
+        centre, half = float(self.centre), float(self.half)
+        gap = np.maximum(lower - upper, 0.0)
+        inside = np.clip(1.0 - ((u - centre) / half) ** 2, 0.0, 1.0)
         # Closing an open mouth goes a little past "shut" (up to 2 % of the mouth width):
         # the tracked inner edge sits about a pixel inside the lips, and stopping exactly
         # there leaves a white line of teeth between them.
-        overlap = np.minimum(0.02 * self.width, 0.25 * gap) * (gap > 1.0)
-        return np.maximum(target_mid * np.sqrt(inside) - gap, -gap - overlap) * (
-            np.abs(u - self.centre) < self.half
+        overlap = np.minimum(0.02 * float(self.width), 0.25 * gap) * (gap > 1.0)
+        return np.maximum(float(target_mid) * np.sqrt(inside) - gap, -gap - overlap) * (
+            np.abs(u - centre) < half
         )
 
     def target_mid(self, openness: float) -> float:
@@ -171,14 +213,16 @@ class MouthFrame:
 
 def mouth_frame(mesh: np.ndarray) -> MouthFrame:
     """The mouth frame of one face mesh (478 points)."""
-    pts = np.asarray(mesh, np.float64)[:, :2]
-    right_corner, left_corner = pts[OUTER_CORNERS[0]], pts[OUTER_CORNERS[1]]
+    pts = np.asarray(mesh, np.float64)[_MOUTH_FRAME_POINTS, :2]
+    right_corner, left_corner = pts[0], pts[1]
     width = max(float(np.linalg.norm(left_corner - right_corner)), 4.0)
     across = (left_corner - right_corner) / width
     down = np.array([-across[1], across[0]])
-    origin = (pts[INNER_UPPER[0]] + pts[INNER_UPPER[-1]]) / 2
-    uu, vu = (pts[list(INNER_UPPER)] - origin) @ across, (pts[list(INNER_UPPER)] - origin) @ down
-    ul, vl = (pts[list(INNER_LOWER)] - origin) @ across, (pts[list(INNER_LOWER)] - origin) @ down
+    n = len(INNER_UPPER)
+    inner_upper, inner_lower = pts[2 : 2 + n], pts[2 + n :]
+    origin = (inner_upper[0] + inner_upper[-1]) / 2
+    uu, vu = (inner_upper - origin) @ across, (inner_upper - origin) @ down
+    ul, vl = (inner_lower - origin) @ across, (inner_lower - origin) @ down
     return MouthFrame(
         origin=origin,
         across=across,
@@ -193,29 +237,29 @@ def mouth_frame(mesh: np.ndarray) -> MouthFrame:
     )
 
 
-def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> MouthMap | None:
+def mouth_map(
+    shape: tuple[int, int], mesh: np.ndarray, openness: float, mf: MouthFrame | None = None
+) -> MouthMap | None:
     """The map that re-animates the mouth of ``mesh`` to ``openness`` in a frame of ``shape``
-    (height, width), or None when the change would be below a pixel."""
-    pts = np.asarray(mesh, np.float64)[:, :2]
-    frame = mouth_frame(mesh)
+    (height, width), or None when the change would be below a pixel. ``mf`` is the mesh's
+    mouth_frame when the caller has it."""
+    frame = mf or mouth_frame(mesh)
     origin, across, down, width = frame.origin, frame.across, frame.down, frame.width
     uv, upper_edge, lower_edge = frame.uv, frame.upper_edge, frame.lower_edge
     vu, vl = frame.vu, frame.vl
     half, centre = frame.half, frame.centre
-    _, chin_at = uv(pts[CHIN])
-    chin_v = max(float(chin_at), float(vl.max()) + 0.3 * width)
+    chin_at, jaw_right, jaw_left = np.asarray(mesh, np.float64)[[CHIN, *JAW_ANGLES], :2]
+    _, chin_v = uv(chin_at)
+    chin_v = max(float(chin_v), float(vl.max()) + 0.3 * width)
 
     target_mid = frame.target_mid(openness)
     source_mid = frame.source_mid()
     if abs(target_mid - source_mid) < 0.3:
         return None
 
-    def shift(u: np.ndarray) -> np.ndarray:
-        return frame.shift(u, target_mid)
-
     # The region: the jaw's width, from the upper lip to well below the chin (the fade).
     reach = chin_v + 1.2 * (chin_v - float(vl.max()))
-    jaw_u = uv(pts[list(JAW_ANGLES)])[0]
+    jaw_u = uv(np.stack([jaw_right, jaw_left]))[0]
     jaw_half = max(float(abs(jaw_u[1] - jaw_u[0])) / 2, 2.0 * half)
     jaw_centre = float(jaw_u.mean())
     side = max(2 * half + 0.2 * width, jaw_half + abs(jaw_centre - centre) + 0.1 * width)
@@ -224,76 +268,97 @@ def mouth_map(shape: tuple[int, int], mesh: np.ndarray, openness: float) -> Mout
     x0, y0, x1, y1 = bounds(origin, offsets, shape)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return None
-    # pixels relative to the mouth's origin (exact: whole pixels minus the same float)
-    gx, gy = np.meshgrid(
-        np.arange(x0, x1, dtype=np.float64) - origin[0],
-        np.arange(y0, y1, dtype=np.float64) - origin[1],
-    )
-    u = gx * across[0] + gy * across[1]
-    v = gx * down[0] + gy * down[1]
-
-    d_lip = shift(u)
-    d_jaw = float(np.max(np.abs(shift(np.linspace(centre - half, centre + half, 21))))) * np.sign(
-        target_mid - source_mid
-    )
-    top = upper_edge(u)
-    lip = lower_edge(u)
+    # Pixels relative to the mouth's origin, exact in float64 (whole pixels minus the same
+    # float), so the same in any crop; the per-pixel work is float32 from there (half the
+    # time; the map stays within 1e-4 px of a float64 one). Python floats for the scalars:
+    # numpy 1 and 2 then both keep float32.
+    gx = (np.arange(x0, x1, dtype=np.float64) - origin[0]).astype(np.float32)[None, :]
+    gy = (np.arange(y0, y1, dtype=np.float64) - origin[1]).astype(np.float32)[:, None]
+    ax, ay, dx, dy = (float(c) for c in (*across, *down))
+    u = gx * ax + gy * ay
+    v = gx * dx + gy * dy
+    top = upper_edge(u).astype(np.float32)
+    lip = lower_edge(u).astype(np.float32)
+    d_lip = frame.shift(u, target_mid, top, lip)
+    d_jaw = float(
+        np.max(np.abs(frame.shift(np.linspace(centre - half, centre + half, 21), target_mid)))
+    ) * float(np.sign(target_mid - source_mid))
     # Below the lower lip the shift goes over from the lip's profile d(u) to the jaw's (one
     # value across the jaw, fading at its sides), then fades out below the chin.
     span = max(chin_v - float(vl.max()), 4.0)
-    s = _smooth((v - lip) / (0.6 * span))
+    s = _smooth((v - lip) * (1.0 / (0.6 * span)))
     # The jaw moves as one piece: full across its middle half, fading to nothing at the jaw's
     # angles (a narrower profile bends the jaw line into a crease when the jaw closes).
-    sides = _smooth((jaw_half - np.abs(u - jaw_centre)) / (0.5 * jaw_half))
-    fade = _smooth((reach - v) / (reach - chin_v + 0.4 * span))
-    d = ((1 - s) * d_lip + s * d_jaw * sides) * fade
-    d = _unfolded(d, v, lip + d_lip)
-
+    sides = _smooth((jaw_half - np.abs(u - jaw_centre)) * (1.0 / (0.5 * jaw_half)))
+    fade = _smooth((reach - v) * (1.0 / (reach - chin_v + 0.4 * span)))
+    d = ((1 - s) * d_lip + s * (d_jaw * sides)) * fade
     new_lip = lip + d_lip  # the lower lip's inner edge in the output
+    d = _unfolded(d, v, new_lip, (dx, dy))
+
     below = v >= new_lip - 0.5
-    src_v = np.where(below, v - d, v)
+    # The lower face is sampled d further up, from half a pixel below the new lower lip's
+    # edge on (anti-aliased over that half pixel); above it, nothing moves.
+    src_v = v - d * np.clip(v - new_lip + 0.5, 0, 1)
     # Pixels between the lips that the source had no content for: the painted interior. It
     # fades in below the source's gap (under the upper lip's shadow: ~3 % of the mouth width)
     # and ends at the new lower lip with half a pixel of anti-aliasing.
     source_bottom = np.maximum(lip, top)
     soft = max(1.0, 0.03 * width)
-    interior = np.clip((v - source_bottom) / soft, 0, 1) * np.clip(new_lip - v + 0.5, 0, 1)
+    interior = np.clip((v - source_bottom) * (1.0 / soft), 0, 1) * np.clip(new_lip - v + 0.5, 0, 1)
     interior *= (np.abs(u - centre) < half) & (v > top)
-    lower_weight = np.clip(v - new_lip + 0.5, 0, 1)
-    src_v = v + (src_v - v) * np.where(below, lower_weight, 0.0)
-    shade = np.clip(
-        np.minimum(v - top, new_lip - v) / np.maximum((new_lip - top) / 2, 1.0), 0.0, 1.0
-    )
-    teeth = _upper_teeth(v - top, new_lip - top, np.abs(u - centre) / half, width)
-    map_x = (origin[0] - x0) + u * across[0] + src_v * down[0]
-    map_y = (origin[1] - y0) + u * across[1] + src_v * down[1]
+    shade = np.zeros_like(interior)
+    teeth = np.zeros_like(interior)
+    rows, cols = np.flatnonzero(interior.any(1)), np.flatnonzero(interior.any(0))
+    painted = None
+    if len(rows):  # shade and teeth matter only where the interior is painted
+        painted = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        box = np.s_[painted[1] : painted[3], painted[0] : painted[2]]
+        below_top, opening = v[box] - top[box], new_lip[box] - top[box]
+        shade[box] = np.clip(
+            np.minimum(below_top, opening - below_top) / np.maximum(opening / 2, 1.0), 0.0, 1.0
+        )
+        teeth[box] = _upper_teeth(below_top, opening, np.abs(u[box] - centre) / half, width) * (
+            interior[box] > 0
+        )
     return MouthMap(
         roi=(int(x0), int(y0), int(x1), int(y1)),
-        map_x=map_x.astype(np.float32),
-        map_y=map_y.astype(np.float32),
-        interior=interior.astype(np.float32),
+        map_x=float(origin[0] - x0) + u * ax + src_v * dx,
+        map_y=float(origin[1] - y0) + u * ay + src_v * dy,
+        interior=interior,
         lower=below,
-        shade=shade.astype(np.float32),
-        teeth=(teeth * (interior > 0)).astype(np.float32),
+        shade=shade,
+        teeth=teeth,
+        painted=painted,
     )
 
 
-def _resharpened(warped: np.ndarray, built: MouthMap) -> np.ndarray:
+def _resharpened(
+    warped: np.ndarray, built: MouthMap, moving: tuple[int, int, int, int]
+) -> np.ndarray:
     """Give back the fine texture that resampling between pixels takes away.
 
     Any interpolation is a low-pass filter whose loss depends on the sub-pixel offset: none at
     whole pixels, most at half a pixel (Lanczos keeps more than bicubic, still not all: the
     lower face of a wrinkled face kept 0.83 of its Laplacian variance). An unsharp mask weighted
     by that offset, RESHARPEN at half a pixel, brings it back to 0.9-1.1 of the source's on
-    the test faces without halos."""
-    height, width = built.map_x.shape
-    fx = built.map_x - np.arange(width, dtype=np.float32)[None, :]
-    fy = built.map_y - np.arange(height, dtype=np.float32)[:, None]
+    the test faces without halos. ``moving`` (x0, y0, x1, y1): the box of the pixels off whole
+    positions, the only ones it changes (in place)."""
+    x0, y0, x1, y1 = moving
+    fx = built.map_x[y0:y1, x0:x1] - np.arange(x0, x1, dtype=np.float32)[None, :]
+    fy = built.map_y[y0:y1, x0:x1] - np.arange(y0, y1, dtype=np.float32)[:, None]
     fx -= np.floor(fx)
     fy -= np.floor(fy)
     amount = RESHARPEN * 4 * np.maximum(fx * (1 - fx), fy * (1 - fy))
-    blurred = cv2.GaussianBlur(warped, (0, 0), 1.0)
-    return warped + amount[..., None] * (warped - blurred)
+    # the blur reads 4 pixels around (sigma 1): blurred over the box and that margin, the
+    # box's values are those of the whole region's blur
+    height, width = built.map_x.shape
+    bx0, by0 = max(x0 - _BLUR_REACH, 0), max(y0 - _BLUR_REACH, 0)
+    bx1, by1 = min(x1 + _BLUR_REACH, width), min(y1 + _BLUR_REACH, height)
+    blurred = cv2.GaussianBlur(warped[by0:by1, bx0:bx1], (0, 0), 1.0)
+    blurred = blurred[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+    inside = warped[y0:y1, x0:x1]
+    inside += amount[..., None] * (inside - blurred)
+    return warped
 
 
 def _smooth(t: np.ndarray) -> np.ndarray:
@@ -302,13 +367,15 @@ def _smooth(t: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def _unfolded(d: np.ndarray, v: np.ndarray, new_lip: np.ndarray) -> np.ndarray:
+def _unfolded(
+    d: np.ndarray, v: np.ndarray, new_lip: np.ndarray, down: tuple[float, float]
+) -> np.ndarray:
     """``d`` scaled down below the lip where its slope along v would fold the map.
 
     The lower face is sampled at v - d(v): its Jacobian is 1 - dd/dv. The fades are long
     enough that this holds by construction at the openings the model asks for; an extreme
     shape (a tiny chin, a huge opening) is flattened, never folded."""
-    slope = _dv(d, v)
+    slope = _dv(d, down)
     bad = (1.0 - slope < MIN_DET) & (v > new_lip)
     if not bad.any():
         return d
@@ -316,28 +383,28 @@ def _unfolded(d: np.ndarray, v: np.ndarray, new_lip: np.ndarray) -> np.ndarray:
     return d * ((1.0 - MIN_DET) / worst)
 
 
-def _dv(d: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """dd/dv on the pixel grid (v is linear in x and y, so finite differences along both axes
-    combine into the derivative along v)."""
+def _dv(d: np.ndarray, down: tuple[float, float]) -> np.ndarray:
+    """dd/dv on the pixel grid: v = a*x + b*y + c with (a, b) = ``down``, a unit vector, so
+    dd/dv = a*dd/dx + b*dd/dy (u held fixed), from finite differences along both axes."""
     dy_d, dx_d = np.gradient(d)
-    dy_v, dx_v = np.gradient(v)
-    # v = a*x + b*y + c with a^2 + b^2 = 1: dd/dv = a*dd/dx + b*dd/dy (u held fixed)
-    return dx_d * dx_v + dy_d * dy_v
+    return dx_d * down[0] + dy_d * down[1]
 
 
 def _interior_colour(frame: np.ndarray, mesh: np.ndarray, built: MouthMap) -> np.ndarray:
-    """The painted mouth interior: the speaker's lip colour, darkened with depth, with a hint of
-    upper teeth under the upper lip (as light as the lips' light allows, in their tone: grey
-    lips give grey teeth)."""
+    """The painted mouth interior in ``built.painted``'s box: the speaker's lip colour,
+    darkened with depth, with a hint of upper teeth under the upper lip (as light as the lips'
+    light allows, in their tone: grey lips give grey teeth)."""
+    assert built.painted is not None
+    x0, y0, x1, y1 = built.painted
     lips = _lip_colour(frame, mesh)
-    depth = built.shade[..., None]
+    depth = built.shade[y0:y1, x0:x1, None]
     dark = lips * (_FRONT * (1 - depth) + _BACK * depth)
     luma = np.array([0.299, 0.587, 0.114])
     teeth = _TEETH * np.clip(float(lips @ luma) / 150.0 + 0.25, 0.5, 1.0)  # dim light: dimmer
     tint = np.clip(float(np.ptp(lips)) / 60.0, 0.0, 1.0)  # a grey face: grey teeth
     grey = np.full(3, float(teeth @ luma))
     teeth = grey + tint * (teeth - grey)
-    alpha = built.teeth[..., None]
+    alpha = built.teeth[y0:y1, x0:x1, None]
     return dark * (1 - alpha) + teeth.astype(np.float32) * alpha
 
 
@@ -359,8 +426,8 @@ def _lip_colour(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     """Mean colour between the outer and the inner lip contours."""
     # rounded half up (np.round rounds halves to even: the same lips a whole pixel away would
     # round differently)
-    pts = np.floor(np.asarray(mesh, np.float64)[:, :2] + 0.5).astype(np.int32)
-    outer, inner = pts[list(OUTER_LIPS)], pts[[*INNER_UPPER, *INNER_LOWER[-2:0:-1]]]
+    pts = np.floor(np.asarray(mesh, np.float64)[_LIP_RING, :2] + 0.5).astype(np.int32)
+    outer, inner = pts[: len(OUTER_LIPS)], pts[len(OUTER_LIPS) :]
     # a mask of the lips' box only (a frame-sized one cost a few ms a frame at 1080p)
     x0, y0 = np.maximum(outer.min(0), 0)
     x1, y1 = np.minimum(outer.max(0) + 1, frame.shape[1::-1])
@@ -369,5 +436,6 @@ def _lip_colour(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [outer - (x0, y0)], 1)
     cv2.fillPoly(mask, [inner - (x0, y0)], 0)
-    pixels = frame[y0:y1, x0:x1][mask > 0]
-    return pixels.mean(0).astype(np.float32) if len(pixels) else _LIPS
+    if not mask.any():
+        return _LIPS
+    return np.array(cv2.mean(frame[y0:y1, x0:x1], mask)[:3], np.float32)
