@@ -72,6 +72,7 @@ def main() -> int:
             rows += suite.lipsync(stack.address, SPEECH, speakers, lipsync_runs)
             step("live lipsync at 720p")
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1])
+            rows += suite.live_lipsync(stack.address, SPEECH, speakers[1], raw=True)
             step("two lipsync uploads at 720p together")
             rows += suite.lipsync_fairness(stack.address, SPEECH, speakers[1])
             step("lipsync memory and temporary disk" + (" (10 min)" if long_run else ""))

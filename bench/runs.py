@@ -98,14 +98,16 @@ async def live_run(
     size: str | None,
     start_at: float | None = None,
     video: Path | None = None,
+    raw: bool = False,
 ) -> LiveRun:
     """Send mono s16le ``pcm`` like a microphone: each 20 ms piece leaves when it would have been
     fully captured (``start + (i + 1) * 20 ms``). A fragment's latency is its arrival time minus
     the time the audio at its end (``end_seconds``) was sent.
 
     With ``video`` (live lipsync) the speaker video goes like a live camera's on the same clock
-    (``LiveVideo``: a fragment per frame, sent at its time), and a fragment's latency counts
-    from the later of its audio and the video piece of its last frame."""
+    (``LiveVideo``: a fragment per frame, or with ``raw`` an uncompressed frame, sent at its
+    time), and a fragment's latency counts from the later of its audio and the video piece of
+    its last frame."""
     piece = round(rate * LIVE_CHUNK_SECONDS) * 2
     pieces = [pcm[i : i + piece] for i in range(0, len(pcm), piece)]
     run = LiveRun(audio_seconds=len(pcm) / 2 / rate)
@@ -115,12 +117,13 @@ async def live_run(
     video_times: list[float] = []
     config_sent: list[float] = []
     options = GenerateOptions(resolution=size, **({"model": "lipsync"} if video else {}))
-    timed = list(LiveVideo(video).pieces()) if video is not None else []
+    timed = list(LiveVideo(video, raw=raw).pieces()) if video is not None else []
 
-    def video_piece(data: bytes, due: float, last: bool = False) -> pb.GenerateRequest:
+    def video_piece(piece: pb.VideoInput, due: float, last: bool = False) -> pb.GenerateRequest:
         video_dues.append(due)
         video_times.append(time.perf_counter())
-        return pb.GenerateRequest(video=pb.VideoInput(data=data, last=last))
+        piece.last = last
+        return pb.GenerateRequest(video=piece)
 
     async def requests() -> AsyncIterator[pb.GenerateRequest]:
         for message in request_stream(options, image, (), b"" if video else None):

@@ -194,18 +194,20 @@ def live(address: str, audio: Path, image: bytes) -> list[Row]:
     ]
 
 
-def live_lipsync(address: str, audio: Path, video: Path) -> list[Row]:
-    """Live lipsync: the speaker video like a live camera's (a fragment per frame) and the
-    speech as PCM, both paced in real time on one clock."""
+def live_lipsync(address: str, audio: Path, video: Path, raw: bool = False) -> list[Row]:
+    """Live lipsync: the speaker video like a live camera's (a fragment per frame, or with
+    ``raw`` uncompressed I420 frames) and the speech as PCM, both paced in real time on one
+    clock."""
     pcm, rate = _pcm(audio)
-    run = asyncio.run(live_run(address, pcm, rate, None, None, video=video))
+    run = asyncio.run(live_run(address, pcm, rate, None, None, video=video, raw=raw))
     label = f"live lipsync, {video.stem}"
+    sent = "uncompressed I420 frames" if raw else "fragmented MP4"
     if run.error:
         return [Row(label, f"failed: {run.error}")]
     return [
         Row(
-            f"{label}, 1 stream ({run.audio_seconds:.1f} s of PCM and the video as fragmented "
-            f"MP4, both at real-time pace; {len(run.latencies)} fragments)",
+            f"{label}, 1 stream ({run.audio_seconds:.1f} s of PCM and the video as {sent}, "
+            f"both at real-time pace; {len(run.latencies)} fragments)",
             f"p50 {ms(pct(run.latencies, 50))}, p95 {ms(pct(run.latencies, 95))}, "
             f"max {ms(max(run.latencies))} from the later of a fragment's audio and its last "
             f"frame; end of audio -> summary {ms(run.tail)}",

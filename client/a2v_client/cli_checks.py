@@ -115,6 +115,8 @@ def prepare_generate(args: argparse.Namespace) -> Job:
         seed=args.seed,
     )
     options.check()
+    if getattr(args, "raw_frames", False) and not (args.realtime and args.video):
+        raise UsageError("--raw-frames: sends a live video's frames: add --realtime --video")
     audio = _audio_source(args)
     visual = ("--image", args.image, "image") if args.image else ("--video", args.video, "video")
     try:

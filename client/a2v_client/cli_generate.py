@@ -30,7 +30,9 @@ from .results import audio_kind_name
 
 def run_generate(client: Client, args: argparse.Namespace, job: Job) -> int:
     # --realtime --video: the video goes like a live camera's, frame by frame in real time
-    video = LiveVideo(args.video) if args.video and args.realtime else args.video
+    video = args.video
+    if args.video and args.realtime:
+        video = LiveVideo(args.video, raw=args.raw_frames)
     responses = client.generate(audio=job.audio, image=args.image, video=video, options=job.options)
     to_stdout = args.output == "-"
     # Write next to the target and rename at the end: a failed run never leaves a short

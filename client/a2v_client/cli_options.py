@@ -226,6 +226,13 @@ def add_generate(sub: Any, formatter: Any, epilog: str) -> None:
         "each frame sent at its time (live lipsync)",
     )
     p.add_argument(
+        "--raw-frames",
+        action="store_true",
+        help="with --realtime --video: send the video as uncompressed I420 frames, as a "
+        "capture card would, instead of fragmented MP4 (decoded here; about 1.4 MB a frame "
+        "at 720p, for a fast local network)",
+    )
+    p.add_argument(
         "-q",
         "--quiet",
         action="store_true",

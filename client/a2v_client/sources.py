@@ -238,18 +238,19 @@ def _live(video: LiveVideo, audio: Iterable[pb.AudioChunk]) -> Iterator[pb.Gener
     pending = next(pieces, None)
     start = None
     while pending is not None and pending[0] <= 0:  # the header and the first frame
-        yield pb.GenerateRequest(video=pb.VideoInput(data=pending[1]))
+        yield pb.GenerateRequest(video=pending[1])
         pending = next(pieces, None)
     for chunk in audio:
         start = time.monotonic() if start is None else start
         elapsed = time.monotonic() - start
         while pending is not None and pending[0] <= elapsed:
-            yield pb.GenerateRequest(video=pb.VideoInput(data=pending[1]))
+            yield pb.GenerateRequest(video=pending[1])
             pending = next(pieces, None)
         yield pb.GenerateRequest(audio=chunk)
     while pending is not None:
         after = next(pieces, None)
-        yield pb.GenerateRequest(video=pb.VideoInput(data=pending[1], last=after is None))
+        pending[1].last = after is None
+        yield pb.GenerateRequest(video=pending[1])
         pending = after
 
 

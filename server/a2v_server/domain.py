@@ -65,9 +65,22 @@ class ImagePiece:
 
 
 @dataclass(frozen=True)
+class RawFrame:
+    """One uncompressed video frame (RawVideoFrame in the contract); 0 and "" = as before."""
+
+    data: bytes
+    format: str  # "i420", "rgb24", or "" (unspecified)
+    width: int
+    height: int
+    frame_rate: float
+    time_us: int
+
+
+@dataclass(frozen=True)
 class VideoPiece:
     data: bytes
     last: bool = False  # no video follows (the end message says so too)
+    frame: RawFrame | None = None  # an uncompressed frame instead of file bytes
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ class Settings:
     #: lipsync speaker videos (spooled to a temporary file, not held in memory; the upload is
     #: a generation's only temporary disk: decoded frames are never stored)
     max_video_bytes: int = 500 * MIB
+    #: a speaker video sent as uncompressed frames is stored as it comes: 4 GiB holds 100 s of
+    #: 720p I420 at 30 fps (size it against the pod's ephemeral storage)
+    max_raw_video_bytes: int = 4096 * MIB
     #: output pixels per second of video a generation may render (width x height x fps):
     #: 1920x1080 at 60 fps; 4K output is refused up front
     max_output_pixel_rate: int = 1920 * 1080 * 60
@@ -101,6 +104,8 @@ class Settings:
             "max_image_bytes",
             "max_image_pixels",
             "max_audio_bytes",
+            "max_video_bytes",
+            "max_raw_video_bytes",
             "max_output_pixel_rate",
             "min_upload_bytes_per_second",
         ):

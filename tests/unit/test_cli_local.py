@@ -211,6 +211,7 @@ def test_more_mistakes_a_new_user_makes(tmp_path):
         (generate("-o", out, audio=Path("~/speech.wav")), "~ was not expanded"),
         (generate("-o", out, "--video", str(PORTRAIT)), "not allowed with argument --image"),
         (generate("-o", "-", "--audio", "-", "--realtime"), "--realtime needs an audio file"),
+        (generate("-o", out, "--raw-frames"), "--raw-frames: sends a live video's frames"),
     ]:
         done = a2v("--server", NOWHERE, *args, stdin=subprocess.DEVNULL)
         assert done.returncode == 2, (args, done.stderr)

@@ -55,6 +55,12 @@ class AudioCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_CODEC_UNSPECIFIED: _ClassVar[AudioCodec]
     AUDIO_CODEC_AAC: _ClassVar[AudioCodec]
 
+class RawPixelFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RAW_PIXEL_FORMAT_UNSPECIFIED: _ClassVar[RawPixelFormat]
+    RAW_PIXEL_FORMAT_I420: _ClassVar[RawPixelFormat]
+    RAW_PIXEL_FORMAT_RGB24: _ClassVar[RawPixelFormat]
+
 class Viseme(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VISEME_UNSPECIFIED: _ClassVar[Viseme]
@@ -113,6 +119,9 @@ VIDEO_CODEC_UNSPECIFIED: VideoCodec
 VIDEO_CODEC_H264: VideoCodec
 AUDIO_CODEC_UNSPECIFIED: AudioCodec
 AUDIO_CODEC_AAC: AudioCodec
+RAW_PIXEL_FORMAT_UNSPECIFIED: RawPixelFormat
+RAW_PIXEL_FORMAT_I420: RawPixelFormat
+RAW_PIXEL_FORMAT_RGB24: RawPixelFormat
 VISEME_UNSPECIFIED: Viseme
 VISEME_REST: Viseme
 VISEME_CLOSED: Viseme
@@ -261,12 +270,30 @@ class ImageInput(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class VideoInput(_message.Message):
-    __slots__ = ("data", "last")
+    __slots__ = ("data", "last", "frame")
     DATA_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     last: bool
-    def __init__(self, data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+    frame: RawVideoFrame
+    def __init__(self, data: _Optional[bytes] = ..., last: _Optional[bool] = ..., frame: _Optional[_Union[RawVideoFrame, _Mapping]] = ...) -> None: ...
+
+class RawVideoFrame(_message.Message):
+    __slots__ = ("data", "format", "width", "height", "frame_rate", "time_us")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    TIME_US_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    format: RawPixelFormat
+    width: int
+    height: int
+    frame_rate: float
+    time_us: int
+    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[_Union[RawPixelFormat, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[float] = ..., time_us: _Optional[int] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("encoded", "pcm")

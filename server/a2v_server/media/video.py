@@ -49,6 +49,8 @@ from a2v_server.media.yuv import Colour, colour_of, pack
 
 log = logging.getLogger(__name__)
 
+#: a speaker video may hold at most this many frames (10 minutes at 60 fps)
+MAX_VIDEO_FRAMES = 36_000
 #: decoded pictures kept for revisits and backward play (bytes): ~40 frames at 1080p
 CACHE_BYTES = 128 * 1024 * 1024
 #: a slot at most this many slots ahead of the seeking pass is reached by decoding on, not by

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from a2v_server.media.raw_video import RawVideo
 from a2v_server.media.video import Picture, SourceVideo
 from a2v_server.media.yuv import BT709, Colour, Converter
 from a2v_server.pipeline import framing
@@ -56,7 +57,7 @@ class FittedSource:
 
     def __init__(
         self,
-        video: SourceVideo,
+        video: SourceVideo | RawVideo,
         placement: framing.Placement,
         out_wh: tuple[int, int],
     ) -> None:

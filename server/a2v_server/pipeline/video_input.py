@@ -4,7 +4,9 @@ A speaker video may arrive interleaved with the audio (the contract allows it, t
 it), so one task reads the client stream for the whole generation: video bytes go into the
 Spool (decoded as they arrive, media/video.py), every other event into a queue the audio
 decoder reads. The video's first piece must come before any audio; the video ends at a piece
-marked ``last`` or at the end message.
+marked ``last`` or at the end message. A video is a file's bytes (decoded as they arrive:
+media/video.py) or uncompressed frames (stored as they come: media/raw_video.py), as its
+first piece says.
 
 Audio events are queued without blocking the reader while the video is incomplete: the
 pipeline may be waiting for video bytes that come after them, and blocking here would deadlock
@@ -27,7 +29,9 @@ from a2v_server.domain import (
     VideoPiece,
 )
 from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.media.raw_video import RawVideo
 from a2v_server.media.spool import Spool
+from a2v_server.media.video import MAX_VIDEO_FRAMES, SourceVideo
 from a2v_server.pipeline.audio_input import next_or_missing_end, unexpected
 from a2v_server.settings import Settings
 
@@ -41,7 +45,10 @@ class VideoInput:
 
     def __init__(self, inputs: AsyncIterator[InputEvent], model: str, settings: Settings) -> None:
         self._model = model
+        self._settings = settings
         self.spool = Spool(settings.max_video_bytes)
+        self._raw: RawVideo | None = None
+        self._started = asyncio.Event()  # the first piece is in (or the input failed)
         self._inputs = inputs
         self._max_audio_bytes = settings.max_audio_bytes
         self._queued_bytes = 0
@@ -67,7 +74,16 @@ class VideoInput:
                         field="image",
                     )
                 unexpected(first, "video")
+            if first.frame is not None:  # uncompressed frames: stored as they come
+                self.spool.close()
+                self.spool = Spool(self._settings.max_raw_video_bytes)
+                self._raw = RawVideo(
+                    self.spool,
+                    max_pixels=self._settings.max_image_pixels,
+                    max_frames=MAX_VIDEO_FRAMES,
+                )
             self._video(first)
+            self._started.set()
             async for event in self._inputs:
                 if isinstance(event, VideoPiece) and not self.spool.complete:
                     self._video(event)
@@ -81,13 +97,39 @@ class VideoInput:
         except BaseException as exc:
             self.error = exc
             self.spool.abort()  # wake the decoder waiting for bytes
+            self._started.set()
             await self._queue.put(exc)
 
     def _video(self, event: VideoPiece) -> None:
-        if event.data:
+        if event.frame is not None:
+            if self._raw is None:
+                raise InvalidInput(
+                    "a raw video frame came after video file bytes: send a file or raw frames, "
+                    "not both",
+                    field="video",
+                )
+            self._raw.add(event.frame)
+        elif event.data:
+            if self._raw is not None:
+                raise InvalidInput(
+                    "video file bytes came after raw video frames: send a file or raw frames, "
+                    "not both",
+                    field="video",
+                )
             self.spool.write(event.data)
         if event.last:
             self.spool.finish()
+
+    async def source(self) -> SourceVideo | RawVideo:
+        """The speaker video, once its first piece has come: decoded (a file) or raw frames."""
+        await self._started.wait()
+        if self.error is not None:
+            raise self.error
+        if self._raw is not None:
+            return self._raw
+        return SourceVideo(
+            self.spool, max_pixels=self._settings.max_image_pixels, max_frames=MAX_VIDEO_FRAMES
+        )
 
     async def _put(self, event: InputEvent) -> None:
         size = len(getattr(event, "data", b""))

@@ -24,7 +24,6 @@ from a2v_server.errors import InvalidInput, ResourceExhausted, Unavailable
 from a2v_server.inference.backend import Backend
 from a2v_server.media.image import decode_image
 from a2v_server.media.spool import SpoolAborted
-from a2v_server.media.video import SourceVideo
 from a2v_server.media.yuv import BT709, Converter
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import check_pixel_rate
@@ -42,8 +41,6 @@ from a2v_server.settings import Settings
 
 tracer = trace.get_tracer("a2v_server")
 
-#: lipsync: a video may hold at most this many frames (10 minutes at 60 fps)
-MAX_VIDEO_FRAMES = 36_000
 #: lipsync framing: look for a face in the first PROBE_FRAMES frames, every PROBE_EVERY-th
 PROBE_FRAMES = 30
 PROBE_EVERY = 3
@@ -191,9 +188,7 @@ async def prepare_video(
     The output size and rate are known from the first frame and the stream's header: the
     output pixel rate is checked then, before any face analysis.
     """
-    video = SourceVideo(
-        video_input.spool, max_pixels=settings.max_image_pixels, max_frames=MAX_VIDEO_FRAMES
-    )
+    video = await video_input.source()
     try:
         with tracer.start_as_current_span("decode.video"):
             t = time.monotonic()

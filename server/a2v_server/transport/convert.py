@@ -20,6 +20,24 @@ _INPUT_ENUM = {
 }
 
 
+_RAW_FORMATS = {pb.RAW_PIXEL_FORMAT_I420: "i420", pb.RAW_PIXEL_FORMAT_RGB24: "rgb24"}
+
+
+def _video_piece(video: pb.VideoInput) -> domain.VideoPiece:
+    if not video.HasField("frame"):
+        return domain.VideoPiece(video.data, video.last)
+    if video.data:
+        raise InvalidInput(
+            "a video message holds file bytes (data) or one uncompressed frame (frame), not "
+            "both: send a video file or raw frames",
+            field="video",
+        )
+    f = video.frame
+    form = _RAW_FORMATS.get(f.format, "" if f.format == 0 else f"number {f.format}")
+    raw = domain.RawFrame(f.data, form, f.width, f.height, f.frame_rate, f.time_us)
+    return domain.VideoPiece(b"", video.last, raw)
+
+
 # --- requests -> input events --------------------------------------------------------------
 async def input_events(
     requests: AsyncIterator[pb.GenerateRequest],
@@ -31,7 +49,7 @@ async def input_events(
         if kind == "image":
             yield domain.ImagePiece(request.image.data)
         elif kind == "video":
-            yield domain.VideoPiece(request.video.data, request.video.last)
+            yield _video_piece(request.video)
         elif kind == "audio":
             payload = request.audio.WhichOneof("payload")
             if payload == "encoded":
