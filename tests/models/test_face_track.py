@@ -2,17 +2,22 @@
 
 The landmarks are what the renderer warps, so they must stay on the face as it moves, hold
 still on a revisited frame (loop/bounce modes), give up where there is no face (the frame
-passes through) and pick the face the caller asked for.
+passes through) and pick the face the caller asked for; where the mouth did not move against
+the head, the last mesh moved with the head stands in for the landmarker's (still_mouth.py),
+and where it moved, never.
 """
 
 from __future__ import annotations
 
 import cv2
+import face_track
 import numpy as np
 import pytest
 from face_mesh import FaceAnalyzer, MeshFollower, box_of
 from face_track import REDETECT_EVERY, FaceTracker
 from skimage import data
+from still_mouth import LIP_POINTS, StillMouth
+from video_mouth import inner_gap, reanimate
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +214,88 @@ def test_a_crop_that_cuts_the_followers_window_restarts_it(analyzer, moving_on_c
     assert follower.window is not None and follower.window[0] >= origin[0]  # in the crop
     assert mesh is not None
     np.testing.assert_allclose(_mesh_boxes(mesh[None]), _mesh_boxes(whole[3:4]), atol=1.5)
+
+
+# --- frames whose mouth did not move: the last mesh moved with the head (still_mouth.py) -----
+class CountingFollower(MeshFollower):
+    """A MeshFollower that counts the frames the landmarker saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def follow(self, *args, **kwargs):
+        self.calls += 1
+        return super().follow(*args, **kwargs)
+
+
+def _meshes(analyzer, video, monkeypatch=None, reuse=None) -> tuple[np.ndarray, int]:
+    """The tracked meshes of ``video`` and how many frames the landmarker saw (``reuse``: the
+    REUSE_RUN to track with, None for the module's)."""
+    if reuse is not None:
+        monkeypatch.setattr(face_track, "REUSE_RUN", reuse)
+    follower = CountingFollower()
+    tracker = FaceTracker(analyzer, follower=follower)
+    meshes = np.stack([tracker.mesh(i, frame) for i, frame in enumerate(video)])
+    if reuse is not None:
+        monkeypatch.undo()
+    return meshes, follower.calls
+
+
+def _gaps(meshes: np.ndarray) -> np.ndarray:
+    return np.array([inner_gap(m) for m in meshes])
+
+
+def test_a_still_mouth_on_a_moving_head_skips_the_landmarker_on_every_other_frame(
+    analyzer, astronaut, monkeypatch
+):
+    """The head pans and zooms (sub-pixel steps, as a camera's): on about every other frame the
+    last mesh moved with the head stands in for the landmarker's, and the lips stay where the
+    landmarker on every frame puts them, within its own jitter."""
+    video = []
+    for i in range(24):
+        zoom = 1.0 + 0.004 * i
+        move = np.float32(
+            [[zoom, 0, 1.7 * i - 200 * (zoom - 1)], [0, zoom, 0.6 * i - 200 * (zoom - 1)]]
+        )
+        video.append(cv2.warpAffine(astronaut, move, (512, 512), borderMode=cv2.BORDER_REPLICATE))
+    every, every_calls = _meshes(analyzer, video, monkeypatch, reuse=0)
+    reused, calls = _meshes(analyzer, video)
+    assert every_calls == len(video) - 1  # the first frame is a full analysis
+    assert calls <= len(video) // 2 + 3  # ... and the landmarker at least every other frame
+    lips = list(LIP_POINTS)
+    error = np.abs(reused[:, lips, :2] - every[:, lips, :2])
+    assert error.mean() < 0.3 and error.max() < 1.0
+    assert np.abs(_gaps(reused) - _gaps(every)).max() < 0.6
+
+
+def test_a_moving_mouth_is_the_landmarkers_on_every_frame(analyzer, astronaut, monkeypatch):
+    """The mouth opens and closes on a still head (a seventh of the way a frame): no frame
+    takes the mesh before it, so the meshes are those of the landmarker on every frame, to the
+    last bit."""
+    (face,) = analyzer.analyze(astronaut)
+    openness = np.concatenate([np.linspace(0, 1, 8), np.linspace(1, 0, 8)[1:]])  # 1/7 a frame
+    video = [reanimate(astronaut, face.mesh, float(o)) for o in openness]
+    every, _ = _meshes(analyzer, video, monkeypatch, reuse=0)
+    reused, calls = _meshes(analyzer, video)
+    assert calls == len(video) - 1
+    np.testing.assert_array_equal(reused, every)
+
+
+def test_the_moved_mesh_follows_a_whole_pixel_shift(analyzer, astronaut):
+    """StillMouth alone: the same picture a few pixels further gives the mesh moved by as much;
+    another picture of the mouth gives None."""
+    follower = MeshFollower()
+    (face,) = analyzer.analyze(astronaut)
+    mesh = follower.follow(astronaut, face.box)
+    still = StillMouth()
+    still.remember(astronaut, (0, 0), follower.window)
+    moved = still.moved(_shifted(astronaut, 3.0, -2.0), (0, 0), follower.window, mesh)
+    assert moved is not None
+    np.testing.assert_allclose(moved[:, :2], mesh[:, :2] + (3.0, -2.0), atol=0.1)
+    np.testing.assert_allclose(moved[:, 2], mesh[:, 2], atol=0.01)
+    opened = reanimate(astronaut, face.mesh, 1.0)
+    assert still.moved(opened, (0, 0), follower.window, mesh) is None
+    # another window (the follower moved): nothing to compare with
+    x0, y0, x1, y1 = follower.window
+    assert still.moved(astronaut, (0, 0), (x0 + 2, y0, x1 + 2, y1), mesh) is None

@@ -3,9 +3,12 @@
 Full analysis (MediaPipe full-range BlazeFace over the whole frame, then the mesh: ~15 ms at
 1080p) runs on the first frame and whenever the face is lost; in between, the landmarker's own
 tracking follows the face in a window around it (~2.5 ms), and every REDETECT_EVERY frames a
-detection (~7 ms) checks that a face is really still there. A One-Euro filter (Casiez et al.,
-CHI 2012) smooths every mesh point: its cut-off frequency rises with the point's speed, so a
-still head does not jitter and a moving one is not trailed.
+detection (~7 ms) checks that a face is really still there. Where the mouth did not move
+against the head since the frame before, that frame's mesh moved with the head stands in for
+the landmarker's (still_mouth.py: ~0.3 ms; at most REUSE_RUN frames in a row, never where a
+detection checks). A One-Euro filter (Casiez et al., CHI 2012) smooths every mesh point: its
+cut-off frequency rises with the point's speed, so a still head does not jitter and a moving
+one is not trailed.
 
 Meshes are cached per *source* frame index: lipsync modes that revisit frames (loop, bounce)
 get exactly the same landmarks again, so a revisited frame never jitters. A frame without a
@@ -25,10 +28,14 @@ import math
 
 import numpy as np
 from face_mesh import DLIB68, Face, FaceAnalyzer, MeshFollower, box_of, iou
+from still_mouth import StillMouth
 
 #: a detection checks every this many source frames that the followed face is still there (the
 #: tracker's own presence score rarely, but sometimes, keeps a face on a background)
 REDETECT_EVERY = 15
+#: at most this many frames in a row take the mesh before them moved with the head instead of
+#: the landmarker's (still_mouth.py): the landmarker sees at least every other frame
+REUSE_RUN = 1
 #: One-Euro filter: cut-off at rest (Hz) and its growth with speed (per face width per second);
 #: the speed itself is smoothed at D_CUTOFF. Tuned on the tests' still and moving heads: < 0.3
 #: px jitter on a still head under sensor noise, < 1 px behind a head moving 100 px/s.
@@ -92,6 +99,9 @@ class FaceTracker:
         self._follower.restart()
         self._cache: dict[int, np.ndarray | None] = {}
         self._last = -2  # the source index the filter saw last
+        self._still = StillMouth()
+        self._raw: np.ndarray | None = None  # the last frame's mesh, unsmoothed
+        self._reused = 0  # frames in a row given the mesh before them, moved
 
     def landmarks(
         self, index: int, frame: np.ndarray, origin: tuple[int, int] = (0, 0)
@@ -111,7 +121,13 @@ class FaceTracker:
         previous = self._cache.get(index - 1)
         found = None
         if previous is not None and self._last == index - 1:
-            found = self._follower.follow(frame, box_of(previous), (ox, oy))
+            # the last mesh moved with the head, when the mouth kept its shape (still_mouth.py);
+            # the landmarker at least every REUSE_RUN + 1 frames, and where a detection checks
+            if self._reused < REUSE_RUN and index % REDETECT_EVERY != 0 and self._raw is not None:
+                found = self._still.moved(frame, (ox, oy), self._follower.window, self._raw)
+            self._reused = self._reused + 1 if found is not None else 0
+            if found is None:
+                found = self._follower.follow(frame, box_of(previous), (ox, oy))
             if found is not None and index % REDETECT_EVERY == 0:
                 here = box_of(found)
                 boxes = self._analyzer.detect(frame)
@@ -119,9 +135,12 @@ class FaceTracker:
                     found = None
         if found is None:
             self._follower.restart()
+            self._reused = 0
             faces = [_moved(f, ox, oy) for f in self._analyzer.analyze(frame, thorough=False)]
             face = self._pick(faces, previous)
             found = face.mesh if face is not None else None
+        self._raw = found
+        self._still.remember(frame, (ox, oy), self._follower.window if found is not None else None)
         if found is None:
             self._cache[index] = None
             return None
