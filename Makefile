@@ -4,7 +4,7 @@ VENV := .venv
 TRITON_ENV := .venv-triton
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit serve proto lint clean system-deps bench bench-quality load
+.PHONY: venv demo test test-unit serve proto lint clean system-deps bench bench-quality load cluster
 
 venv: $(VENV)/.installed $(TRITON_ENV)/.installed
 
@@ -46,6 +46,13 @@ bench: venv system-deps
 # measured on the decoded outputs of its own stack; prints Markdown tables (~5 minutes).
 bench-quality: venv system-deps
 	$(BIN)/python -m bench.quality
+
+# A loopback cluster (devstack/cluster.py): TRITONS Triton processes and SERVERS a2v-server
+# replicas sharing a resume key, on free ports; prints the client target; Ctrl-C stops it.
+SERVERS ?= 3
+TRITONS ?= 2
+cluster: venv
+	SERVERS=$(SERVERS) TRITONS=$(TRITONS) $(BIN)/python -m devstack.cluster
 
 # Load test (bench/load.py): LOAD_STREAMS concurrent clients for LOAD_MINUTES on loopback;
 # errors, latency percentiles, memory trend. Exits non-zero if any request failed.

@@ -56,24 +56,9 @@ class LocalStack:
             "A2V_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
             **self._server_env,
         }
-        out: int | BinaryIO = subprocess.DEVNULL
         if self.log_dir is not None:
             self._server_log = open(self.log_dir / "server.log", "wb")  # noqa: SIM115
-            out = self._server_log
-        self._server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "a2v_server.main",
-                "--listen",
-                self.address,
-                "--triton-url",
-                self.triton.url,
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        self._server = start_server(self.address, self.triton.url, env, self._server_log)
         try:
             self.wait_serving(timeout)
         except BaseException:
@@ -86,30 +71,11 @@ class LocalStack:
         return self._server.pid if self._server is not None else None
 
     def wait_serving(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self._server is None or self._server.poll() is not None:
-                    raise RuntimeError("a2v-server exited during start-up")
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.2)
-        raise RuntimeError(f"a2v-server not SERVING after {timeout:g} s")
+        wait_serving(self._server, self.address, timeout)
 
     def stop(self) -> None:
         server, self._server = self._server, None
-        if server is not None and server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stop_server(server)
         if self._server_log is not None:
             self._server_log.close()
             self._server_log = None
@@ -120,3 +86,44 @@ class LocalStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def start_server(
+    address: str, triton_url: str, env: dict[str, str], log: BinaryIO | None
+) -> subprocess.Popen:
+    """An a2v-server process listening on ``address``, using the Triton at ``triton_url``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "a2v_server.main", "--listen", address, "--triton-url", triton_url],
+        env=env,
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_serving(server: subprocess.Popen | None, address: str, timeout: float = 60.0) -> None:
+    """Until the server at ``address`` reports SERVING (RuntimeError if it exits first)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if server is None or server.poll() is not None:
+                raise RuntimeError("a2v-server exited during start-up")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError(f"a2v-server not SERVING after {timeout:g} s")
+
+
+def stop_server(server: subprocess.Popen | None, grace: float = 30.0) -> None:
+    """SIGTERM (the server drains its streams), then SIGKILL after ``grace`` seconds."""
+    if server is not None and server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(grace)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -34,8 +34,9 @@ def server_address(args: argparse.Namespace) -> tuple[str, str]:
     return DEFAULT_ADDRESS, "the default"
 
 
-#: gRPC target schemes that name no TCP port
-_PORTLESS = ("unix:", "unix-abstract:", "vsock:")
+#: gRPC target schemes that name no TCP port, or several addresses (ipv4:H:P,H:P: a cluster's
+#: replicas, balanced per call)
+_PORTLESS = ("unix:", "unix-abstract:", "vsock:", "ipv4:", "ipv6:")
 
 
 def checked_address(args: argparse.Namespace) -> str:

@@ -59,6 +59,15 @@ class Settings:
     resume_detach_seconds: float = 15.0
     #: a finished session (and its last chunks) can be resumed for this long
     resume_retention_seconds: float = 60.0
+    #: file holding the key that signs resume tokens, the same on every replica (a Kubernetes
+    #: Secret): then Resume and Cancel work on any replica. "" = a random key per process:
+    #: tokens work only on the replica that issued them
+    resume_key_file: str = ""
+    #: host:port at which the other replicas reach this one (in Kubernetes: the pod IP and the
+    #: port, from the downward API); "" = the listen address when it names one host
+    advertise_address: str = ""
+    #: PEM CA bundle that signed the other replicas' certificates (with TLS; "" = system roots)
+    peer_tls_ca_file: str = ""
     health_interval_seconds: float = 1.0
     log_level: str = "INFO"
     #: "text" (human-readable) or "json" (one object per line, with trace and request ids)
@@ -129,6 +138,8 @@ class Settings:
                 "A2V_TLS_KEY_FILE, listen on loopback, or set A2V_ALLOW_INSECURE=true when a "
                 "proxy or service mesh encrypts the traffic"
             )
+        if self.advertise_address and ":" not in self.advertise_address:
+            raise ValueError("advertise_address must be host:port (how other replicas reach it)")
         if self.max_streams_per_key < 1:
             raise ValueError("max_streams_per_key must be at least 1")
         if self.log_format not in ("text", "json"):
@@ -138,6 +149,14 @@ class Settings:
         if self.triton_trace_rate < 1:
             raise ValueError("triton_trace_rate must be at least 1")
         return self
+
+    @property
+    def own_address(self) -> str:
+        """How the other replicas reach this one ("" when not known: no forwarding here)."""
+        if self.advertise_address:
+            return self.advertise_address
+        host = self.listen.rpartition(":")[0].strip("[]")
+        return "" if host in ("", "0.0.0.0", "::") else self.listen
 
     def describe(self) -> str:
         """One line for the start-up log (no secrets are held here)."""

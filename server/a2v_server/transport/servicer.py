@@ -26,11 +26,13 @@ from a2v_server.settings import Settings
 from a2v_server.transport.calls import CallInput, SlotClaim, on_call_end
 from a2v_server.transport.config import find_model, spec_from_config
 from a2v_server.transport.convert import event_to_proto, input_events, model_info
+from a2v_server.transport.forward import PeerError, Peers, forwarded
 from a2v_server.transport.parsing import Unparsable, check_parsed, lenient
 from a2v_server.transport.security import StreamLimiter, caller_key
 from a2v_server.transport.session import Reader, Session
 from a2v_server.transport.sessions import Cancelled, SessionStore
 from a2v_server.transport.status import abort_with, drain
+from a2v_server.transport.tokens import OwnedElsewhere, TokenSigner, load_resume_key, unknown_token
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("a2v_server")
@@ -68,11 +70,15 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         #: running generations per API key (security.caller_key); a generation holds its
         #: slot until it ends, also after its call ended (resumable, rendering detached)
         self.limiter = StreamLimiter(settings.max_streams_per_key)
+        key = load_resume_key(settings.resume_key_file) if settings.resume_key_file else None
         self._sessions = SessionStore(
             detach_seconds=settings.resume_detach_seconds,
             retention_seconds=settings.resume_retention_seconds,
             stall_seconds=settings.idle_timeout_seconds,
+            signer=TokenSigner(key, settings.own_address),
         )
+        #: the other replicas, for the Resume and Cancel of their sessions (forward.py)
+        self.peers = Peers(settings, settings.own_address)
 
     async def Generate(
         self,
@@ -196,7 +202,14 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         try:
             check_parsed(request)
             assert isinstance(request, pb.ResumeRequest)
-            session = self._sessions.get(request.resume_token, caller_key.get())
+            try:
+                session = self._sessions.get(request.resume_token, caller_key.get())
+            except OwnedElsewhere as elsewhere:
+                if forwarded(context):  # one hop: the token's owner is not this replica
+                    raise unknown_token() from None
+                async for response in self.peers.resume(elsewhere.owner, request, context):
+                    yield response
+                return
             if not session.resumable:
                 raise ResumeTooLate(
                     "this generation was started with resumable=false, so nothing is kept for "
@@ -214,6 +227,8 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 reader.close()
         except Cancelled as exc:
             await context.abort(grpc.StatusCode.CANCELLED, exc.message)
+        except PeerError as exc:
+            await context.abort(exc.code, exc.message)
         except Exception as exc:
             if not isinstance(exc, A2VError):
                 log.exception("resume crashed")  # a bug
@@ -225,8 +240,15 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         try:
             check_parsed(request)
             assert isinstance(request, pb.CancelRequest)
-            session = self._sessions.get(request.resume_token, caller_key.get())
+            try:
+                session = self._sessions.get(request.resume_token, caller_key.get())
+            except OwnedElsewhere as elsewhere:
+                if forwarded(context):
+                    raise unknown_token() from None
+                return await self.peers.cancel(elsewhere.owner, request, context)
             session.cancel(Cancelled("the generation was cancelled by Cancel(resume_token)"))
+        except PeerError as exc:
+            await context.abort(exc.code, exc.message)
         except A2VError as exc:
             await abort_with(context, exc)
         return pb.CancelResponse()

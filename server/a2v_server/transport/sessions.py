@@ -2,8 +2,9 @@
 this process's live sessions, by resume token (one session and its readers: session.py).
 
 * Tokens: ``SessionStore.start`` runs a generation into a new session under a fresh resume
-  token. A session belongs to the API key that started it; another key's Resume or Cancel
-  finds no such token.
+  token, signed (tokens.py): it names this replica and the API key that started the session.
+  Another key's Resume or Cancel finds no such token; a genuine token of another replica's
+  session raises ``OwnedElsewhere`` (the servicer forwards the call there).
 * The sweeper, while any session is live: drops the readers that stalled (see session.py);
   when nobody has been reading for ``detach_seconds`` the generation is cancelled
   (``ResumeTooLate``); a finished session is forgotten ``retention_seconds`` after its end (at
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
 
 from a2v_server.domain import OutputEvent
-from a2v_server.errors import NotFound, ResumeTooLate, Unavailable
+from a2v_server.errors import ResumeTooLate, Unavailable
 from a2v_server.transport.session import Session
+from a2v_server.transport.tokens import OwnedElsewhere, TokenSigner, unknown_token
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ class SessionStore:
         stall_seconds: float = 30.0,
         unsent_bytes: int | None = None,
         retained_bytes: int | None = None,
+        signer: TokenSigner | None = None,
     ) -> None:
         self._sessions: dict[str, Session] = {}
+        self.signer = signer or TokenSigner(None, "")
         self._detach = detach_seconds
         self._retention = retention_seconds
         self._stall = stall_seconds
@@ -75,7 +78,7 @@ class SessionStore:
         """Run ``events`` into a new session of ``key``; ``on_end`` runs once when the
         generation has ended or was cancelled. A session that is not resumable keeps nothing
         once its reader has it, and is forgotten as soon as it ends."""
-        token = secrets.token_urlsafe(18)
+        token = self.signer.issue(key)
         session = Session(
             token,
             key=key,
@@ -91,15 +94,14 @@ class SessionStore:
         return session
 
     def get(self, token: str, key: str = "") -> Session:
-        """The session of ``token``, if ``key`` started it."""
+        """The session of ``token``, if ``key`` started it (NotFound); ``OwnedElsewhere`` when
+        the token is genuine but another replica owns the session."""
+        owner = self.signer.check(token, key).owner
+        if owner != self.signer.owner:
+            raise OwnedElsewhere(owner)
         session = self._sessions.get(token)
         if session is None or session.key != key:
-            raise NotFound(
-                "unknown or expired resume token: the session ended more than "
-                f"{self._retention:g} s ago or was never started here (with this API key); "
-                "start again",
-                field="resume_token",
-            )
+            raise unknown_token(self._retention)
         return session
 
     def __len__(self) -> int:
