@@ -58,9 +58,6 @@ class StillMouth:
         self._grey: np.ndarray | None = None
         self._window: Box | None = None
 
-    def forget(self) -> None:
-        self._grey = self._window = None
-
     def remember(self, frame: np.ndarray, origin: tuple[int, int], window: Box | None) -> None:
         """Keep ``window``'s pixels (whole-frame box) of ``frame`` (the crop at ``origin``)."""
         grey = _grey(frame, origin, window)
@@ -107,7 +104,7 @@ class StillMouth:
             return None
         moved = np.empty_like(mesh)
         moved[:, :2] = (mesh[:, :2].astype(np.float64) - (wx, wy)) @ turn.T + shift + (wx, wy)
-        moved[:, 2] = mesh[:, 2] * float(np.sqrt(abs(np.linalg.det(turn))))
+        moved[:, 2] = mesh[:, 2] * float(np.hypot(*turn[:, 0]))  # depth scales with the face
         return moved
 
 
