@@ -2,8 +2,8 @@
 real process on a free loopback port, as a Kubernetes deployment runs them.
 
 The replicas share one resume key (a file here, a Secret there), so a session started on one
-can be resumed or cancelled through any other. Each replica uses one Triton, the replicas
-spread over the Tritons in turn.
+can be resumed or cancelled through any other. Every replica knows every Triton and places each
+new generation on the healthy one with the fewest open sequences (inference/pool.py).
 
 ``python -m devstack.cluster`` (``make cluster``, SERVERS=3 TRITONS=2) starts one, prints the
 client target (``ipv4:127.0.0.1:P1,127.0.0.1:P2,...``: the client balances over the replicas)
@@ -62,8 +62,10 @@ class LocalCluster:
         """The client target that balances over every replica."""
         return "ipv4:" + ",".join(self.addresses)
 
-    def triton_of(self, i: int) -> TritonProcess:
-        return self.tritons[i % len(self.tritons)]
+    @property
+    def triton_urls(self) -> str:
+        """What every replica is given as A2V_TRITON_URL: all the Tritons."""
+        return ",".join(t.url for t in self.tritons)
 
     def start(self, timeout: float = 180.0) -> LocalCluster:
         try:
@@ -95,9 +97,7 @@ class LocalCluster:
         }
         if self._logs[i] is None:
             self._logs[i] = open(self.log_dir / f"server-{i}.log", "ab")  # noqa: SIM115
-        self._servers[i] = start_server(
-            self.addresses[i], self.triton_of(i).url, env, self._logs[i]
-        )
+        self._servers[i] = start_server(self.addresses[i], self.triton_urls, env, self._logs[i])
 
     def wait_serving(self, i: int, timeout: float = 60.0) -> None:
         wait_serving(self._servers[i], self.addresses[i], timeout)

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from a2v_server.inference.backend import Backend
-from a2v_server.inference.triton import TritonBackend
+from a2v_server.inference.pool import TritonPool
 from a2v_server.inference.triton_process import TritonProcess
 from a2v_server.observability.logs import configure_logging
 from a2v_server.observability.metrics import ObservabilityInterceptor, start_metrics_server
@@ -112,7 +112,7 @@ async def serve(settings: Settings) -> None:
             trace_rate=settings.triton_trace_rate,
         )
         await asyncio.to_thread(triton.start)
-    backend = TritonBackend(settings.triton_url)
+    backend = TritonPool(settings.triton_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -18,7 +18,9 @@ class Settings:
 
     #: host:port the gRPC server listens on; plaintext, so loopback by default
     listen: str = "127.0.0.1:50051"
-    #: Triton gRPC endpoint (used as is unless launch_triton starts a local one)
+    #: Triton gRPC endpoints, comma-separated host:port, or dns:name:port for every address a
+    #: name has (a headless Service), re-resolved; new generations go to the healthy one with
+    #: the fewest open sequences (inference/pool.py). launch_triton starts one here.
     triton_url: str = "127.0.0.1:8001"
     #: start a local Triton process from the model environment, and stop it on exit
     launch_triton: bool = False
@@ -126,8 +128,11 @@ class Settings:
             raise ValueError("max_audio_seconds and idle_timeout_seconds must be positive")
         if self.triton_instance_kind not in ("", "cpu", "gpu"):
             raise ValueError("triton_instance_kind must be cpu, gpu or empty")
-        if ":" not in self.listen or ":" not in self.triton_url:
-            raise ValueError("listen and triton_url must be host:port")
+        if ":" not in self.listen:
+            raise ValueError("listen must be host:port")
+        endpoints = triton_endpoints(self.triton_url)
+        if self.launch_triton and (len(endpoints) > 1 or endpoints[0].startswith("dns:")):
+            raise ValueError("launch_triton starts one Triton: give triton_url as one host:port")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
@@ -161,6 +166,19 @@ class Settings:
     def describe(self) -> str:
         """One line for the start-up log (no secrets are held here)."""
         return " ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+
+
+def triton_endpoints(spec: str) -> list[str]:
+    """The entries of ``triton_url``: ``host:port``, or ``dns:name:port`` (a name re-resolved
+    for every address it has), comma-separated; checked."""
+    entries = [e.strip() for e in spec.split(",") if e.strip()]
+    if not entries:
+        raise ValueError("triton_url must name at least one host:port")
+    for entry in entries:
+        host, sep, port = entry.removeprefix("dns:").rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"triton_url entry {entry!r} must be host:port or dns:name:port")
+    return entries
 
 
 def is_loopback(address: str) -> bool:

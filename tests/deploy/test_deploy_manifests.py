@@ -18,7 +18,7 @@ import yaml
 
 from a2v_server.catalog import MODELS, TRITON_MODELS
 from a2v_server.inference.triton_process import TritonProcess
-from a2v_server.settings import Settings
+from a2v_server.settings import Settings, triton_endpoints
 from a2v_server.transport.health import LIVENESS_SERVICE
 from a2v_server.transport.servicer import SERVICE_NAME
 
@@ -142,7 +142,7 @@ def test_server_deployment_is_hardened_and_probed():
     secret = next(v for v in pod["volumes"] if v["name"] == "api-keys")["secret"]
     assert secret["secretName"] == "a2v-api-keys"
     assert not any(d["kind"] == "Secret" for d in docs.values())  # keys never in the repo
-    assert settings.triton_url.split(":")[0] in {n for k, n in docs if k == "Service"}
+    # (the Triton Service itself: test_the_servers_list_every_triton_behind_the_headless_service)
 
 
 def test_server_service_hpa_pdb_suit_long_streams():
@@ -164,6 +164,32 @@ def test_only_the_server_reaches_triton():
     sources = [peer for rule in policy["ingress"] for peer in rule.get("from", [None])]
     assert sources == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "a2v-server"}}}]
     assert docs["Service", "a2v-triton"]["spec"]["type"] == "ClusterIP"
+
+
+def test_the_servers_list_every_triton_behind_the_headless_service():
+    """A2V_TRITON_URL names the Triton Service (dns:, re-resolved), which is headless (its name
+    lists every pod) and reaches the Triton containers' gRPC port; compose names its Tritons."""
+    docs = _by_kind(_kustomize(K8S / "base"))
+    config = docs["ConfigMap", "a2v-server"]["data"]
+    settings = Settings.from_env({k: v for k, v in config.items() if k.startswith("A2V_")})
+    entries = triton_endpoints(settings.triton_url)
+    assert entries and all(e.startswith("dns:") for e in entries)
+    triton = docs["Deployment", "a2v-triton"]
+    grpc_port = next(p for p in _container(triton)["ports"] if p["name"] == "grpc")
+    for entry in entries:
+        host, _, port = entry.removeprefix("dns:").rpartition(":")
+        service = docs["Service", host.split(".")[0]]["spec"]
+        assert service.get("clusterIP") == "None"  # headless: every pod, not one virtual IP
+        assert (
+            service["selector"].items() <= triton["spec"]["template"]["metadata"]["labels"].items()
+        )
+        (named,) = [p for p in service["ports"] if p["port"] == int(port)]
+        assert named["targetPort"] in (grpc_port["name"], grpc_port["containerPort"])
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    url = compose["server"]["environment"]["A2V_TRITON_URL"]
+    for entry in triton_endpoints(url):
+        host, _, port = entry.removeprefix("dns:").rpartition(":")
+        assert host in compose and port == "8001"
 
 
 def test_triton_cpu_by_default_gpu_in_the_overlay():

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import CLUSTER_KEYS
 from loopback import loopback_stack
-from media import speech_wav
+from media import ROOT, speech_wav
 
 from a2v_client import Client
+from devstack.cluster import LocalCluster
 
 
 def pytest_collection_modifyitems(items):
@@ -22,6 +24,23 @@ def pytest_collection_modifyitems(items):
 def stack(tmp_path_factory):
     with loopback_stack(tmp_path_factory, "stack-logs") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """Three server replicas sharing a resume key, each given both of two Tritons; API keys
+    on (CLUSTER_KEYS). Real processes on free loopback ports (devstack/cluster.py)."""
+    keys = tmp_path_factory.mktemp("keys") / "api-keys"
+    keys.write_text("\n".join(CLUSTER_KEYS) + "\n")
+    with LocalCluster(
+        ROOT,
+        servers=3,
+        tritons=2,
+        log_dir=tmp_path_factory.mktemp("cluster-logs"),
+        server_env={"A2V_API_KEYS_FILE": str(keys)},
+    ) as running:
+        yield running
+        assert all(t.running() for t in running.tritons)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from a2v_server.inference.triton_process import free_port
 #: the installed console scripts (a2v, a2v-server)
 BIN = Path(sys.executable).parent
 #: servers started here must not compete for the default metrics port
+#: the API keys of the loopback cluster (conftest's ``cluster``)
+CLUSTER_KEYS = ("key-of-team-a-0123456789", "key-of-team-b-0123456789")
 NO_METRICS = {**os.environ, "A2V_METRICS_LISTEN": ""}
 
 

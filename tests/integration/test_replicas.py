@@ -1,7 +1,7 @@
 """Several server replicas (issue 13): a session started on one is resumed and cancelled
 through another, its tokens cannot be forged or used with another API key, and a replica that
-does not share the resume key refuses them. A loopback cluster of real processes: one Triton
-and three a2v-server replicas (devstack/cluster.py)."""
+does not share the resume key refuses them. A loopback cluster of real processes: two Tritons
+and three a2v-server replicas (conftest's ``cluster``)."""
 
 from __future__ import annotations
 
@@ -11,28 +11,15 @@ import threading
 
 import grpc
 import pytest
-from media import PORTRAIT, ROOT, SPEECH
+from helpers import CLUSTER_KEYS
+from media import PORTRAIT, SPEECH
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
 from a2v_client import GenerateOptions, file_audio, request_stream
 from devstack.cluster import LocalCluster
 
-KEYS = ("key-of-team-a-0123456789", "key-of-team-b-0123456789")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    keys = tmp_path_factory.mktemp("keys") / "api-keys"
-    keys.write_text("\n".join(KEYS) + "\n")
-    with LocalCluster(
-        ROOT,
-        servers=3,
-        tritons=1,
-        log_dir=tmp_path_factory.mktemp("cluster-logs"),
-        server_env={"A2V_API_KEYS_FILE": str(keys)},
-    ) as running:
-        yield running
+KEYS = CLUSTER_KEYS
 
 
 def _auth(key: str = KEYS[0]) -> list[tuple[str, str]]:
