@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -34,7 +35,7 @@ log = logging.getLogger("a2v_server")
 
 def create_server(
     settings: Settings, backend: Backend
-) -> tuple[grpc.aio.Server, int, HealthWatcher]:
+) -> tuple[grpc.aio.Server, int, HealthWatcher, AudioToVideoService]:
     """A configured, not yet started server bound to ``settings.listen`` (port 0 = any free)."""
     server = grpc.aio.server(
         # Observability first: it sees the calls the auth interceptor refuses, too.
@@ -52,7 +53,8 @@ def create_server(
         ],
     )
     # not the generated add_AudioToVideoServicer_to_server: malformed bytes -> INVALID_ARGUMENT
-    add_to_server(AudioToVideoService(backend, settings), server)
+    service = AudioToVideoService(backend, settings)
+    add_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -67,7 +69,29 @@ def create_server(
     watcher = HealthWatcher(
         backend, health_servicer, [SERVICE_NAME], settings.health_interval_seconds
     )
-    return server, port, watcher
+    return server, port, watcher, service
+
+
+async def drain(
+    server: grpc.aio.Server,
+    watcher: HealthWatcher,
+    service: AudioToVideoService,
+    grace: float,
+) -> None:
+    """Shut down without losing output, within ``grace`` seconds: health turns NOT_SERVING
+    (balancers and probes stop sending work), new generations are refused with UNAVAILABLE
+    (the client retries on another replica), running ones finish, and the server keeps
+    answering Resume and Cancel (forwarded from the other replicas too) until every finished
+    generation has been read to its end. Then it stops; whatever still runs at the end of
+    the grace period ends UNAVAILABLE."""
+    log.info("shutting down: draining streams for up to %g s", grace)
+    deadline = time.monotonic() + grace
+    service.drain()
+    await watcher.stop()
+    while not service.settled and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    log.info("drained" if service.settled else "grace period over: stopping what still runs")
+    await server.stop(max(0.5, min(2.0, deadline - time.monotonic())))
 
 
 async def supervise_triton(triton: TritonProcess, stop: asyncio.Event) -> None:
@@ -118,7 +142,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        server, port, watcher = create_server(settings, backend)
+        server, port, watcher, service = create_server(settings, backend)
         await server.start()
         await watcher.check_once()
         watcher.start()
@@ -137,9 +161,7 @@ async def serve(settings: Settings) -> None:
         if supervisor is not None:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
-        log.info("shutting down: draining streams for up to %g s", settings.shutdown_grace_seconds)
-        await watcher.stop()
-        await server.stop(settings.shutdown_grace_seconds)
+        await drain(server, watcher, service, settings.shutdown_grace_seconds)
     finally:
         await backend.aclose()
         if metrics is not None:

@@ -37,7 +37,8 @@ def cluster(tmp_path_factory):
         servers=3,
         tritons=2,
         log_dir=tmp_path_factory.mktemp("cluster-logs"),
-        server_env={"A2V_API_KEYS_FILE": str(keys)},
+        # long enough for the drain test to resume through another replica meanwhile
+        server_env={"A2V_API_KEYS_FILE": str(keys), "A2V_SHUTDOWN_GRACE_SECONDS": "30"},
     ) as running:
         yield running
         assert all(t.running() for t in running.tritons)

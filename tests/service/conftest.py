@@ -39,7 +39,7 @@ async def _serve(
     settings: Settings | None = None, backend: FakeBackend | None = None
 ) -> AsyncIterator[Service]:
     backend = backend if backend is not None else FakeBackend()
-    server, port, watcher = create_server(settings or Settings(listen=LOOPBACK), backend)
+    server, port, watcher, _ = create_server(settings or Settings(listen=LOOPBACK), backend)
     await server.start()
     try:
         await watcher.check_once()  # health: SERVING (the fake backend is always ready)

@@ -79,6 +79,17 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         )
         #: the other replicas, for the Resume and Cancel of their sessions (forward.py)
         self.peers = Peers(settings, settings.own_address)
+        #: shutting down: new generations are refused, Resume and Cancel still served
+        self.draining = False
+
+    def drain(self) -> None:
+        """Refuse new generations from now on (UNAVAILABLE: the client retries elsewhere)."""
+        self.draining = True
+
+    @property
+    def settled(self) -> bool:
+        """Nothing running, nothing a client could still resume (see SessionStore.settled)."""
+        return self._sessions.settled()
 
     async def Generate(
         self,
@@ -86,6 +97,13 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.GenerateResponse]:
         key = caller_key.get()
+        if self.draining:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "this server replica is shutting down: retry, and another replica takes the "
+                "generation",
+            )
+            return
         slot = self.limiter.try_acquire(key)
         if slot is None:
             log.info("key %s is over its limit of %d generations", key, self.limiter.limit)

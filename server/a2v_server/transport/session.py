@@ -130,6 +130,8 @@ class Session:
         #: the generation has all its input (set by whoever feeds it; a session whose input
         #: still comes from a stalled reader's call cannot go on without that call)
         self.input_complete = True
+        #: some reader took every event, the last included (nobody will resume it)
+        self.delivered = False
 
     @property
     def readers(self) -> int:
@@ -243,6 +245,7 @@ class Session:
                 self._detach(reader)
                 if self.error is not None:
                     raise _fresh(self.error)
+                self.delivered = True  # a reader took everything, to the end
                 raise StopAsyncIteration
             reader.waiting = True
             try:

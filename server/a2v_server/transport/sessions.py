@@ -107,6 +107,15 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def settled(self) -> bool:
+        """No generation is running, and every one that ended well has been read to its end
+        (or is not resumable): a draining server may exit without losing output a client
+        could still resume."""
+        return all(
+            s.done and (s.delivered or s.error is not None or not s.resumable)
+            for s in self._sessions.values()
+        )
+
     async def _sweep(self) -> None:
         while self._sessions:
             await asyncio.sleep(self._interval)
