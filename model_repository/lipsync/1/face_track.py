@@ -124,7 +124,7 @@ class FaceTracker:
             # the last mesh moved with the head, when the mouth kept its shape (still_mouth.py);
             # the landmarker at least every REUSE_RUN + 1 frames, and where a detection checks
             if self._reused < REUSE_RUN and index % REDETECT_EVERY != 0 and self._raw is not None:
-                found = self._still.moved(frame, (ox, oy), self._follower.window, self._raw)
+                found = self._still.moved(frame, (ox, oy), self._raw)
             self._reused = self._reused + 1 if found is not None else 0
             if found is None:
                 found = self._follower.follow(frame, box_of(previous), (ox, oy))
@@ -140,7 +140,7 @@ class FaceTracker:
             face = self._pick(faces, previous)
             found = face.mesh if face is not None else None
         self._raw = found
-        self._still.remember(frame, (ox, oy), self._follower.window if found is not None else None)
+        self._still.remember(frame, (ox, oy), self._follower.window, found)
         if found is None:
             self._cache[index] = None
             return None

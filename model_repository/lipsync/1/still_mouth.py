@@ -7,17 +7,22 @@ motion is as good as a new one: on the benchmark's speaker video (a still mouth 
 zooming head) it lies 0.12 px from MediaPipe's own mesh of the frame on average over the lip
 points (MediaPipe's own frame-to-frame jitter there: 0.3 px).
 
-The check, in the follower's window (whole-frame pixels, so a crop gives what the whole frame
-gives): Lucas-Kanade on points that move with the skull (nose, eye corners, brows, forehead,
-cheekbones), a least-squares similarity through them (scale, rotation, shift) that must fit
-them within MAX_FIT px, then the previous frame warped by it onto this one over the lips' box:
-the mean difference divided by the mean vertical gradient there is the lips' apparent motion
-in pixels, which must stay under MAX_APPARENT. Optical flow cannot stand in for the
-landmarker on a moving mouth (Lucas-Kanade on the lip points followed a quarter of the
-opening's change on a talking video: 1.7 px mean error on the gap); it only says that
-nothing moved. Measured on a talking video (the lipsync's own output of the benchmark video)
-the check passed 8 % of frames, with 0.22 px mean (0.35 px max) error against MediaPipe on the
-lips; on the still-mouthed benchmark video 85 %.
+The check, around the face within the follower's window (whole-frame pixels, so a crop
+gives what the whole frame gives): Lucas-Kanade on points that move with the skull (nose, eye
+corners, brows, forehead, cheekbones), a least-squares similarity through them (scale,
+rotation, shift) that must fit them within MAX_FIT px, then the previous frame warped by it
+onto this one over the lips' box: the mean difference divided by the mean vertical gradient
+there is the lips' apparent motion in pixels, which must stay under MAX_APPARENT. Optical
+flow cannot stand in for the landmarker on a moving mouth (Lucas-Kanade on the lip points
+followed a quarter of the opening's change on a talking video: 1.7 px mean error on the
+gap); it only says that nothing moved.
+
+Measured with the landmarker at least every other frame (face_track.REUSE_RUN): on the
+still-mouthed benchmark video (512x512) 112 of 250 frames moved the mesh before them, the lips
+0.10 px from the every-frame landmarker's on average (0.27 px at most), their jitter lower
+(mean second difference 0.095 against 0.119 px); on a talking video (that video's lipsync
+output fed back in) 16 of 250 frames, 0.19 px on average on those. Two frames in a row (112
+-> 144 frames at 512x512) raised the lips' jitter at 1280x720 over the every-frame one.
 """
 
 from __future__ import annotations
@@ -44,42 +49,61 @@ MAX_FIT = 0.3
 MAX_APPARENT = 0.2
 #: Lucas-Kanade's window and pyramid levels (a few px of motion per frame at the window's size)
 _LK = {"winSize": (15, 15), "maxLevel": 2}
-#: margin around the lip points of the box compared (px)
+#: margin around the lip points of the box compared (px); around the mesh, of the pixels
+#: remembered (px, and a share of the face's side): Lucas-Kanade's windows fit in it
 _MARGIN = 3
+_MARGIN_PX, _MARGIN_SIDE = 16, 0.1
 
 Box = tuple[int, int, int, int]
 
 
 class StillMouth:
-    """Remembers the last frame's window (grey) and says whether this frame's mouth is that
-    one's, moved with the head."""
+    """Remembers the last frame's face (grey, the box around its mesh) and says whether this
+    frame's mouth is that one's, moved with the head."""
 
     def __init__(self) -> None:
         self._grey: np.ndarray | None = None
-        self._window: Box | None = None
+        self._box: Box | None = None  # whole-frame pixels
 
-    def remember(self, frame: np.ndarray, origin: tuple[int, int], window: Box | None) -> None:
-        """Keep ``window``'s pixels (whole-frame box) of ``frame`` (the crop at ``origin``)."""
-        grey = _grey(frame, origin, window)
-        self._grey, self._window = (grey, window) if grey is not None else (None, None)
-
-    def moved(
+    def remember(
         self,
         frame: np.ndarray,
         origin: tuple[int, int],
         window: Box | None,
-        mesh: np.ndarray,
+        mesh: np.ndarray | None,
+    ) -> None:
+        """Keep the pixels of ``frame`` (the crop at ``origin``) around ``mesh`` (whole-frame
+        pixels), within the follower's ``window``: a box that depends on the mesh and the
+        window alone, so a crop that holds the window remembers what the whole frame does."""
+        self._grey = self._box = None
+        if mesh is None or window is None:
+            return
+        x0, y0 = mesh[:, :2].min(0)
+        x1, y1 = mesh[:, :2].max(0)
+        margin = _MARGIN_PX + _MARGIN_SIDE * float(max(x1 - x0, y1 - y0))
+        box = (
+            max(int(np.floor(x0 - margin)), window[0]),
+            max(int(np.floor(y0 - margin)), window[1]),
+            min(int(np.ceil(x1 + margin)) + 1, window[2]),
+            min(int(np.ceil(y1 + margin)) + 1, window[3]),
+        )
+        grey = _grey(frame, origin, box)
+        if grey is not None and min(grey.shape) >= 16:
+            self._grey, self._box = grey, box
+
+    def moved(
+        self, frame: np.ndarray, origin: tuple[int, int], mesh: np.ndarray
     ) -> np.ndarray | None:
         """``mesh`` (the remembered frame's, whole-frame pixels) moved with the head into
         ``frame`` (the crop at ``origin``), or None when the mouth moved against the head, the
-        head did not move rigidly, or this frame cannot be compared (another window)."""
-        if self._grey is None or window is None or window != self._window:
+        head did not move rigidly, or this frame cannot be compared (the box is not in it)."""
+        if self._grey is None or self._box is None:
             return None
-        grey = _grey(frame, origin, window)
+        grey = _grey(frame, origin, self._box)
         if grey is None:
             return None
-        wx, wy = window[0], window[1]
-        here = mesh[:, :2] - np.array([wx, wy], np.float32)  # exact: whole pixels off
+        bx, by = self._box[0], self._box[1]
+        here = mesh[:, :2] - np.array([bx, by], np.float32)  # exact: whole pixels off
         before = np.ascontiguousarray(here[RIGID_POINTS])
         after, status, _ = cv2.calcOpticalFlowPyrLK(self._grey, grey, before, None, **_LK)
         if after is None or not status.all():
@@ -103,17 +127,16 @@ class StillMouth:
         if gradient < 1.0 or difference / gradient > MAX_APPARENT:
             return None
         moved = np.empty_like(mesh)
-        moved[:, :2] = (mesh[:, :2].astype(np.float64) - (wx, wy)) @ turn.T + shift + (wx, wy)
+        moved[:, :2] = (mesh[:, :2].astype(np.float64) - (bx, by)) @ turn.T + shift + (bx, by)
         moved[:, 2] = mesh[:, 2] * float(np.hypot(*turn[:, 0]))  # depth scales with the face
         return moved
 
 
-def _grey(frame: np.ndarray, origin: tuple[int, int], window: Box | None) -> np.ndarray | None:
-    """``window``'s pixels of the crop at ``origin`` in grey, or None when it is not all in it."""
-    if window is None:
-        return None
+def _grey(frame: np.ndarray, origin: tuple[int, int], box: Box) -> np.ndarray | None:
+    """``box``'s pixels (whole frame) of the crop at ``origin`` in grey, or None when it is
+    not all in the crop."""
     ox, oy = origin
-    x0, y0, x1, y1 = window[0] - ox, window[1] - oy, window[2] - ox, window[3] - oy
+    x0, y0, x1, y1 = box[0] - ox, box[1] - oy, box[2] - ox, box[3] - oy
     height, width = frame.shape[:2]
     if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
         return None
