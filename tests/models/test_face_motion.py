@@ -184,3 +184,17 @@ def test_mesh_head_warp_never_folds(face720, pose):
     jxx, jxy = np.gradient(dx, gy, gx)[::-1]
     jyx, jyy = np.gradient(dy, gy, gx)[::-1]
     assert ((1 + jxx) * (1 + jyy) - jxy * jyx).min() > 0.4
+
+
+@pytest.mark.parametrize("size", [(512, 512), (1080, 1920)])
+def test_head_taper_is_the_full_size_formula(portrait, landmarks, size):
+    """The head warp's taper is made from a row and a column: the same numbers as the
+    smoothstep of each pixel's distance to the box's nearest edge."""
+    canvas = np.zeros((*size, 3), np.uint8)
+    canvas[: portrait.shape[0], : portrait.shape[1]] = portrait
+    face = FaceMotion(canvas.shape, landmarks)
+    x0, y0, x1, y1 = face._head_box
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dist = np.minimum.reduce([xs - x0, x1 - 1 - xs, ys - y0, y1 - 1 - ys])
+    x = np.clip(dist / 4.0, 0.0, 1.0)
+    assert np.array_equal(face._head_taper, (x * x * (3.0 - 2.0 * x)).astype(np.float32))

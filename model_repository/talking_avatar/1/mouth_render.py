@@ -5,7 +5,8 @@ displacement for the fully open pose (lower lip and chin down, upper lip slightl
 corners slightly down and inward; nose and everything above stay put), plus zero-motion
 anchors on the border of a region of interest (ROI) around mouth and jaw. For a ladder of
 openness levels, a thin-plate spline through the *displaced* control points gives the
-exact backward map (output pixel -> source pixel) of that pose, stored on a coarse grid.
+exact backward map (output pixel -> source pixel) of that pose, stored on a coarse grid
+(each made when a frame first needs it).
 
 Per frame: blend the two neighbouring levels, upsample, ``cv2.remap`` the ROI only, then
 paint the mouth interior inside the displaced inner-lip polygon (dark gradient plus a hint
@@ -216,31 +217,52 @@ class MouthRenderer:
         gy = y0 - 0.5 + (np.arange(gh) + 0.5) * rh / gh
         grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
         self._grid_step = (rw / gw, rh / gh)
-        splines = GridSplines(grid, src[len(moving) :])  # only the first len(moving) move
-        self._levels = np.empty((_LEVELS, gh, gw, 2), np.float32)
-        for k in range(_LEVELS):
-            a = k / (_LEVELS - 1)
-            if a == 0:
-                self._levels[k] = 0.0
-                continue
-            dst = src + a * move
-            wts = tps_weights(dst, -a * move)
-            self._levels[k] = splines.eval(wts, dst).reshape(gh, gw, 2)
-        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        self._base_x, self._base_y = xs, ys
+        # The fields are made when a frame first needs them (_level, _basis_field), not here:
+        # a sequence's first frames use a few of the 21, which cost ~2 ms each on the bench
+        # machine, and the setup was on the way to the first chunk (42-50 ms for all of them,
+        # now ~4 ms). A field is the same numbers whenever it is made.
+        self._splines = GridSplines(grid, src[len(moving) :])  # only the first len(moving) move
+        self._src, self._move, self._grid_shape = src, move, (gh, gw, 2)
+        self._levels: list[np.ndarray | None] = [np.zeros(self._grid_shape, np.float32)]
+        self._levels += [None] * (_LEVELS - 1)
+        # The ROI's pixel coordinates as a row and a column, broadcast where they are added
+        # (the same sums as full-size grids, without making two ROI-sized arrays per portrait).
+        self._base_x = np.arange(x0, x1, dtype=np.float32)[None, :]
+        self._base_y = np.arange(y0, y1, dtype=np.float32)[:, None]
 
         # Lip-shape basis poses (viseme rendering): forward displacements of the lip points
         # at weight 1; each gets its own backward field (TPS through the same anchors), and
         # weights blend them linearly with the openness ladder (small displacements).
-        self._basis_fields = np.zeros((len(BASES), gh, gw, 2), np.float32)
+        self._basis_moves = []
         self._basis_inner = np.zeros((len(BASES), 8, 2))
         for b, name in enumerate(BASES):
             bdisp = self._basis_disp(name, lm, down, right, width, mouth)
-            bmove = np.vstack([bdisp[moving], np.zeros((len(src) - len(moving), 2))])
-            dst = src + bmove
-            wts = tps_weights(dst, -bmove)
-            self._basis_fields[b] = splines.eval(wts, dst).reshape(gh, gw, 2)
+            self._basis_moves.append(
+                np.vstack([bdisp[moving], np.zeros((len(src) - len(moving), 2))])
+            )
             self._basis_inner[b] = bdisp[INNER_LIPS]
+        self._basis_fields: list[np.ndarray | None] = [None] * len(BASES)
+
+    def _field(self, move: np.ndarray) -> np.ndarray:
+        """The backward field on the coarse grid of the pose whose control points move by
+        ``move``: a thin-plate spline through the displaced points, back to where they were."""
+        dst = self._src + move
+        field = self._splines.eval(tps_weights(dst, -move), dst).reshape(self._grid_shape)
+        return field.astype(np.float32)
+
+    def _level(self, k: int) -> np.ndarray:
+        """The backward field of openness k / (_LEVELS - 1)."""
+        field = self._levels[k]
+        if field is None:
+            field = self._levels[k] = self._field(k / (_LEVELS - 1) * self._move)
+        return field
+
+    def _basis_field(self, b: int) -> np.ndarray:
+        """The backward field of lip-shape basis pose ``b`` at weight 1."""
+        field = self._basis_fields[b]
+        if field is None:
+            field = self._basis_fields[b] = self._field(self._basis_moves[b])
+        return field
 
     def _basis_disp(self, name, lm, down, right, width, mouth) -> np.ndarray:
         """Forward displacement (68, 2) of the lip landmarks for one basis pose."""
@@ -393,7 +415,7 @@ class MouthRenderer:
         pos = a * (_LEVELS - 1)
         k = min(int(pos), _LEVELS - 2)
         f = pos - k
-        coarse = (1.0 - f) * self._levels[k] + f * self._levels[k + 1]
+        coarse = (1.0 - f) * self._level(k) + f * self._level(k + 1)
         for b in np.nonzero(w > 1e-3)[0]:
-            coarse = coarse + np.float32(w[b]) * self._basis_fields[b]
+            coarse = coarse + np.float32(w[b]) * self._basis_field(int(b))
         return coarse
