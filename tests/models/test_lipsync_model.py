@@ -591,3 +591,31 @@ def test_a_bad_origin_is_invalid_argument(model, astronaut, origin):
     assert bad.sender.errors == [
         f"[INVALID_ARGUMENT] ORIGIN must be two non-negative pixels x, y, got {list(origin)}"
     ]
+
+
+def test_a_sequence_reopened_at_a_later_frame_goes_on_from_there(model_class, moving_speaker):
+    """Failover: a new sequence with START_FRAME=k gets the audio from the clip's start and
+    the frames from k; its output starts at frame k with the mouth opening a sequence run
+    from the start gives there (the motion is analysed from all of the audio)."""
+    video, n, k = moving_speaker, len(moving_speaker), 7
+    audio = _speech(n)
+
+    def fresh():
+        model = model_class()
+        model.initialize({"model_config": _config_json()})
+        return model
+
+    whole = run(fresh(), *_stream(video, audio, [(0, n, None, None)]))
+    model = fresh()
+    requests = [
+        request(22, start=True, audio=audio[: frame_samples(k)], START_FRAME=np.array([k])),
+        request(22, end=True, frames=video[k:], first=k, audio=audio[frame_samples(k) :]),
+    ]
+    for r in requests:
+        model.execute([r])
+    outputs = [resp.outputs for r in requests for resp in r.sender.responses if resp.outputs]
+    firsts = [int(o["FIRST_FRAME"][0]) for o in outputs]
+    assert firsts[0] == k and sum(len(o["FRAMES"]) for o in outputs) == n - k
+    opening = np.concatenate([o["MOUTH_OPEN"] for o in outputs])
+    np.testing.assert_array_equal(opening, whole["MOUTH_OPEN"][k:])
+    assert np.concatenate([o["FACE_FOUND"] for o in outputs]).all()

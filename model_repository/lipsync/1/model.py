@@ -5,6 +5,9 @@ Tensors (config.pbtxt is the source of truth):
   FACE_INDEX   int32 [1]             first request, optional: n-th largest face
   FACE_BOX     fp32  [4]             first request, optional: face overlapping this box (x0 y0
                                      x1 y1, whole-frame pixels)
+  START_FRAME  int64 [1]             first request, optional (failover): the output starts at
+                                     this frame; the AUDIO still starts at the clip's start,
+                                     FRAMES_IN at this frame
   FRAMES_IN    uint8 [n, h, w, 3]    next frames in output order: whole frames, or crops of
                                      them (all n of one request the same crop)
   ORIGIN       int32 [2]             optional: x, y of the crops' top-left pixel in the whole
@@ -69,7 +72,16 @@ class Session:
     frames: deque = field(default_factory=deque)
     openness: deque = field(default_factory=deque)
     next_frame: int = 0
+    #: frames of audio before START_FRAME: analysed (the motion's state), not rendered
+    skip: int = 0
     last_used: float = field(default_factory=time.monotonic)
+
+    def take_openness(self, values: np.ndarray) -> None:
+        for value in values.tolist():
+            if self.skip:
+                self.skip -= 1
+            else:
+                self.openness.append(value)
 
 
 #: frames in a sequence's first response (later ones: max_frames_per_response)
@@ -113,9 +125,9 @@ class TritonPythonModel(SequenceModel):
                 mesh = session.tracker.mesh(int(index), frame, origin)
                 if mesh is not None:
                     session.mouths.observe(int(index), frame, _in_crop(mesh, origin))
-        session.openness.extend(session.motion.push(audio_samples(request)).tolist())
+        session.take_openness(session.motion.push(audio_samples(request)))
         if end:
-            session.openness.extend(session.motion.finish().tolist())
+            session.take_openness(session.motion.finish())
             if len(session.frames) != len(session.openness):
                 raise InvalidRequest(
                     f"got {len(session.frames)} frames for {len(session.openness)} frames of "
@@ -201,7 +213,10 @@ class TritonPythonModel(SequenceModel):
             fps=fps,
             follower=self._follower,
         )
-        return Session(tracker=tracker, motion=MouthMotion(sample_rate=SAMPLE_RATE, fps=fps))
+        start = input_array(request, "START_FRAME")
+        skip = max(0, int(start.ravel()[0])) if start is not None else 0
+        motion = MouthMotion(sample_rate=SAMPLE_RATE, fps=fps)
+        return Session(tracker=tracker, motion=motion, next_frame=skip, skip=skip)
 
 
 def _origin(request) -> tuple[int, int]:

@@ -16,9 +16,9 @@ class FrameOrder:
     stream, is the model's fault.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 0) -> None:
         #: index of the next frame to hand out
-        self.expected = 0
+        self.expected = start
         self._early: dict[int, FrameBatch] = {}  # first_index -> batch that overtook others
 
     def push(self, batch: FrameBatch) -> list[FrameBatch]:

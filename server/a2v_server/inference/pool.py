@@ -36,6 +36,14 @@ from a2v_server.settings import triton_endpoints
 
 log = logging.getLogger(__name__)
 
+#: a stream whose model owes frames and has sent none for this long has stalled: fail over
+STALL_SECONDS = 10.0
+STALL_CHECK_SECONDS = 0.5
+#: a generation moves to another Triton at most this many times
+MAX_FAILOVERS = 3
+#: audio sent again to a reopened sequence, in pieces of this many samples (1 s)
+REPLAY_SAMPLES = 16000
+
 
 class Endpoint:
     """One Triton: its client, its health, and the sequences open on it."""
@@ -133,14 +141,21 @@ class TritonPool:
         options: AvatarOptions,
         *,
         mesh: np.ndarray | None = None,
-    ) -> PlacedStream:
-        endpoint = self._pick("talking avatar")
-        stream = await endpoint.backend.open_avatar(portrait, landmarks, options, mesh=mesh)
-        return PlacedStream(stream, endpoint)
+    ) -> FailoverStream:
+        async def open_on(endpoint: Endpoint, start: int):
+            return await endpoint.backend.open_avatar(
+                portrait, landmarks, options, mesh=mesh, start_frame=start
+            )
 
-    async def open_lipsync(self, options: LipsyncOptions) -> PlacedStream:
+        endpoint = self._pick("talking avatar")
+        return FailoverStream(self, endpoint, await open_on(endpoint, 0), open_on)
+
+    async def open_lipsync(self, options: LipsyncOptions) -> FailoverStream:
+        async def open_on(endpoint: Endpoint, start: int):
+            return await endpoint.backend.open_lipsync(options, start_frame=start)
+
         endpoint = self._pick("lipsync")
-        return PlacedStream(await endpoint.backend.open_lipsync(options), endpoint)
+        return FailoverStream(self, endpoint, await open_on(endpoint, 0), open_on)
 
     async def lookahead_seconds(self, model: str) -> float:
         for endpoint in self._candidates():
@@ -189,24 +204,148 @@ class TritonPool:
                 await endpoint.backend.aclose()
 
 
-class PlacedStream:
-    """A model stream on one endpoint, counted there while it is open."""
+class FailoverStream:
+    """A model stream that survives the death or stall of its Triton: the sequence is reopened
+    on another healthy endpoint at the first frame not yet received (START_FRAME), with the
+    audio sent again from the start (the model's state comes from the seed, the audio and the
+    time: frames before START_FRAME are computed, not rendered) and, for lipsync, the video
+    frames not yet answered. The caller sees a pause, then the next frames, in order.
 
-    def __init__(self, stream, endpoint: Endpoint) -> None:
-        self._stream = stream
-        self.endpoint = endpoint
+    Kept for that: the audio sent so far (model rate, 64 KB a second) and the video frames in
+    flight. Counted on its endpoint while open (placement).
+    """
+
+    def __init__(self, pool: TritonPool, endpoint: Endpoint, stream, open_on) -> None:
+        self._pool = pool
+        self._endpoint = endpoint
+        self._inner = stream
+        self._open_on = open_on  # async (endpoint, start_frame) -> a new stream there
         endpoint.open += 1
         endpoint.placed += 1
+        self._audio: list[np.ndarray] = []
+        self._in_flight: list[tuple[int, np.ndarray, int, tuple[int, int] | None]] = []
+        self._frames_sent = 0
+        self._last_sent = False
+        self._received = 0
+        self._lock = asyncio.Lock()  # sends, and the replay to a reopened sequence, in order
+        self.failovers = 0
         self._open = True
 
-    async def send_audio(self, samples: np.ndarray, **kwargs) -> None:
-        await self._stream.send_audio(samples, **kwargs)
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
 
-    def batches(self) -> AsyncGenerator[FrameBatch, None]:
-        return self._stream.batches()
+    async def send_audio(
+        self,
+        samples: np.ndarray,
+        *,
+        last: bool = False,
+        frames: np.ndarray | None = None,
+        source_index: np.ndarray | None = None,
+        origin: tuple[int, int] | None = None,
+    ) -> None:
+        async with self._lock:
+            self._audio.append(np.array(samples, np.float32).ravel())
+            if frames is not None and len(frames):
+                assert source_index is not None
+                for i in range(len(frames)):
+                    index = self._frames_sent + i
+                    self._in_flight.append((index, frames[i], int(source_index[i]), origin))
+                self._frames_sent += len(frames)
+            self._last_sent = self._last_sent or last
+            # (a dead stream returns at once once closed: the replay then carries this too)
+            await self._inner.send_audio(
+                samples, last=last, frames=frames, source_index=source_index, origin=origin
+            )
+
+    async def batches(self) -> AsyncGenerator[FrameBatch, None]:
+        while True:
+            inner = self._inner
+            frames = inner.batches()
+            try:
+                while True:
+                    try:
+                        batch = await self._next(inner, frames)
+                    except StopAsyncIteration:
+                        return
+                    except Unavailable as error:
+                        failed = error
+                        break
+                    self._received = batch.first_index + len(batch.frames)
+                    self._in_flight = [f for f in self._in_flight if f[0] >= self._received]
+                    yield batch
+            finally:
+                await frames.aclose()
+            await self._fail_over(failed)
+
+    async def _next(self, inner, frames: AsyncGenerator[FrameBatch, None]) -> FrameBatch:
+        """The next batch; Unavailable when the model owes frames and sends none for
+        STALL_SECONDS (a Triton that hangs)."""
+        waiting = asyncio.ensure_future(anext(frames))
+        silent = 0.0
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=STALL_CHECK_SECONDS)
+            if done:
+                return waiting.result()
+            silent = silent + STALL_CHECK_SECONDS if inner.owed() else 0.0
+            if silent >= STALL_SECONDS:
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+                raise Unavailable(f"rendering: the inference server sent nothing for {silent:g} s")
+
+    async def _fail_over(self, error: Unavailable) -> None:
+        old, dead = self._inner, self._endpoint
+        self.failovers += 1
+        if self.failovers > MAX_FAILOVERS:
+            raise error
+        dead.healthy = False  # no new work there until its health check passes again
+        await old.aclose()  # a send waiting for its window returns (the replay carries it)
+        async with self._lock:
+            others = [e for e in self._pool._candidates() if e is not dead]
+            if not others:
+                raise error
+            start = self._received
+            try:
+                stream = await self._open_on(others[0], start)
+            except Unavailable:
+                log.warning("failover: the model cannot start at frame %d", start)
+                raise error from None
+            log.warning(
+                "triton %s failed (%s): the sequence goes on on %s from frame %d",
+                dead.url,
+                error.message,
+                others[0].url,
+                start,
+            )
+            dead.open -= 1
+            self._endpoint, self._inner = others[0], stream
+            others[0].open += 1
+            others[0].placed += 1
+            # Sent under the lock (new sends wait behind it) by a task of its own: the window
+            # of the new sequence opens only as its frames are taken, here, meanwhile.
+            asyncio.create_task(self._replay(stream, start), name="a2v-failover-replay")  # noqa: RUF006
+
+    async def _replay(self, stream, start: int) -> None:
+        async with self._lock:
+            audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+            pieces = [audio[i : i + REPLAY_SAMPLES] for i in range(0, len(audio), REPLAY_SAMPLES)]
+            for piece in pieces:
+                await stream.send_audio(piece)
+            for index, frame, source_index, origin in self._in_flight:
+                if index >= start:
+                    await stream.send_audio(
+                        np.zeros(0, np.float32),
+                        frames=frame[None],
+                        source_index=np.array([source_index]),
+                        origin=origin,
+                    )
+            if self._last_sent:
+                await stream.send_audio(np.zeros(0, np.float32), last=True)
 
     async def aclose(self) -> None:
         if self._open:
             self._open = False
-            self.endpoint.open -= 1
-        await self._stream.aclose()
+            self._endpoint.open -= 1
+            self._audio.clear()
+            self._in_flight.clear()
+        await self._inner.aclose()

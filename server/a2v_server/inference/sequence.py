@@ -49,14 +49,17 @@ class TritonSequenceStream:
         first: dict[str, np.ndarray],
         *,
         takes_frames: bool = False,
+        start_frame: int = 0,
     ) -> None:
         self._client = client
         self._model = model
         self._fps = float(first["FPS"].ravel()[0])
         self._samples = 0
         #: lipsync: the frames sent so far (None: a model that makes its frames from audio)
-        self._frames_in: int | None = 0 if takes_frames else None
-        self._received = 0
+        self._frames_in: int | None = start_frame if takes_frames else None
+        #: frames taken by the caller; a sequence reopened at frame N (failover) owes none before
+        self._received = start_frame
+        self._start_frame = start_frame
         self._progress = asyncio.Condition()
         self._sequence_id = secrets.randbits(62) + 1
         self._requests: asyncio.Queue = asyncio.Queue(maxsize=8)
@@ -128,6 +131,11 @@ class TritonSequenceStream:
         by_audio = int(self._samples * self._fps / MODEL_SAMPLE_RATE)
         return by_audio if self._frames_in is None else min(by_audio, self._frames_in)
 
+    def owed(self) -> bool:
+        """Whether the model owes frames for what it was sent (a stream that is silent while
+        it owes them has stalled)."""
+        return self._requested() > self._received or (self._ended and not self._closed)
+
     async def _request_iter(self):
         while True:
             item = await self._requests.get()
@@ -178,7 +186,7 @@ class TritonSequenceStream:
         """Frame batches in frame order (see ``FrameOrder``), until the stream ends."""
         if self._reader is None:
             self._reader = asyncio.create_task(self._read(), name=f"a2v-triton-{self._model}")
-        order = FrameOrder()
+        order = FrameOrder(self._start_frame)
         while True:
             item = await self._responses.get()
             if item is None:

@@ -107,10 +107,13 @@ class TritonBackend:
         options: AvatarOptions,
         *,
         mesh: np.ndarray | None = None,
+        start_frame: int = 0,
     ) -> ModelStream:
-        """Start a talking-avatar sequence. Optional inputs the deployed model does not
-        declare are left out with a warning, so a server can run against an older model
-        repository (without MESH, the model animates from the 68 landmarks alone)."""
+        """Start a talking-avatar sequence; with ``start_frame`` (failover), one whose output
+        starts at that frame (the audio is sent again from the start). Optional inputs the
+        deployed model does not declare are left out with a warning, so a server can run
+        against an older model repository (without MESH, the model animates from the 68
+        landmarks alone)."""
         first: dict[str, np.ndarray] = {
             "PORTRAIT": np.ascontiguousarray(portrait, dtype=np.uint8),
             "LANDMARKS": np.asarray(landmarks, dtype=np.float32).reshape(68, 2),
@@ -134,16 +137,30 @@ class TritonBackend:
                 first[name] = tensor
             else:
                 log.warning("model %s has no input %s: option ignored", AVATAR_MODEL, name)
-        return TritonSequenceStream(self._client, AVATAR_MODEL, first)
+        await self._start_at(AVATAR_MODEL, first, start_frame)
+        return TritonSequenceStream(self._client, AVATAR_MODEL, first, start_frame=start_frame)
 
-    async def open_lipsync(self, options: LipsyncOptions) -> ModelStream:
+    async def open_lipsync(self, options: LipsyncOptions, *, start_frame: int = 0) -> ModelStream:
         first = {
             "FPS": np.array([options.fps], dtype=np.float32),
             "FACE_INDEX": np.array([options.face_index], dtype=np.int32),
         }
         if options.face_box is not None:
             first["FACE_BOX"] = np.array(options.face_box, dtype=np.float32)
-        return TritonSequenceStream(self._client, LIPSYNC_MODEL, first, takes_frames=True)
+        await self._start_at(LIPSYNC_MODEL, first, start_frame)
+        return TritonSequenceStream(
+            self._client, LIPSYNC_MODEL, first, takes_frames=True, start_frame=start_frame
+        )
+
+    async def resumes(self, model: str) -> bool:
+        """Whether ``model`` can start a sequence at a later frame (START_FRAME: failover)."""
+        return "START_FRAME" in await self._input_names(model)
+
+    async def _start_at(self, model: str, first: dict[str, np.ndarray], start_frame: int) -> None:
+        if start_frame:
+            if not await self.resumes(model):
+                raise Unavailable(f"model {model} cannot start at frame {start_frame}")
+            first["START_FRAME"] = np.array([start_frame], dtype=np.int64)
 
     async def lookahead_seconds(self, model: str) -> float:
         """The lookahead ``model`` declares in its config (0 when unknown or not ready)."""
