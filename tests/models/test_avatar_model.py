@@ -14,7 +14,7 @@ import shared
 from face_mesh import FaceAnalyzer
 from google.protobuf import json_format, text_format
 from skimage import data
-from test_lipsync_model import FINAL, PB_UTILS, Request, voiced
+from test_lipsync_model import FINAL, PB_UTILS, Request, Tensor, voiced
 from tritonclient.grpc import model_config_pb2
 
 AVATAR = Path(__file__).resolve().parents[2] / "model_repository" / "talking_avatar"
@@ -113,3 +113,29 @@ def test_a_portrait_seen_again_reuses_its_state_and_a_changed_one_does_not(model
     assert other[0] is not first[0] and other[1] is not first[1]
     assert np.array_equal(other[0].render(0.0), graded)  # drawn from the new pixels
     assert model._portrait_state(graded, landmarks, mesh) == other
+
+
+def test_a_sequence_reopened_at_a_later_frame_gives_the_same_frames_from_there(model, portrait):
+    """Failover: START_FRAME=k with the audio from the start again (in other pieces) gives
+    frames k, k+1, ... bit for bit as the sequence run from the start gave them."""
+    audio = voiced(2.0, 0.5)
+    whole = responses(model, start(1, portrait, audio, end=True))
+    frames = np.concatenate([o["FRAMES"] for o in whole])
+    k = 17
+    first = start(2, portrait, audio[:12000])
+    first.inputs["START_FRAME"] = Tensor("START_FRAME", np.array([k], np.int64))
+    rest = Request(
+        CORRID=np.array([2], np.uint64),
+        START=np.array([False]),
+        END=np.array([True]),
+        AUDIO=audio[12000:],
+    )
+    again = responses(model, first, rest)
+    assert int(again[0]["FIRST_FRAME"][0]) == k
+    np.testing.assert_array_equal(np.concatenate([o["FRAMES"] for o in again]), frames[k:])
+    for name in ("MOUTH_OPEN", "BLINK", "HEAD_POSE"):
+        np.testing.assert_array_equal(
+            np.concatenate([o[name] for o in again]),
+            np.concatenate([o[name] for o in whole])[k:],
+            err_msg=name,
+        )

@@ -12,6 +12,8 @@ Decoupled and stateful (see config.pbtxt). Tensors:
   FIRST_FRAME int64 [1]          response: index of FRAMES[0] in the clip
   MOUTH_OPEN  fp32  [k]          response: mouth opening per frame
   SEED, EXPRESSION_SCALE, HEAD_MOTION_SCALE, BLINK_RATE, TRANSCRIPT: optional, first request
+  START_FRAME int64 [1]          optional, first request (failover): the output starts at this
+                                frame; the audio still starts at the clip's start
   VISEME      int32 [k]          response: mouth shape per frame (visemes.py numbering)
   HEAD_POSE   fp32  [k, 3]       response: yaw, pitch, roll degrees per frame
   BLINK       fp32  [k]          response: eyelid closure 0..1 per frame
@@ -70,6 +72,8 @@ class Session:
     #: x0, y0, x1, y1: the only pixels any frame changes; responses carry just this region
     region: tuple[int, int, int, int] = (0, 0, 0, 0)
     next_frame: int = 0
+    #: frames before START_FRAME: animated (the state), not rendered
+    skip: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -148,6 +152,9 @@ class TritonPythonModel(SequenceModel):
         frames = session.animator.push(audio_samples(request))
         if end:
             frames += session.animator.finish()
+        if session.skip:
+            skipped = min(session.skip, len(frames))
+            frames, session.skip = frames[skipped:], session.skip - skipped
 
         while frames:
             if sender.is_cancelled():
@@ -216,7 +223,16 @@ class TritonPythonModel(SequenceModel):
             max(b[2] for b in boxes),
             max(b[3] for b in boxes),
         )
-        return Session(renderer=renderer, face=face, animator=animator, region=region)
+        start = input_array(request, "START_FRAME")
+        skip = max(0, int(start.ravel()[0])) if start is not None else 0
+        return Session(
+            renderer=renderer,
+            face=face,
+            animator=animator,
+            region=region,
+            next_frame=skip,
+            skip=skip,
+        )
 
     def _portrait_state(
         self, portrait: np.ndarray, landmarks: np.ndarray, mesh: np.ndarray | None

@@ -229,6 +229,7 @@ class FailoverStream:
         self._received = 0
         self._lock = asyncio.Lock()  # sends, and the replay to a reopened sequence, in order
         self.failovers = 0
+        self._replaying: asyncio.Task | None = None
         self._open = True
 
     @property
@@ -300,7 +301,11 @@ class FailoverStream:
             raise error
         dead.healthy = False  # no new work there until its health check passes again
         await old.aclose()  # a send waiting for its window returns (the replay carries it)
-        async with self._lock:
+        # The lock passes from here to the replay task, which releases it when done: a send
+        # waiting for the lock now must go after the replay, not between (it would be sent
+        # twice, and before older audio).
+        await self._lock.acquire()
+        try:
             others = [e for e in self._pool._candidates() if e is not dead]
             if not others:
                 raise error
@@ -310,23 +315,27 @@ class FailoverStream:
             except Unavailable:
                 log.warning("failover: the model cannot start at frame %d", start)
                 raise error from None
-            log.warning(
-                "triton %s failed (%s): the sequence goes on on %s from frame %d",
-                dead.url,
-                error.message,
-                others[0].url,
-                start,
-            )
-            dead.open -= 1
-            self._endpoint, self._inner = others[0], stream
-            others[0].open += 1
-            others[0].placed += 1
-            # Sent under the lock (new sends wait behind it) by a task of its own: the window
-            # of the new sequence opens only as its frames are taken, here, meanwhile.
-            asyncio.create_task(self._replay(stream, start), name="a2v-failover-replay")  # noqa: RUF006
+        except BaseException:
+            self._lock.release()
+            raise
+        log.warning(
+            "triton %s failed (%s): the sequence goes on on %s from frame %d",
+            dead.url,
+            error.message,
+            others[0].url,
+            start,
+        )
+        dead.open -= 1
+        self._endpoint, self._inner = others[0], stream
+        others[0].open += 1
+        others[0].placed += 1
+        # A task of its own: the new sequence's window opens only as its frames are taken,
+        # here, meanwhile.
+        self._replaying = asyncio.create_task(self._replay(stream, start), name="a2v-replay")
 
     async def _replay(self, stream, start: int) -> None:
-        async with self._lock:
+        """Everything sent so far, again (runs holding the lock, which it releases)."""
+        try:
             audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
             pieces = [audio[i : i + REPLAY_SAMPLES] for i in range(0, len(audio), REPLAY_SAMPLES)]
             for piece in pieces:
@@ -341,11 +350,15 @@ class FailoverStream:
                     )
             if self._last_sent:
                 await stream.send_audio(np.zeros(0, np.float32), last=True)
+        finally:
+            self._lock.release()
 
     async def aclose(self) -> None:
         if self._open:
             self._open = False
             self._endpoint.open -= 1
+            if self._replaying is not None and not self._replaying.done():
+                self._replaying.cancel()  # (it releases the lock)
             self._audio.clear()
             self._in_flight.clear()
         await self._inner.aclose()
