@@ -54,8 +54,9 @@ TRITONS ?= 2
 cluster: venv
 	SERVERS=$(SERVERS) TRITONS=$(TRITONS) $(BIN)/python -m devstack.cluster
 
-# Load test (bench/load.py): LOAD_STREAMS concurrent clients for LOAD_MINUTES on loopback;
-# errors, latency percentiles, memory trend. Exits non-zero if any request failed.
+# Load test (bench/load.py) on a loopback cluster (SERVERS, TRITONS): LOAD_STREAMS concurrent
+# clients for LOAD_MINUTES, one Triton killed and restarted a third of the way in; failed
+# requests, latency percentiles, the work per Triton, memory. Exits non-zero if any failed.
 load: venv system-deps
 	$(BIN)/python -m bench.load
 

@@ -53,6 +53,8 @@ class LocalCluster:
             for i in range(tritons)
         ]
         self.addresses = [f"127.0.0.1:{free_port()}" for _ in range(servers)]
+        #: each replica's Prometheus /metrics port
+        self.metrics_ports = [free_port() for _ in range(servers)]
         self._server_env = server_env or {}
         self._servers: list[subprocess.Popen | None] = [None] * servers
         self._logs: list[BinaryIO | None] = [None] * servers
@@ -90,7 +92,7 @@ class LocalCluster:
         """(Re)start replica ``i`` on its address."""
         env = {
             **os.environ,
-            "A2V_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+            "A2V_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[i]}",
             "A2V_RESUME_KEY_FILE": str(self.key_file),
             **self._server_env,
             **(env or {}),

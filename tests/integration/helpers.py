@@ -61,3 +61,15 @@ def render(client: Client, audio: Path, out: Path, image: Path | bytes, **option
 
 def kinds(responses: list[pb.GenerateResponse]) -> list[str]:
     return [r.WhichOneof("message") for r in responses]
+
+
+def triton_requests(triton_url: str, model: str) -> int:
+    """Requests ``model`` has completed on one Triton (its own statistics)."""
+    import tritonclient.grpc as tritonclient
+
+    client = tritonclient.InferenceServerClient(triton_url)
+    try:
+        stats = client.get_inference_statistics(model)
+        return sum(m.inference_stats.success.count for m in stats.model_stats)
+    finally:
+        client.close()

@@ -9,8 +9,7 @@ import os
 import signal
 
 import grpc
-import tritonclient.grpc as tritonclient
-from helpers import CLUSTER_KEYS
+from helpers import CLUSTER_KEYS, triton_requests
 from media import PORTRAIT, SPEECH, duration
 
 from a2v.v1 import audio_to_video_pb2 as pb
@@ -21,18 +20,14 @@ AUTH = [("authorization", f"Bearer {CLUSTER_KEYS[0]}")]
 FPS = 25
 
 
-def _requests_of(triton_url: str, model: str) -> int:
-    """Requests ``model`` has completed on one Triton (its own statistics)."""
-    client = tritonclient.InferenceServerClient(triton_url)
-    try:
-        stats = client.get_inference_statistics(model)
-        return sum(m.inference_stats.success.count for m in stats.model_stats)
-    finally:
-        client.close()
-
-
-def _avatar_requests(triton_url: str) -> int:
-    return _requests_of(triton_url, "talking_avatar")
+def _kill_the_busy_triton(cluster, model: str, before: list[int]):
+    """SIGKILL the Triton whose ``model`` served the most requests since ``before``."""
+    served = [
+        triton_requests(t.url, model) - b for t, b in zip(cluster.tritons, before, strict=True)
+    ]
+    busy = cluster.tritons[served.index(max(served))]
+    os.kill(busy.pid, signal.SIGKILL)
+    return busy
 
 
 def _requests():
@@ -48,7 +43,7 @@ def test_the_stream_goes_on_when_its_triton_is_killed(cluster):
             for r in stub.Generate(_requests(), metadata=AUTH, timeout=120)
             if r.HasField("chunk")
         )
-    before = [_avatar_requests(t.url) for t in cluster.tritons]
+    before = [triton_requests(t.url, "talking_avatar") for t in cluster.tritons]
     killed = None
     chunks, sequence_numbers = [], []
     try:
@@ -61,12 +56,7 @@ def test_the_stream_goes_on_when_its_triton_is_killed(cluster):
                     chunks.append(response.chunk.data)
                     sequence_numbers.append(response.chunk.sequence_number)
                     if len(chunks) == 4 and killed is None:
-                        served = [
-                            _avatar_requests(t.url) - b
-                            for t, b in zip(cluster.tritons, before, strict=True)
-                        ]
-                        killed = cluster.tritons[served.index(max(served))]
-                        os.kill(killed.pid, signal.SIGKILL)
+                        killed = _kill_the_busy_triton(cluster, "talking_avatar", before)
         summary = responses[-1].summary
         assert summary.frames == round(duration(SPEECH) * FPS)
         assert sequence_numbers == list(range(len(sequence_numbers)))  # every chunk once
@@ -98,7 +88,7 @@ def test_a_lipsync_stream_goes_on_when_its_triton_is_killed(cluster, pause_speec
             yield pb.GenerateRequest(audio=chunk)
         yield pb.GenerateRequest(end=pb.EndOfInput())
 
-    before = [_lipsync_requests(t.url) for t in cluster.tritons]
+    before = [triton_requests(t.url, "lipsync") for t in cluster.tritons]
     killed, chunks = None, []
     try:
         with grpc.insecure_channel(cluster.addresses[1]) as channel:
@@ -109,12 +99,7 @@ def test_a_lipsync_stream_goes_on_when_its_triton_is_killed(cluster, pause_speec
                 if response.HasField("chunk"):
                     chunks.append(response.chunk)
                     if len(chunks) == 4 and killed is None:
-                        served = [
-                            _lipsync_requests(t.url) - b
-                            for t, b in zip(cluster.tritons, before, strict=True)
-                        ]
-                        killed = cluster.tritons[served.index(max(served))]
-                        os.kill(killed.pid, signal.SIGKILL)
+                        killed = _kill_the_busy_triton(cluster, "lipsync", before)
         assert killed is not None
         assert [c.sequence_number for c in chunks] == list(range(len(chunks)))
         out = tmp_path / "failover.mp4"
@@ -128,7 +113,3 @@ def test_a_lipsync_stream_goes_on_when_its_triton_is_killed(cluster, pause_speec
     finally:
         if killed is not None:
             killed.restart()
-
-
-def _lipsync_requests(triton_url: str) -> int:
-    return _requests_of(triton_url, "lipsync")

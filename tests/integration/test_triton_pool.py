@@ -10,9 +10,8 @@ import threading
 import time
 
 import grpc
-import tritonclient.grpc as tritonclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import CLUSTER_KEYS
+from helpers import CLUSTER_KEYS, triton_requests
 from media import PORTRAIT, SPEECH, duration
 
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
@@ -23,13 +22,7 @@ AVATAR = "talking_avatar"
 
 
 def _requests_done(triton_url: str) -> int:
-    """Requests the talking_avatar model has completed on one Triton (its own statistics)."""
-    client = tritonclient.InferenceServerClient(triton_url)
-    try:
-        stats = client.get_inference_statistics(AVATAR)
-        return sum(m.inference_stats.success.count for m in stats.model_stats)
-    finally:
-        client.close()
+    return triton_requests(triton_url, AVATAR)
 
 
 def _generate(address: str, results: list, seconds: list | None = None) -> None:

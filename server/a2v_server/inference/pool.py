@@ -32,6 +32,7 @@ from a2v_server.catalog import TRITON_MODELS
 from a2v_server.errors import Unavailable
 from a2v_server.inference.backend import AvatarOptions, Face, FrameBatch, LipsyncOptions
 from a2v_server.inference.triton import TritonBackend
+from a2v_server.observability.metrics import TRITON_FAILOVERS, TRITON_SEQUENCES
 from a2v_server.settings import triton_endpoints
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class FailoverStream:
         self._open_on = open_on  # async (endpoint, start_frame) -> a new stream there
         endpoint.open += 1
         endpoint.placed += 1
+        TRITON_SEQUENCES.labels(endpoint.url).inc()
         self._audio: list[np.ndarray] = []
         self._in_flight: list[tuple[int, np.ndarray, int, tuple[int, int] | None]] = []
         self._frames_sent = 0
@@ -329,6 +331,8 @@ class FailoverStream:
         self._endpoint, self._inner = others[0], stream
         others[0].open += 1
         others[0].placed += 1
+        TRITON_SEQUENCES.labels(others[0].url).inc()
+        TRITON_FAILOVERS.labels(dead.url).inc()
         # A task of its own: the new sequence's window opens only as its frames are taken,
         # here, meanwhile.
         self._replaying = asyncio.create_task(self._replay(stream, start), name="a2v-replay")

@@ -74,6 +74,16 @@ TRITON_SECONDS = Histogram(
     ["model", "call"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+TRITON_SEQUENCES = Counter(
+    "a2v_triton_sequences",
+    "Model sequences placed on each Triton endpoint (a failover places one more)",
+    ["endpoint"],
+)
+TRITON_FAILOVERS = Counter(
+    "a2v_triton_failovers",
+    "Sequences moved mid-stream away from a Triton that died or stalled, by that Triton",
+    ["endpoint"],
+)
 
 
 def start_metrics_server(
