@@ -66,7 +66,8 @@ class Settings:
     #: tokens work only on the replica that issued them
     resume_key_file: str = ""
     #: host:port at which the other replicas reach this one (in Kubernetes: the pod IP and the
-    #: port, from the downward API); "" = the listen address when it names one host
+    #: port, from the downward API); "" = the listen address when it names one host, else
+    #: this host's name resolved, with the listen port (a container's own address)
     advertise_address: str = ""
     #: PEM CA bundle that signed the other replicas' certificates (with TLS; "" = system roots)
     peer_tls_ca_file: str = ""
@@ -154,14 +155,6 @@ class Settings:
         if self.triton_trace_rate < 1:
             raise ValueError("triton_trace_rate must be at least 1")
         return self
-
-    @property
-    def own_address(self) -> str:
-        """How the other replicas reach this one ("" when not known: no forwarding here)."""
-        if self.advertise_address:
-            return self.advertise_address
-        host = self.listen.rpartition(":")[0].strip("[]")
-        return "" if host in ("", "0.0.0.0", "::") else self.listen
 
     def describe(self) -> str:
         """One line for the start-up log (no secrets are held here)."""

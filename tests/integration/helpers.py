@@ -73,3 +73,15 @@ def triton_requests(triton_url: str, model: str) -> int:
         return sum(m.inference_stats.success.count for m in stats.model_stats)
     finally:
         client.close()
+
+
+def output_of(address: str, requests, metadata) -> bytes:
+    """The file a whole Generate call at ``address`` gives (its chunks joined)."""
+    import grpc
+
+    from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.AudioToVideoStub(channel)
+        responses = stub.Generate(requests, metadata=metadata, timeout=120)
+        return b"".join(r.chunk.data for r in responses if r.HasField("chunk"))

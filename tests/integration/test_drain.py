@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import CLUSTER_KEYS
+from helpers import CLUSTER_KEYS, output_of
 from media import PORTRAIT, SPEECH
 
 from a2v.v1 import audio_to_video_pb2 as pb
@@ -31,13 +31,7 @@ def _health(channel: grpc.Channel) -> int:
 
 
 def test_a_draining_replica_loses_nothing(cluster):
-    with grpc.insecure_channel(cluster.addresses[2]) as channel:
-        stub = pb_grpc.AudioToVideoStub(channel)
-        reference = b"".join(
-            r.chunk.data
-            for r in stub.Generate(_requests(), metadata=AUTH, timeout=120)
-            if r.HasField("chunk")
-        )
+    reference = output_of(cluster.addresses[2], _requests(), AUTH)
     draining = cluster.server(1)
     try:
         with grpc.insecure_channel(cluster.addresses[1]) as channel:

@@ -9,7 +9,7 @@ import os
 import signal
 
 import grpc
-from helpers import CLUSTER_KEYS, triton_requests
+from helpers import CLUSTER_KEYS, output_of, triton_requests
 from media import PORTRAIT, SPEECH, duration
 
 from a2v.v1 import audio_to_video_pb2 as pb
@@ -20,14 +20,19 @@ AUTH = [("authorization", f"Bearer {CLUSTER_KEYS[0]}")]
 FPS = 25
 
 
-def _kill_the_busy_triton(cluster, model: str, before: list[int]):
-    """SIGKILL the Triton whose ``model`` served the most requests since ``before``."""
+def _kill_the_busy_triton(cluster, model: str, before: list[int], sig=signal.SIGKILL):
+    """Signal (SIGKILL) the Triton whose ``model`` served the most requests since ``before``."""
     served = [
         triton_requests(t.url, model) - b for t, b in zip(cluster.tritons, before, strict=True)
     ]
     busy = cluster.tritons[served.index(max(served))]
-    os.kill(busy.pid, signal.SIGKILL)
+    os.kill(busy.pid, sig)
     return busy
+
+
+def _reference(cluster) -> bytes:
+    """The file an undisturbed run gives (on the third replica)."""
+    return output_of(cluster.addresses[2], _requests(), AUTH)
 
 
 def _requests():
@@ -36,13 +41,7 @@ def _requests():
 
 
 def test_the_stream_goes_on_when_its_triton_is_killed(cluster):
-    with grpc.insecure_channel(cluster.addresses[2]) as channel:
-        stub = pb_grpc.AudioToVideoStub(channel)
-        reference = b"".join(
-            r.chunk.data
-            for r in stub.Generate(_requests(), metadata=AUTH, timeout=120)
-            if r.HasField("chunk")
-        )
+    reference = _reference(cluster)
     before = [triton_requests(t.url, "talking_avatar") for t in cluster.tritons]
     killed = None
     chunks, sequence_numbers = [], []
@@ -113,3 +112,25 @@ def test_a_lipsync_stream_goes_on_when_its_triton_is_killed(cluster, pause_speec
     finally:
         if killed is not None:
             killed.restart()
+
+
+def test_the_stream_goes_on_when_its_triton_stalls(cluster):
+    """A Triton that hangs (SIGSTOP: its connections stay open, nothing comes back): after
+    STALL_SECONDS without the frames it owes, the sequence moves to the other Triton."""
+    reference = _reference(cluster)
+    before = [triton_requests(t.url, "talking_avatar") for t in cluster.tritons]
+    stopped, chunks = None, []
+    try:
+        with grpc.insecure_channel(cluster.addresses[0]) as channel:
+            stub = pb_grpc.AudioToVideoStub(channel)
+            for response in stub.Generate(_requests(), metadata=AUTH, timeout=120):
+                if response.HasField("chunk"):
+                    chunks.append(response.chunk.data)
+                    if len(chunks) == 4 and stopped is None:
+                        stopped = _kill_the_busy_triton(
+                            cluster, "talking_avatar", before, signal.SIGSTOP
+                        )
+        assert b"".join(chunks) == reference
+    finally:
+        if stopped is not None:
+            os.kill(stopped.pid, signal.SIGCONT)

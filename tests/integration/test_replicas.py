@@ -146,3 +146,22 @@ def test_a_replica_without_the_shared_key_refuses_the_others_tokens(cluster, tmp
         cluster.stop_server(2)
         cluster.start_server(2)
         cluster.wait_serving(2)
+
+
+def test_the_cli_takes_the_clusters_target(cluster, tmp_path):
+    """`make cluster` prints an ipv4:H:P,H:P,... target: the CLI balances over it."""
+    import subprocess
+
+    from helpers import a2v_command, generate_args
+    from media import duration
+
+    out = tmp_path / "cluster.mp4"
+    args = generate_args(SPEECH, "--resolution", "256x256", "-q", "-o", str(out))
+    done = subprocess.run(
+        [*a2v_command(cluster.target, *args), "--api-key", KEYS[0]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert abs(duration(out) - duration(SPEECH)) < 0.1

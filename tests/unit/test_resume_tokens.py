@@ -54,3 +54,15 @@ def test_a_short_key_file_is_refused(tmp_path):
         load_resume_key(path)
     path.write_text("x" * MIN_KEY_BYTES + "\n")
     assert load_resume_key(path) == b"x" * MIN_KEY_BYTES
+
+
+def test_the_address_other_replicas_reach_this_one_at():
+    from a2v_server.settings import Settings
+    from a2v_server.transport.forward import own_address
+
+    assert own_address(Settings(advertise_address="10.1.2.3:50051")) == "10.1.2.3:50051"
+    assert own_address(Settings(listen="127.0.0.1:5000")) == "127.0.0.1:5000"
+    # every interface (a container, a pod): this host's own address, with the port
+    anywhere = own_address(Settings(listen="0.0.0.0:5000", allow_insecure=True))
+    host, _, port = anywhere.rpartition(":")
+    assert port == "5000" and host not in ("", "0.0.0.0")

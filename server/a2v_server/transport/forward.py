@@ -16,6 +16,7 @@ network is down) is UNAVAILABLE, with the address, so the client may retry.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,6 +42,23 @@ class PeerError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def own_address(settings: Settings) -> str:
+    """How the other replicas reach this one: ``advertise_address``, else the listen address
+    when it names one host, else this host's name resolved with the listen port (a container
+    or pod listening on every interface); "" when none resolves (no forwarding here)."""
+    if settings.advertise_address:
+        return settings.advertise_address
+    host, _, port = settings.listen.rpartition(":")
+    if host.strip("[]") not in ("", "0.0.0.0", "::"):
+        return settings.listen
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        log.warning("this host's name does not resolve: resume tokens are for this server only")
+        return ""
+    return f"{ip}:{port}"
 
 
 def forwarded(context: grpc.aio.ServicerContext) -> bool:

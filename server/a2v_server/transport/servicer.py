@@ -26,7 +26,7 @@ from a2v_server.settings import Settings
 from a2v_server.transport.calls import CallInput, SlotClaim, on_call_end
 from a2v_server.transport.config import find_model, spec_from_config
 from a2v_server.transport.convert import event_to_proto, input_events, model_info
-from a2v_server.transport.forward import PeerError, Peers, forwarded
+from a2v_server.transport.forward import PeerError, Peers, forwarded, own_address
 from a2v_server.transport.parsing import Unparsable, check_parsed, lenient
 from a2v_server.transport.security import StreamLimiter, caller_key
 from a2v_server.transport.session import Reader, Session
@@ -75,10 +75,10 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             detach_seconds=settings.resume_detach_seconds,
             retention_seconds=settings.resume_retention_seconds,
             stall_seconds=settings.idle_timeout_seconds,
-            signer=TokenSigner(key, settings.own_address),
+            signer=TokenSigner(key, own_address(settings)),
         )
         #: the other replicas, for the Resume and Cancel of their sessions (forward.py)
-        self.peers = Peers(settings, settings.own_address)
+        self.peers = Peers(settings, own_address(settings))
         #: shutting down: new generations are refused, Resume and Cancel still served
         self.draining = False
 
