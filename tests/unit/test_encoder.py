@@ -193,8 +193,10 @@ def test_converting_only_the_changed_region_gives_the_same_video():
         frames.append(canvas.copy())
         changed.append((x0, y0, x1, y1))
 
-    def encode(with_regions: bool) -> bytes:
+    def encode(with_regions: bool, primed: bool = False) -> bytes:
         encoder = FragmentedMp4Encoder(w, h, 25, 1)
+        if primed:  # the picture before the first change, converted ahead (the portrait)
+            encoder.prime(base)
         out = []
         for frame, region in zip(frames, changed, strict=True):
             out += encoder.add_video(frame, region if with_regions else None)
@@ -202,6 +204,7 @@ def test_converting_only_the_changed_region_gives_the_same_video():
         return b"".join(s.data for s in out)
 
     whole, partial = encode(False), encode(True)
+    assert encode(True, primed=True) == whole
     decoded = [f.to_ndarray(format="rgb24") for f in av.open(io.BytesIO(partial)).decode(video=0)]
     assert len(decoded) == len(frames)
 

@@ -332,6 +332,11 @@ class Generation:
                             colour=colour or BT709,
                             **(LIPSYNC_ENCODING if lipsync is not None else AVATAR_ENCODING),
                         )
+                        if canvas is not None and styler is None and kind == "audio":
+                            # Usually the audio comes first, while the model still sets up:
+                            # convert the portrait now, so the first frame converts only
+                            # the region it changes.
+                            await self._in_encoder(_primed, encoder, canvas)
                     if kind == "close":
                         break
                     if kind == "audio":
@@ -379,3 +384,8 @@ class Generation:
         for segment in segments:
             await self._events.put(Chunk(self.stats.chunks, segment))
             self.stats.chunk_sent(len(segment.data))
+
+
+def _primed(encoder: FragmentedMp4Encoder, canvas: np.ndarray) -> list[Segment]:
+    encoder.prime(canvas)
+    return []
