@@ -16,6 +16,9 @@ server knows every endpoint:
   sequences this server has open on it (ties in turn); a sequence stays on its endpoint until
   it ends. Face analysis (one call) goes to the least loaded healthy endpoint, and to another
   one if that one is unreachable.
+* Failover (``FailoverStream``): when the endpoint of a running sequence dies or stalls, the
+  sequence is reopened on another one at the first frame not yet received, and the caller's
+  frames go on in order.
 """
 
 from __future__ import annotations
