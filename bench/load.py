@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack.cluster import LocalCluster
 
 from .inputs import machine, speech
-from .procmem import _children, _cmdline, _descendants, rss_bytes
+from .procmem import all_stacks_rss
 from .runs import file_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,19 +69,6 @@ def _placed(cluster: LocalCluster) -> tuple[Counter[str], int]:
                 elif sample.name == "a2v_triton_failovers_total":
                     failovers += int(sample.value)
     return placed, failovers
-
-
-def _memory() -> tuple[int, int]:
-    """RSS of every a2v server and of every Triton tree among this process's descendants."""
-    tree = _children()
-    servers = tritons = 0
-    for pid in _descendants(os.getpid(), tree)[1:]:
-        cmd = _cmdline(pid)
-        if "a2v_server.main" in cmd:
-            servers += rss_bytes(pid)
-        elif cmd.split(" ", 1)[0].endswith("tritonserver"):
-            tritons += sum(rss_bytes(p) for p in _descendants(pid, tree))
-    return servers, tritons
 
 
 def main() -> int:
@@ -134,7 +121,7 @@ def main() -> int:
                     killed_at = time.monotonic() - t0
                     cluster.tritons[0].restart()  # blocks until its models are loaded
                     back_at = time.monotonic() - t0
-                server_rss, triton_rss = _memory()
+                server_rss, triton_rss = all_stacks_rss()
                 memory.append((time.monotonic() - t0, server_rss, triton_rss))
                 time.sleep(5.0)
             for w in workers:

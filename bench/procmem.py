@@ -84,6 +84,20 @@ def temp_bytes(pid: int) -> int:
     return total
 
 
+def all_stacks_rss() -> tuple[int, int]:
+    """RSS of every a2v server and of every Triton tree among this process's descendants (a
+    cluster: several of each)."""
+    tree = _children()
+    servers = tritons = 0
+    for pid in _descendants(os.getpid(), tree)[1:]:
+        cmd = _cmdline(pid)
+        if "a2v_server.main" in cmd:
+            servers += rss_bytes(pid)
+        elif cmd.split(" ", 1)[0].endswith("tritonserver"):
+            tritons += sum(rss_bytes(p) for p in _descendants(pid, tree))
+    return servers, tritons
+
+
 @dataclass
 class StackPids:
     server: int

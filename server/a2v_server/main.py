@@ -92,6 +92,7 @@ async def drain(
         await asyncio.sleep(0.1)
     log.info("drained" if service.settled else "grace period over: stopping what still runs")
     await server.stop(max(0.5, min(2.0, deadline - time.monotonic())))
+    await service.peers.aclose()
 
 
 async def supervise_triton(triton: TritonProcess, stop: asyncio.Event) -> None:

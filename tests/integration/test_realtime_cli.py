@@ -25,6 +25,21 @@ def long_speech(media_dir):
     )
 
 
+def _streamed_to(out, cmd: list[str]) -> tuple[float, float]:
+    """Run the CLI writing to stdout, into ``out``: when its first byte came and when it was
+    done (seconds from the start). Fails on a non-zero exit."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    first = proc.stdout.read(1)
+    first_at = time.monotonic() - started
+    rest = proc.stdout.read()
+    stderr = proc.stderr.read().decode()
+    finished_at = time.monotonic() - started
+    assert proc.wait(30) == 0, stderr
+    out.write_bytes(first + rest)
+    return first_at, finished_at
+
+
 def test_file_pcm_matches_the_file(long_speech):
     rate, channels, pieces = file_pcm(long_speech, chunk_seconds=0.02)
     sizes = [len(p) for p in pieces]
@@ -38,17 +53,8 @@ def test_realtime_cli_streams_while_uploading(stack, long_speech, tmp_path):
     audio_seconds = duration(long_speech)
     flags = ("--realtime", "--resolution", "256x256", "-q", "-o", "-")
     cmd = a2v_command(stack.address, *generate_args(long_speech, *flags))
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
-    first = proc.stdout.read(1)
-    first_at = time.monotonic() - started
-    rest = proc.stdout.read()
-    stderr = proc.stderr.read().decode()
-    finished_at = time.monotonic() - started
-    assert proc.wait(30) == 0, stderr
-
     out = tmp_path / "realtime.mp4"
-    out.write_bytes(first + rest)
+    first_at, finished_at = _streamed_to(out, cmd)
     assert duration(out) == pytest.approx(audio_seconds, abs=0.1)
     # Paced upload: the whole run cannot be faster than the audio itself ...
     assert finished_at >= audio_seconds - 0.1
@@ -73,16 +79,8 @@ def test_live_lipsync_streams_while_the_camera_is_still_sending(
     src.write_bytes(video)
     args = ["generate", "--video", str(src), "--audio", str(long_speech), "--realtime", *flags]
     cmd = a2v_command(stack.address, *args, "--sync-mode", "cut_off", "-q", "-o", "-")
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
-    first = proc.stdout.read(1)
-    first_at = time.monotonic() - started
-    rest = proc.stdout.read()
-    stderr = proc.stderr.read().decode()
-    assert proc.wait(30) == 0, stderr
-
     out = tmp_path / "live.mp4"
-    out.write_bytes(first + rest)
+    first_at, _ = _streamed_to(out, cmd)
     stream = next(s for s in probe(out)["streams"] if s["codec_type"] == "video")
     assert (stream["width"], stream["height"], stream["r_frame_rate"]) == (512, 512, f"{FPS}/1")
     frames = decode_frames(out)

@@ -57,7 +57,6 @@ class Endpoint:
         self.backend = TritonBackend(url)
         self.healthy = False
         self.open = 0  # sequences this server has open here
-        self.placed = 0  # sequences ever placed here
         self.listed = True  # still named by the configuration (DNS)
 
 
@@ -224,9 +223,7 @@ class FailoverStream:
         self._endpoint = endpoint
         self._inner = stream
         self._open_on = open_on  # async (endpoint, start_frame) -> a new stream there
-        endpoint.open += 1
-        endpoint.placed += 1
-        TRITON_SEQUENCES.labels(endpoint.url).inc()
+        _place_on(endpoint)
         self._audio: list[np.ndarray] = []
         self._in_flight: list[tuple[int, np.ndarray, int, tuple[int, int] | None]] = []
         self._frames_sent = 0
@@ -236,10 +233,6 @@ class FailoverStream:
         self.failovers = 0
         self._replaying: asyncio.Task | None = None
         self._open = True
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return self._endpoint
 
     async def send_audio(
         self,
@@ -332,9 +325,7 @@ class FailoverStream:
         )
         dead.open -= 1
         self._endpoint, self._inner = others[0], stream
-        others[0].open += 1
-        others[0].placed += 1
-        TRITON_SEQUENCES.labels(others[0].url).inc()
+        _place_on(others[0])
         TRITON_FAILOVERS.labels(dead.url).inc()
         # A task of its own: the new sequence's window opens only as its frames are taken,
         # here, meanwhile.
@@ -369,3 +360,9 @@ class FailoverStream:
             self._audio.clear()
             self._in_flight.clear()
         await self._inner.aclose()
+
+
+def _place_on(endpoint: Endpoint) -> None:
+    """Count a sequence opened on ``endpoint`` (placement, and the metric)."""
+    endpoint.open += 1
+    TRITON_SEQUENCES.labels(endpoint.url).inc()

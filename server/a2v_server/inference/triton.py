@@ -152,13 +152,10 @@ class TritonBackend:
             self._client, LIPSYNC_MODEL, first, takes_frames=True, start_frame=start_frame
         )
 
-    async def resumes(self, model: str) -> bool:
-        """Whether ``model`` can start a sequence at a later frame (START_FRAME: failover)."""
-        return "START_FRAME" in await self._input_names(model)
-
     async def _start_at(self, model: str, first: dict[str, np.ndarray], start_frame: int) -> None:
+        """A sequence that starts at a later frame (failover), if the model can (START_FRAME)."""
         if start_frame:
-            if not await self.resumes(model):
+            if "START_FRAME" not in await self._input_names(model):
                 raise Unavailable(f"model {model} cannot start at frame {start_frame}")
             first["START_FRAME"] = np.array([start_frame], dtype=np.int64)
 

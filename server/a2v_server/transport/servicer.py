@@ -71,14 +71,15 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         #: slot until it ends, also after its call ended (resumable, rendering detached)
         self.limiter = StreamLimiter(settings.max_streams_per_key)
         key = load_resume_key(settings.resume_key_file) if settings.resume_key_file else None
+        address = own_address(settings)  # (may resolve this host's name: once)
         self._sessions = SessionStore(
             detach_seconds=settings.resume_detach_seconds,
             retention_seconds=settings.resume_retention_seconds,
             stall_seconds=settings.idle_timeout_seconds,
-            signer=TokenSigner(key, own_address(settings)),
+            signer=TokenSigner(key, address),
         )
         #: the other replicas, for the Resume and Cancel of their sessions (forward.py)
-        self.peers = Peers(settings, own_address(settings))
+        self.peers = Peers(settings, address)
         #: shutting down: new generations are refused, Resume and Cancel still served
         self.draining = False
 
