@@ -176,7 +176,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., image: _Optional[_Union[ImageInput, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[EndOfInput, _Mapping]] = ..., video: _Optional[_Union[VideoInput, _Mapping]] = ...) -> None: ...
 
 class GenerateConfig(_message.Message):
-    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id", "transcript", "animation", "sync_mode", "face", "include_timeline", "resumable")
+    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id", "transcript", "animation", "sync_mode", "face", "include_timeline", "resumable", "range")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +189,7 @@ class GenerateConfig(_message.Message):
     FACE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_TIMELINE_FIELD_NUMBER: _ClassVar[int]
     RESUMABLE_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     model: str
     output: OutputOptions
     prompt: str
@@ -201,7 +202,16 @@ class GenerateConfig(_message.Message):
     face: FaceSelector
     include_timeline: bool
     resumable: bool
-    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ..., transcript: _Optional[str] = ..., animation: _Optional[_Union[AnimationOptions, _Mapping]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ..., include_timeline: _Optional[bool] = ..., resumable: _Optional[bool] = ...) -> None: ...
+    range: TimeRange
+    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ..., transcript: _Optional[str] = ..., animation: _Optional[_Union[AnimationOptions, _Mapping]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ..., include_timeline: _Optional[bool] = ..., resumable: _Optional[bool] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
 
 class AnimationOptions(_message.Message):
     __slots__ = ("expression_scale", "head_motion_scale", "blink_rate")
@@ -332,10 +342,12 @@ class GenerateResponse(_message.Message):
     def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., chunk: _Optional[_Union[MediaChunk, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., timeline: _Optional[_Union[Timeline, _Mapping]] = ...) -> None: ...
 
 class Timeline(_message.Message):
-    __slots__ = ("frames",)
+    __slots__ = ("frames", "beat_grid")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
+    BEAT_GRID_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[TimelineFrame]
-    def __init__(self, frames: _Optional[_Iterable[_Union[TimelineFrame, _Mapping]]] = ...) -> None: ...
+    beat_grid: BeatGrid
+    def __init__(self, frames: _Optional[_Iterable[_Union[TimelineFrame, _Mapping]]] = ..., beat_grid: _Optional[_Union[BeatGrid, _Mapping]] = ...) -> None: ...
 
 class TimelineFrame(_message.Message):
     __slots__ = ("index", "time_seconds", "mouth_open", "viseme", "head_yaw", "head_pitch", "head_roll", "blink")
@@ -358,7 +370,7 @@ class TimelineFrame(_message.Message):
     def __init__(self, index: _Optional[int] = ..., time_seconds: _Optional[float] = ..., mouth_open: _Optional[float] = ..., viseme: _Optional[_Union[Viseme, str]] = ..., head_yaw: _Optional[float] = ..., head_pitch: _Optional[float] = ..., head_roll: _Optional[float] = ..., blink: _Optional[float] = ...) -> None: ...
 
 class Accepted(_message.Message):
-    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box", "resume_token", "ignored_settings", "warnings")
+    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box", "resume_token", "ignored_settings", "warnings", "range")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +383,7 @@ class Accepted(_message.Message):
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     IGNORED_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     width: int
@@ -383,7 +396,8 @@ class Accepted(_message.Message):
     resume_token: str
     ignored_settings: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ..., resume_token: _Optional[str] = ..., ignored_settings: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    range: TimeRange
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ..., resume_token: _Optional[str] = ..., ignored_settings: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class Box(_message.Message):
     __slots__ = ("x0", "y0", "x1", "y1")
@@ -398,20 +412,40 @@ class Box(_message.Message):
     def __init__(self, x0: _Optional[float] = ..., y0: _Optional[float] = ..., x1: _Optional[float] = ..., y1: _Optional[float] = ...) -> None: ...
 
 class MediaChunk(_message.Message):
-    __slots__ = ("sequence_number", "kind", "start_seconds", "end_seconds", "data", "crc32")
+    __slots__ = ("sequence_number", "kind", "start_seconds", "end_seconds", "data", "crc32", "report")
     SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
     END_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CRC32_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     sequence_number: int
     kind: ChunkKind
     start_seconds: float
     end_seconds: float
     data: bytes
     crc32: int
-    def __init__(self, sequence_number: _Optional[int] = ..., kind: _Optional[_Union[ChunkKind, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ...) -> None: ...
+    report: FragmentReport
+    def __init__(self, sequence_number: _Optional[int] = ..., kind: _Optional[_Union[ChunkKind, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., report: _Optional[_Union[FragmentReport, _Mapping]] = ...) -> None: ...
+
+class FragmentReport(_message.Message):
+    __slots__ = ("frames", "face_share", "tracking_confidence", "sync_agreement", "face_lost", "cut", "looped")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FACE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SYNC_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    FACE_LOST_FIELD_NUMBER: _ClassVar[int]
+    CUT_FIELD_NUMBER: _ClassVar[int]
+    LOOPED_FIELD_NUMBER: _ClassVar[int]
+    frames: int
+    face_share: float
+    tracking_confidence: float
+    sync_agreement: float
+    face_lost: bool
+    cut: bool
+    looped: bool
+    def __init__(self, frames: _Optional[int] = ..., face_share: _Optional[float] = ..., tracking_confidence: _Optional[float] = ..., sync_agreement: _Optional[float] = ..., face_lost: _Optional[bool] = ..., cut: _Optional[bool] = ..., looped: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("frames_done", "frames_total", "audio_seconds")
@@ -464,6 +498,102 @@ class Timings(_message.Message):
     inference_seconds: float
     encode_seconds: float
     def __init__(self, total_seconds: _Optional[float] = ..., first_chunk_seconds: _Optional[float] = ..., decode_seconds: _Optional[float] = ..., inference_seconds: _Optional[float] = ..., encode_seconds: _Optional[float] = ...) -> None: ...
+
+class AnalyzeRequest(_message.Message):
+    __slots__ = ("config", "audio", "end")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    config: AnalyzeConfig
+    audio: AudioChunk
+    end: EndOfInput
+    def __init__(self, config: _Optional[_Union[AnalyzeConfig, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[EndOfInput, _Mapping]] = ...) -> None: ...
+
+class AnalyzeConfig(_message.Message):
+    __slots__ = ("trim", "transcript", "request_id", "fps")
+    TRIM_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    trim: AudioTrim
+    transcript: str
+    request_id: str
+    fps: float
+    def __init__(self, trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., transcript: _Optional[str] = ..., request_id: _Optional[str] = ..., fps: _Optional[float] = ...) -> None: ...
+
+class AudioAnalysis(_message.Message):
+    __slots__ = ("request_id", "duration_seconds", "kind", "segments", "voiced", "phones", "visemes", "aligned", "jaw_fps", "jaw_open", "beat_grid", "onsets", "analysis_seconds")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    VOICED_FIELD_NUMBER: _ClassVar[int]
+    PHONES_FIELD_NUMBER: _ClassVar[int]
+    VISEMES_FIELD_NUMBER: _ClassVar[int]
+    ALIGNED_FIELD_NUMBER: _ClassVar[int]
+    JAW_FPS_FIELD_NUMBER: _ClassVar[int]
+    JAW_OPEN_FIELD_NUMBER: _ClassVar[int]
+    BEAT_GRID_FIELD_NUMBER: _ClassVar[int]
+    ONSETS_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    duration_seconds: float
+    kind: AudioKind
+    segments: _containers.RepeatedCompositeFieldContainer[KindSegment]
+    voiced: _containers.RepeatedCompositeFieldContainer[TimeRange]
+    phones: _containers.RepeatedCompositeFieldContainer[PhoneSpan]
+    visemes: _containers.RepeatedCompositeFieldContainer[VisemeSpan]
+    aligned: bool
+    jaw_fps: float
+    jaw_open: _containers.RepeatedScalarFieldContainer[float]
+    beat_grid: BeatGrid
+    onsets: _containers.RepeatedScalarFieldContainer[float]
+    analysis_seconds: float
+    def __init__(self, request_id: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., kind: _Optional[_Union[AudioKind, str]] = ..., segments: _Optional[_Iterable[_Union[KindSegment, _Mapping]]] = ..., voiced: _Optional[_Iterable[_Union[TimeRange, _Mapping]]] = ..., phones: _Optional[_Iterable[_Union[PhoneSpan, _Mapping]]] = ..., visemes: _Optional[_Iterable[_Union[VisemeSpan, _Mapping]]] = ..., aligned: _Optional[bool] = ..., jaw_fps: _Optional[float] = ..., jaw_open: _Optional[_Iterable[float]] = ..., beat_grid: _Optional[_Union[BeatGrid, _Mapping]] = ..., onsets: _Optional[_Iterable[float]] = ..., analysis_seconds: _Optional[float] = ...) -> None: ...
+
+class KindSegment(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds", "kind")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    kind: AudioKind
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., kind: _Optional[_Union[AudioKind, str]] = ...) -> None: ...
+
+class PhoneSpan(_message.Message):
+    __slots__ = ("phone", "start_seconds", "end_seconds")
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    phone: str
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, phone: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class VisemeSpan(_message.Message):
+    __slots__ = ("viseme", "start_seconds", "end_seconds")
+    VISEME_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    viseme: Viseme
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, viseme: _Optional[_Union[Viseme, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class BeatGrid(_message.Message):
+    __slots__ = ("tempo_bpm", "beats", "downbeats", "beats_per_bar", "confidence")
+    TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
+    BEATS_FIELD_NUMBER: _ClassVar[int]
+    DOWNBEATS_FIELD_NUMBER: _ClassVar[int]
+    BEATS_PER_BAR_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    tempo_bpm: float
+    beats: _containers.RepeatedScalarFieldContainer[float]
+    downbeats: _containers.RepeatedScalarFieldContainer[float]
+    beats_per_bar: int
+    confidence: float
+    def __init__(self, tempo_bpm: _Optional[float] = ..., beats: _Optional[_Iterable[float]] = ..., downbeats: _Optional[_Iterable[float]] = ..., beats_per_bar: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

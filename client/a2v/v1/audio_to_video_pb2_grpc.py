@@ -60,6 +60,11 @@ class AudioToVideoStub:
                 request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelRequest.SerializeToString,
                 response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelResponse.FromString,
                 _registered_method=True)
+        self.Analyze = channel.stream_unary(
+                '/a2v.v1.AudioToVideo/Analyze',
+                request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.AnalyzeRequest.SerializeToString,
+                response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.AudioAnalysis.FromString,
+                _registered_method=True)
 
 
 class AudioToVideoServicer:
@@ -107,6 +112,17 @@ class AudioToVideoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Analyze(self, request_iterator, context):
+        """What the models hear in an audio, without rendering: its kind per segment (speech,
+        music, other), voiced ranges, phones and visemes with times, the jaw-opening curve, and
+        the tempo, beats, downbeats and onsets. Audio streams in as in Generate (config first,
+        audio, end); one AudioAnalysis comes back once the audio is complete. Errors as in
+        Generate (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, ...).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioToVideoServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +150,11 @@ def add_AudioToVideoServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelRequest.FromString,
                     response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.CancelResponse.SerializeToString,
+            ),
+            'Analyze': grpc.stream_unary_rpc_method_handler(
+                    servicer.Analyze,
+                    request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.AnalyzeRequest.FromString,
+                    response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.AudioAnalysis.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +293,33 @@ class AudioToVideo:
             '/a2v.v1.AudioToVideo/Cancel',
             a2v_dot_v1_dot_audio__to__video__pb2.CancelRequest.SerializeToString,
             a2v_dot_v1_dot_audio__to__video__pb2.CancelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Analyze(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/a2v.v1.AudioToVideo/Analyze',
+            a2v_dot_v1_dot_audio__to__video__pb2.AnalyzeRequest.SerializeToString,
+            a2v_dot_v1_dot_audio__to__video__pb2.AudioAnalysis.FromString,
             options,
             channel_credentials,
             insecure,
