@@ -16,7 +16,14 @@ from .connection import TlsFiles, open_aio_channel
 from .errors import client_errors
 from .options import GenerateOptions
 from .resume import ResumeTracker
-from .sources import RequestGuard, Video, request_stream
+from .sources import (
+    RequestGuard,
+    Video,
+    analyze_config,
+    analyze_requests,
+    check_audio,
+    request_stream,
+)
 
 
 class AsyncClient(ClientBase[grpc.aio.Channel]):
@@ -102,6 +109,41 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
                 call.cancel()
             await asyncio.sleep(tracker.backoff())
             call = self._stub.Resume(request, timeout=self._timeout)
+
+    async def analyze(
+        self,
+        *,
+        audio: Iterable[pb.AudioChunk],
+        transcript: str = "",
+        trim: tuple[float, float] | None = None,
+        fps: float = 0.0,
+        request_id: str = "",
+    ) -> pb.AudioAnalysis:
+        """As ``Client.analyze``."""
+        check_audio(audio)
+        config = analyze_config(transcript=transcript, trim=trim, fps=fps, request_id=request_id)
+        guard = RequestGuard()
+
+        async def requests() -> AsyncIterator[pb.AnalyzeRequest]:
+            await call.initial_metadata()  # admitted: see _generate
+            for message in analyze_requests(config, audio):
+                if call.done():
+                    return
+                yield message
+                await asyncio.sleep(0)
+
+        call = self._stub.Analyze(guard.wrap_async(requests()), timeout=self._timeout)
+        guard.attach(call)
+        try:
+            with client_errors(self.address):
+                try:
+                    return await call
+                except grpc.RpcError:
+                    if (failure := guard.take()) is not None:
+                        raise failure from None
+                    raise
+        finally:
+            call.cancel()
 
     async def list_models(self) -> list[pb.ModelInfo]:
         with client_errors(self.address):

@@ -40,7 +40,10 @@ from .sources import (
     CHUNK_BYTES,
     RequestGuard,
     Video,
+    analyze_config,
+    analyze_requests,
     bytes_audio,
+    check_audio,
     file_audio,
     file_pcm,
     pcm_audio,
@@ -128,6 +131,37 @@ class Client(ClientBase[grpc.Channel]):
                 call.cancel()  # no-op when complete; frees the server side when we stop early
             time.sleep(tracker.backoff())
             call = self._stub.Resume(request, timeout=self._timeout)
+
+    def analyze(
+        self,
+        *,
+        audio: Iterable[pb.AudioChunk],
+        transcript: str = "",
+        trim: tuple[float, float] | None = None,
+        fps: float = 0.0,
+        request_id: str = "",
+    ) -> pb.AudioAnalysis:
+        """What the models hear in ``audio`` (Analyze): kinds, voiced ranges, phones and
+        visemes, the jaw-opening curve at ``fps`` (0 = 25), tempo, beats and onsets. ``trim``
+        is (start, end) seconds (end 0 = to the end). The server's errors are
+        ``A2VClientError``; an exception raised by ``audio`` is raised as it is."""
+        check_audio(audio)
+        config = analyze_config(transcript=transcript, trim=trim, fps=fps, request_id=request_id)
+        guard = RequestGuard()
+        future = self._stub.Analyze.future(
+            guard.wrap(analyze_requests(config, audio)), timeout=self._timeout
+        )
+        guard.attach(future)
+        try:
+            with client_errors(self.address):
+                try:
+                    return future.result()
+                except grpc.RpcError:
+                    if (failure := guard.take()) is not None:
+                        raise failure from None
+                    raise
+        finally:
+            future.cancel()
 
     def list_models(self) -> list[pb.ModelInfo]:
         with client_errors(self.address):

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
@@ -21,6 +21,9 @@ from .options import GenerateOptions
 
 #: a speaker video: a file's bytes or path, or a file sent like a live camera (LiveVideo)
 Video = bytes | str | Path | LiveVideo
+
+#: a request message of a client stream (Generate's or Analyze's)
+RequestT = TypeVar("RequestT", pb.GenerateRequest, pb.AnalyzeRequest)
 
 #: bytes per message for file inputs: well under the server's message limit
 CHUNK_BYTES = 256 * 1024
@@ -282,6 +285,33 @@ def _in_step(
     yield from video_until(total)
 
 
+def analyze_requests(
+    config: pb.AnalyzeConfig, audio: Iterable[pb.AudioChunk]
+) -> Iterator[pb.AnalyzeRequest]:
+    """An Analyze stream: config, the audio, end."""
+    yield pb.AnalyzeRequest(config=config)
+    for chunk in audio:
+        yield pb.AnalyzeRequest(audio=chunk)
+    yield pb.AnalyzeRequest(end=pb.EndOfInput())
+
+
+def analyze_config(
+    *,
+    transcript: str = "",
+    trim: tuple[float, float] | None = None,
+    fps: float = 0.0,
+    request_id: str = "",
+) -> pb.AnalyzeConfig:
+    """The AnalyzeConfig of ``analyze``'s keyword arguments (checked by the server)."""
+    start, end = trim if trim is not None else (0.0, 0.0)
+    return pb.AnalyzeConfig(
+        transcript=transcript,
+        trim=pb.AudioTrim(start_seconds=start, end_seconds=end),
+        fps=fps,
+        request_id=request_id,
+    )
+
+
 class RequestGuard:
     """The request stream as gRPC reads it, minus gRPC's handling of its failures.
 
@@ -311,15 +341,13 @@ class RequestGuard:
         if call is not None:
             call.cancel()
 
-    def wrap(self, requests: Iterable[pb.GenerateRequest]) -> Iterator[pb.GenerateRequest]:
+    def wrap(self, requests: Iterable[RequestT]) -> Iterator[RequestT]:
         try:
             yield from requests
         except Exception as error:  # kept for the caller, not for gRPC
             self.failed(error)
 
-    async def wrap_async(
-        self, requests: AsyncIterable[pb.GenerateRequest]
-    ) -> AsyncIterator[pb.GenerateRequest]:
+    async def wrap_async(self, requests: AsyncIterable[RequestT]) -> AsyncIterator[RequestT]:
         try:
             async for request in requests:
                 yield request

@@ -20,6 +20,9 @@ FACE_MODEL = "face_landmarks"
 AVATAR_MODEL = "talking_avatar"
 #: Triton model: re-animates the mouth of a speaker video to new audio
 LIPSYNC_MODEL = "lipsync"
+#: Triton model: what the models hear in an audio, without rendering (the Analyze rpc, and
+#: the beat grid of Generate's timeline)
+ANALYSIS_MODEL = "audio_analysis"
 
 
 class InputKind(Enum):
@@ -83,7 +86,9 @@ DEFAULT_MODEL = TALKING_AVATAR.name
 #: every Triton model an offered model needs, each once, in the order they are first named;
 #: what the launcher loads, what health waits for, exactly the folders of model_repository/
 TRITON_MODELS: tuple[str, ...] = tuple(
-    dict.fromkeys(name for model in MODELS.values() for name in model.triton_models)
+    dict.fromkeys(
+        [*(name for model in MODELS.values() for name in model.triton_models), ANALYSIS_MODEL]
+    )
 )
 
 #: the audio every Triton model takes: mono float32 at this rate (the server resamples to it)

@@ -147,6 +147,8 @@ class TimelineFrame:
 @dataclass(frozen=True)
 class Timeline:
     frames: tuple[TimelineFrame, ...]
+    #: the audio's beat grid, once, after every frame (include_timeline)
+    beat_grid: BeatGrid | None = None
 
 
 @dataclass(frozen=True)
@@ -181,3 +183,51 @@ class Summary:
 
 
 OutputEvent = Accepted | Chunk | Progress | Summary | Timeline
+
+
+# --- Analyze -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnalyzeSpec:
+    """A validated AnalyzeConfig."""
+
+    request_id: str
+    trim_start: float
+    trim_end: float | None
+    transcript: str = ""
+    #: rate of the jaw-opening curve
+    fps: float = DEFAULT_FPS
+
+
+@dataclass(frozen=True)
+class BeatGrid:
+    tempo_bpm: float = 0.0  # 0: no steady beat
+    beats: tuple[float, ...] = ()
+    downbeats: tuple[float, ...] = ()
+    beats_per_bar: int = 4
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True)
+class Span:
+    """A labelled time range: an audio kind (AudioKind number), a phone or a viseme number."""
+
+    label: int | str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the models hear in an audio (the audio_analysis model's answer)."""
+
+    duration_seconds: float
+    kind: int  # a2v.v1.AudioKind number
+    segments: tuple[Span, ...]  # label: AudioKind number
+    voiced: tuple[tuple[float, float], ...]
+    phones: tuple[Span, ...]  # label: ARPAbet phone
+    visemes: tuple[Span, ...]  # label: a2v.v1.Viseme number
+    aligned: bool
+    jaw_fps: float
+    jaw_open: tuple[float, ...]
+    beat_grid: BeatGrid
+    onsets: tuple[float, ...]

@@ -8,6 +8,7 @@ import asyncio
 import numpy as np
 
 from a2v_server.catalog import MODEL_SAMPLE_RATE, frame_count
+from a2v_server.domain import Analysis, BeatGrid, Span
 from a2v_server.inference.backend import Face, FrameBatch
 
 RATE = MODEL_SAMPLE_RATE
@@ -85,6 +86,8 @@ class FakeBackend:
         #: lipsync sends MOUTH_SOURCE (False: as an older lipsync model, without it)
         self.mouth_source = True
         self.avatars: list[FakeAvatar] = []
+        #: (samples, AnalysisOptions) of every analyze_audio call
+        self.analysed: list = []
 
     async def ready(self, models=()):
         return True
@@ -110,6 +113,46 @@ class FakeBackend:
         avatar.mouth_source = self.mouth_source
         self.avatars.append(avatar)
         return avatar
+
+    async def analyze_audio(self, samples, options):
+        """Loudness stands in for the analysis: voiced where the level is above -40 dBFS (in
+        10 ms steps), the jaw curve is the level per frame. Keeps what it got in
+        ``analysed``."""
+        samples = np.asarray(samples, np.float32)
+        self.analysed.append((samples, options))
+        hop = RATE // 100
+        levels = [
+            float(np.abs(samples[i : i + hop]).max(initial=0)) for i in range(0, len(samples), hop)
+        ]
+        loud = [level > 0.01 for level in levels]
+        voiced, start = [], None
+        for k, on in enumerate([*loud, False]):
+            if on and start is None:
+                start = k / 100
+            elif not on and start is not None:
+                voiced.append((start, k / 100))
+                start = None
+        duration = len(samples) / RATE
+        frames = frame_count(len(samples), options.fps)
+        per = RATE / options.fps
+        jaw = tuple(
+            min(1.0, float(np.abs(samples[int(i * per) : int((i + 1) * per)]).max(initial=0)))
+            for i in range(frames)
+        )
+        kind = 1 if voiced else 3
+        return Analysis(
+            duration_seconds=duration,
+            kind=kind,
+            segments=(Span(kind, 0.0, duration),),
+            voiced=tuple(voiced),
+            phones=(),
+            visemes=(Span(1, 0.0, duration),),
+            aligned=bool(options.transcript),
+            jaw_fps=options.fps,
+            jaw_open=jaw,
+            beat_grid=BeatGrid(),
+            onsets=tuple(a for a, _ in voiced),
+        )
 
     async def aclose(self):
         pass

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
+from a2v_server.domain import Analysis
+
 #: monotonic time by which the current call must be done: the caller's gRPC deadline, set by
 #: the servicer and passed on to every Triton call made for it (a context variable, so the
 #: pipeline's tasks see it without threading it through every signature)
@@ -61,6 +63,18 @@ class LipsyncOptions:
     #: which face to re-animate: the n-th largest, or the one overlapping ``face_box`` most
     face_index: int = 0
     face_box: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What to analyse in an audio (the audio_analysis model)."""
+
+    #: rate of the jaw-opening curve
+    fps: float = 25.0
+    #: English text of the speech, for forced alignment ("" = recognise phones)
+    transcript: str = ""
+    #: parts to compute, of "kind", "voice", "phones", "jaw", "beats"; empty = all
+    parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,4 +128,8 @@ class Backend(Protocol):
         mesh: np.ndarray | None = None,
     ) -> ModelStream: ...
     async def open_lipsync(self, options: LipsyncOptions) -> ModelStream: ...
+    async def analyze_audio(self, samples: np.ndarray, options: AnalysisOptions) -> Analysis:
+        """What the models hear in ``samples`` (mono, MODEL_SAMPLE_RATE)."""
+        ...
+
     async def aclose(self) -> None: ...

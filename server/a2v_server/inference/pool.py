@@ -14,8 +14,8 @@ server knows every endpoint:
   SERVING while at least one endpoint serves every model.
 * Placement: a new sequence (avatar or lipsync) goes to the healthy endpoint with the fewest
   sequences this server has open on it (ties in turn); a sequence stays on its endpoint until
-  it ends. Face analysis (one call) goes to the least loaded healthy endpoint, and to another
-  one if that one is unreachable.
+  it ends. Face and audio analysis (one call each) go to the least loaded healthy endpoint,
+  and to another one if that one is unreachable.
 * Failover (``FailoverStream``): when the endpoint of a running sequence dies or stalls, the
   sequence is reopened on another one at the first frame not yet received, and the caller's
   frames go on in order.
@@ -27,18 +27,27 @@ import asyncio
 import itertools
 import logging
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 
 from a2v_server.catalog import TRITON_MODELS
+from a2v_server.domain import Analysis
 from a2v_server.errors import Unavailable
-from a2v_server.inference.backend import AvatarOptions, Face, FrameBatch, LipsyncOptions
+from a2v_server.inference.backend import (
+    AnalysisOptions,
+    AvatarOptions,
+    Face,
+    FrameBatch,
+    LipsyncOptions,
+)
 from a2v_server.inference.triton import TritonBackend
 from a2v_server.observability.metrics import TRITON_FAILOVERS, TRITON_SEQUENCES
 from a2v_server.settings import triton_endpoints
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: a stream whose model owes frames and has sent none for this long has stalled: fail over
 STALL_SECONDS = 10.0
@@ -124,13 +133,20 @@ class TritonPool:
         return candidates[0]
 
     async def analyze_faces(self, image: np.ndarray) -> list[Face]:
+        return await self._unary("face analysis", lambda b: b.analyze_faces(image))
+
+    async def analyze_audio(self, samples: np.ndarray, options: AnalysisOptions) -> Analysis:
+        return await self._unary("audio analysis", lambda b: b.analyze_audio(samples, options))
+
+    async def _unary(self, what: str, call: Callable[[TritonBackend], Awaitable[T]]) -> T:
+        """A one-shot call on the best endpoint; on a second one when the first is down."""
         candidates = self._candidates()
         if not candidates:
-            self._pick("face analysis")  # raises
+            self._pick(what)  # raises
         error: Unavailable | None = None
         for endpoint in candidates[:2]:  # one more endpoint when the first is unreachable
             try:
-                return await endpoint.backend.analyze_faces(image)
+                return await call(endpoint.backend)
             except Unavailable as exc:
                 endpoint.healthy = False  # until the next health check says otherwise
                 error = exc

@@ -15,9 +15,12 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from a2v_server.catalog import AVATAR_MODEL, FACE_MODEL, LIPSYNC_MODEL
+from a2v_server.catalog import ANALYSIS_MODEL, AVATAR_MODEL, FACE_MODEL, LIPSYNC_MODEL
+from a2v_server.domain import Analysis
 from a2v_server.errors import Unavailable
+from a2v_server.inference.analysis_reply import parse_analysis
 from a2v_server.inference.backend import (
+    AnalysisOptions,
     AvatarOptions,
     Face,
     LipsyncOptions,
@@ -99,6 +102,42 @@ class TritonBackend:
             )
             for i in range(len(boxes))
         ]
+
+    async def analyze_audio(self, samples: np.ndarray, options: AnalysisOptions) -> Analysis:
+        """One unary call to the audio_analysis model (its config.pbtxt documents the tensors)."""
+        inputs = {
+            "AUDIO": np.ascontiguousarray(samples, dtype=np.float32).reshape(-1),
+            "FPS": np.array([options.fps], dtype=np.float32),
+        }
+        if options.transcript:
+            inputs["TRANSCRIPT"] = np.array([options.transcript.encode()], dtype=np.object_)
+        if options.parts:
+            inputs["PARTS"] = np.array([",".join(options.parts).encode()], dtype=np.object_)
+        tensors = []
+        for name, value in inputs.items():
+            dtype = "BYTES" if value.dtype == np.object_ else "FP32"
+            tensor = grpcclient.InferInput(name, list(value.shape), dtype)
+            tensor.set_data_from_numpy(value)
+            tensors.append(tensor)
+        try:
+            sent = time.monotonic()
+            result = await self._client.infer(
+                ANALYSIS_MODEL,
+                tensors,
+                client_timeout=remaining_seconds(300.0),
+                headers=trace_headers(),
+            )
+            TRITON_SECONDS.labels(ANALYSIS_MODEL, "infer").observe(time.monotonic() - sent)
+        except InferenceServerException as exc:
+            raise map_triton_error(exc, "audio analysis") from exc
+        except grpc.RpcError as exc:
+            raise Unavailable(
+                f"audio analysis: inference server unreachable ({exc.code().name})"
+            ) from exc
+        reply = result.as_numpy("ANALYSIS")
+        if reply is None or reply.size != 1:
+            raise map_triton_error(ValueError("[INTERNAL] no ANALYSIS output"), "audio analysis")
+        return parse_analysis(reply.ravel()[0])
 
     async def open_avatar(
         self,

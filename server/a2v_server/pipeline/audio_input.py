@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 import numpy as np
 from opentelemetry import trace
@@ -20,7 +20,6 @@ from opentelemetry import trace
 from a2v_server.domain import (
     EncodedAudioPiece,
     EndOfInput,
-    GenerateSpec,
     ImagePiece,
     InputEvent,
     PcmAudioPiece,
@@ -36,10 +35,19 @@ from a2v_server.settings import Settings
 tracer = trace.get_tracer("a2v_server")
 
 
+class Trimmed(Protocol):
+    """The part of the audio to use (GenerateSpec, AnalyzeSpec)."""
+
+    @property
+    def trim_start(self) -> float: ...
+    @property
+    def trim_end(self) -> float | None: ...
+
+
 async def audio_blocks(
     inputs: AsyncIterator[InputEvent],
     event: InputEvent,
-    spec: GenerateSpec,
+    spec: Trimmed,
     settings: Settings,
     clock: StageClock,
 ) -> AsyncGenerator[AudioBlock, None]:
@@ -172,7 +180,7 @@ class _Limits(TypedDict):
     max_seconds: float
 
 
-def _limits(spec: GenerateSpec, settings: Settings) -> _Limits:
+def _limits(spec: Trimmed, settings: Settings) -> _Limits:
     return {
         "trim_start": spec.trim_start,
         "trim_end": spec.trim_end,

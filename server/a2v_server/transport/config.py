@@ -95,6 +95,30 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, ca
     return spec, model
 
 
+def analyze_spec_from_config(config: pb.AnalyzeConfig) -> domain.AnalyzeSpec:
+    """Validate an AnalyzeConfig. Raises InvalidInput naming the field to fix."""
+    trim_start, trim_end = _trim(config.trim)
+    _require(
+        len(config.transcript) <= MAX_TRANSCRIPT_CHARS,
+        "config.transcript",
+        f"the transcript has {len(config.transcript)} characters; the limit is "
+        f"{MAX_TRANSCRIPT_CHARS}",
+    )
+    fps = config.fps or domain.DEFAULT_FPS
+    _require(
+        math.isfinite(fps) and domain.MIN_FPS <= fps <= domain.MAX_FPS,
+        "config.fps",
+        f"fps must be within {domain.MIN_FPS}..{domain.MAX_FPS}, got {config.fps:g}",
+    )
+    return domain.AnalyzeSpec(
+        request_id=_request_id(config.request_id),
+        trim_start=trim_start,
+        trim_end=trim_end,
+        transcript=config.transcript,
+        fps=float(fps),
+    )
+
+
 def find_model(name: str, *, field: str) -> catalog.OfferedModel:
     model = catalog.MODELS.get(name)
     if model is None:

@@ -40,15 +40,16 @@ def _video_piece(video: pb.VideoInput) -> domain.VideoPiece:
 
 # --- requests -> input events --------------------------------------------------------------
 async def input_events(
-    requests: AsyncIterator[pb.GenerateRequest],
+    requests: AsyncIterator[pb.GenerateRequest] | AsyncIterator[pb.AnalyzeRequest],
 ) -> AsyncIterator[domain.InputEvent]:
-    """The client stream after the config, as domain events."""
+    """The client stream after the config, as domain events (a Generate's, or an Analyze's:
+    its audio and end messages are the same fields)."""
     async for request in requests:
         check_parsed(request)
         kind = request.WhichOneof("message")
-        if kind == "image":
+        if kind == "image" and isinstance(request, pb.GenerateRequest):
             yield domain.ImagePiece(request.image.data)
-        elif kind == "video":
+        elif kind == "video" and isinstance(request, pb.GenerateRequest):
             yield _video_piece(request.video)
         elif kind == "audio":
             payload = request.audio.WhichOneof("payload")
@@ -84,7 +85,12 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
             )
         )
     if isinstance(event, domain.Timeline):
-        return pb.GenerateResponse(timeline=pb.Timeline(frames=map(_timeline_frame, event.frames)))
+        return pb.GenerateResponse(
+            timeline=pb.Timeline(
+                frames=map(_timeline_frame, event.frames),
+                beat_grid=None if event.beat_grid is None else _beat_grid(event.beat_grid),
+            )
+        )
     if isinstance(event, domain.Progress):
         return pb.GenerateResponse(
             progress=pb.Progress(
@@ -147,6 +153,43 @@ def _timeline_frame(f: domain.TimelineFrame) -> pb.TimelineFrame:
         head_pitch=f.head_pose[1],
         head_roll=f.head_pose[2],
         blink=f.blink,
+    )
+
+
+def analysis_to_proto(result: domain.Analysis, request_id: str, seconds: float) -> pb.AudioAnalysis:
+    return pb.AudioAnalysis(
+        request_id=request_id,
+        duration_seconds=result.duration_seconds,
+        kind=result.kind,  # type: ignore[arg-type]  # an AudioKind number
+        segments=[
+            pb.KindSegment(start_seconds=s.start, end_seconds=s.end, kind=s.label)  # type: ignore[arg-type]
+            for s in result.segments
+        ],
+        voiced=[pb.TimeRange(start_seconds=a, end_seconds=b) for a, b in result.voiced],
+        phones=[
+            pb.PhoneSpan(phone=str(p.label), start_seconds=p.start, end_seconds=p.end)
+            for p in result.phones
+        ],
+        visemes=[
+            pb.VisemeSpan(viseme=v.label, start_seconds=v.start, end_seconds=v.end)  # type: ignore[arg-type]
+            for v in result.visemes
+        ],
+        aligned=result.aligned,
+        jaw_fps=result.jaw_fps,
+        jaw_open=result.jaw_open,
+        beat_grid=_beat_grid(result.beat_grid),
+        onsets=result.onsets,
+        analysis_seconds=seconds,
+    )
+
+
+def _beat_grid(grid: domain.BeatGrid) -> pb.BeatGrid:
+    return pb.BeatGrid(
+        tempo_bpm=grid.tempo_bpm,
+        beats=grid.beats,
+        downbeats=grid.downbeats,
+        beats_per_bar=grid.beats_per_bar,
+        confidence=grid.confidence,
     )
 
 

@@ -168,10 +168,11 @@ class StreamLimiter:
             self._open.pop(key, None)
 
     def refusal(self, key: str) -> grpc.Status:
-        """RESOURCE_EXHAUSTED with a retry hint, for a Generate call over its key's limit."""
+        """RESOURCE_EXHAUSTED with a retry hint, for a Generate or Analyze call over its key's
+        limit."""
         return _status(
             code_pb2.RESOURCE_EXHAUSTED,
-            f"too many concurrent Generate streams "
+            f"too many concurrent Generate and Analyze streams "
             f"{'on this server' if key == ANONYMOUS else 'for this API key'} (limit "
             f"{self.limit}; a resumable generation whose call ended keeps its slot until it "
             f"finishes or is cancelled): retry in {RETRY_AFTER_SECONDS} s or when one of "

@@ -21,11 +21,17 @@ from a2v_server import catalog
 from a2v_server.errors import A2VError, DeadlineExceeded, InvalidInput, ResumeTooLate
 from a2v_server.inference.backend import Backend, call_deadline
 from a2v_server.observability.logs import request_id_var
+from a2v_server.pipeline.analysis import analyze
 from a2v_server.pipeline.generation import Generation
 from a2v_server.settings import Settings
 from a2v_server.transport.calls import CallInput, SlotClaim, on_call_end
-from a2v_server.transport.config import find_model, spec_from_config
-from a2v_server.transport.convert import event_to_proto, input_events, model_info
+from a2v_server.transport.config import analyze_spec_from_config, find_model, spec_from_config
+from a2v_server.transport.convert import (
+    analysis_to_proto,
+    event_to_proto,
+    input_events,
+    model_info,
+)
 from a2v_server.transport.forward import PeerError, Peers, forwarded, own_address
 from a2v_server.transport.parsing import Unparsable, check_parsed, lenient
 from a2v_server.transport.security import StreamLimiter, caller_key
@@ -198,7 +204,66 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
                 reader.close()
             end_span()
 
-    async def _first_request(self, requests: AsyncIterator[pb.GenerateRequest]) -> Any:
+    async def Analyze(
+        self,
+        request_iterator: AsyncIterator[pb.AnalyzeRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.AudioAnalysis:
+        """Config, audio, end in; one AudioAnalysis out. It takes a stream slot of the caller's
+        key while it runs, like a Generate: the decode and the analysis cost CPU too."""
+        started = time.monotonic()
+        key = caller_key.get()
+        if self.draining:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "this server replica is shutting down: retry, and another replica takes it",
+            )
+        requests = request_iterator.__aiter__()
+        # Admitted first, refused after: the client writes its (usually short) audio once it
+        # has the headers, and a refusal waits for it (drain), so that the client sees
+        # RESOURCE_EXHAUSTED rather than grpc.aio's INTERNAL for a write that raced the end of
+        # a call with no response (grpc/grpc#36066; seen here about once in ten refusals).
+        await context.send_initial_metadata(())
+        slot = self.limiter.try_acquire(key)
+        if slot is None:
+            await drain(requests)
+            await context.abort_with_status(self.limiter.refusal(key))
+            raise AssertionError("unreachable: abort_with_status raises")
+        request_id = "-"
+        try:
+            with tracer.start_as_current_span("a2v.analyze") as span:
+                first = await self._first_request(requests)
+                check_parsed(first)
+                if first.WhichOneof("message") != "config":
+                    raise InvalidInput(
+                        f"the first message must be a config, got "
+                        f"{first.WhichOneof('message') or 'an empty message'}",
+                        field="config",
+                    )
+                spec = analyze_spec_from_config(first.config)
+                request_id = spec.request_id
+                request_id_var.set(request_id)
+                span.set_attribute("a2v.request_id", request_id)
+                left = context.time_remaining()
+                if left is not None:
+                    call_deadline.set(time.monotonic() + left)
+                result = await analyze(spec, input_events(requests), self._backend, self._settings)
+                log.info("analysis %s done", request_id)
+                return analysis_to_proto(result, request_id, time.monotonic() - started)
+        except A2VError as exc:
+            log.info("analysis %s failed: %s %s", request_id, exc.status_name, exc.message)
+            await drain(requests)
+            await abort_with(context, exc)
+        except Exception as exc:  # a bug: log it fully, answer INTERNAL
+            log.exception("analysis %s crashed", request_id)
+            await abort_with(context, exc)
+        finally:
+            slot.release()
+        raise AssertionError("unreachable: abort_with raises")
+
+    async def _first_request(
+        self, requests: AsyncIterator[pb.GenerateRequest] | AsyncIterator[pb.AnalyzeRequest]
+    ) -> Any:
         """The config message, within the idle timeout: a stream that sends nothing must not
         hold a stream slot."""
         seconds = self._settings.idle_timeout_seconds
