@@ -189,7 +189,7 @@ def run(model, *requests: Request) -> dict:
         return {}
     firsts = [int(o["FIRST_FRAME"][0]) for o in outputs]
     assert firsts == sorted(firsts)
-    frames, regions, sizes = [], [], []
+    frames, regions, sizes, placed = [], [], [], []
     for o in outputs:
         first, m = int(o["FIRST_FRAME"][0]), len(o["FRAMES"])
         assert 1 <= m <= MAX_FRAMES
@@ -208,6 +208,7 @@ def run(model, *requests: Request) -> dict:
             out[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = pixels
             frames.append(out)
             regions.append((x0, y0, x1, y1))
+            placed.append(origins[k])
         sizes.append(m)
     joined = {
         k: np.concatenate([o[k] for o in outputs])
@@ -217,7 +218,7 @@ def run(model, *requests: Request) -> dict:
     same_size = len({f.shape for f in frames}) == 1
     joined["FRAMES"] = np.stack(frames) if same_size else frames
     joined["REGION"] = np.array(regions)
-    joined["ORIGIN"] = np.array(origins[: len(frames)])
+    joined["ORIGIN"] = np.array(placed)
     joined["SIZES"] = sizes
     return joined
 
@@ -619,3 +620,171 @@ def test_a_sequence_reopened_at_a_later_frame_goes_on_from_there(model_class, mo
     opening = np.concatenate([o["MOUTH_OPEN"] for o in outputs])
     np.testing.assert_array_equal(opening, whole["MOUTH_OPEN"][k:])
     assert np.concatenate([o["FACE_FOUND"] for o in outputs]).all()
+
+
+# --- RENDER_FROM: a range re-rendered with the frames of the full run ---------------------------
+@pytest.fixture(scope="module")
+def talking_speaker(astronaut) -> list[np.ndarray]:
+    """50 whole frames (960 x 720): the astronaut's mouth opening and closing (her smile to
+    shut and back, so the library of open mouths fills and is used) while her head moves 2 px
+    right and 1 px down a frame (past re-detections at 15, 30 and 45)."""
+    (face,) = FaceAnalyzer().analyze(astronaut)
+    width = face_axes(face.landmarks)[1]
+    own = inner_gap(face.mesh) / (0.30 * width)
+    opens = own * (0.5 + 0.5 * np.cos(np.arange(50) / 2.5))
+    return [
+        _on_canvas(reanimate(astronaut, face.mesh, o), 200 + 2 * i, 100 + i)
+        for i, o in enumerate(opens)
+    ]
+
+
+def _responses(model, requests: list[Request]) -> list[dict]:
+    for r in requests:
+        model.execute([r])
+        flags = [f for _, f in r.sender.sent]
+        assert flags and flags[-1] == FINAL and flags.count(FINAL) == 1
+        assert r.sender.errors == []
+    return [resp.outputs for r in requests for resp in r.sender.responses if resp.outputs]
+
+
+def _from(outputs: list[dict], k: int) -> list[dict]:
+    """The responses of a full run from frame ``k`` on: those before it left out, the one
+    across it cut (its per-frame rows; REGION as it was)."""
+    kept = []
+    for o in outputs:
+        first, m = int(o["FIRST_FRAME"][0]), len(o["FRAMES"])
+        if first + m <= k:
+            continue
+        cut = max(0, k - first)
+        kept.append(
+            {
+                name: value if name == "REGION" else value[cut:]
+                for name, value in o.items()
+                if name != "FIRST_FRAME"
+            }
+            | {"FIRST_FRAME": np.array([first + cut], np.int64)}
+        )
+    return kept
+
+
+def test_render_from_gives_the_full_runs_frames_bit_for_bit(model_class, talking_speaker):
+    """RENDER_FROM=k with the same requests as a full run: the responses are the full run's
+    from frame k on, every tensor equal (the tracker's smoothing, the mesh reuse, the mouth
+    library and its choice all evolved over frames 0..k-1 as in the full run); nothing before
+    k is sent. A failover restart there (START_FRAME) does not give them: the state matters."""
+    video, n, k = talking_speaker, len(talking_speaker), 30
+    audio = _speech(n)
+    pieces = [(a, min(a + 7, n), None, None) for a in range(0, n, 7)]
+
+    def fresh():
+        model = model_class()
+        model.initialize({"model_config": _config_json()})
+        return model
+
+    full = _responses(fresh(), _stream(video, audio, pieces))
+    assert sum(len(o["FRAMES"]) for o in full) == n
+    joined = {name: np.concatenate([o[name] for o in full]) for name in ("MOUTH_SOURCE",)}
+    assert set(joined["MOUTH_SOURCE"][k:].tolist()) == {1, 2}  # the library is used there
+    for at in (k, 31, 1):
+        requests = _stream(video, audio, pieces)
+        requests[0].inputs["RENDER_FROM"] = Tensor("RENDER_FROM", np.array([at], np.int64))
+        ranged = _responses(fresh(), requests)
+        expected = _from(full, at)
+        assert int(ranged[0]["FIRST_FRAME"][0]) == at
+        assert len(ranged) == len(expected)
+        for got, want in zip(ranged, expected, strict=True):
+            assert got.keys() == want.keys()
+            for name in want:
+                assert got[name].dtype == want[name].dtype, name
+                assert np.array_equal(got[name], want[name]), (at, name)
+
+    # The same frames from k with a fresh state (failover) differ: the test can tell.
+    model = fresh()
+    restarted = _responses(
+        model,
+        [
+            request(21, start=True, audio=audio[: frame_samples(k)], START_FRAME=np.array([k])),
+            request(21, end=True, frames=video[k:], first=k, audio=audio[frame_samples(k) :]),
+        ],
+    )
+    faces = np.concatenate([o["FACE"] for o in restarted])
+    full_faces = np.concatenate([o["FACE"] for o in full])[k:]
+    assert not np.array_equal(faces, full_faces)
+
+
+def test_render_from_tracks_as_the_full_run_whatever_the_requests_cuts(
+    model_class, talking_speaker
+):
+    """Other cuts of the requests: the tracking and the mouth's motion from RENDER_FROM on are
+    the full run's (FACE, FACE_FOUND, FACE_SCORE, MOUTH_OPEN). The pixels are the full run's
+    only for the same cuts (the previous test): as in any run, the library of open mouths
+    holds the frames that have arrived, ahead of their audio, when a frame is rendered."""
+    video, n, k = talking_speaker, len(talking_speaker), 23
+
+    def run_as(pieces, render_from=None) -> dict:
+        model = model_class()
+        model.initialize({"model_config": _config_json()})
+        requests = _stream(video, _speech(n), pieces)
+        if render_from is not None:
+            requests[0].inputs["RENDER_FROM"] = Tensor("RENDER_FROM", np.array([render_from]))
+        return run(model, *requests)
+
+    full = run_as([(a, min(a + 10, n), None, None) for a in range(0, n, 10)])
+    cuts = [(0, 4, None, None), (4, 20, None, None), (20, 33, None, None), (33, n, None, None)]
+    ranged = run_as(cuts, render_from=k)
+    assert len(ranged["FRAMES"]) == n - k
+    for name in ("FACE", "MOUTH_OPEN", "FACE_FOUND", "FACE_SCORE"):
+        np.testing.assert_array_equal(ranged[name], full[name][k:], err_msg=name)
+
+
+def test_render_from_past_the_end_sends_no_frames(model, moving_speaker):
+    video, n = moving_speaker, len(moving_speaker)
+    requests = _stream(video, _speech(n), [(0, 7, None, None), (7, n, None, None)])
+    requests[0].inputs["RENDER_FROM"] = Tensor("RENDER_FROM", np.array([n], np.int64))
+    assert run(model, *requests) == {}
+    assert all(r.sender.errors == [] for r in requests)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (
+            {"RENDER_FROM": np.array([3]), "START_FRAME": np.array([3])},
+            "[INVALID_ARGUMENT] START_FRAME and RENDER_FROM cannot go together",
+        ),
+        ({"RENDER_FROM": np.array([-1])}, "[INVALID_ARGUMENT] RENDER_FROM must be a frame"),
+    ],
+)
+def test_a_bad_render_from_is_invalid_argument(model, astronaut, inputs, message):
+    bad = request(23, start=True, frames=[astronaut], audio=np.zeros(frame_samples(1)), **inputs)
+    run(model, bad)
+    assert len(bad.sender.errors) == 1 and bad.sender.errors[0].startswith(message)
+
+
+# --- FACE_SCORE ----------------------------------------------------------------------------------
+def test_the_face_score_is_high_on_a_clear_face_and_falls_as_it_degrades(model, moving_speaker):
+    """Near 1 on the clear moving face; far lower on the same frames heavily blurred, or with
+    half the face out of the frame; 0 where there is no face."""
+    import cv2
+
+    n = len(moving_speaker)
+    blank = np.full_like(moving_speaker[0], 90)
+    blurred = [cv2.GaussianBlur(f, (0, 0), 3.0) for f in moving_speaker]
+    # the head cut by the frame's left edge (x 179..271 of the astronaut at -230)
+    half_out = [np.ascontiguousarray(np.roll(f, -430, axis=1)[:, :500]) for f in moving_speaker]
+    scores = {}
+    for name, video in (("clear", moving_speaker), ("blurred", blurred), ("half out", half_out)):
+        frames = [blank[:, : video[0].shape[1]], *video]
+        audio = _speech(n + 1)
+        out = run(model, *_stream(frames, audio, [(0, 7, None, None), (7, n + 1, None, None)]))
+        assert out["FACE_SCORE"].dtype == np.float32 and len(out["FACE_SCORE"]) == n + 1
+        assert out["FACE_SCORE"][0] == 0.0 and out["FACE_FOUND"][0] == 0  # no face
+        found = out["FACE_FOUND"][1:] == 1
+        score = np.where(found, out["FACE_SCORE"][1:], 0.0)
+        assert np.all((score >= 0) & (score <= 1))
+        assert np.all(out["FACE_SCORE"][1:][~found] == 0.0)
+        scores[name] = score
+    assert scores["clear"].min() > 0.9, scores["clear"]
+    assert scores["blurred"].mean() < 0.5, scores["blurred"]
+    assert scores["half out"].mean() < 0.7, scores["half out"]
+    assert (scores["blurred"] > 0).mean() > 0.5 and (scores["half out"] > 0).mean() > 0.5

@@ -10,6 +10,19 @@ detection checks). A One-Euro filter (Casiez et al., CHI 2012) smooths every mes
 cut-off frequency rises with the point's speed, so a still head does not jitter and a moving
 one is not trailed.
 
+Each tracked frame also gets a confidence (``score``, lipsync's FACE_SCORE): how sure the
+tracker is that it follows the chosen face there, 0..1, the product of six factors, each 1 on
+a clear, frontal, steady face of a fair size (see ``_confidence``): the detector's score when
+the face was last found (BlazeFace, held while the face is followed); the share of the 68
+iBUG points inside the frame the tracker saw (MediaPipe places the rest by guess); the face's
+width (the landmarker is unsure below ~64 px); the yaw read from the mesh's depth (a face
+turned away); the steadiness of the fit: the RMS residual of a similarity fitted from the
+previous frame's unsmoothed mesh to this one's over the points that move with the skull
+(still_mouth.RIGID_POINTS), in face widths, smoothed over frames (a mesh moved with the head,
+still_mouth.py, keeps the value: it has no fit of its own); and the sharpness of the face
+(its grey image at 64x64: mean |Laplacian| over mean |gradient|, which falls as the face
+blurs). 0 where no face was found.
+
 Meshes are cached per *source* frame index: lipsync modes that revisit frames (loop, bounce)
 get exactly the same landmarks again, so a revisited frame never jitters. A frame without a
 face is recorded as None and passed through untouched by the renderer.
@@ -26,9 +39,10 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from face_mesh import DLIB68, Face, FaceAnalyzer, MeshFollower, box_of, iou
-from still_mouth import StillMouth
+from still_mouth import RIGID_POINTS, StillMouth
 
 #: a detection checks every this many source frames that the followed face is still there (the
 #: tracker's own presence score rarely, but sometimes, keeps a face on a background)
@@ -42,6 +56,20 @@ REUSE_RUN = 1
 MIN_CUTOFF = 1.0
 BETA = 40.0
 D_CUTOFF = 1.0
+#: confidence (``_confidence``): detector score to factor (0 at the first, 1 at the second);
+#: the share of the 68 points in the frame, face width (px), |yaw| (degrees) likewise; the
+#: fit's RMS residual (face widths) free below the first value, the factor 1/2 at the first
+#: plus the second; its smoothing per frame; sharpness (mean |Laplacian| / mean |gradient| at
+#: 64x64: 0.18 on the tests' sharp face, 0.114 / 0.078 / 0.063 blurred by sigma 1 / 2 / 3 px
+#: of its 92 px width, ~0.057 however blurred) 0 at the first, 1 at the second. Measured on
+#: the tests' moving face: residual 2-8 per mille a frame (0 where the mesh was moved).
+SCORE_DETECTION = (0.5, 0.85)
+SCORE_VISIBLE = (0.5, 0.95)
+SCORE_WIDTH = (24.0, 64.0)
+SCORE_YAW = (70.0, 30.0)
+SCORE_RESIDUAL = (0.003, 0.01)
+SCORE_SMOOTHING = 0.3
+SCORE_SHARPNESS = (0.055, 0.105)
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -102,6 +130,9 @@ class FaceTracker:
         self._still = StillMouth()
         self._raw: np.ndarray | None = None  # the last frame's mesh, unsmoothed
         self._reused = 0  # frames in a row given the mesh before them, moved
+        self._scores: dict[int, float] = {}  # confidence per source frame (``score``)
+        self._detection = 0.0  # the detector's score when the face was last found
+        self._residual = 0.0  # the fit's residual, smoothed (``_confidence``)
 
     def landmarks(
         self, index: int, frame: np.ndarray, origin: tuple[int, int] = (0, 0)
@@ -109,6 +140,11 @@ class FaceTracker:
         """The 68 iBUG points of the followed face in source frame ``index`` (or None)."""
         mesh = self.mesh(index, frame, origin)
         return None if mesh is None else np.ascontiguousarray(mesh[DLIB68, :2])
+
+    def score(self, index: int) -> float:
+        """How sure the tracker is of the followed face in source frame ``index`` (tracked
+        with ``mesh``), 0..1: 0 where there was none (see the module's doc)."""
+        return self._scores.get(index, 0.0)
 
     def mesh(
         self, index: int, frame: np.ndarray, origin: tuple[int, int] = (0, 0)
@@ -120,11 +156,14 @@ class FaceTracker:
         ox, oy = int(origin[0]), int(origin[1])
         previous = self._cache.get(index - 1)
         found = None
+        moved = False  # the mesh before, moved with the head
+        last_raw = self._raw if previous is not None and self._last == index - 1 else None
         if previous is not None and self._last == index - 1:
             # the last mesh moved with the head, when the mouth kept its shape (still_mouth.py);
             # the landmarker at least every REUSE_RUN + 1 frames, and where a detection checks
             if self._reused < REUSE_RUN and index % REDETECT_EVERY != 0 and self._raw is not None:
                 found = self._still.moved(frame, (ox, oy), self._raw)
+                moved = found is not None
             self._reused = self._reused + 1 if found is not None else 0
             if found is None:
                 found = self._follower.follow(frame, box_of(previous), (ox, oy))
@@ -139,6 +178,8 @@ class FaceTracker:
             faces = [_moved(f, ox, oy) for f in self._analyzer.analyze(frame, thorough=False)]
             face = self._pick(faces, previous)
             found = face.mesh if face is not None else None
+            self._detection = face.score if face is not None else 0.0
+            last_raw = None  # a new stretch: no fit from the frame before
         self._raw = found
         self._still.remember(frame, (ox, oy), self._follower.window, found)
         if found is None:
@@ -150,7 +191,43 @@ class FaceTracker:
         x0, _, x1, _ = box_of(found)
         smoothed = self._filter(found, x1 - x0)
         self._cache[index] = smoothed
+        self._scores[index] = self._confidence(frame, (ox, oy), found, last_raw, moved)
         return smoothed
+
+    def _confidence(
+        self,
+        frame: np.ndarray,
+        origin: tuple[int, int],
+        raw: np.ndarray,
+        last_raw: np.ndarray | None,
+        moved: bool,
+    ) -> float:
+        """The confidence of a frame's raw mesh (the module's doc): the product of the
+        detection, visibility, width, yaw, steadiness and sharpness factors. It reads the
+        mesh, never changes it."""
+        x0, y0, x1, y1 = box_of(raw)
+        width = x1 - x0
+        if last_raw is None:
+            self._residual = 0.0
+        elif not moved:
+            residual = _fit_residual(last_raw[RIGID_POINTS, :2], raw[RIGID_POINTS, :2])
+            residual /= max(width, 1.0)
+            self._residual += SCORE_SMOOTHING * (residual - self._residual)
+        height, frame_width = frame.shape[:2]
+        points = raw[DLIB68, :2] - np.array(origin, np.float32)
+        inside = (points >= 0).all(1) & (points[:, 0] < frame_width) & (points[:, 1] < height)
+        across = raw[454] - raw[234]  # cheek to cheek, with depth
+        yaw = abs(math.degrees(math.atan2(float(across[2]), float(across[0]))))
+        excess = max(0.0, self._residual - SCORE_RESIDUAL[0]) / SCORE_RESIDUAL[1]
+        factors = (
+            _ramp(self._detection, *SCORE_DETECTION),
+            _ramp(float(inside.mean()), *SCORE_VISIBLE),
+            _ramp(width, *SCORE_WIDTH),
+            _ramp(yaw, *SCORE_YAW),
+            1.0 / (1.0 + excess * excess),
+            _ramp(_sharpness(frame, origin, (x0, y0, x1, y1)), *SCORE_SHARPNESS),
+        )
+        return float(np.prod(factors))
 
     def _pick(self, faces: list[Face], previous: np.ndarray | None) -> Face | None:
         if not faces:
@@ -166,6 +243,47 @@ class FaceTracker:
         if self._face_index < len(faces):
             return faces[self._face_index]
         return None
+
+
+def _ramp(value: float, zero: float, one: float) -> float:
+    """0 at ``zero``, 1 at ``one`` (either side of it), linear between, clipped."""
+    return float(np.clip((value - zero) / (one - zero), 0.0, 1.0))
+
+
+def _fit_residual(before: np.ndarray, after: np.ndarray) -> float:
+    """RMS distance (px) of ``after`` from ``before`` moved by the least-squares similarity
+    (scale, rotation, shift) between them: what a rigid head motion does not explain."""
+    p, q = before.astype(np.float64), after.astype(np.float64)
+    ones, zeros = np.ones(len(p)), np.zeros(len(p))
+    # x' = a x - b y + tx, y' = b x + a y + ty
+    rows = np.vstack(
+        [
+            np.stack([p[:, 0], -p[:, 1], ones, zeros], 1),
+            np.stack([p[:, 1], p[:, 0], zeros, ones], 1),
+        ]
+    )
+    target = np.concatenate([q[:, 0], q[:, 1]])
+    params = np.linalg.lstsq(rows, target, rcond=None)[0]
+    return float(np.sqrt(((rows @ params - target) ** 2).sum() / len(p)))
+
+
+def _sharpness(frame: np.ndarray, origin: tuple[int, int], box: tuple[float, ...]) -> float:
+    """Mean |Laplacian| over mean |gradient| of the face's grey image at 64x64 (the part of
+    ``box``, whole-frame pixels, inside the crop ``frame`` at ``origin``): about the inverse
+    width of its edges, so it falls as the face blurs, whatever its size and contrast."""
+    ox, oy = origin
+    height, width = frame.shape[:2]
+    x0, y0 = max(0, int(box[0]) - ox), max(0, int(box[1]) - oy)
+    x1, y1 = min(width, int(math.ceil(box[2])) - ox), min(height, int(math.ceil(box[3])) - oy)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return 0.0
+    grey = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+    laplacian = float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+    gradient = float(
+        np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)).mean()
+    )
+    return laplacian / (gradient + 1e-3)
 
 
 def _moved_box(box: tuple[float, ...], dx: int, dy: int) -> tuple[float, float, float, float]:

@@ -8,6 +8,13 @@ Tensors (config.pbtxt is the source of truth):
   START_FRAME  int64 [1]             first request, optional (failover): the output starts at
                                      this frame; the AUDIO still starts at the clip's start,
                                      FRAMES_IN at this frame
+  RENDER_FROM  int64 [1]             first request, optional (range re-render; not with
+                                     START_FRAME, >= 0): AUDIO and FRAMES_IN start at the
+                                     clip's start; every frame is processed as in a full run,
+                                     the responses start at this frame: from it on, every
+                                     tensor is the full run's, bit for bit (the same requests
+                                     give the same responses, those before it left out and the
+                                     one across it cut, its REGION kept)
   FRAMES_IN    uint8 [n, h, w, 3]    next frames in output order: whole frames, or crops of
                                      them (all n of one request the same crop)
   ORIGIN       int32 [2]             optional: x, y of the crops' top-left pixel in the whole
@@ -26,6 +33,10 @@ Tensors (config.pbtxt is the source of truth):
   MOUTH_SOURCE uint8 [m]             response: how each frame's mouth was made: 0 passed
                                      through, 1 warp only, 2 a mouth retrieved from the
                                      video's own frames (source_mouths.py)
+  FACE_SCORE   fp32  [m]             response: the tracker's confidence that it follows the
+                                     chosen face, 0..1, 0 where FACE_FOUND is 0: detector
+                                     score x share of the face in the frame x face width x yaw
+                                     x steadiness of the mesh's fit x sharpness (face_track.py)
 A response holds at most max_frames_per_response frames, all of one crop geometry (origin and
 size): a response ends where the geometry changes, so REGION lies inside each of its frames'
 crops. REGION is the union of what the renderer changed in its frames (the warp's and the
@@ -74,6 +85,8 @@ class Session:
     next_frame: int = 0
     #: frames of audio before START_FRAME: analysed (the motion's state), not rendered
     skip: int = 0
+    #: RENDER_FROM: frames before it are processed as in a full run, not sent
+    render_from: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
     def take_openness(self, values: np.ndarray) -> None:
@@ -143,8 +156,22 @@ class TritonPythonModel(SequenceModel):
                 session.frames.clear()
                 return
             batch = self._next_batch(session)
+            first = session.next_frame
+            session.next_frame += len(batch)
+            # RENDER_FROM: the batches are those of a full run (the same requests give the
+            # same cuts); its frames before RENDER_FROM are not sent. A batch wholly before
+            # it only moves the state on; one across it is rendered whole (its REGION is the
+            # full run's) and sent from RENDER_FROM on.
+            hidden = min(len(batch), max(0, session.render_from - first))
+            if hidden == len(batch):
+                for index, frame, origin in batch:
+                    openness = session.openness.popleft()
+                    mesh = session.tracker.mesh(index, frame, origin)
+                    if mesh is not None:
+                        session.mouths.advance(frame, _in_crop(mesh, origin), openness)
+                continue
             patches: list[Patch | None] = []
-            opens, faces, found, paths = [], [], [], []
+            opens, faces, found, paths, scores = [], [], [], [], []
             for index, frame, origin in batch:
                 openness = session.openness.popleft()
                 mesh = session.tracker.mesh(index, frame, origin)
@@ -157,30 +184,32 @@ class TritonPythonModel(SequenceModel):
                 faces.append(_face_box(mesh))
                 found.append(mesh is not None)
                 paths.append(path)
+                scores.append(session.tracker.score(index))
             _, frame, origin = batch[0]
             changed = [p.box for p in patches if p is not None]
             height, width = frame.shape[:2]
             box = union(changed) if changed else (0, 0, min(2, width), min(2, height))
             out = []
-            for (_, frame, _), patch in zip(batch, patches, strict=True):
+            for (_, frame, _), patch in zip(batch[hidden:], patches[hidden:], strict=True):
                 region = Patch.cut(frame, box)
                 if patch is not None:
                     region.write(patch)
                 out.append(region.pixels)
+            sent = np.s_[hidden:]
             sender.send(
                 pb_utils.InferenceResponse(
                     output_tensors=[
                         pb_utils.Tensor("REGION", np.array(moved(box, *origin), np.int32)),
                         pb_utils.Tensor("FRAMES", np.stack(out)),
-                        pb_utils.Tensor("FIRST_FRAME", np.array([session.next_frame], np.int64)),
-                        pb_utils.Tensor("FACE", np.array(faces, np.float32).reshape(-1, 4)),
-                        pb_utils.Tensor("MOUTH_OPEN", np.array(opens, np.float32)),
-                        pb_utils.Tensor("FACE_FOUND", np.array(found, np.uint8)),
-                        pb_utils.Tensor("MOUTH_SOURCE", np.array(paths, np.uint8)),
+                        pb_utils.Tensor("FIRST_FRAME", np.array([first + hidden], np.int64)),
+                        pb_utils.Tensor("FACE", np.array(faces, np.float32)[sent].reshape(-1, 4)),
+                        pb_utils.Tensor("MOUTH_OPEN", np.array(opens, np.float32)[sent]),
+                        pb_utils.Tensor("FACE_FOUND", np.array(found, np.uint8)[sent]),
+                        pb_utils.Tensor("MOUTH_SOURCE", np.array(paths, np.uint8)[sent]),
+                        pb_utils.Tensor("FACE_SCORE", np.array(scores, np.float32)[sent]),
                     ]
                 )
             )
-            session.next_frame += len(batch)
 
     def _next_batch(self, session: Session) -> list[tuple[int, np.ndarray, tuple[int, int]]]:
         """The next frames to send together: at most max_frames_per_response, as many as have
@@ -215,8 +244,21 @@ class TritonPythonModel(SequenceModel):
         )
         start = input_array(request, "START_FRAME")
         skip = max(0, int(start.ravel()[0])) if start is not None else 0
+        render_from = input_array(request, "RENDER_FROM")
+        hidden = 0
+        if render_from is not None:
+            if start is not None:
+                raise InvalidRequest(
+                    "START_FRAME and RENDER_FROM cannot go together: RENDER_FROM takes the "
+                    "frames from the clip's start, START_FRAME from that frame"
+                )
+            hidden = int(render_from.ravel()[0])
+            if hidden < 0:
+                raise InvalidRequest(f"RENDER_FROM must be a frame index >= 0, got {hidden}")
         motion = MouthMotion(sample_rate=SAMPLE_RATE, fps=fps)
-        return Session(tracker=tracker, motion=motion, next_frame=skip, skip=skip)
+        return Session(
+            tracker=tracker, motion=motion, next_frame=skip, skip=skip, render_from=hidden
+        )
 
 
 def _origin(request) -> tuple[int, int]:

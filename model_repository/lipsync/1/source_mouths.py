@@ -82,6 +82,14 @@ class SourceMouths:
         pasted = paste(frame, warped, mf, points, target_mid, entry, scale)
         return (warped, WARP, None) if pasted is None else (pasted, RETRIEVED, entry)
 
+    def advance(self, frame: np.ndarray, mesh: np.ndarray, openness: float) -> None:
+        """What ``render`` does to this object's state, without the pixels: a frame that
+        lipsync's RENDER_FROM processes but does not send. The choice is all of the state
+        (the entry used, which the next frame's choice prefers); the warp and the paste keep
+        none, and ``render`` records its entry whether or not the paste then takes it."""
+        entry = self.choose(frame, mesh, openness, mouth_frame(mesh))
+        self._previous = None if entry is None else entry.index
+
     def choose(
         self,
         frame: np.ndarray,
