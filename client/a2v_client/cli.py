@@ -1,4 +1,4 @@
-"""The ``a2v`` command line: generate, models, health.
+"""The ``a2v`` command line: generate, analyze, models, health.
 
 Everything that can be checked here is checked before a connection is made: option values
 (``GenerateOptions.to_proto``), input files (``files.check_input_file``), the output path and
@@ -8,9 +8,10 @@ printed), 2 a usage mistake found here, 130 interrupted, 141 the reader of stdou
 
 The modules: ``cli_parser`` (the command line, its usage and exit statuses) with
 ``cli_options`` (the options and their help texts), ``cli_checks`` (everything checked before
-connecting), ``cli_generate`` (the generate command's output) and ``cli_messages`` (mistakes,
-server errors and warnings as printed). This one runs a command (``main``): generate, models,
-health, and the exit status of a closed pipe or Ctrl-C.
+connecting), ``cli_generate`` (the generate command's output), ``cli_analyze`` (the analyze
+command) and ``cli_messages`` (mistakes, server errors and warnings as printed). This one runs
+a command (``main``): generate, analyze, models, health, and the exit status of a closed pipe
+or Ctrl-C.
 """
 
 # The imports follow the setting of gRPC's log level (below):
@@ -36,6 +37,7 @@ import contextlib
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
+from .cli_analyze import prepare_analyze, run_analyze
 from .cli_checks import (
     UsageError,
     api_key,
@@ -80,12 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             tls = tls_files(args)
             if args.command == "generate":
                 job = prepare_generate(args)
+            elif args.command == "analyze":
+                audio = prepare_analyze(args)
             client = Client(checked_address(args), api_key=api_key(args), tls=tls)
         except (UsageError, OptionError, InputFormatError, OSError, ValueError) as error:
             return usage_error(error)
         with client:
             if args.command == "generate":
                 return run_generate(client, args, job)
+            if args.command == "analyze":
+                return run_analyze(client, args, audio)
             if args.command == "models":
                 _print_models(client.list_models())
                 sys.stdout.flush()

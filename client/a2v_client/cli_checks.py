@@ -118,7 +118,7 @@ def prepare_generate(args: argparse.Namespace) -> Job:
     options.check()
     if getattr(args, "raw_frames", False) and not (args.realtime and args.video):
         raise UsageError("--raw-frames: sends a live video's frames: add --realtime --video")
-    audio = _audio_source(args)
+    audio = checked_audio(args)
     visual = ("--image", args.image, "image") if args.image else ("--video", args.video, "video")
     try:
         check_input_file(visual[1], visual[2], label=f"{visual[0]} {visual[1]}")
@@ -134,7 +134,7 @@ def prepare_generate(args: argparse.Namespace) -> Job:
     elif is_special(args.output):
         pass  # /dev/null, a named pipe: written as it comes
     else:
-        _check_output(args.output, "-o", inputs)
+        check_output(args.output, "-o", inputs)
         suffix = Path(args.output).suffix.lower()
         if suffix not in (".mp4", ".m4v", ".mov"):
             print(
@@ -146,14 +146,15 @@ def prepare_generate(args: argparse.Namespace) -> Job:
         if args.output != "-" and Path(args.timeline).resolve() == Path(args.output).resolve():
             raise UsageError(f"--timeline {args.timeline}: is also the video's output (-o)")
         if not is_special(args.timeline):
-            _check_output(args.timeline, "--timeline", inputs)
+            check_output(args.timeline, "--timeline", inputs)
     return Job(options, audio)
 
 
-def _audio_source(args: argparse.Namespace) -> Iterator[pb.AudioChunk]:
+def checked_audio(args: argparse.Namespace) -> Iterator[pb.AudioChunk]:
+    """--audio as a source of AudioChunk messages, checked (a file, or - for stdin)."""
     label = f"--audio {args.audio}"
     if args.audio == "-":
-        if args.realtime:
+        if getattr(args, "realtime", False):
             raise UsageError("--audio -: --realtime needs an audio file, not stdin")
         if sys.stdin.isatty():
             raise UsageError("--audio -: stdin is a terminal; pipe the audio file in")
@@ -165,7 +166,7 @@ def _audio_source(args: argparse.Namespace) -> Iterator[pb.AudioChunk]:
         check_input_file(args.audio, "audio", label=label)
     except InputFormatError as error:
         raise UsageError(error.message + _other_kind_hint(error)) from None
-    if args.realtime:
+    if getattr(args, "realtime", False):
         try:
             return realtime_file_audio(args.audio)
         except ValueError as error:
@@ -187,7 +188,7 @@ def is_special(path: str) -> bool:
     return p.exists() and not p.is_file() and not p.is_dir()
 
 
-def _check_output(path: str, flag: str, inputs: list[str]) -> None:
+def check_output(path: str, flag: str, inputs: list[str]) -> None:
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{flag} {path}: is a folder; give a file name such as {p / 'clip.mp4'}")

@@ -240,5 +240,52 @@ def add_generate(sub: Any, formatter: Any, epilog: str) -> None:
     )
 
 
+def add_analyze(sub: Any, formatter: Any, epilog: str) -> None:
+    """``a2v analyze``."""
+    p = sub.add_parser(
+        "analyze",
+        help="what the models hear in an audio: kind, voice, phones, visemes, jaw, beats (JSON)",
+        description=paragraphs(
+            "Analyse an audio file without rendering, as the models hear it: its kind per "
+            "segment (speech, music, other), the voiced ranges, phones and visemes with their "
+            "times, the jaw-opening curve, and for music the tempo, beats, downbeats and "
+            "onsets. Written as one JSON document (times in seconds), for drawing under a "
+            "waveform and snapping edits to beats.",
+        ),
+        epilog=epilog,
+        formatter_class=formatter,
+    )
+    connection_options(p, hidden=True)
+    p.add_argument(
+        "--audio", required=True, metavar="FILE", help=f"the sound: {AUDIO_FORMATS}, or - (stdin)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="-",
+        metavar="FILE",
+        help="where to write the JSON (default: - for stdout)",
+    )
+    p.add_argument(
+        "--transcript",
+        default="",
+        metavar="TEXT",
+        help="what is said, in English: the phones are aligned to it instead of recognised",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        metavar="N",
+        help="rate of the jaw-opening curve: the frame rate of the video it would drive "
+        f"({MIN_FPS:g}..{MAX_FPS:g}, default 25)",
+    )
+    p.add_argument(
+        "--trim-start", type=float, default=0.0, metavar="S", help="skip the audio before S"
+    )
+    p.add_argument(
+        "--trim-end", type=float, metavar="S", help="ignore the audio after S (default: the end)"
+    )
+
+
 def paragraphs(*texts: str) -> str:
     return "\n\n".join(textwrap.fill(t, 88) for t in texts)

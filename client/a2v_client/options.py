@@ -55,6 +55,7 @@ CONFIG_FIELDS = {
     "blink_rate": "config.animation.blink_rate",
     "sync_mode": "config.sync_mode",
     "face_index": "config.face.index",
+    "range": "config.range",
 }
 
 
@@ -98,6 +99,9 @@ class GenerateOptions:
     face_index: int | None = None  # lipsync: n-th largest face
     #: let the server keep rendering through a dropped connection; the client resumes
     resumable: bool = True
+    #: render only (start, end) seconds of the clip (end 0: to its end), snapped outwards to
+    #: keyframes; the frames and timestamps are the full render's (Accepted.range says where)
+    range: tuple[float, float] | None = None
 
     def check(self) -> None:
         """Raise ``OptionError`` for the first value the server would refuse."""
@@ -153,6 +157,9 @@ class GenerateOptions:
         if self.face_index is not None:
             _whole("face_index", self.face_index, 2**32 - 1, "0 is the largest face")
             config.face.index = self.face_index
+        if self.range is not None:
+            start, end = _range(self.range)
+            config.range.start_seconds, config.range.end_seconds = start, end
         return config
 
 
@@ -239,6 +246,20 @@ def _trim(start: Any, end: Any) -> None:
             end,
             f"give seconds after the trim start ({start:g} s), or 0 for the end of the audio",
         )
+
+
+def _range(value: Any) -> tuple[float, float]:
+    ok = isinstance(value, tuple | list) and len(value) == 2 and all(map(_number, value))
+    if ok:
+        start, end = value
+        ok = 0 <= start <= MAX_TRIM_SECONDS and (end == 0 or start < end <= MAX_TRIM_SECONDS)
+    if not ok:
+        raise OptionError(
+            "range",
+            value,
+            "give (start, end) seconds with start >= 0 and end after it (end 0: to the end)",
+        )
+    return float(value[0]), float(value[1])
 
 
 def _whole(option: str, value: Any, top: int, note: str) -> None:

@@ -56,6 +56,9 @@ class GenerateSpec:
     face_box: tuple[float, float, float, float] | None = None
     #: RESOLUTION_PRESET_SOURCE: the visual input's own size, not rescaled
     source_size: bool = False
+    #: GenerateConfig.range: render only [start, end) seconds of the clip (end None: to its
+    #: end); None: the whole clip
+    render_range: tuple[float, float | None] | None = None
 
 
 # --- input events (client -> server, after the config) -----------------------------------------
@@ -119,6 +122,8 @@ class Accepted:
     ignored_settings: tuple[str, ...] = ()
     #: settings used but probably not as meant, each "field.path: why"
     warnings: tuple[str, ...] = ()
+    #: the range after snapping to keyframes: start, end seconds (0 = the audio's end)
+    render_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

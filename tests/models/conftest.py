@@ -21,6 +21,7 @@ for _model_dir in (
     MODEL_REPOSITORY / "face_landmarks/1",
     MODEL_REPOSITORY / "talking_avatar/1",
     MODEL_REPOSITORY / "lipsync/1",
+    MODEL_REPOSITORY / "audio_analysis/1",
 ):
     if str(_model_dir) not in sys.path:
         sys.path.insert(0, str(_model_dir))

@@ -761,6 +761,56 @@ def test_a_bad_render_from_is_invalid_argument(model, astronaut, inputs, message
     assert len(bad.sender.errors) == 1 and bad.sender.errors[0].startswith(message)
 
 
+# --- determinism: the output does not depend on how the requests cut the input ----------------
+def _interleaved(video, audio, frames_per_request: int, samples_per_request: int, ahead: int):
+    """``video`` and ``audio`` as one stream of requests: the frames ``frames_per_request`` at a
+    time, each block sent once the audio sent so far reaches to within ``ahead`` frames of it
+    (frames up to ``ahead`` frames before their audio), the audio ``samples_per_request`` at a
+    time (a cut anywhere in a frame), in every request while it lasts."""
+    n, total, per_frame = len(video), len(audio), SAMPLE_RATE / FPS
+    requests, f, s = [], 0, 0
+    while f < n or s < total:
+        inputs = {}
+        if f < n and (f <= s / per_frame + ahead or s >= total):
+            b = min(f + frames_per_request, n)
+            inputs = dict(frames=video[f:b], first=f)
+            f = b
+        if s < total:
+            inputs["audio"] = audio[s : s + samples_per_request]
+            s += samples_per_request
+        requests.append(request(24, start=not requests, **inputs))
+    requests[-1].inputs["END"] = Tensor("END", np.array([True]))
+    return requests
+
+
+def test_the_output_does_not_depend_on_the_requests_cuts(model_class, talking_speaker):
+    """The same talking, moving face cut three ways (the frames one, 7 and 13 to a request,
+    the audio a frame, 2999 and 4801 samples at a time, the frames with their audio or 10 or 30
+    frames ahead of it): every output frame (REGION put back into the input frame: the regions
+    are unions over a response, so they differ with the cuts) and every MOUTH_SOURCE are the
+    same. The library of open mouths holds, for frame i, the mouths of frames 0..i alone,
+    whatever had arrived (source_mouths.py)."""
+    video, n = talking_speaker, len(talking_speaker)
+    audio = _speech(n)
+    outputs = []
+    for cut in ((1, frame_samples(1), 0), (7, 2999, 10), (13, 4801, 30)):
+        model = model_class()
+        model.initialize({"model_config": _config_json()})
+        requests = _interleaved(video, audio, *cut)
+        out = run(model, *requests)
+        assert all(r.sender.errors == [] for r in requests)
+        assert len(out["FRAMES"]) == n
+        outputs.append(out)
+    first = outputs[0]
+    assert set(first["MOUTH_SOURCE"].tolist()) == {1, 2}  # the library is used
+    for other in outputs[1:]:
+        assert other["SIZES"] != first["SIZES"]  # cut elsewhere
+        for name in ("MOUTH_SOURCE", "FACE", "MOUTH_OPEN", "FACE_FOUND", "FACE_SCORE"):
+            np.testing.assert_array_equal(other[name], first[name], err_msg=name)
+        for k in range(n):
+            np.testing.assert_array_equal(other["FRAMES"][k], first["FRAMES"][k], err_msg=k)
+
+
 # --- FACE_SCORE ----------------------------------------------------------------------------------
 def test_the_face_score_is_high_on_a_clear_face_and_falls_as_it_degrades(model, moving_speaker):
     """Near 1 on the clear moving face; far lower on the same frames heavily blurred, or with

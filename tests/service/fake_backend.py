@@ -21,11 +21,32 @@ def fake_mouth_source(index: np.ndarray) -> np.ndarray:
     return np.array([0, 1, 2, 1, 1], np.uint8)[np.asarray(index) % 5]
 
 
+#: the fake avatar's frame i has a MARK x MARK block at the top left of value frame_mark(i)
+MARK = 16
+
+
+def frame_mark(i: int) -> int:
+    return (i * 37) % 200 + 20
+
+
+def _numbered(portrait: np.ndarray, first: int, n: int) -> np.ndarray:
+    """Frames first .. first + n - 1 of the fake avatar: the portrait, its corner numbered."""
+    frames = np.repeat(portrait[None], n, axis=0)
+    for k in range(n):
+        frames[k, :MARK, :MARK] = frame_mark(first + k)
+    return frames
+
+
 class FakeAvatar:
     def __init__(
-        self, portrait: np.ndarray | None, fps: float, hold: asyncio.Event | None = None
+        self,
+        portrait: np.ndarray | None,
+        fps: float,
+        hold: asyncio.Event | None = None,
+        start_frame: int = 0,
     ) -> None:
         self.portrait = portrait
+        self.start_frame = start_frame  # avatar: the first frame it sends
         self.video_frames: list[np.ndarray] = []  # lipsync: frames sent in, echoed back
         self.origins: list = []  # ... and where each crop's top-left pixel is
         self.fps = fps
@@ -48,6 +69,7 @@ class FakeAvatar:
             await self.hold.wait()
         received = np.zeros(0, np.float32)
         done = 0
+        skip = self.start_frame  # frames before it are "animated", not sent
         while True:
             samples, last = await self.queue.get()
             received = np.concatenate([received, samples])
@@ -57,17 +79,21 @@ class FakeAvatar:
                 n = min(n, len(self.video_frames) - done)
             if n:
                 frames = (
-                    np.repeat(self.portrait[None], n, axis=0)
+                    _numbered(self.portrait, done, n)
                     if self.portrait is not None
                     else np.stack(self.video_frames[done : done + n])
                 )
                 lipsync = self.portrait is None and self.mouth_source
-                yield FrameBatch(
-                    done,
-                    frames,
-                    np.zeros(n, np.float32),
-                    mouth_source=fake_mouth_source(np.arange(done, done + n)) if lipsync else None,
-                )
+                a = min(n, max(0, skip - done))  # before start_frame: not sent
+                if a < n:
+                    yield FrameBatch(
+                        done + a,
+                        frames[a:],
+                        np.zeros(n - a, np.float32),
+                        mouth_source=fake_mouth_source(np.arange(done + a, done + n))
+                        if lipsync
+                        else None,
+                    )
                 done += n
             if last:
                 return
@@ -103,8 +129,8 @@ class FakeBackend:
         marks = np.tile(np.array([[w / 2, h / 2]], np.float32), (68, 1))
         return [Face(box, 1.0, marks)]
 
-    async def open_avatar(self, portrait, landmarks, options, *, mesh=None):
-        avatar = FakeAvatar(portrait, options.fps, self.hold)
+    async def open_avatar(self, portrait, landmarks, options, *, mesh=None, start_frame=0):
+        avatar = FakeAvatar(portrait, options.fps, self.hold, start_frame)
         self.avatars.append(avatar)
         return avatar
 

@@ -126,7 +126,12 @@ class Backend(Protocol):
         options: AvatarOptions,
         *,
         mesh: np.ndarray | None = None,
-    ) -> ModelStream: ...
+        start_frame: int = 0,
+    ) -> ModelStream:
+        """``start_frame``: the output starts at that frame (a range of the clip); the audio
+        still starts at the clip's start, and the frames are the same as a whole clip's."""
+        ...
+
     async def open_lipsync(self, options: LipsyncOptions) -> ModelStream: ...
     async def analyze_audio(self, samples: np.ndarray, options: AnalysisOptions) -> Analysis:
         """What the models hear in ``samples`` (mono, MODEL_SAMPLE_RATE)."""

@@ -160,6 +160,7 @@ class TritonPool:
         options: AvatarOptions,
         *,
         mesh: np.ndarray | None = None,
+        start_frame: int = 0,
     ) -> FailoverStream:
         async def open_on(endpoint: Endpoint, start: int):
             return await endpoint.backend.open_avatar(
@@ -167,7 +168,8 @@ class TritonPool:
             )
 
         endpoint = self._pick("talking avatar")
-        return FailoverStream(self, endpoint, await open_on(endpoint, 0), open_on)
+        stream = await open_on(endpoint, start_frame)
+        return FailoverStream(self, endpoint, stream, open_on, received=start_frame)
 
     async def open_lipsync(self, options: LipsyncOptions) -> FailoverStream:
         async def open_on(endpoint: Endpoint, start: int):
@@ -234,7 +236,9 @@ class FailoverStream:
     flight. Counted on its endpoint while open (placement).
     """
 
-    def __init__(self, pool: TritonPool, endpoint: Endpoint, stream, open_on) -> None:
+    def __init__(
+        self, pool: TritonPool, endpoint: Endpoint, stream, open_on, *, received: int = 0
+    ) -> None:
         self._pool = pool
         self._endpoint = endpoint
         self._inner = stream
@@ -244,7 +248,8 @@ class FailoverStream:
         self._in_flight: list[tuple[int, np.ndarray, int, tuple[int, int] | None]] = []
         self._frames_sent = 0
         self._last_sent = False
-        self._received = 0
+        #: the next frame due (a stream that starts at a later frame: that one)
+        self._received = received
         self._lock = asyncio.Lock()  # sends, and the replay to a reopened sequence, in order
         self.failovers = 0
         self._replaying: asyncio.Task | None = None

@@ -44,6 +44,17 @@ def _as_rate(fps: float | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+def keyframe_interval(fps: float | Fraction, keyframe_seconds: float = 1.0) -> int:
+    """Frames from one keyframe to the next (the GOP): the encoder's fixed keyframe grid."""
+    return max(1, round(float(keyframe_seconds * _as_rate(fps))))
+
+
+def sample_at(frame: int, fps: float | Fraction, audio_rate: int) -> int:
+    """The audio sample (at ``audio_rate``) at frame ``frame``'s time: where a range of a
+    clip that starts at that frame starts its audio."""
+    return round(Fraction(frame) / _as_rate(fps) * audio_rate)
+
+
 class _SplitterSink:
     """Write-only file object handed to FFmpeg: every write goes into the box splitter."""
 
@@ -84,7 +95,10 @@ class FragmentedMp4Encoder:
         preset: str = "veryfast",
         crf: int = 20,
         colour: Colour = BT709,
+        start_frame: int = 0,
     ) -> None:
+        """``start_frame``: the first frame's number in the clip (a range of a longer clip):
+        frames and audio then carry the clip's timestamps, the audio from that frame's time."""
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"width and height must be positive and even, got {width}x{height}")
         if audio_channels not in (1, 2):
@@ -106,7 +120,7 @@ class FragmentedMp4Encoder:
             "max_interleave_delta": "1",
         }
         self._container = av.open(self._sink, mode="w", format="mp4", options=options)
-        gop = max(1, round(float(keyframe_seconds * self.fps)))
+        gop = keyframe_interval(self.fps, keyframe_seconds)
         self._video = self._container.add_stream(
             "libx264",
             rate=self.fps,
@@ -139,6 +153,9 @@ class FragmentedMp4Encoder:
         self._yuv: np.ndarray | None = None
         self._frames = 0
         self._samples = 0  # audio samples sent to the AAC encoder
+        #: timestamps of the first frame (frames) and of the first audio sample (samples)
+        self._first_frame = start_frame
+        self._first_sample = sample_at(start_frame, self.fps, audio_rate)
         self._pending = np.zeros((audio_channels, 0), np.float32)
         self._closed = False
 
@@ -187,7 +204,7 @@ class FragmentedMp4Encoder:
 
     def _encode_i420(self, i420: np.ndarray) -> list[Segment]:
         frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-        frame.pts = self._frames
+        frame.pts = self._first_frame + self._frames
         self._frames += 1
         self._container.mux(self._video.encode(frame))
         # Audio may lead the video by one fragment so that each fragment carries both tracks.
@@ -259,7 +276,7 @@ class FragmentedMp4Encoder:
                 np.ascontiguousarray(chunk), format="fltp", layout=self._layout
             )
             frame.sample_rate = self.audio_rate
-            frame.pts = self._samples
+            frame.pts = self._first_sample + self._samples
             self._samples += chunk.shape[1]
             position += chunk.shape[1]
             self._container.mux(self._audio.encode(frame))

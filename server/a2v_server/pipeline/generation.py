@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from opentelemetry import trace
 
-from a2v_server.catalog import MODEL_SAMPLE_RATE, InputKind, OfferedModel
+from a2v_server.catalog import MODEL_SAMPLE_RATE, InputKind, OfferedModel, frame_count
 from a2v_server.domain import Accepted, Chunk, GenerateSpec, InputEvent, OutputEvent
 from a2v_server.errors import (
     A2VError,
@@ -42,6 +42,7 @@ from a2v_server.errors import (
 from a2v_server.inference.backend import (
     AvatarOptions,
     Backend,
+    FrameBatch,
     LipsyncOptions,
     ModelStream,
 )
@@ -62,6 +63,7 @@ from a2v_server.pipeline.honoured import ignored_settings, setting_warnings
 from a2v_server.pipeline.look import FrameStyler, parse_prompt, prompt_kinds
 from a2v_server.pipeline.model_feed import ModelFeed
 from a2v_server.pipeline.pacing import AudioLag, ClientPace
+from a2v_server.pipeline.ranges import FrameRange, batch_part, snap
 from a2v_server.pipeline.stats import GenerationStats
 from a2v_server.pipeline.video_input import VideoInput
 from a2v_server.pipeline.visual import Visual, prepare_portrait, prepare_video, read_visual
@@ -92,6 +94,8 @@ class Generation:
         self._steering = parse_prompt(spec.prompt)
         self._pace = ClientPace(settings)
         self._error: BaseException | None = None
+        #: GenerateConfig.range in frames, once the frame rate is known (None: the whole clip)
+        self._range: FrameRange | None = None
 
     # ------------------------------------------------------------------------------------------
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncGenerator[OutputEvent, None]:
@@ -112,6 +116,8 @@ class Generation:
                     portrait, self.spec, self.backend, self.settings, self._clock
                 )
             self.stats.fps = visual.fps
+            if self.spec.render_range is not None:
+                self._range = snap(*self.spec.render_range, visual.fps)
             accepted = self._accepted(visual)
             yield accepted
             if video_input is not None:
@@ -160,6 +166,9 @@ class Generation:
             face_box=visual.face_box,
             ignored_settings=ignored_settings(self.spec, self.model, visual.fps),
             warnings=setting_warnings(self.spec, self.model),
+            render_range=None
+            if self._range is None
+            else (self._range.start_seconds, self._range.end_seconds),
         )
 
     async def _open_model(self, visual: Visual) -> ModelStream:
@@ -177,6 +186,14 @@ class Generation:
             blink_rate=s.blink_rate,
             transcript=s.transcript,
         )
+        if self._range is not None and self._range.first:
+            return await self.backend.open_avatar(
+                visual.portrait,
+                visual.landmarks,
+                options,
+                mesh=visual.mesh,
+                start_frame=self._range.first,
+            )
         return await self.backend.open_avatar(
             visual.portrait, visual.landmarks, options, mesh=visual.mesh
         )
@@ -225,8 +242,28 @@ class Generation:
     ) -> None:
         """Decoded audio -> encoder (output track) and the model (with video frames: lipsync)."""
         feed = ModelFeed(stream, visual, self.spec.sync_mode, self.stats.fps)
-        out_total = 0  # output-rate samples given to the encoder
+        out_total = 0  # output-rate samples of the clip so far
+        clip_samples = 0  # model-rate samples of the clip so far (the model may get fewer)
         channels = 1
+        # A range: the encoder gets the range's audio only; the model all of it up to the
+        # range's end and its lookahead (ranges.py).
+        out_from, out_to = 0, None
+        model_to = None
+        if self._range is not None:
+            out_from, out_to = self._range.output_samples(OUTPUT_RATE)
+            model_to = self._range.model_samples(
+                await self.backend.lookahead_seconds(self.model.renderer)
+            )
+
+        async def to_encoder(pcm: np.ndarray) -> None:
+            nonlocal out_total
+            a, b = out_total, out_total + pcm.shape[1]
+            out_total = b
+            stop = pcm.shape[1] if out_to is None else max(0, out_to - a)
+            keep = pcm[:, max(0, out_from - a) : stop]
+            if keep.shape[1]:
+                await self._encode_queue.put(("audio", keep))
+
         blocks = audio_blocks(inputs, first_event, self.spec, self.settings, self._clock)
         # aclosing: the decoder (and its span) is closed in this task even when cancelled
         lag = AudioLag(self.settings.max_audio_lag_seconds)
@@ -245,18 +282,18 @@ class Generation:
                     out_limit = limit * OUTPUT_RATE // MODEL_SAMPLE_RATE
                     output_pcm = output_pcm[:, : max(0, out_limit - out_total)]
                 if output_pcm.shape[1]:
-                    await self._encode_queue.put(("audio", output_pcm))
-                    out_total += output_pcm.shape[1]
+                    await to_encoder(output_pcm)
+                clip_samples += len(model_pcm)
+                if model_to is not None:  # a range ends before the audio: the rest is unused
+                    model_pcm = model_pcm[: max(0, model_to - feed.total)]
                 await feed.add(model_pcm)
-                self.stats.audio_seconds = feed.total / MODEL_SAMPLE_RATE
+                self.stats.audio_seconds = clip_samples / MODEL_SAMPLE_RATE
         padding = await feed.padding_samples()  # silence mode: pad the audio to the video's length
         if padding:
-            await self._encode_queue.put(
-                (
-                    "audio",
-                    np.zeros((channels, padding * OUTPUT_RATE // MODEL_SAMPLE_RATE), np.float32),
-                )
+            await to_encoder(
+                np.zeros((channels, padding * OUTPUT_RATE // MODEL_SAMPLE_RATE), np.float32)
             )
+            clip_samples += padding
             await feed.add(np.zeros(padding, np.float32))
         if feed.total == 0:
             raise InvalidInput("the audio contains no samples (after trimming)", field="audio")
@@ -267,27 +304,43 @@ class Generation:
                 f"one video frame at {fps:g} fps: send at least {500 / fps:.0f} ms of audio",
                 field="audio",
             )
-        self.stats.frames_total = await feed.finish()
+        await feed.finish()
+        clip_frames = frame_count(clip_samples, self.stats.fps)
+        if self._range is None:
+            self.stats.frames_total = clip_frames
+            return
+        self.stats.frames_total = self._range.frames_of(clip_frames)
+        if not self.stats.frames_total:
+            raise InvalidInput(
+                f"the range starts at {self._range.start_seconds:g} s (snapped to a keyframe), "
+                f"at or after the end of the audio ({clip_frames / self.stats.fps:.2f} s): give "
+                "a range within the audio",
+                field="config.range",
+            )
 
     async def _receive_frames(self, stream: ModelStream, visual: Visual) -> None:
         with tracer.start_as_current_span("inference.render") as span:
             t = time.monotonic()
-            received = 0
+            # the talking avatar starts at a range's first frame, lipsync at the clip's
+            received = self._range.first if self._range and visual.lipsync is None else 0
             batches = stream.batches()
             try:
-                async for batch in batches:
-                    if batch.first_index != received:
+                async for whole in batches:
+                    if whole.first_index != received:
                         raise ModelFault(
-                            f"the model skipped frames (got {batch.first_index}, "
+                            f"the model skipped frames (got {whole.first_index}, "
                             f"expected {received})"
                         )
+                    received += len(whole.frames)
+                    if visual.lipsync is not None:  # the next frames' window follows the face
+                        visual.lipsync.window.seen(whole.face_boxes, whole.face_found)
+                    batch = await self._in_range(whole, visual)
+                    if batch is None:
+                        continue
                     if self.spec.include_timeline:
                         await self._events.put(timeline(batch, self.stats.fps))
                     self.stats.audio_kind = batch.audio_kind or self.stats.audio_kind
                     self.stats.count_mouths(batch.mouth_source)
-                    if visual.lipsync is not None:  # the next frames' window follows the face
-                        visual.lipsync.window.seen(batch.face_boxes, batch.face_found)
-                    received += len(batch.frames)
                     await self._encode_queue.put(("video", batch))
             finally:
                 # Close it here, in this task: its cleanup ends the Triton sequence (ABORT)
@@ -296,6 +349,22 @@ class Generation:
             self._clock.inference += time.monotonic() - t
             span.set_attribute("a2v.frames", received)
         await self._encode_queue.put(("close", None))
+
+    async def _in_range(self, batch: FrameBatch, visual: Visual) -> FrameBatch | None:
+        """The frames of ``batch`` inside the range (all without one; None: none). Lipsync's
+        frames outside it are rendered for the model's state only: dropped here, with the
+        source frames the feed kept for them."""
+        if self._range is None:
+            return batch
+        n = len(batch.frames)
+        a, b = self._range.part(batch.first_index, n)
+        if visual.lipsync is not None:
+            for lo, hi in ((0, a), (b, n)):
+                if hi > lo:
+                    await visual.lipsync.in_flight.take(batch.first_index + lo, hi - lo)
+        if a == b:
+            return None
+        return batch if (a, b) == (0, n) else batch_part(batch, a, b)
 
     async def _encode(self, visual: Visual) -> None:
         encoder: FragmentedMp4Encoder | None = None
@@ -330,6 +399,7 @@ class Generation:
                             visual.fps,
                             channels,
                             colour=colour or BT709,
+                            start_frame=self._range.first if self._range is not None else 0,
                             **(LIPSYNC_ENCODING if lipsync is not None else AVATAR_ENCODING),
                         )
                         if canvas is not None and styler is None and kind == "audio":

@@ -44,6 +44,7 @@ ALL_SETTINGS = (
     "face",
     "include_timeline",
     "resumable",
+    "range",
 )
 #: settings only the talking avatar uses (it makes the motion; lipsync keeps the video's)
 _AVATAR_ONLY = {

@@ -69,6 +69,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, ca
         f"unknown sync mode value {config.sync_mode}",
     )
     face_index, face_box = _face_selector(config.face)
+    render_range = _range(config.range) if config.HasField("range") else None
     spec = domain.GenerateSpec(
         model=model.name,
         request_id=_request_id(config.request_id),
@@ -91,6 +92,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, ca
         expression_scale=animation["expression_scale"],
         head_motion_scale=animation["head_motion_scale"],
         blink_rate=animation["blink_rate"],
+        render_range=render_range,
     )
     return spec, model
 
@@ -215,6 +217,21 @@ def _trim(trim: pb.AudioTrim) -> tuple[float, float | None]:
         f"trim end must be 0 (until the end) or after the start, at most {MAX_TRIM_SECONDS} s",
     )
     return trim.start_seconds, trim.end_seconds or None
+
+
+def _range(given: pb.TimeRange) -> tuple[float, float | None]:
+    _require(
+        math.isfinite(given.start_seconds) and 0 <= given.start_seconds <= MAX_TRIM_SECONDS,
+        "config.range.start_seconds",
+        f"the range's start must be a number within 0..{MAX_TRIM_SECONDS} s",
+    )
+    _require(
+        math.isfinite(given.end_seconds)
+        and (given.end_seconds == 0 or given.start_seconds < given.end_seconds <= MAX_TRIM_SECONDS),
+        "config.range.end_seconds",
+        "the range's end must be 0 (until the end) or after its start",
+    )
+    return given.start_seconds, given.end_seconds or None
 
 
 def _animation(animation: pb.AnimationOptions) -> dict[str, float | None]:

@@ -115,6 +115,11 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
                 resume_token=resume_token,
                 ignored_settings=list(event.ignored_settings),
                 warnings=list(event.warnings),
+                range=None
+                if event.render_range is None
+                else pb.TimeRange(
+                    start_seconds=event.render_range[0], end_seconds=event.render_range[1]
+                ),
             )
         )
     t = event.timings
