@@ -74,7 +74,7 @@ async def test_a_range_to_the_end_and_one_past_the_audio(client):
     assert (part[0].accepted.range.start_seconds, part[0].accepted.range.end_seconds) == (2, 0)
     times, _, _, _ = _decoded(data)
     assert len(times) == 13 and times[0] == pytest.approx(2.0)  # 2.0 .. 2.48 s
-    past, data = await _render(client, 2.5, range=(1.5, 9.0))  # ends with the audio
+    _, data = await _render(client, 2.5, range=(1.5, 9.0))  # ends with the audio
     times, _, _, _ = _decoded(data)
     assert times[0] == pytest.approx(1.0) and len(times) == 38
     with pytest.raises(A2VClientError) as caught:
