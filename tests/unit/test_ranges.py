@@ -17,7 +17,7 @@ from a2v_server.pipeline.ranges import snap
         (0.0, 0.01, 25, 0, 25),
         (2.0, None, 30, 60, None),  # to the end
         (1.0, 2.0, 29.97, 0, 60),  # NTSC: keyframes every 30 frames; 1.0 s is in frame 29
-        X,
+        (0.99, 1.01, 12.5, 12, 24),  # 12.5 fps: keyframes every 12 frames (round half even)
     ],
 )
 def test_snapped_to_keyframes(start, end, fps, first, last):
