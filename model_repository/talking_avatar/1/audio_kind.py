@@ -13,6 +13,9 @@ a low tonal share because of its consonants and formant-shaped spectrum):
   voiced share >= 0.4                      -> SPEECH
   tonal share >= 0.4 or periodicity >= 0.3 -> MUSIC (a melody, a weaker beat)
   else                                     -> OTHER (sound effects, noise)
+
+Shared by talking_avatar (this file) and audio_analysis (audio_analysis/1/audio_kind.py is a
+relative symlink to it: the analysis judges the clip and its segments by these rules).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ of the last period once a tempo is known. A beat is therefore known about period
 window) after it happens, well inside the animator's lookahead for tempos >= 80 BPM, and the
 head bob between known beats is extrapolated from the period. Hops are processed at fixed
 sample positions, so results do not depend on chunking.
+
+Shared by talking_avatar (this file) and audio_analysis (audio_analysis/1/beats.py is a
+relative symlink to it: the analysis computes the same onset envelope and tempo estimate
+over the whole clip at once).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ All state updates happen per frame, in frame order, from sample positions comput
 exact rational arithmetic, so the output does not depend on how audio is split into
 ``push()`` calls.
 
-Shared by talking_avatar (this file) and lipsync (lipsync/1/mouth_motion.py is a relative
-symlink to it: both mouths open with the same speech curve).
+Shared by talking_avatar (this file), lipsync (lipsync/1/mouth_motion.py is a relative
+symlink to it: both mouths open with the same speech curve) and audio_analysis
+(audio_analysis/1/mouth_motion.py, the same: the jaw curve it reports).
 """
 
 from __future__ import annotations

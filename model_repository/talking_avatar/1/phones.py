@@ -21,6 +21,10 @@ result is independent of how the audio was chunked. Re-decoding sliding windows 
 ~5x more CPU for the same latency; decoding whole VAD utterances would add their length as
 latency. Allphone utterances restart after 0.4 s of silence and at 12 s, which keeps the
 per-block backtrace short.
+
+Shared by talking_avatar (this file) and audio_analysis (audio_analysis/1/phones.py is a
+relative symlink to it: the analysis decodes whole utterances offline with the same model
+and alignment grammar, and a faster search: analysis.py).
 """
 
 from __future__ import annotations

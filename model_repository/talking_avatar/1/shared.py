@@ -1,9 +1,9 @@
 """Code the talking_avatar and lipsync models share on purpose (numpy, no Triton needed).
 
-Shared by: talking_avatar (this file, talking_avatar/1/shared.py) and lipsync
-(lipsync/1/shared.py is a relative symlink to it, as lipsync/1/mouth_motion.py is). A change
-here changes both models: their tests (tests/unit, tests/models) and the integration tests
-of both cover it.
+Shared by: talking_avatar (this file, talking_avatar/1/shared.py), lipsync
+(lipsync/1/shared.py is a relative symlink to it, as lipsync/1/mouth_motion.py is) and
+audio_analysis (audio_analysis/1/shared.py, the same). A change here changes all three
+models: their tests (tests/unit, tests/models) and the integration tests cover it.
 
 * the audio both models take (``SAMPLE_RATE``) and the frame rates they render (``MAX_FPS``);
 * dlib's 68 face landmarks by name (both warp the mouth and jaw from them);

@@ -13,6 +13,9 @@ vowel (anticipatory coarticulation: the next vowel within 150 ms wins, else the 
 Each viseme also has render weights ``(jaw, spread, round, press, fv)``: ``jaw`` scales the
 signal-driven jaw opening, the others drive MouthRenderer's basis poses. ``ShapeSmoother``
 eases between them per frame (no flutter) while letting a closure land on time.
+
+Shared by talking_avatar (this file) and audio_analysis (audio_analysis/1/visemes.py is a
+relative symlink to it: the analysis reports the same mouth shapes, by the same numbers).
 """
 
 from __future__ import annotations

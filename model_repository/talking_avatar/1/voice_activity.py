@@ -5,6 +5,10 @@ located with ``importlib`` without importing that package. The network takes 512
 (32 ms at 16 kHz) plus the 64 samples before them and carries a recurrent state, so windows are
 processed strictly in order at fixed sample positions: the probabilities depend only on the
 audio, never on how it was split into ``push()`` calls.
+
+Shared by talking_avatar (this file) and audio_analysis (audio_analysis/1/voice_activity.py is
+a relative symlink to it: the analysis reports the voice the avatar hears, its session and
+hysteresis run over the whole clip there).
 """
 
 from __future__ import annotations

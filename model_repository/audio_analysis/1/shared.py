@@ -1,0 +1,1 @@
+../../talking_avatar/1/shared.py
