@@ -719,15 +719,21 @@ if __name__ == "__main__":
     runs = [("all", parse_parts(opts.parts))]
     if not opts.parts:
         runs += [(p, (p,)) for p in ALL]
+    summary = None
     for label, asked in runs:
         best = math.inf
         for _ in range(opts.repeat):
             t0 = time.perf_counter()
             res = analyze(audio, transcript=opts.transcript, parts=asked)
             best = min(best, time.perf_counter() - t0)
+        summary = summary or res
         print(
             f"{label:7s} {seconds:.1f} s of audio in {best:.3f} s: {seconds / best:.0f}x real time"
         )
     print(
-        {k: (v if not isinstance(v, list) else f"[{len(v)}]") for k, v in res.items() if k != "jaw"}
+        {
+            k: (v if not isinstance(v, list) else f"[{len(v)}]")
+            for k, v in summary.items()
+            if k != "jaw"
+        }
     )
