@@ -127,9 +127,24 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class FragmentReport:
+    """How a fragment's frames came out (MediaChunk.report; pipeline/report.py)."""
+
+    frames: int
+    face_share: float = 0.0
+    tracking_confidence: float = 0.0
+    sync_agreement: float = 0.0
+    face_lost: bool = False
+    cut: bool = False
+    looped: bool = False
+
+
+@dataclass(frozen=True)
 class Chunk:
     sequence_number: int
     segment: Segment
+    #: fragments: how their frames came out (None for the init segment)
+    report: FragmentReport | None = None
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,17 @@ class FakeAvatar:
                         mouth_source=fake_mouth_source(np.arange(done + a, done + n))
                         if lipsync
                         else None,
+                        # lipsync: no face where the fake passes the frame through
+                        face_found=(fake_mouth_source(np.arange(done + a, done + n)) > 0).astype(
+                            np.uint8
+                        )
+                        if lipsync
+                        else None,
+                        face_score=np.where(
+                            fake_mouth_source(np.arange(done + a, done + n)) > 0, 0.9, 0.0
+                        ).astype(np.float32)
+                        if lipsync
+                        else None,
                     )
                 done += n
             if last:

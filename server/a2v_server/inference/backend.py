@@ -94,6 +94,8 @@ class FrameBatch:
     region: tuple[int, int, int, int] | None = None
     #: (n, 4) lipsync: the followed face's box per frame (zeros where none was found)
     face_boxes: np.ndarray | None = None
+    #: (n,) lipsync: tracking confidence 0..1 per frame (0 without a face; older models: None)
+    face_score: np.ndarray | None = None
 
 
 class ModelStream(Protocol):

@@ -242,6 +242,7 @@ def _batch(result) -> FrameBatch:
         mouth_source=optional("MOUTH_SOURCE"),
         region=_region(region),
         face_boxes=optional("FACE"),
+        face_score=optional("FACE_SCORE"),
     )
 
 

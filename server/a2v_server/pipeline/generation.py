@@ -60,10 +60,12 @@ from a2v_server.pipeline.compose import (
     timeline,
 )
 from a2v_server.pipeline.honoured import ignored_settings, setting_warnings
+from a2v_server.pipeline.lipsync_frames import Waiting
 from a2v_server.pipeline.look import FrameStyler, parse_prompt, prompt_kinds
 from a2v_server.pipeline.model_feed import ModelFeed
 from a2v_server.pipeline.pacing import AudioLag, ClientPace
 from a2v_server.pipeline.ranges import FrameRange, batch_part, snap
+from a2v_server.pipeline.report import FragmentReporter
 from a2v_server.pipeline.stats import GenerationStats
 from a2v_server.pipeline.video_input import VideoInput
 from a2v_server.pipeline.visual import Visual, prepare_portrait, prepare_video, read_visual
@@ -96,6 +98,8 @@ class Generation:
         self._error: BaseException | None = None
         #: GenerateConfig.range in frames, once the frame rate is known (None: the whole clip)
         self._range: FrameRange | None = None
+        #: the per-fragment quality report, made as frames are encoded
+        self._reporter: FragmentReporter | None = None
 
     # ------------------------------------------------------------------------------------------
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncGenerator[OutputEvent, None]:
@@ -386,6 +390,12 @@ class Generation:
         # lipsync: the output is made in the source's colour (its own samples pass through)
         colour = lipsync.source.colour if lipsync is not None else None
         paste = Converter(colour) if colour is not None else None
+        self._reporter = FragmentReporter(
+            visual.fps,
+            self._range.first if self._range is not None else 0,
+            OUTPUT_RATE,
+            mode=self.spec.sync_mode,
+        )
         last_progress = 0
         with tracer.start_as_current_span("encode") as span:
             try:
@@ -410,16 +420,21 @@ class Generation:
                     if kind == "close":
                         break
                     if kind == "audio":
+                        self._reporter.add_audio(payload)
                         segments = await self._in_encoder(encoder.add_audio, payload)
                     elif lipsync is not None:
                         waiting = await lipsync.in_flight.take(
                             payload.first_index, len(payload.frames)
                         )
+                        self._report_lipsync(payload, waiting, visual.height)
                         segments = await self._in_encoder(
                             encode_lipsync, encoder, payload, waiting, paste, styler
                         )
                         self.stats.frames_done += len(payload.frames)
                     else:
+                        self._reporter.add_frames(
+                            payload.first_index, payload.mouth_open, None, visual.face_score
+                        )
                         segments = await self._in_encoder(
                             encode_batch, encoder, payload, styler, canvas
                         )
@@ -450,9 +465,25 @@ class Generation:
         self._clock.encode += time.monotonic() - t
         return result
 
+    def _report_lipsync(self, batch: FrameBatch, waiting: list[Waiting], height: int) -> None:
+        assert self._reporter is not None  # made with the encoder
+        found = batch.face_found
+        score = batch.face_score
+        if score is None:  # an older model: a tracked face counts as sure
+            score = np.ones(len(batch.frames), np.float32) if found is None else found
+        self._reporter.add_frames(
+            batch.first_index,
+            batch.mouth_open,
+            found,
+            score,
+            slots=[w.slot for w in waiting],
+            lumas=[w.frame.i420[:height] for w in waiting],
+        )
+
     async def _emit(self, segments: list[Segment]) -> None:
         for segment in segments:
-            await self._events.put(Chunk(self.stats.chunks, segment))
+            report = self._reporter.report(segment) if self._reporter is not None else None
+            await self._events.put(Chunk(self.stats.chunks, segment, report))
             self.stats.chunk_sent(len(segment.data))
 
 

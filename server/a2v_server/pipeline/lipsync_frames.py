@@ -160,6 +160,8 @@ class Waiting:
     frame: OutputFrame
     window: Box
     crop: np.ndarray
+    #: the source slot (frame) it shows
+    slot: int = -1
 
 
 class InFlight:

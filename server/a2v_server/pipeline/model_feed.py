@@ -123,7 +123,7 @@ class ModelFeed:
             if frame is None:
                 raise InvalidInput("the video contains no frames", field="video")
             box = window.window
-            waiting = Waiting(frame, box, source.crop(frame, box))
+            waiting = Waiting(frame, box, source.crop(frame, box), slot)
             in_flight.add(i, waiting)
             prepared.append((slot, waiting))
         return prepared

@@ -99,4 +99,5 @@ def batch_part(batch: FrameBatch, a: int, b: int) -> FrameBatch:
         face_found=cut(batch.face_found),
         mouth_source=cut(batch.mouth_source),
         face_boxes=cut(batch.face_boxes),
+        face_score=cut(batch.face_score),
     )

@@ -65,6 +65,8 @@ class Visual:
     #: lipsync: the source's frames, and the caller's face box mapped to output pixels
     lipsync: LipsyncFrames | None = None
     face_select_box: tuple[float, float, float, float] | None = None
+    #: talking avatar: the portrait's face detection score (its tracking confidence)
+    face_score: float = 1.0
 
     def close(self) -> None:
         """Free the pixels now: a finished generation's frames may outlive it for a while
@@ -172,6 +174,7 @@ async def prepare_portrait(
         portrait=fitted,
         landmarks=placement.points(face.landmarks),
         mesh=moved_mesh(face.mesh, placement.scale, placement.dx, placement.dy),
+        face_score=min(1.0, max(0.0, face.score)),
     )
 
 

@@ -82,6 +82,7 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
                 end_seconds=seg.end_seconds,
                 data=seg.data,
                 crc32=zlib.crc32(seg.data),
+                report=None if event.report is None else _report(event.report),
             )
         )
     if isinstance(event, domain.Timeline):
@@ -145,6 +146,18 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
                 retrieved=event.mouth_sources.retrieved,
             ),
         )
+    )
+
+
+def _report(r: domain.FragmentReport) -> pb.FragmentReport:
+    return pb.FragmentReport(
+        frames=r.frames,
+        face_share=r.face_share,
+        tracking_confidence=r.tracking_confidence,
+        sync_agreement=r.sync_agreement,
+        face_lost=r.face_lost,
+        cut=r.cut,
+        looped=r.looped,
     )
 
 
