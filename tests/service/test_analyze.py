@@ -12,7 +12,7 @@ from media import portrait_png, tone_wav
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v.v1 import audio_to_video_pb2_grpc as pb_grpc
-from a2v_client import A2VClientError, AsyncClient, bytes_audio, pcm_audio
+from a2v_client import A2VClientError, AsyncClient, GenerateOptions, bytes_audio, pcm_audio
 from a2v_server.settings import Settings
 
 
@@ -137,3 +137,31 @@ async def test_an_analysis_holds_a_stream_slot(serve):
 async def _consume(responses):
     async for _ in responses:
         pass
+
+
+async def test_the_generate_timeline_ends_with_the_clips_beat_grid(client, service):
+    responses = [
+        r
+        async for r in client.generate(
+            audio=bytes_audio(tone_wav(2.0), 4096),
+            image=portrait_png(),
+            options=GenerateOptions(resolution="256x256", include_timeline=True),
+        )
+    ]
+    timelines = [i for i, r in enumerate(responses) if r.HasField("timeline")]
+    with_grid = [i for i in timelines if responses[i].timeline.HasField("beat_grid")]
+    assert with_grid == [timelines[-1]]  # once, after every frame's
+    last = responses[with_grid[0]].timeline
+    assert not last.frames and last.beat_grid.beats_per_bar == 4
+    assert sum(len(responses[i].timeline.frames) for i in timelines) == 50
+    assert responses[-1].HasField("summary") and with_grid[0] < len(responses) - 1
+    samples, options = service.backend.analysed[-1]
+    assert options.parts == ("beats",) and len(samples) == pytest.approx(32000, abs=20)
+
+
+async def test_no_beat_grid_without_a_timeline(client, service):
+    async for _ in client.generate(
+        audio=bytes_audio(tone_wav(1.0)), image=portrait_png(), options=GenerateOptions()
+    ):
+        pass
+    assert not service.backend.analysed

@@ -30,7 +30,15 @@ import numpy as np
 from opentelemetry import trace
 
 from a2v_server.catalog import MODEL_SAMPLE_RATE, InputKind, OfferedModel, frame_count
-from a2v_server.domain import Accepted, Chunk, GenerateSpec, InputEvent, OutputEvent
+from a2v_server.domain import (
+    Accepted,
+    BeatGrid,
+    Chunk,
+    GenerateSpec,
+    InputEvent,
+    OutputEvent,
+    Timeline,
+)
 from a2v_server.errors import (
     A2VError,
     InvalidInput,
@@ -40,6 +48,7 @@ from a2v_server.errors import (
     without_traceback,
 )
 from a2v_server.inference.backend import (
+    AnalysisOptions,
     AvatarOptions,
     Backend,
     FrameBatch,
@@ -100,6 +109,10 @@ class Generation:
         self._range: FrameRange | None = None
         #: the per-fragment quality report, made as frames are encoded
         self._reporter: FragmentReporter | None = None
+        #: include_timeline: the clip's audio at the model rate, for its beat grid (the same
+        #: analysis as Analyze's), and that grid once the audio is complete
+        self._clip_audio: list[np.ndarray] | None = [] if spec.include_timeline else None
+        self._beat_grid: asyncio.Future[BeatGrid | None] | None = None
 
     # ------------------------------------------------------------------------------------------
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncGenerator[OutputEvent, None]:
@@ -210,6 +223,8 @@ class Generation:
         stream: ModelStream,
         visual: Visual,
     ) -> None:
+        if self.spec.include_timeline:
+            self._beat_grid = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._feed_model(inputs, first_event, stream, visual))
@@ -288,6 +303,8 @@ class Generation:
                 if output_pcm.shape[1]:
                     await to_encoder(output_pcm)
                 clip_samples += len(model_pcm)
+                if self._clip_audio is not None:
+                    self._clip_audio.append(model_pcm)
                 if model_to is not None:  # a range ends before the audio: the rest is unused
                     model_pcm = model_pcm[: max(0, model_to - feed.total)]
                 await feed.add(model_pcm)
@@ -309,6 +326,9 @@ class Generation:
                 field="audio",
             )
         await feed.finish()
+        if self._clip_audio is not None and self._beat_grid is not None:
+            audio, self._clip_audio = self._clip_audio, None
+            self._beat_grid.set_result(await self._analyse_beats(audio))
         clip_frames = frame_count(clip_samples, self.stats.fps)
         if self._range is None:
             self.stats.frames_total = clip_frames
@@ -352,7 +372,22 @@ class Generation:
                 await batches.aclose()
             self._clock.inference += time.monotonic() - t
             span.set_attribute("a2v.frames", received)
+        if self._beat_grid is not None and (grid := await self._beat_grid) is not None:
+            await self._events.put(Timeline(frames=(), beat_grid=grid))
         await self._encode_queue.put(("close", None))
+
+    async def _analyse_beats(self, audio: list[np.ndarray]) -> BeatGrid | None:
+        """The clip's beat grid from the audio_analysis model (the timeline's side output: a
+        failure there is logged, and the clip goes on without it)."""
+        samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
+        try:
+            analysis = await self.backend.analyze_audio(
+                samples, AnalysisOptions(fps=self.stats.fps, parts=("beats",))
+            )
+        except A2VError as exc:
+            log.warning("no beat grid for the timeline: %s", exc.message)
+            return None
+        return analysis.beat_grid
 
     async def _in_range(self, batch: FrameBatch, visual: Visual) -> FrameBatch | None:
         """The frames of ``batch`` inside the range (all without one; None: none). Lipsync's
