@@ -715,10 +715,11 @@ def test_render_from_gives_the_full_runs_frames_bit_for_bit(model_class, talking
 def test_render_from_tracks_as_the_full_run_whatever_the_requests_cuts(
     model_class, talking_speaker
 ):
-    """Other cuts of the requests: the tracking and the mouth's motion from RENDER_FROM on are
-    the full run's (FACE, FACE_FOUND, FACE_SCORE, MOUTH_OPEN). The pixels are the full run's
-    only for the same cuts (the previous test): as in any run, the library of open mouths
-    holds the frames that have arrived, ahead of their audio, when a frame is rendered."""
+    """Other cuts of the requests: from RENDER_FROM on, the tracking, the mouth's motion, the
+    mouths' paths and every output frame are the full run's (FACE, FACE_FOUND, FACE_SCORE,
+    MOUTH_OPEN, MOUTH_SOURCE, the pixels with REGION put back into the input frame); only the
+    responses' cuts, hence their REGIONs, differ (the library of open mouths holds frames
+    0..i for frame i, whatever had arrived: source_mouths.py)."""
     video, n, k = talking_speaker, len(talking_speaker), 23
 
     def run_as(pieces, render_from=None) -> dict:
@@ -733,8 +734,10 @@ def test_render_from_tracks_as_the_full_run_whatever_the_requests_cuts(
     cuts = [(0, 4, None, None), (4, 20, None, None), (20, 33, None, None), (33, n, None, None)]
     ranged = run_as(cuts, render_from=k)
     assert len(ranged["FRAMES"]) == n - k
-    for name in ("FACE", "MOUTH_OPEN", "FACE_FOUND", "FACE_SCORE"):
+    for name in ("FACE", "MOUTH_OPEN", "FACE_FOUND", "FACE_SCORE", "MOUTH_SOURCE"):
         np.testing.assert_array_equal(ranged[name], full[name][k:], err_msg=name)
+    assert 2 in ranged["MOUTH_SOURCE"].tolist()  # retrieved mouths among them
+    np.testing.assert_array_equal(ranged["FRAMES"], full["FRAMES"][k:])
 
 
 def test_render_from_past_the_end_sends_no_frames(model, moving_speaker):

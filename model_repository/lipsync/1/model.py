@@ -43,6 +43,11 @@ crops. REGION is the union of what the renderer changed in its frames (the warp'
 paste's boxes, not a diff); where nothing changed it is the 2x2 box at the crop's origin, with
 the input's pixels. Everything reported (REGION, FACE) and FACE_BOX are in whole-frame pixels,
 wherever the crop is: the tracker works in them (face_track.py).
+Every frame's output (its pixels, FACE, MOUTH_OPEN, FACE_FOUND, MOUTH_SOURCE, FACE_SCORE) is
+a function of the inputs alone (the frames, their indices, the audio, the settings), not of
+how the requests cut them or how far the frames run ahead of their audio: only the
+responses' cuts, and so their REGIONs, follow the requests (source_mouths.py: the library of
+open mouths is causal).
 Errors: "[INVALID_ARGUMENT] ..." tagged messages, like talking_avatar: both run the request
 loop of shared.SequenceModel (shared.py is talking_avatar/1/shared.py).
 """
@@ -130,14 +135,13 @@ class TritonPythonModel(SequenceModel):
                 height, width = frames.shape[1:3]
                 raise InvalidRequest(f"FRAMES_IN must be at least 2x2 pixels, got {width}x{height}")
             origin = _origin(request)
-            # Track on arrival: the library of source mouths then also holds the frames that
-            # still wait for their audio (meshes are cached: rendering does not track again).
-            # The library works in the crop's pixels (its mouths are canonical crops).
+            # Track on arrival (meshes are cached: rendering does not track again). The
+            # library of source mouths takes a frame only when it is rendered (_render), not
+            # here: what it holds for a frame must not depend on how far ahead of their audio
+            # the frames came (source_mouths.py).
             for index, frame in zip(indices.tolist(), frames, strict=True):
                 session.frames.append((int(index), frame, origin))
-                mesh = session.tracker.mesh(int(index), frame, origin)
-                if mesh is not None:
-                    session.mouths.observe(int(index), frame, _in_crop(mesh, origin))
+                session.tracker.mesh(int(index), frame, origin)
         session.take_openness(session.motion.push(audio_samples(request)))
         if end:
             session.take_openness(session.motion.finish())
@@ -163,12 +167,16 @@ class TritonPythonModel(SequenceModel):
             # it only moves the state on; one across it is rendered whole (its REGION is the
             # full run's) and sent from RENDER_FROM on.
             hidden = min(len(batch), max(0, session.render_from - first))
+            # Each frame joins the library of open mouths just before its own choice, in
+            # output order: the library for frame i holds frames 0..i whatever the cuts.
             if hidden == len(batch):
                 for index, frame, origin in batch:
                     openness = session.openness.popleft()
                     mesh = session.tracker.mesh(index, frame, origin)
                     if mesh is not None:
-                        session.mouths.advance(frame, _in_crop(mesh, origin), openness)
+                        local = _in_crop(mesh, origin)
+                        session.mouths.observe(index, frame, local)
+                        session.mouths.advance(frame, local, openness)
                 continue
             patches: list[Patch | None] = []
             opens, faces, found, paths, scores = [], [], [], [], []
@@ -178,7 +186,9 @@ class TritonPythonModel(SequenceModel):
                 if mesh is None:
                     patch, path = None, PASSED
                 else:
-                    patch, path, _ = session.mouths.render(frame, _in_crop(mesh, origin), openness)
+                    local = _in_crop(mesh, origin)
+                    session.mouths.observe(index, frame, local)
+                    patch, path, _ = session.mouths.render(frame, local, openness)
                 patches.append(patch)
                 opens.append(openness)
                 faces.append(_face_box(mesh))

@@ -2,7 +2,7 @@
 
 Held apart from the choice among them (source_mouths.py) and the paste of the chosen one
 (mouth_paste.py) because it is the per-video memory: built from the source frames as they
-arrive, bounded, and read by both of the others.
+are rendered, bounded, and read by both of the others.
 
 Every tracked source frame whose inner lips are apart (>= MIN_GAP mouth widths) is a
 candidate: its lip shape (the 11 + 9 inner and 20 outer lip points of the mesh, in the mouth's
@@ -11,11 +11,12 @@ widths), its inner gap, the inner contours sampled on a fixed u grid (GRID), the
 upper lip and the skin above it (the light), a pose proxy (the nose tip in the mouth frame,
 the eye distance and roll relative to the mouth), and the mouth region resampled by a
 similarity transform to a small canonical crop (SCALE px per mouth width, set once per video
-from its first mouth, 40..112 px: at most 179 x 157 px). Frames arrive a few at a time (and
-are added on arrival, before their audio), so the library grows with the video; it holds at
-most ``cap`` entries: a new mouth almost identical to one already kept (DUPLICATE) is not
-added, and when full, the most redundant entry (the one of the closest pair, older first) is
-dropped: memory stays flat and the kept mouths spread over the shapes the speaker shows.
+from its first mouth, 40..112 px: at most 179 x 157 px). Frames are added one by one as they
+are rendered, in output order (source_mouths.py: why not on arrival), so the library grows
+with the video; it holds at most ``cap`` entries: a new mouth almost identical to one already
+kept (DUPLICATE) is not added, and when full, the most redundant entry (the one of the closest
+pair, older first) is dropped: memory stays flat and the kept mouths spread over the shapes
+the speaker shows.
 """
 
 from __future__ import annotations

@@ -20,6 +20,43 @@ lipsync sequence and what model.py uses, holds the parts together:
 * Render (SourceMouths.render): the warp, then the chosen mouth pasted between the lips
   (mouth_paste.py); only the pixels they change come back (a frame_region.Patch).
 
+Which frames the library holds: for output frame i, the mouths of output frames 0..i and no
+others (causal, in output order): lipsync's model.py observes each frame just before its own
+choice, not when it arrives. On arrival the library held whatever frames had come by the
+time frame i was rendered, which depends on how the server cut the frames and audio into
+requests (the audio's arrival, the frames in flight): the same inputs chose other entries
+(pixels up to 79 levels apart around the mouth) and a range re-render (RENDER_FROM) could
+not reproduce the full render's frames for an editor's splice. Causal, every output frame is
+a function of the inputs alone (the frames, their source indices, the audio, the settings);
+the choice's state (the previous entry) and the library's evictions follow the same order,
+so they are too.
+The alternative, the frames up to i + L for a fixed L, would be as deterministic, but the
+model would have to hold frame i until frame i + L came (or the sequence's end): L frames
+more latency on every response, and the server bounds the frames in flight (0.6 s, 4 at the
+start) and sends each only after the audio that covers it, so for L of 4 or more its feed
+and the model would wait for each other. What lookahead buys, measured (frames retrieved,
+MOUTH_SOURCE == 2) with the old code, which took frames on arrival: as the server cuts (the
+audio 0.1 s at a time, then the frames it covers, 8 to a request), with the frames 13 to a
+request 30 ahead of their audio, and with every frame before any audio (the most there can
+be); causal, any cut gives the same:
+
+=======================================  ======  ======  ===========  =========  ======
+clip                                     frames  server  30 frames    all first  causal
+                                                         ahead
+=======================================  ======  ======  ===========  =========  ======
+tests: smile closing, then shut (teeth)      15       3            3          3       3
+tests: moving smile closing (crops)          16       3            3          3       3
+tests: talking, moving (RENDER_FROM)         50       7            7          7       7
+10 s talking astronaut (espeak), moving     250      31           31         31      31
+the same, mouth shut for the first 4 s      250      17           24         56      15
+=======================================  ======  ======  ===========  =========  ======
+
+Lookahead changes which mouth is taken more often than whether one is (on the 10 s clip, 14
+of the 31 retrieved frames took a later frame's mouth with every frame first, none with the
+server's cut), and retrieves more only while the video has shown no open mouth yet: a
+speaker who opens the mouth late loses the frames just before it (2 of 250 with the server's
+cut, 41 against every frame first, which a stream never has). Causal it is.
+
 Frames may be crops of the video's frames (lipsync's server sends a window around the face):
 the library and the renderer work in the pixels of the image they are given, with the mesh in
 the same pixels; the canonical mouth crops do not depend on where the crop was taken.
@@ -60,7 +97,9 @@ class SourceMouths:
         self._previous: int | None = None  # source index of the entry used last frame
 
     def observe(self, index: int, frame: np.ndarray, mesh: np.ndarray | None) -> None:
-        """A tracked source frame (in any order; frames already seen are ignored)."""
+        """A tracked source frame (frames already seen are ignored). lipsync observes each
+        output frame just before its ``render`` (or ``advance``), in output order: the library
+        then depends on the frames alone, not on when they arrived (see the module doc)."""
         if mesh is not None:
             self.library.add(index, frame, mesh)
 
