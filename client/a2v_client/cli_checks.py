@@ -114,6 +114,7 @@ def prepare_generate(args: argparse.Namespace) -> Job:
         trim_start=args.trim_start,
         trim_end=args.trim_end,
         seed=args.seed,
+        range=_range(args.range),
     )
     options.check()
     if getattr(args, "raw_frames", False) and not (args.realtime and args.video):
@@ -142,12 +143,38 @@ def prepare_generate(args: argparse.Namespace) -> Job:
                 "name; name it .mp4 so that players recognise it",
                 file=sys.stderr,
             )
-    if args.timeline:
-        if args.output != "-" and Path(args.timeline).resolve() == Path(args.output).resolve():
-            raise UsageError(f"--timeline {args.timeline}: is also the video's output (-o)")
-        if not is_special(args.timeline):
-            check_output(args.timeline, "--timeline", inputs)
+    for flag, path in (("--timeline", args.timeline), ("--report", args.report)):
+        if not path:
+            continue
+        if args.output != "-" and Path(path).resolve() == Path(args.output).resolve():
+            raise UsageError(f"{flag} {path}: is also the video's output (-o)")
+        if not is_special(path):
+            check_output(path, flag, inputs)
+    if (
+        args.timeline
+        and args.report
+        and Path(args.timeline).resolve() == Path(args.report).resolve()
+    ):
+        raise UsageError(f"--report {args.report}: is also the --timeline file")
     return Job(options, audio)
+
+
+def _range(text: str | None) -> tuple[float, float] | None:
+    """--range START:END (END may be empty: to the end) as seconds."""
+    if text is None:
+        return None
+    start, sep, end = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        first, last = float(start), float(end) if end.strip() else 0.0
+    except ValueError:
+        raise UsageError(
+            f"--range {text}: give START:END in seconds, e.g. 4.5:9 (or 4.5: for to the end)"
+        ) from None
+    if not (first >= 0 and (last == 0 or last > first)):
+        raise UsageError(f"--range {text}: START must be >= 0 and END after it (or empty)")
+    return first, last
 
 
 def checked_audio(args: argparse.Namespace) -> Iterator[pb.AudioChunk]:

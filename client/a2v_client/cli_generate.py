@@ -41,18 +41,25 @@ def run_generate(client: Client, args: argparse.Namespace, job: Job) -> int:
     partial = None if direct else Path(args.output + ".partial")
     out: BinaryIO | None = sys.stdout.buffer if to_stdout else None
     timeline: IO[str] | None = None
+    report: IO[str] | None = None
+    flag, path = "-o", args.output
     try:
         if out is None:
             out = open(partial or args.output, "wb")  # noqa: SIM115 - closed below
         if args.timeline:
+            flag, path = "--timeline", args.timeline
             timeline = open(args.timeline, "w")  # noqa: SIM115 - closed below
+        if args.report:
+            flag, path = "--report", args.report
+            report = open(args.report, "w")  # noqa: SIM115 - closed below
     except OSError as error:
         responses.close()
         if out is not None and not to_stdout:
             out.close()
+        if timeline is not None:
+            timeline.close()
         if partial is not None:
             partial.unlink(missing_ok=True)
-        flag, path = ("--timeline", args.timeline) if out is not None else ("-o", args.output)
         return usage_error(UsageError(f"{flag} {path}: cannot write ({error.strerror or error})"))
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     summary = None
@@ -65,9 +72,16 @@ def run_generate(client: Client, args: argparse.Namespace, job: Job) -> int:
                     out.write(response.chunk.data)
                     if to_stdout:
                         out.flush()  # a player reading the pipe starts now
+                    if report is not None and response.chunk.HasField("report"):
+                        report.write(json.dumps(report_row(response.chunk)) + "\n")
                 elif kind == "timeline" and timeline is not None:
                     for f in response.timeline.frames:
                         timeline.write(json.dumps(_timeline_row(f)) + "\n")
+                    if response.timeline.HasField("beat_grid"):
+                        grid = MessageToDict(
+                            response.timeline.beat_grid, preserving_proto_field_name=True
+                        )
+                        timeline.write(json.dumps({"beat_grid": grid}) + "\n")
                 elif kind == "progress":
                     bar.update(response.progress)
                 elif kind == "accepted":
@@ -84,6 +98,8 @@ def run_generate(client: Client, args: argparse.Namespace, job: Job) -> int:
     finally:
         if timeline is not None:
             timeline.close()
+        if report is not None:
+            report.close()
     bar.close()
     if not to_stdout:
         out.close()
@@ -116,6 +132,23 @@ def mouth_paths(m: pb.MouthSources) -> str:
         f"{m.warped} warped, {m.retrieved} from the speaker's own video, "
         f"{m.passed_through} without a face"
     )
+
+
+def report_row(chunk: pb.MediaChunk) -> dict:
+    """One JSON line of ``--report``: a fragment's time span and its FragmentReport."""
+    r = chunk.report
+    return {
+        "sequence": int(chunk.sequence_number),
+        "start": round(chunk.start_seconds, 3),
+        "end": round(chunk.end_seconds, 3),
+        "frames": r.frames,
+        "face_share": round(r.face_share, 3),
+        "tracking_confidence": round(r.tracking_confidence, 3),
+        "sync_agreement": round(r.sync_agreement, 3),
+        "face_lost": r.face_lost,
+        "cut": r.cut,
+        "looped": r.looped,
+    }
 
 
 def _timeline_row(frame: pb.TimelineFrame) -> dict:

@@ -34,6 +34,7 @@ OPTION_FLAGS = {
     "blink_rate": "--blink-rate",
     "sync_mode": "--sync-mode",
     "face_index": "--face-index",
+    "range": "--range",
 }
 
 
@@ -59,6 +60,9 @@ _FIELD_FLAGS = {
     "sync_mode": "--sync-mode",
     "face": "--face-index",
     "include_timeline": "--timeline",
+    "range": "--range",
+    "range.start_seconds": "--range",
+    "range.end_seconds": "--range",
 }
 
 

@@ -215,7 +215,21 @@ def add_generate(sub: Any, formatter: Any, epilog: str) -> None:
         "--timeline",
         metavar="FILE",
         help="also write the per-frame animation (mouth opening, viseme, head pose, blink) to "
-        "this file, one JSON object per line",
+        "this file, one JSON object per line, and the audio's beat grid as the last line",
+    )
+    p.add_argument(
+        "--range",
+        metavar="START:END",
+        help="render only this part of the clip, in seconds (END empty: to the end), e.g. "
+        "4.5:9: the same frames and times as the whole clip's, widened to its keyframes "
+        "(every second) so the part can be spliced into it",
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write each fragment's quality report to this file, one JSON object per line: "
+        "its time span, share of frames with a tracked face, tracking confidence, how well "
+        "the mouth followed the voice, and whether a face was lost, the video cut or looped",
     )
     p.add_argument(
         "--realtime",

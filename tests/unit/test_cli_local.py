@@ -112,6 +112,9 @@ NOWHERE = f"127.0.0.1:{free_port()}"
         (["--prompt", "x" * 2001], "--prompt"),
         (["--fps", "abc"], "argument --fps: invalid float value: 'abc'"),
         (["--seed", "1.5"], "argument --seed: invalid int value: '1.5'"),
+        (["--range", "4"], "--range 4: give START:END in seconds"),
+        (["--range", "a:b"], "--range a:b: give START:END in seconds"),
+        (["--range", "5:2"], "--range 5:2: START must be >= 0 and END after it"),
     ],
 )
 def test_bad_option_values(tmp_path, case, words):
@@ -208,6 +211,11 @@ def test_more_mistakes_a_new_user_makes(tmp_path):
         (generate("-o", out, image=gif), "(it is a GIF image); use PNG, JPEG or WebP"),
         (generate("-o", out, image=heic), "(it is a HEIC/AVIF image); use PNG, JPEG or WebP"),
         (generate("-o", out, "--timeline", out), "--timeline " + out + ": is also the video's"),
+        (generate("-o", out, "--report", out), "--report " + out + ": is also the video's"),
+        (
+            generate("-o", out, "--report", out + ".j", "--timeline", out + ".j"),
+            "--report " + out + ".j: is also the --timeline file",
+        ),
         (generate("-o", out, audio=Path("~/speech.wav")), "~ was not expanded"),
         (generate("-o", out, "--video", str(PORTRAIT)), "not allowed with argument --image"),
         (generate("-o", "-", "--audio", "-", "--realtime"), "--realtime needs an audio file"),
@@ -567,6 +575,10 @@ def test_file_formats_are_told_as_the_server_tells_them(head):
         {"blink_rate": 60.5},
         {"request_id": "a\nb"},
         {"request_id": "x" * 129},
+        {"range": (1.0, 0.0)},
+        {"range": (2.0, 1.0)},
+        {"range": (2.0, 2.0)},
+        {"range": (1e6, 0.0)},
     ],
 )
 def test_option_checks_agree_with_the_server(options):
@@ -605,6 +617,9 @@ def _unchecked_config(options: GenerateOptions) -> pb.GenerateConfig:
         request_id=options.request_id,
         trim=pb.AudioTrim(start_seconds=options.trim_start, end_seconds=options.trim_end),
         animation=animation,
+        range=None
+        if options.range is None
+        else pb.TimeRange(start_seconds=options.range[0], end_seconds=options.range[1]),
     )
 
 
