@@ -15,13 +15,16 @@ from a2v_server.media.yuv import Converter
 from a2v_server.pipeline.lipsync_frames import Waiting
 from a2v_server.pipeline.look import FrameStyler
 
-#: x264 settings. The avatar's: veryfast at CRF 20. Lipsync promises the source's pixels outside
-#: the mouth, so it spends more bits (CRF 16: about 48 dB luma PSNR against the source on the
-#: bench's speaker video), and encodes with superfast, which at 1080p takes 15.9 instead of
-#: 29.0 ms a frame on the bench machine for the same PSNR and 25 % more bytes: the encoder is
-#: most of lipsync's work, and the source's frames cost bits in any case.
-AVATAR_ENCODING: dict[str, Any] = {"crf": 20, "preset": "veryfast"}
-LIPSYNC_ENCODING: dict[str, Any] = {"crf": 16, "preset": "superfast"}
+#: x264 settings, at a constant QP (encoder.py says why: a re-rendered range must be the full
+#: render's frames). The avatar's: veryfast at QP 17, which on a 720p avatar clip took 863 KB
+#: at 43.1 dB against the frames where CRF 20 took 913 KB at 43.5 dB, and 7.9 instead of 8.2 ms
+#: a frame. Lipsync promises the source's pixels outside the mouth, so it spends more bits
+#: (QP 16: 4298 KB at 42.3 dB on the bench's 720p speaker video, where CRF 16 took 4457 KB at
+#: 41.6 dB), and encodes with superfast, which at 1080p takes 15.9 instead of 29.0 ms a frame
+#: on the bench machine for the same PSNR and 25 % more bytes: the encoder is most of
+#: lipsync's work, and the source's frames cost bits in any case.
+AVATAR_ENCODING: dict[str, Any] = {"qp": 17, "preset": "veryfast"}
+LIPSYNC_ENCODING: dict[str, Any] = {"qp": 16, "preset": "superfast"}
 
 
 def encode_batch(

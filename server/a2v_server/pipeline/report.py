@@ -12,7 +12,9 @@ a fragment, its frames (by presentation time) are summed up into a ``FragmentRep
   Speech closes the mouth on some voiced frames (m, b, p), so agreement on good sync is high
   but below 1; a span without a face while someone speaks scores low.
 * A cut: consecutive output frames showing consecutive source frames whose pictures differ by
-  more than ``CUT_DIFFERENCE`` grey levels on average (thumbnails of the luma).
+  more than ``CUT_DIFFERENCE`` grey levels on average and whose luma histograms share less
+  than ``CUT_OVERLAP`` of their samples (on a grid of samples of the luma): a fast pan or a
+  face sliding out of the picture moves the pixels but keeps most of the histogram.
 * Looped: the source frame shown goes back (a loop's jump, a bounce's backward leg) or stays
   (a held last frame): the picture does not run on as recorded. Remap's repeated frames are a
   stretch, not a loop.
@@ -33,7 +35,8 @@ from a2v_server.media.fmp4 import Segment
 VOICE_FLOOR_DB = -45.0
 VOICE_RANGE_DB = 30.0
 MOUTH_OPEN = 0.15
-CUT_DIFFERENCE = 40.0
+CUT_DIFFERENCE = 30.0
+CUT_OVERLAP = 0.6
 #: thumbnail size of the cut detector (about 32 x 18 samples of the luma)
 THUMB = 32
 
@@ -116,7 +119,7 @@ class FragmentReporter:
                 if lumas is not None:
                     thumb = _thumb(lumas[k])
                     if last is not None and slot == last + 1 and self._last_thumb is not None:
-                        frame.cut = float(np.abs(thumb - self._last_thumb).mean()) > CUT_DIFFERENCE
+                        frame.cut = _is_cut(self._last_thumb, thumb)
                     self._last_thumb = thumb
                 self._last_slot = slot
             self._frames.append(frame)
@@ -155,6 +158,15 @@ class FragmentReporter:
     def _voiced(self, index: int) -> bool:
         level = self._levels[index]
         return level >= VOICE_FLOOR_DB and level >= self._loudest - VOICE_RANGE_DB
+
+
+def _is_cut(before: np.ndarray, after: np.ndarray) -> bool:
+    if float(np.abs(after - before).mean()) <= CUT_DIFFERENCE:
+        return False
+    bins = np.linspace(0, 256, 17)
+    a = np.histogram(before, bins)[0] / before.size
+    b = np.histogram(after, bins)[0] / after.size
+    return float(np.minimum(a, b).sum()) < CUT_OVERLAP
 
 
 def _thumb(luma: np.ndarray) -> np.ndarray:

@@ -1,0 +1,231 @@
+"""Editing features through the real Triton, from the client side: Analyze on speech and on a
+beat track, the timeline's beat grid, re-rendering a range (the same frames as the full
+render), and the per-fragment report flagging a span where the face leaves the picture."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import wave
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from helpers import a2v_command
+from media import PORTRAIT
+from test_lipsync import _psnr
+
+from a2v.v1 import audio_to_video_pb2 as pb
+from a2v_client import GenerateOptions, file_audio
+
+SR = 22050
+BPM = 126.0
+
+
+def _beat_track(path: Path, seconds: float = 16.0, first: float = 0.5) -> np.ndarray:
+    """A drum loop at BPM: a kick on every beat (accented on each bar's first), a hi-hat on the
+    off-beats, a bass note per bar. Returns the true beat times."""
+    n = int(seconds * SR)
+    x = np.zeros(n)
+    period = 60.0 / BPM
+    beats = np.arange(first, seconds - 0.5, period)
+    t = np.arange(int(0.25 * SR)) / SR
+    kick = np.sin(2 * np.pi * (50 * t + 60 * 0.02 * (1 - np.exp(-t / 0.02)))) * np.exp(-t / 0.09)
+    rng = np.random.default_rng(3)
+    m = int(0.03 * SR)
+    hat = np.diff(rng.standard_normal(m), prepend=0) * np.exp(-np.arange(m) / 150)
+    for i, b in enumerate(beats):
+        k = int(b * SR)
+        x[k : k + len(kick)] += (0.9 if i % 4 == 0 else 0.55) * kick[: n - k]
+        h = int((b + period / 2) * SR)
+        if h < n:
+            x[h : h + len(hat)] += 0.15 * hat[: n - h]
+        if i % 4 == 0:
+            m = min(int(4 * period * SR), n - k)
+            tb = np.arange(m) / SR
+            env = np.minimum(1, tb / 0.01) * np.minimum(1, (m / SR - tb) / 0.05)
+            x[k : k + m] += 0.2 * np.sin(2 * np.pi * 55 * tb) * env
+    pcm = (np.clip(x / np.abs(x).max() * 0.8, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes(pcm.tobytes())
+    return beats
+
+
+@pytest.fixture(scope="module")
+def beat_track(media_dir) -> tuple[Path, np.ndarray]:
+    path = media_dir / "beat.wav"
+    return path, _beat_track(path)
+
+
+def test_analyze_hears_speech(client, pause_speech):
+    a = client.analyze(audio=file_audio(pause_speech), fps=30)
+    assert a.kind == pb.AUDIO_KIND_SPEECH
+    assert 5.0 < a.duration_seconds < 7.0
+    # 1.2 s of silence, the sentence, 1.5 s of silence
+    assert a.voiced and 1.0 < a.voiced[0].start_seconds < 1.5
+    assert a.duration_seconds - 2.0 < a.voiced[-1].end_seconds < a.duration_seconds - 1.2
+    assert len(a.phones) > 15 and a.phones[0].start_seconds > 1.0
+    assert a.visemes[0].start_seconds == 0 and a.visemes[0].viseme == pb.VISEME_REST
+    assert a.visemes[-1].end_seconds == pytest.approx(a.duration_seconds, abs=0.01)
+    assert a.jaw_fps == 30 and len(a.jaw_open) == round(a.duration_seconds * 30)
+    jaw = np.array(a.jaw_open)
+    assert jaw[:30].max() < 0.05 and jaw[45:-60].max() > 0.4  # shut in silence, open in speech
+    assert a.beat_grid.tempo_bpm == 0 and not a.beat_grid.beats
+    assert 0 < a.analysis_seconds < a.duration_seconds  # (the speed is measured in bench/)
+
+
+def test_analyze_finds_the_beat_and_the_cli_writes_it(stack, beat_track, tmp_path):
+    path, truth = beat_track
+    out = tmp_path / "analysis.json"
+    done = subprocess.run(
+        a2v_command(stack.address, "analyze", "--audio", str(path), "-o", str(out)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "BPM" in done.stderr
+    a = json.loads(out.read_text())
+    assert a["kind"] == "music"
+    assert a["tempo_bpm"] == pytest.approx(BPM, abs=1.0)
+    beats = np.array(a["beats"])
+    # every true beat found within 40 ms (the first bar may be missed while the tracker locks)
+    found = [np.abs(beats - b).min() <= 0.040 for b in truth]
+    assert np.mean(found) >= 0.9 and all(found[4:]), np.abs(beats[:, None] - truth).min(0)
+    assert all(np.abs(truth - b).min() <= 0.040 for b in beats)  # and nothing else
+    downbeats = np.array(a["downbeats"])
+    assert len(downbeats) >= 3 and all(np.abs(truth[::4] - d).min() <= 0.040 for d in downbeats)
+    assert len(a["onsets"]) >= len(truth)
+
+
+def test_the_timeline_carries_the_same_beat_grid(client, beat_track):
+    path, _ = beat_track
+    analysis = client.analyze(audio=file_audio(path))
+    responses = list(
+        client.generate(
+            audio=file_audio(path),
+            image=PORTRAIT,
+            options=GenerateOptions(resolution="256x256", include_timeline=True, range=(0, 1)),
+        )
+    )
+    grids = [r.timeline.beat_grid for r in responses if r.timeline.HasField("beat_grid")]
+    assert len(grids) == 1
+    assert grids[0].tempo_bpm == pytest.approx(analysis.beat_grid.tempo_bpm)
+    assert list(grids[0].beats) == pytest.approx(list(analysis.beat_grid.beats))
+    assert list(grids[0].downbeats) == pytest.approx(list(analysis.beat_grid.downbeats))
+
+
+def _decoded(data: bytes) -> list[tuple[float, np.ndarray]]:
+    with av.open(io.BytesIO(data)) as c:
+        return [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def _chunks(responses) -> bytes:
+    return b"".join(r.chunk.data for r in responses if r.HasField("chunk"))
+
+
+def test_an_avatar_range_is_the_full_renders_part(client, pause_speech):
+    options = {"resolution": "320x320", "seed": 7}
+    full = _decoded(
+        _chunks(
+            client.generate(
+                audio=file_audio(pause_speech),
+                image=PORTRAIT,
+                options=GenerateOptions(**options),
+            )
+        )
+    )
+    responses = list(
+        client.generate(
+            audio=file_audio(pause_speech),
+            image=PORTRAIT,
+            options=GenerateOptions(**options, range=(1.6, 2.9)),
+        )
+    )
+    accepted = responses[0].accepted
+    assert (accepted.range.start_seconds, accepted.range.end_seconds) == (1.0, 3.0)
+    part = _decoded(_chunks(responses))
+    assert len(part) == 50
+    for k, (t, frame) in enumerate(part):
+        t_full, full_frame = full[25 + k]
+        assert t == pytest.approx(t_full)
+        assert _psnr(frame, full_frame) >= 45, k
+
+
+def _speaker_video(away: tuple[int, int] | None = None, seconds: float = 3.0) -> bytes:
+    """The portrait at 25 fps on a plain background, drifting; with ``away`` = (a, b) it slides
+    out of the picture over the 8 frames before a and back in over the 8 frames from b."""
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "16"})
+        stream.width = stream.height = 512
+        stream.pix_fmt = "yuv420p"
+        for k in range(round(seconds * 25)):
+            dx = 6 * np.sin(k / 12)
+            if away is not None:
+                a, b = away
+                gone = min(max((k - (a - 8)) / 8, 0), 1) * min(max((b + 8 - k) / 8, 0), 1)
+                dx -= 560 * gone
+            m = np.float32([[1, 0, dx], [0, 1, 0]])
+            frame = cv2.warpAffine(
+                portrait, m, (512, 512), borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 110, 120)
+            )
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def _lipsync(client, video: bytes, audio: Path, **options) -> list[pb.GenerateResponse]:
+    config = GenerateOptions(model="lipsync", **options).to_proto()
+
+    def requests():
+        yield pb.GenerateRequest(config=config)
+        yield pb.GenerateRequest(video=pb.VideoInput(data=video))
+        for chunk in file_audio(audio):
+            yield pb.GenerateRequest(audio=chunk)
+        yield pb.GenerateRequest(end=pb.EndOfInput())
+
+    return list(client._stub.Generate(requests()))
+
+
+def test_a_lipsync_range_is_the_full_renders_part(client, pause_speech):
+    video = _speaker_video()
+    full = _decoded(_chunks(_lipsync(client, video, pause_speech)))
+    responses = _lipsync(client, video, pause_speech, range=(2.2, 3.5))
+    part = _decoded(_chunks(responses))
+    assert (responses[0].accepted.range.start_seconds, len(part)) == (2.0, 50)
+    for k, (t, frame) in enumerate(part):
+        t_full, full_frame = full[50 + k]
+        assert t == pytest.approx(t_full)
+        assert _psnr(frame, full_frame) >= 45, k
+
+
+def test_the_report_flags_the_span_without_a_face(client, pause_speech, tmp_path):
+    """The face slides out of the picture and is gone from frames 30-54 (1.2-2.2 s)."""
+    video = _speaker_video((30, 55), seconds=4.0)
+    responses = _lipsync(client, video, pause_speech, sync_mode="cut_off")
+    fragments = [r.chunk for r in responses if r.HasField("chunk") and r.chunk.sequence_number]
+    assert all(c.HasField("report") for c in fragments)
+    gone = [c for c in fragments if c.start_seconds >= 1.2 - 1e-6 and c.end_seconds <= 2.2 + 1e-6]
+    # (sliding out from 0.88 s, back in until 2.52 s)
+    there = [c for c in fragments if c.end_seconds <= 0.88 + 1e-6 or c.start_seconds >= 2.52]
+    assert gone and there
+    assert all(c.report.face_share == 0 and c.report.tracking_confidence == 0 for c in gone)
+    assert all(c.report.face_share == 1 for c in there)
+    assert np.mean([c.report.tracking_confidence for c in there]) > 0.7
+    lost = [c for c in fragments if c.report.face_lost]
+    assert len(lost) == 1 and 0.9 <= lost[0].start_seconds <= 1.2, [
+        (c.start_seconds, c.report) for c in fragments
+    ]
+    assert not any(c.report.cut or c.report.looped for c in fragments), [
+        (c.start_seconds, c.report.cut, c.report.looped) for c in fragments
+    ]  # one shot, played once
