@@ -11,12 +11,13 @@ from pathlib import Path
 
 from devstack.stack import LocalStack
 
-from . import models, suite, triton_stats
+from . import editing, models, suite, triton_stats
 from .inputs import (
     PORTRAIT,
     ROOT,
     SPEECH,
     audio_seconds,
+    drum_loop,
     machine,
     repeated,
     speaker_video,
@@ -50,6 +51,8 @@ def main() -> int:
         ten = speech(tmp_dir / "speech-10s.wav", 10.0)
         eight = speech(tmp_dir / "speech-8s.wav", 8.0)
         long_input = speech(tmp_dir / "speech-10min.wav", 600.0) if long_run else None
+        minute = speech(tmp_dir / "speech-60s.wav", 60.0)
+        drum_loop(loop := tmp_dir / "drums-126bpm-60s.wav", seconds=60.0, bpm=126.0)
         speakers = [
             speaker_video(tmp_dir / f"speaker-{w}x{h}.mp4", w, h)
             for w, h in ((512, 512), (1280, 720), (1920, 1080))
@@ -75,6 +78,11 @@ def main() -> int:
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1], raw=True)
             step("two lipsync uploads at 720p together")
             rows += suite.lipsync_fairness(stack.address, SPEECH, speakers[1])
+            step("editing: Analyze, range re-render")
+            rows += editing.analysis(
+                stack.address, [("speech", minute), ("drum loop at 126 BPM", loop)]
+            )
+            rows += editing.ranges(stack.address, SPEECH, image, speakers[1])
             step("lipsync memory and temporary disk" + (" (10 min)" if long_run else ""))
             long_speaker = repeated(speakers[2], tmp_dir / "speaker-1920x1080-10min.mp4", 60)
             lipsync_runs_memory = [

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import wave
 from pathlib import Path
 
 import av
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTRAIT = ROOT / "samples" / "portrait.jpg"
@@ -46,6 +48,40 @@ def speech(path: Path, seconds: float, rate: int = 16000) -> Path:
     )
     raw.unlink()
     return path
+
+
+def drum_loop(
+    path: Path, seconds: float = 16.0, bpm: float = 126.0, first: float = 0.5, rate: int = 22050
+) -> np.ndarray:
+    """A drum loop at ``bpm`` written to ``path`` (WAV): a kick on every beat (accented on each
+    bar's first), a hi-hat on the off-beats, a bass note per bar. Returns the beat times."""
+    n = int(seconds * rate)
+    x = np.zeros(n)
+    period = 60.0 / bpm
+    beats = np.arange(first, seconds - 0.5, period)
+    t = np.arange(int(0.25 * rate)) / rate
+    kick = np.sin(2 * np.pi * (50 * t + 60 * 0.02 * (1 - np.exp(-t / 0.02)))) * np.exp(-t / 0.09)
+    m = int(0.03 * rate)
+    hat = np.diff(np.random.default_rng(3).standard_normal(m), prepend=0)
+    hat *= np.exp(-np.arange(m) / 150)
+    for i, b in enumerate(beats):
+        k = int(b * rate)
+        x[k : k + len(kick)] += (0.9 if i % 4 == 0 else 0.55) * kick[: n - k]
+        h = int((b + period / 2) * rate)
+        if h < n:
+            x[h : h + len(hat)] += 0.15 * hat[: n - h]
+        if i % 4 == 0:
+            m = min(int(4 * period * rate), n - k)
+            tb = np.arange(m) / rate
+            env = np.minimum(1, tb / 0.01) * np.minimum(1, (m / rate - tb) / 0.05)
+            x[k : k + m] += 0.2 * np.sin(2 * np.pi * 55 * tb) * env
+    pcm = (np.clip(x / np.abs(x).max() * 0.8, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return beats
 
 
 def audio_seconds(path: Path) -> float:

@@ -36,10 +36,16 @@ class FileRun:
 
 
 def file_run(
-    address: str, audio: Path, image: bytes | None, size: str | None, video: Path | None = None
+    address: str,
+    audio: Path,
+    image: bytes | None,
+    size: str | None,
+    video: Path | None = None,
+    render_range: tuple[float, float] | None = None,
 ) -> FileRun:
     """Upload ``audio`` as file bytes (as ``a2v generate`` does) with the portrait ``image`` or
-    the speaker ``video`` (lipsync), and time the response stream."""
+    the speaker ``video`` (lipsync), and time the response stream; ``render_range``: only that
+    part of the clip (GenerateConfig.range)."""
     sent: list[float] = []
 
     def timed(requests: Iterator[pb.GenerateRequest]) -> Iterator[pb.GenerateRequest]:
@@ -49,7 +55,9 @@ def file_run(
             yield request
 
     model = "lipsync" if video is not None else None
-    options = GenerateOptions(resolution=size, **({"model": model} if model else {}))
+    options = GenerateOptions(
+        resolution=size, range=render_range, **({"model": model} if model else {})
+    )
     first = None
     summary = None
     with grpc.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:

@@ -22,6 +22,7 @@ from .sources import (
     analyze_config,
     analyze_requests,
     check_audio,
+    faces_requests,
     request_stream,
 )
 
@@ -133,6 +134,35 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
                 await asyncio.sleep(0)
 
         call = self._stub.Analyze(guard.wrap_async(requests()), timeout=self._timeout)
+        guard.attach(call)
+        try:
+            with client_errors(self.address):
+                try:
+                    return await call
+                except grpc.RpcError:
+                    if (failure := guard.take()) is not None:
+                        raise failure from None
+                    raise
+        finally:
+            call.cancel()
+
+    async def list_faces(
+        self, *, image: bytes | str | Path | None = None, video: bytes | str | Path | None = None
+    ) -> pb.FacesResponse:
+        """As ``Client.list_faces``."""
+        requests = faces_requests(image, video)
+        first = next(requests)  # checks the arguments and the file now, before a call
+        guard = RequestGuard()
+
+        async def stream() -> AsyncIterator[pb.FacesRequest]:
+            await call.initial_metadata()  # admitted: see _generate
+            for message in (first, *requests):
+                if call.done():
+                    return
+                yield message
+                await asyncio.sleep(0)
+
+        call = self._stub.ListFaces(guard.wrap_async(stream()), timeout=self._timeout)
         guard.attach(call)
         try:
             with client_errors(self.address):

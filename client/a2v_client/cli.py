@@ -1,4 +1,4 @@
-"""The ``a2v`` command line: generate, analyze, models, health.
+"""The ``a2v`` command line: generate, analyze, faces, models, health.
 
 Everything that can be checked here is checked before a connection is made: option values
 (``GenerateOptions.to_proto``), input files (``files.check_input_file``), the output path and
@@ -10,7 +10,7 @@ The modules: ``cli_parser`` (the command line, its usage and exit statuses) with
 ``cli_options`` (the options and their help texts), ``cli_checks`` (everything checked before
 connecting), ``cli_generate`` (the generate command's output), ``cli_analyze`` (the analyze
 command) and ``cli_messages`` (mistakes, server errors and warnings as printed). This one runs
-a command (``main``): generate, analyze, models, health, and the exit status of a closed pipe
+a command (``main``): generate, analyze, faces, models, health, and the exit status of a closed pipe
 or Ctrl-C.
 """
 
@@ -37,7 +37,7 @@ import contextlib
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
-from .cli_analyze import prepare_analyze, run_analyze
+from .cli_analyze import prepare_analyze, prepare_faces, run_analyze, run_faces
 from .cli_checks import (
     UsageError,
     api_key,
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 job = prepare_generate(args)
             elif args.command == "analyze":
                 audio = prepare_analyze(args)
+            elif args.command == "faces":
+                prepare_faces(args)
             client = Client(checked_address(args), api_key=api_key(args), tls=tls)
         except (UsageError, OptionError, InputFormatError, OSError, ValueError) as error:
             return usage_error(error)
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 return run_generate(client, args, job)
             if args.command == "analyze":
                 return run_analyze(client, args, audio)
+            if args.command == "faces":
+                return run_faces(client, args)
             if args.command == "models":
                 _print_models(client.list_models())
                 sys.stdout.flush()

@@ -1,4 +1,7 @@
-"""``a2v analyze``: what the models hear in an audio file, written as one JSON document.
+"""The commands that look at an input without rendering: ``a2v analyze`` (what the models hear
+in an audio file, written as one JSON document) and ``a2v faces`` (the faces in a portrait or
+a speaker video, one line each, with the index and box that --face-index and FaceSelector
+take).
 
 The JSON is the AudioAnalysis message with names a canvas can use directly: times in seconds,
 kinds and visemes by name (``speech``, ``OPEN``), spans as objects. One line on stderr sums it
@@ -13,10 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.json_format import MessageToDict
+
 from a2v.v1 import audio_to_video_pb2 as pb
 
 from .cli_checks import UsageError, check_output, checked_audio
 from .client import Client
+from .files import InputFormatError, check_input_file
 
 _KINDS = {
     pb.AUDIO_KIND_SPEECH: "speech",
@@ -60,6 +66,35 @@ def run_analyze(client: Client, args: argparse.Namespace, audio: Any) -> int:
         f"{result.analysis_seconds:.2f} s",
         file=sys.stderr,
     )
+    return 0
+
+
+def prepare_faces(args: argparse.Namespace) -> None:
+    path, kind = (args.image, "image") if args.image else (args.video, "video")
+    try:
+        check_input_file(path, kind, label=f"--{kind} {path}")
+    except InputFormatError as error:
+        raise UsageError(error.message) from None
+
+
+def run_faces(client: Client, args: argparse.Namespace) -> int:
+    found = client.list_faces(image=args.image, video=args.video)
+    if args.json:
+        print(json.dumps(MessageToDict(found, preserving_proto_field_name=True), indent=1))
+        return 0
+    what = f"{found.width}x{found.height}"
+    if args.video:
+        what += f", {found.duration_seconds:.1f} s, {found.frames_scanned} frames looked at"
+    print(f"{len(found.faces)} face(s) in {args.image or args.video} ({what})", file=sys.stderr)
+    for f in found.faces:
+        b = f.box
+        line = f"{f.index}\tbox {b.x0:.0f},{b.y0:.0f},{b.x1:.0f},{b.y1:.0f}\tscore {f.score:.2f}"
+        if args.video:
+            line += (
+                f"\tseen {f.first_seconds:.1f}-{f.last_seconds:.1f} s"
+                f"\tvisible {f.visible_seconds:.1f} s"
+            )
+        print(line)
     return 0
 
 

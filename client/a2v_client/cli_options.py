@@ -301,5 +301,26 @@ def add_analyze(sub: Any, formatter: Any, epilog: str) -> None:
     )
 
 
+def add_faces(sub: Any, formatter: Any, epilog: str) -> None:
+    """``a2v faces``."""
+    p = sub.add_parser(
+        "faces",
+        help="the faces in a portrait or a speaker video: index, box, when each is visible",
+        description=paragraphs(
+            "List the faces the server finds in a portrait or a speaker video, one line each: "
+            "the index that --face-index takes (largest first in the first frame with faces; "
+            "faces that appear later follow), its box in the input's pixels, and for a video "
+            "when the face is in the picture (the whole video is looked at, twice a second).",
+        ),
+        epilog=epilog,
+        formatter_class=formatter,
+    )
+    connection_options(p, hidden=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", metavar="FILE", help=f"a portrait ({IMAGE_FORMATS})")
+    what.add_argument("--video", metavar="FILE", help=f"a video ({VIDEO_FORMATS})")
+    p.add_argument("--json", action="store_true", help="print the FacesResponse as JSON")
+
+
 def paragraphs(*texts: str) -> str:
     return "\n\n".join(textwrap.fill(t, 88) for t in texts)

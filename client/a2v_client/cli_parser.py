@@ -10,7 +10,7 @@ import functools
 import signal
 from typing import NoReturn
 
-from .cli_options import add_analyze, add_generate, connection_options, paragraphs
+from .cli_options import add_analyze, add_faces, add_generate, connection_options, paragraphs
 
 EXIT_SERVER, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE = 1, 2, 130, 128 + signal.SIGPIPE
 #: the width the README's synopsis is made with (tests/unit/test_cli_local.py checks it)
@@ -66,6 +66,7 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     )
     add_generate(sub, formatter, EXIT_STATUSES)
     add_analyze(sub, formatter, EXIT_STATUSES)
+    add_faces(sub, formatter, EXIT_STATUSES)
     models = sub.add_parser(
         "models",
         help="the server's models: readiness, inputs, prompt words and the options they use",

@@ -15,6 +15,7 @@ Failures raise ``A2VClientError`` with the gRPC status code name and the server'
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ from .sources import (
     analyze_requests,
     bytes_audio,
     check_audio,
+    faces_requests,
     file_audio,
     file_pcm,
     pcm_audio,
@@ -150,6 +152,30 @@ class Client(ClientBase[grpc.Channel]):
         guard = RequestGuard()
         future = self._stub.Analyze.future(
             guard.wrap(analyze_requests(config, audio)), timeout=self._timeout
+        )
+        guard.attach(future)
+        try:
+            with client_errors(self.address):
+                try:
+                    return future.result()
+                except grpc.RpcError:
+                    if (failure := guard.take()) is not None:
+                        raise failure from None
+                    raise
+        finally:
+            future.cancel()
+
+    def list_faces(
+        self, *, image: bytes | str | Path | None = None, video: bytes | str | Path | None = None
+    ) -> pb.FacesResponse:
+        """The faces in a portrait or a speaker video (ListFaces), with the indices and boxes
+        that GenerateOptions.face_index and FaceSelector take; a video's are followed through
+        it (when each is visible)."""
+        requests = faces_requests(image, video)
+        first = next(requests)  # checks the arguments and the file now, before a call
+        guard = RequestGuard()
+        future = self._stub.ListFaces.future(
+            guard.wrap(itertools.chain([first], requests)), timeout=self._timeout
         )
         guard.attach(future)
         try:

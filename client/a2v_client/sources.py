@@ -23,7 +23,7 @@ from .options import GenerateOptions
 Video = bytes | str | Path | LiveVideo
 
 #: a request message of a client stream (Generate's or Analyze's)
-RequestT = TypeVar("RequestT", pb.GenerateRequest, pb.AnalyzeRequest)
+RequestT = TypeVar("RequestT", pb.GenerateRequest, pb.AnalyzeRequest, pb.FacesRequest)
 
 #: bytes per message for file inputs: well under the server's message limit
 CHUNK_BYTES = 256 * 1024
@@ -310,6 +310,23 @@ def analyze_config(
         fps=fps,
         request_id=request_id,
     )
+
+
+def faces_requests(
+    image: bytes | str | Path | None, video: bytes | str | Path | None
+) -> Iterator[pb.FacesRequest]:
+    """A ListFaces stream: the image (whole) or the video (in pieces), then end."""
+    if (image is None) == (video is None):
+        raise ValueError("give image= or video=, one of them")
+    if image is not None:
+        yield pb.FacesRequest(image=pb.ImageInput(data=image_bytes(image)))
+    else:
+        assert video is not None
+        if isinstance(video, str | Path):
+            check_input_file(video, "video")
+        for data in file_pieces(video):
+            yield pb.FacesRequest(video=pb.VideoInput(data=data))
+    yield pb.FacesRequest(end=pb.EndOfInput())
 
 
 class RequestGuard:

@@ -108,6 +108,18 @@ InputEvent = ImagePiece | VideoPiece | EncodedAudioPiece | PcmAudioPiece | EndOf
 
 # --- output events (server -> client) ------------------------------------------------------
 @dataclass(frozen=True)
+class DetectedFace:
+    """A face in the visual input (its own pixels): ListFaces and Accepted.faces."""
+
+    index: int
+    box: tuple[float, float, float, float]
+    score: float
+    first_seconds: float = 0.0
+    last_seconds: float = 0.0
+    visible_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class Accepted:
     request_id: str
     model: str
@@ -124,6 +136,8 @@ class Accepted:
     warnings: tuple[str, ...] = ()
     #: the range after snapping to keyframes: start, end seconds (0 = the audio's end)
     render_range: tuple[float, float] | None = None
+    #: every face found in the visual input, largest first (its own pixels)
+    faces: tuple[DetectedFace, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import wave
 from pathlib import Path
 
 import av
@@ -20,47 +19,15 @@ from test_lipsync import _psnr
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import GenerateOptions, file_audio
+from bench.inputs import drum_loop
 
-SR = 22050
 BPM = 126.0
-
-
-def _beat_track(path: Path, seconds: float = 16.0, first: float = 0.5) -> np.ndarray:
-    """A drum loop at BPM: a kick on every beat (accented on each bar's first), a hi-hat on the
-    off-beats, a bass note per bar. Returns the true beat times."""
-    n = int(seconds * SR)
-    x = np.zeros(n)
-    period = 60.0 / BPM
-    beats = np.arange(first, seconds - 0.5, period)
-    t = np.arange(int(0.25 * SR)) / SR
-    kick = np.sin(2 * np.pi * (50 * t + 60 * 0.02 * (1 - np.exp(-t / 0.02)))) * np.exp(-t / 0.09)
-    rng = np.random.default_rng(3)
-    m = int(0.03 * SR)
-    hat = np.diff(rng.standard_normal(m), prepend=0) * np.exp(-np.arange(m) / 150)
-    for i, b in enumerate(beats):
-        k = int(b * SR)
-        x[k : k + len(kick)] += (0.9 if i % 4 == 0 else 0.55) * kick[: n - k]
-        h = int((b + period / 2) * SR)
-        if h < n:
-            x[h : h + len(hat)] += 0.15 * hat[: n - h]
-        if i % 4 == 0:
-            m = min(int(4 * period * SR), n - k)
-            tb = np.arange(m) / SR
-            env = np.minimum(1, tb / 0.01) * np.minimum(1, (m / SR - tb) / 0.05)
-            x[k : k + m] += 0.2 * np.sin(2 * np.pi * 55 * tb) * env
-    pcm = (np.clip(x / np.abs(x).max() * 0.8, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes(pcm.tobytes())
-    return beats
 
 
 @pytest.fixture(scope="module")
 def beat_track(media_dir) -> tuple[Path, np.ndarray]:
     path = media_dir / "beat.wav"
-    return path, _beat_track(path)
+    return path, drum_loop(path, bpm=BPM)
 
 
 def test_analyze_hears_speech(client, pause_speech):
@@ -229,3 +196,67 @@ def test_the_report_flags_the_span_without_a_face(client, pause_speech, tmp_path
     assert not any(c.report.cut or c.report.looped for c in fragments), [
         (c.start_seconds, c.report.cut, c.report.looped) for c in fragments
     ]  # one shot, played once
+
+
+def _two_faces() -> np.ndarray:
+    """Two people side by side: the sample portrait, and the astronaut smaller on the right."""
+    from skimage import data
+
+    left = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    right = cv2.resize(data.astronaut()[:400, 50:450], (380, 380))
+    canvas = np.full((512, 960, 3), 90, np.uint8)
+    canvas[:, :512] = cv2.resize(left, (512, 512))
+    canvas[70:450, 560:940] = right
+    return canvas
+
+
+def test_faces_in_a_group_picture_and_a_video(stack, client, tmp_path):
+    picture = tmp_path / "two.png"
+    cv2.imwrite(str(picture), cv2.cvtColor(_two_faces(), cv2.COLOR_RGB2BGR))
+    found = client.list_faces(image=picture)
+    assert [f.index for f in found.faces] == [0, 1]
+    assert found.faces[0].box.x1 < 512 < found.faces[1].box.x0  # the larger, left one first
+    # A video: the left person alone for 2 s, then the other one comes in.
+    frames = []
+    for k in range(100):
+        frame = _two_faces()
+        if k < 50:
+            frame[:, 512:] = 90
+        frames.append(frame)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = 960, 512, "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    video = tmp_path / "two.mp4"
+    video.write_bytes(buf.getvalue())
+    done = subprocess.run(
+        a2v_command(stack.address, "faces", "--video", str(video)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("0\tbox ") and lines[1].startswith("1\tbox ")
+    found = client.list_faces(video=video)
+    assert found.duration_seconds == pytest.approx(4.0) and found.frames_scanned == 9
+    first, second = found.faces  # looked at every 12 frames: 0.48 s
+    assert first.first_seconds == 0 and first.visible_seconds == pytest.approx(4.0)
+    assert second.first_seconds == pytest.approx(2.0, abs=0.5)
+    assert second.visible_seconds == pytest.approx(2.0, abs=0.5)
+    assert second.box.x0 > 512
+    # Accepted lists the portrait's faces too, in its pixels
+    responses = client.generate(
+        audio=file_audio(Path(__file__).parents[2] / "samples" / "speech.ogg"),
+        image=picture,
+        options=GenerateOptions(resolution="480p", range=(0, 1)),
+    )
+    accepted = next(responses).accepted
+    responses.close()
+    assert [f.index for f in accepted.faces] == [0, 1]
+    assert accepted.faces[1].box.x0 == pytest.approx(found.faces[1].box.x0, abs=2)

@@ -149,6 +149,7 @@ def test_cli_lipsync_with_sync_mode_and_timeline(stack, short_speech, tmp_path):
     # cut_off: the shorter input wins, here the video
     assert len(decode_frames(out)) == len(source)
     assert abs(duration(out) - len(source) / FPS) <= 1 / FPS + 0.03
-    rows = [json.loads(line) for line in timeline.read_text().splitlines()]
+    *rows, last = [json.loads(line) for line in timeline.read_text().splitlines()]
     assert [r["index"] for r in rows] == list(range(len(source)))
+    assert set(last) == {"beat_grid"}  # the audio's beat grid ends the file
     assert all(0.0 <= r["mouth_open"] <= 1.0 for r in rows)

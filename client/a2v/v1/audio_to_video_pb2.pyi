@@ -370,7 +370,7 @@ class TimelineFrame(_message.Message):
     def __init__(self, index: _Optional[int] = ..., time_seconds: _Optional[float] = ..., mouth_open: _Optional[float] = ..., viseme: _Optional[_Union[Viseme, str]] = ..., head_yaw: _Optional[float] = ..., head_pitch: _Optional[float] = ..., head_roll: _Optional[float] = ..., blink: _Optional[float] = ...) -> None: ...
 
 class Accepted(_message.Message):
-    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box", "resume_token", "ignored_settings", "warnings", "range")
+    __slots__ = ("request_id", "model", "width", "height", "fps", "seed", "mime_type", "unused_prompt_words", "face_box", "resume_token", "ignored_settings", "warnings", "range", "faces")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -384,6 +384,7 @@ class Accepted(_message.Message):
     IGNORED_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     width: int
@@ -397,7 +398,24 @@ class Accepted(_message.Message):
     ignored_settings: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     range: TimeRange
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ..., resume_token: _Optional[str] = ..., ignored_settings: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    faces: _containers.RepeatedCompositeFieldContainer[DetectedFace]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., mime_type: _Optional[str] = ..., unused_prompt_words: _Optional[_Iterable[str]] = ..., face_box: _Optional[_Union[Box, _Mapping]] = ..., resume_token: _Optional[str] = ..., ignored_settings: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[DetectedFace, _Mapping]]] = ...) -> None: ...
+
+class DetectedFace(_message.Message):
+    __slots__ = ("index", "box", "score", "first_seconds", "last_seconds", "visible_seconds")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VISIBLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    box: Box
+    score: float
+    first_seconds: float
+    last_seconds: float
+    visible_seconds: float
+    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., score: _Optional[float] = ..., first_seconds: _Optional[float] = ..., last_seconds: _Optional[float] = ..., visible_seconds: _Optional[float] = ...) -> None: ...
 
 class Box(_message.Message):
     __slots__ = ("x0", "y0", "x1", "y1")
@@ -594,6 +612,30 @@ class BeatGrid(_message.Message):
     beats_per_bar: int
     confidence: float
     def __init__(self, tempo_bpm: _Optional[float] = ..., beats: _Optional[_Iterable[float]] = ..., downbeats: _Optional[_Iterable[float]] = ..., beats_per_bar: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class FacesRequest(_message.Message):
+    __slots__ = ("image", "video", "end")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    image: ImageInput
+    video: VideoInput
+    end: EndOfInput
+    def __init__(self, image: _Optional[_Union[ImageInput, _Mapping]] = ..., video: _Optional[_Union[VideoInput, _Mapping]] = ..., end: _Optional[_Union[EndOfInput, _Mapping]] = ...) -> None: ...
+
+class FacesResponse(_message.Message):
+    __slots__ = ("faces", "width", "height", "duration_seconds", "frames_scanned")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SCANNED_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[DetectedFace]
+    width: int
+    height: int
+    duration_seconds: float
+    frames_scanned: int
+    def __init__(self, faces: _Optional[_Iterable[_Union[DetectedFace, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., frames_scanned: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

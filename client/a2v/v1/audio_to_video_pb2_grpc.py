@@ -65,6 +65,11 @@ class AudioToVideoStub:
                 request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.AnalyzeRequest.SerializeToString,
                 response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.AudioAnalysis.FromString,
                 _registered_method=True)
+        self.ListFaces = channel.stream_unary(
+                '/a2v.v1.AudioToVideo/ListFaces',
+                request_serializer=a2v_dot_v1_dot_audio__to__video__pb2.FacesRequest.SerializeToString,
+                response_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.FacesResponse.FromString,
+                _registered_method=True)
 
 
 class AudioToVideoServicer:
@@ -123,6 +128,16 @@ class AudioToVideoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFaces(self, request_iterator, context):
+        """The faces in a portrait or a speaker video, so that a caller can say who speaks
+        (FaceSelector) before a render: each with its index, its box, and for a video when it is
+        visible. The image or video streams in as in Generate (then the end message); the whole
+        video is scanned (a few frames a second), so this takes a few seconds per minute of video.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioToVideoServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +170,11 @@ def add_AudioToVideoServicer_to_server(servicer, server):
                     servicer.Analyze,
                     request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.AnalyzeRequest.FromString,
                     response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.AudioAnalysis.SerializeToString,
+            ),
+            'ListFaces': grpc.stream_unary_rpc_method_handler(
+                    servicer.ListFaces,
+                    request_deserializer=a2v_dot_v1_dot_audio__to__video__pb2.FacesRequest.FromString,
+                    response_serializer=a2v_dot_v1_dot_audio__to__video__pb2.FacesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +340,33 @@ class AudioToVideo:
             '/a2v.v1.AudioToVideo/Analyze',
             a2v_dot_v1_dot_audio__to__video__pb2.AnalyzeRequest.SerializeToString,
             a2v_dot_v1_dot_audio__to__video__pb2.AudioAnalysis.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFaces(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/a2v.v1.AudioToVideo/ListFaces',
+            a2v_dot_v1_dot_audio__to__video__pb2.FacesRequest.SerializeToString,
+            a2v_dot_v1_dot_audio__to__video__pb2.FacesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Protocol, TypedDict
+from typing import NoReturn, Protocol, TypedDict
 
 import numpy as np
 from opentelemetry import trace
@@ -235,7 +235,7 @@ async def next_or_missing_end(inputs: AsyncIterator[InputEvent]) -> InputEvent:
         ) from None
 
 
-def unexpected(event: InputEvent, expected: str) -> None:
+def unexpected(event: InputEvent, expected: str) -> NoReturn:
     raise FailedPrecondition(
         f"{describe(event)} arrived while reading {expected}: send config, visual input, audio, "
         "end in that order, and do not mix encoded and PCM audio",

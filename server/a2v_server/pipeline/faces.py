@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from opentelemetry import trace
 
-from a2v_server.domain import GenerateSpec
+from a2v_server.domain import DetectedFace, GenerateSpec
 from a2v_server.inference.backend import Backend, Face
 from a2v_server.pipeline.stats import StageClock
 
@@ -101,6 +101,14 @@ def merge_faces(faces: list[Face]) -> list[Face]:
         best = kept[0].score
         kept = [f for f in kept if f.score >= RELATIVE_SCORE * best]
     return sorted(kept, key=lambda f: _area(f.box), reverse=True)
+
+
+def detected(faces: list[Face], seconds: float = 0.0) -> tuple[DetectedFace, ...]:
+    """One picture's faces (largest first) as DetectedFace, indexed in that order."""
+    return tuple(
+        DetectedFace(i, f.box, min(1.0, max(0.0, f.score)), seconds, seconds, 0.0)
+        for i, f in enumerate(faces)
+    )
 
 
 def select_face(faces: list[Face], spec: GenerateSpec) -> Face | None:

@@ -186,6 +186,7 @@ class Generation:
             render_range=None
             if self._range is None
             else (self._range.start_seconds, self._range.end_seconds),
+            faces=visual.faces,
         )
 
     async def _open_model(self, visual: Visual) -> ModelStream:

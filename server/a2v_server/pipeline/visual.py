@@ -19,7 +19,7 @@ import numpy as np
 from opentelemetry import trace
 
 from a2v_server.catalog import OfferedModel
-from a2v_server.domain import GenerateSpec, ImagePiece, InputEvent, VideoPiece
+from a2v_server.domain import DetectedFace, GenerateSpec, ImagePiece, InputEvent, VideoPiece
 from a2v_server.errors import InvalidInput, ResourceExhausted, Unavailable
 from a2v_server.inference.backend import Backend
 from a2v_server.media.image import decode_image
@@ -27,7 +27,13 @@ from a2v_server.media.spool import SpoolAborted
 from a2v_server.media.yuv import BT709, Converter
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import check_pixel_rate
-from a2v_server.pipeline.faces import SMALLEST_FACE, find_faces, moved_mesh, select_face
+from a2v_server.pipeline.faces import (
+    SMALLEST_FACE,
+    detected,
+    find_faces,
+    moved_mesh,
+    select_face,
+)
 from a2v_server.pipeline.lipsync_frames import (
     FaceWindow,
     FittedSource,
@@ -67,6 +73,8 @@ class Visual:
     face_select_box: tuple[float, float, float, float] | None = None
     #: talking avatar: the portrait's face detection score (its tracking confidence)
     face_score: float = 1.0
+    #: every face found (Accepted.faces): the portrait's, or a video's first frame with faces
+    faces: tuple[DetectedFace, ...] = ()
 
     def close(self) -> None:
         """Free the pixels now: a finished generation's frames may outlive it for a while
@@ -175,6 +183,7 @@ async def prepare_portrait(
         landmarks=placement.points(face.landmarks),
         mesh=moved_mesh(face.mesh, placement.scale, placement.dx, placement.dy),
         face_score=min(1.0, max(0.0, face.score)),
+        faces=detected(faces),
     )
 
 
@@ -213,6 +222,7 @@ async def prepare_video(
             # card or a cutaway); the frames decoded meanwhile stay cached for the render.
             converter = Converter(info.colour or BT709)
             face = None
+            found: tuple[DetectedFace, ...] = ()
             for k in range(0, PROBE_FRAMES, PROBE_EVERY):
                 t = time.monotonic()
                 picture = await _waiting_for_bytes(video_input, asyncio.to_thread(video.frame, k))
@@ -220,7 +230,9 @@ async def prepare_video(
                 if picture is None:
                     break
                 rgb = await asyncio.to_thread(picture_rgb, picture, converter)
-                face = select_face(await find_faces(backend, rgb, clock), spec)
+                faces = await find_faces(backend, rgb, clock)
+                found = found or detected(faces, k / float(rate))
+                face = select_face(faces, spec)
                 if face is not None:
                     break
     except BaseException:
@@ -245,6 +257,7 @@ async def prepare_video(
         face_box=out_box,
         lipsync=frames,
         face_select_box=select_box,
+        faces=found,
     )
 
 

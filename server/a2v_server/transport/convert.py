@@ -40,18 +40,20 @@ def _video_piece(video: pb.VideoInput) -> domain.VideoPiece:
 
 # --- requests -> input events --------------------------------------------------------------
 async def input_events(
-    requests: AsyncIterator[pb.GenerateRequest] | AsyncIterator[pb.AnalyzeRequest],
+    requests: AsyncIterator[pb.GenerateRequest]
+    | AsyncIterator[pb.AnalyzeRequest]
+    | AsyncIterator[pb.FacesRequest],
 ) -> AsyncIterator[domain.InputEvent]:
-    """The client stream after the config, as domain events (a Generate's, or an Analyze's:
-    its audio and end messages are the same fields)."""
+    """The client stream after the config, as domain events (a Generate's, an Analyze's or a
+    ListFaces's: their image, video, audio and end messages are the same fields)."""
     async for request in requests:
         check_parsed(request)
         kind = request.WhichOneof("message")
-        if kind == "image" and isinstance(request, pb.GenerateRequest):
+        if kind == "image" and not isinstance(request, pb.AnalyzeRequest):
             yield domain.ImagePiece(request.image.data)
-        elif kind == "video" and isinstance(request, pb.GenerateRequest):
+        elif kind == "video" and not isinstance(request, pb.AnalyzeRequest):
             yield _video_piece(request.video)
-        elif kind == "audio":
+        elif kind == "audio" and not isinstance(request, pb.FacesRequest):
             payload = request.audio.WhichOneof("payload")
             if payload == "encoded":
                 yield domain.EncodedAudioPiece(request.audio.encoded)
@@ -116,6 +118,7 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
                 resume_token=resume_token,
                 ignored_settings=list(event.ignored_settings),
                 warnings=list(event.warnings),
+                faces=[detected_face(f) for f in event.faces],
                 range=None
                 if event.render_range is None
                 else pb.TimeRange(
@@ -198,6 +201,18 @@ def analysis_to_proto(result: domain.Analysis, request_id: str, seconds: float) 
         beat_grid=_beat_grid(result.beat_grid),
         onsets=result.onsets,
         analysis_seconds=seconds,
+    )
+
+
+def detected_face(f: domain.DetectedFace) -> pb.DetectedFace:
+    x0, y0, x1, y1 = f.box
+    return pb.DetectedFace(
+        index=f.index,
+        box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1),
+        score=f.score,
+        first_seconds=f.first_seconds,
+        last_seconds=f.last_seconds,
+        visible_seconds=f.visible_seconds,
     )
 
 

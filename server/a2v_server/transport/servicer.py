@@ -22,12 +22,14 @@ from a2v_server.errors import A2VError, DeadlineExceeded, InvalidInput, ResumeTo
 from a2v_server.inference.backend import Backend, call_deadline
 from a2v_server.observability.logs import request_id_var
 from a2v_server.pipeline.analysis import analyze
+from a2v_server.pipeline.face_list import list_faces
 from a2v_server.pipeline.generation import Generation
 from a2v_server.settings import Settings
 from a2v_server.transport.calls import CallInput, SlotClaim, on_call_end
 from a2v_server.transport.config import analyze_spec_from_config, find_model, spec_from_config
 from a2v_server.transport.convert import (
     analysis_to_proto,
+    detected_face,
     event_to_proto,
     input_events,
     model_info,
@@ -256,6 +258,50 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             await abort_with(context, exc)
         except Exception as exc:  # a bug: log it fully, answer INTERNAL
             log.exception("analysis %s crashed", request_id)
+            await abort_with(context, exc)
+        finally:
+            slot.release()
+        raise AssertionError("unreachable: abort_with raises")
+
+    async def ListFaces(
+        self,
+        request_iterator: AsyncIterator[pb.FacesRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.FacesResponse:
+        """Image or video in, the faces out. It holds a stream slot like Generate and
+        Analyze (decoding and face analysis cost CPU), refused after the headers (Analyze)."""
+        requests = request_iterator.__aiter__()
+        if self.draining:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "this server replica is shutting down: retry, and another replica takes it",
+            )
+        await context.send_initial_metadata(())
+        key = caller_key.get()
+        slot = self.limiter.try_acquire(key)
+        if slot is None:
+            await drain(requests)
+            await context.abort_with_status(self.limiter.refusal(key))
+            raise AssertionError("unreachable: abort_with_status raises")
+        try:
+            with tracer.start_as_current_span("a2v.list_faces"):
+                left = context.time_remaining()
+                if left is not None:
+                    call_deadline.set(time.monotonic() + left)
+                found = await list_faces(input_events(requests), self._backend, self._settings)
+                return pb.FacesResponse(
+                    faces=[detected_face(f) for f in found.faces],
+                    width=found.width,
+                    height=found.height,
+                    duration_seconds=found.duration_seconds,
+                    frames_scanned=found.frames_scanned,
+                )
+        except A2VError as exc:
+            log.info("face listing failed: %s %s", exc.status_name, exc.message)
+            await drain(requests)
+            await abort_with(context, exc)
+        except Exception as exc:  # a bug: log it fully, answer INTERNAL
+            log.exception("face listing crashed")
             await abort_with(context, exc)
         finally:
             slot.release()
