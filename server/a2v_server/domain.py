@@ -25,6 +25,19 @@ ANIMATION_RANGES = {
 
 
 @dataclass(frozen=True)
+class Speaker:
+    """One face of several that speak (GenerateConfig.speakers / channel_speakers)."""
+
+    #: which face: the n-th largest, or the one overlapping ``face_box`` most (input pixels)
+    face_index: int = 0
+    face_box: tuple[float, float, float, float] | None = None
+    #: when it speaks: (start, end) seconds of the audio (end None: to the end) ...
+    turns: tuple[tuple[float, float | None], ...] = ()
+    #: ... or where this channel of the audio is the loudest
+    channel: int | None = None
+
+
+@dataclass(frozen=True)
 class GenerateSpec:
     """A validated GenerateConfig."""
 
@@ -59,6 +72,8 @@ class GenerateSpec:
     #: GenerateConfig.range: render only [start, end) seconds of the clip (end None: to its
     #: end); None: the whole clip
     render_range: tuple[float, float | None] | None = None
+    #: several speakers (one model stream each); empty: one, ``face_index`` / ``face_box``
+    speakers: tuple[Speaker, ...] = ()
 
 
 # --- input events (client -> server, after the config) -----------------------------------------

@@ -37,6 +37,12 @@ def _numbered(portrait: np.ndarray, first: int, n: int) -> np.ndarray:
     return frames
 
 
+def level_pixels(samples: np.ndarray) -> int:
+    """The grey a two-face fake avatar shows for a frame's audio: 20 in silence, up to 250."""
+    level = float(np.abs(samples).mean()) if len(samples) else 0.0
+    return int(20 + min(230, level * 1000))
+
+
 class FakeAvatar:
     def __init__(
         self,
@@ -56,12 +62,17 @@ class FakeAvatar:
         self.mouth_source = True
         self.got_last = False  # the whole input has arrived
         self.closed = False
+        #: two-face fakes: the avatar sends only this box around its face, grey at the audio's
+        #: level (level_pixels); None: whole numbered frames
+        self.region: tuple[int, int, int, int] | None = None
+        self.heard: list[np.ndarray] = []  # the audio it got
 
     async def send_audio(self, samples, *, last=False, frames=None, source_index=None, origin=None):
         if frames is not None:  # lipsync: crops of the frames; echoed back whole (no REGION)
             self.video_frames.extend(frames)
             self.origins.extend([origin] * len(frames))
         self.got_last = self.got_last or last
+        self.heard.append(np.asarray(samples, np.float32))
         await self.queue.put((np.asarray(samples, np.float32), last))
 
     async def batches(self):
@@ -83,6 +94,15 @@ class FakeAvatar:
                     if self.portrait is not None
                     else np.stack(self.video_frames[done : done + n])
                 )
+                if self.region is not None:
+                    x0, y0, x1, y1 = self.region
+                    levels = [
+                        level_pixels(
+                            received[int(i * RATE / self.fps) : int((i + 1) * RATE / self.fps)]
+                        )
+                        for i in range(done, done + n)
+                    ]
+                    frames = np.stack([np.full((y1 - y0, x1 - x0, 3), v, np.uint8) for v in levels])
                 lipsync = self.portrait is None and self.mouth_source
                 a = min(n, max(0, skip - done))  # before start_frame: not sent
                 if a < n:
@@ -104,6 +124,7 @@ class FakeAvatar:
                         ).astype(np.float32)
                         if lipsync
                         else None,
+                        region=self.region,
                     )
                 done += n
             if last:
@@ -117,8 +138,12 @@ class FakeBackend:
     """``hold``: an event that every avatar waits for before it renders its first frame (a
     generation that takes as long as the test wants)."""
 
-    def __init__(self, faces: bool = True, hold: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, faces: bool = True, hold: asyncio.Event | None = None, two_faces: bool = False
+    ) -> None:
         self.faces = faces
+        #: two faces in every picture, a large one on the left and a smaller one on the right
+        self.two_faces = two_faces
         self.hold = hold
         #: lipsync sends MOUTH_SOURCE (False: as an older lipsync model, without it)
         self.mouth_source = True
@@ -136,12 +161,26 @@ class FakeBackend:
         if not self.faces:
             return []
         h, w = image.shape[:2]
-        box = (w * 0.35, h * 0.3, w * 0.65, h * 0.7)
-        marks = np.tile(np.array([[w / 2, h / 2]], np.float32), (68, 1))
-        return [Face(box, 1.0, marks)]
+        boxes = (
+            [(w * 0.1, h * 0.3, w * 0.4, h * 0.7), (w * 0.6, h * 0.35, w * 0.85, h * 0.65)]
+            if self.two_faces
+            else [(w * 0.35, h * 0.3, w * 0.65, h * 0.7)]
+        )
+        return [
+            Face(
+                b,
+                1.0,
+                np.tile(np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]], np.float32), (68, 1)),
+            )
+            for b in boxes
+        ]
 
     async def open_avatar(self, portrait, landmarks, options, *, mesh=None, start_frame=0):
         avatar = FakeAvatar(portrait, options.fps, self.hold, start_frame)
+        if self.two_faces:  # send the box around this face only
+            cx, cy = (int(v) // 2 * 2 for v in np.asarray(landmarks).mean(axis=0))
+            h, w = portrait.shape[:2]
+            avatar.region = (max(0, cx - 20), max(0, cy - 20), min(w, cx + 20), min(h, cy + 20))
         self.avatars.append(avatar)
         return avatar
 

@@ -176,7 +176,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., image: _Optional[_Union[ImageInput, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., end: _Optional[_Union[EndOfInput, _Mapping]] = ..., video: _Optional[_Union[VideoInput, _Mapping]] = ...) -> None: ...
 
 class GenerateConfig(_message.Message):
-    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id", "transcript", "animation", "sync_mode", "face", "include_timeline", "resumable", "range")
+    __slots__ = ("model", "output", "prompt", "trim", "seed", "request_id", "transcript", "animation", "sync_mode", "face", "include_timeline", "resumable", "range", "speakers", "channel_speakers")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +190,8 @@ class GenerateConfig(_message.Message):
     INCLUDE_TIMELINE_FIELD_NUMBER: _ClassVar[int]
     RESUMABLE_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     model: str
     output: OutputOptions
     prompt: str
@@ -203,7 +205,27 @@ class GenerateConfig(_message.Message):
     include_timeline: bool
     resumable: bool
     range: TimeRange
-    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ..., transcript: _Optional[str] = ..., animation: _Optional[_Union[AnimationOptions, _Mapping]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ..., include_timeline: _Optional[bool] = ..., resumable: _Optional[bool] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    speakers: _containers.RepeatedCompositeFieldContainer[SpeakerTurn]
+    channel_speakers: _containers.RepeatedCompositeFieldContainer[ChannelSpeaker]
+    def __init__(self, model: _Optional[str] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., prompt: _Optional[str] = ..., trim: _Optional[_Union[AudioTrim, _Mapping]] = ..., seed: _Optional[int] = ..., request_id: _Optional[str] = ..., transcript: _Optional[str] = ..., animation: _Optional[_Union[AnimationOptions, _Mapping]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ..., include_timeline: _Optional[bool] = ..., resumable: _Optional[bool] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., speakers: _Optional[_Iterable[_Union[SpeakerTurn, _Mapping]]] = ..., channel_speakers: _Optional[_Iterable[_Union[ChannelSpeaker, _Mapping]]] = ...) -> None: ...
+
+class SpeakerTurn(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds", "face")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    face: FaceSelector
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ...) -> None: ...
+
+class ChannelSpeaker(_message.Message):
+    __slots__ = ("channel", "face")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    face: FaceSelector
+    def __init__(self, channel: _Optional[int] = ..., face: _Optional[_Union[FaceSelector, _Mapping]] = ...) -> None: ...
 
 class TimeRange(_message.Message):
     __slots__ = ("start_seconds", "end_seconds")

@@ -96,6 +96,11 @@ class FrameBatch:
     face_boxes: np.ndarray | None = None
     #: (n,) lipsync: tracking confidence 0..1 per frame (0 without a face; older models: None)
     face_score: np.ndarray | None = None
+    #: several speakers: one batch per face (same frames), each with its own region and
+    #: pixels, all pasted (speakers.py); ``frames`` is then the first part's
+    parts: tuple[FrameBatch, ...] | None = None
+    #: (n,) a part of several: whether its pixels are shown in each frame
+    shown: np.ndarray | None = None
 
 
 class ModelStream(Protocol):

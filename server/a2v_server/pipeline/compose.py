@@ -35,13 +35,20 @@ def encode_batch(
 ) -> list[Segment]:
     """Encode a batch of model frames (runs in the encoder's thread)."""
     segments = []
+    parts = batch.parts or (batch,)  # several speakers: a part per face, all pasted
     for k, frame in enumerate(batch.frames):
         changed = None
-        if batch.region is not None and canvas is not None:
-            x0, y0, x1, y1 = batch.region  # the model sent only the part that changes
-            canvas[y0:y1, x0:x1] = frame  # safe to reuse: the encoder copies each frame
-            frame = canvas
-            changed = batch.region  # ... and the encoder converts only that part
+        if batch.parts is not None or (batch.region is not None and canvas is not None):
+            assert canvas is not None
+            for part in parts:
+                if part.region is None:  # a whole frame
+                    canvas[...] = part.frames[k]
+                    changed = (0, 0, canvas.shape[1], canvas.shape[0])
+                    continue
+                x0, y0, x1, y1 = part.region  # the model sent only the part that changes
+                canvas[y0:y1, x0:x1] = part.frames[k]  # safe: the encoder copies each frame
+                changed = part.region if changed is None else _union(changed, part.region)
+            frame = canvas  # ... and the encoder converts only what changed
         if styler is not None:
             frame = styler.apply(batch.first_index + k, frame)
             changed = None  # looks and camera moves change every pixel
@@ -60,28 +67,42 @@ def encode_lipsync(
     in the encoder's thread). Only the changed box is converted from RGB; every other sample
     is the kept frame's (the source's own, when the output is the source's size)."""
     segments = []
-    for k, (pixels, sent) in enumerate(zip(batch.frames, waiting, strict=True)):
+    parts = batch.parts or (batch,)  # several speakers: a part per face
+    for k, sent in enumerate(waiting):
         i420 = sent.frame.i420
         wx0, wy0, wx1, wy1 = sent.window
-        x0, y0, x1, y1 = batch.region if batch.region is not None else sent.window
-        if not (wx0 <= x0 < x1 <= wx1 and wy0 <= y0 < y1 <= wy1):
-            raise ModelFault(
-                f"the model changed {(x0, y0, x1, y1)} of frame {batch.first_index + k}, "
-                f"outside the window {sent.window} it was given"
-            )
-        part = sent.crop[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-        if part.shape != pixels.shape:
-            raise ModelFault(f"the model sent {pixels.shape} pixels for the box {part.shape}")
-        if not np.array_equal(part, pixels):
-            part[...] = pixels
-            i420 = i420.copy()  # the kept frame may be the decoder's cached picture
-            converter.paste_rgb(i420, sent.crop, (wx0, wy0), (x0, y0, x1, y1))
+        copied = False
+        for part in parts:
+            if part.shown is not None and not part.shown[k]:
+                continue  # a face outside its turns: the source's own pixels
+            pixels = part.frames[k]
+            x0, y0, x1, y1 = part.region if part.region is not None else sent.window
+            if not (wx0 <= x0 < x1 <= wx1 and wy0 <= y0 < y1 <= wy1):
+                raise ModelFault(
+                    f"the model changed {(x0, y0, x1, y1)} of frame {batch.first_index + k}, "
+                    f"outside the window {sent.window} it was given"
+                )
+            box = sent.crop[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+            if box.shape != pixels.shape:
+                raise ModelFault(f"the model sent {pixels.shape} pixels for the box {box.shape}")
+            if not np.array_equal(box, pixels):
+                if not copied:  # the kept frame may be the decoder's cached picture
+                    i420, copied = i420.copy(), True
+                original = box.copy() if len(parts) > 1 else None
+                box[...] = pixels
+                converter.paste_rgb(i420, sent.crop, (wx0, wy0), (x0, y0, x1, y1))
+                if original is not None:  # the crop is shared by the other faces' parts
+                    box[...] = original
         if styler is not None:  # looks and camera moves change every pixel
             rgb = converter.to_rgb(i420)
             segments.extend(encoder.add_video(styler.apply(batch.first_index + k, rgb)))
         else:
             segments.extend(encoder.add_i420(i420))
     return segments
+
+
+def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]):
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
 def timeline(batch: FrameBatch, fps: float) -> Timeline:

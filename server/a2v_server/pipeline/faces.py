@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from opentelemetry import trace
 
-from a2v_server.domain import DetectedFace, GenerateSpec
+from a2v_server.domain import DetectedFace
 from a2v_server.inference.backend import Backend, Face
 from a2v_server.pipeline.stats import StageClock
 
@@ -111,14 +111,16 @@ def detected(faces: list[Face], seconds: float = 0.0) -> tuple[DetectedFace, ...
     )
 
 
-def select_face(faces: list[Face], spec: GenerateSpec) -> Face | None:
-    """The face the request asks for: the one overlapping its face box most, or the one at its
-    face index (largest first); None when there is no such face."""
+def select_face(
+    faces: list[Face], index: int, box: tuple[float, float, float, float] | None
+) -> Face | None:
+    """The face a request asks for: the one overlapping ``box`` most, or the one at ``index``
+    (largest first); None when there is no such face."""
     if not faces:
         return None
-    if spec.face_box is not None:
-        return max(faces, key=lambda f: _overlap(f.box, spec.face_box))
-    return faces[spec.face_index] if spec.face_index < len(faces) else None
+    if box is not None:
+        return max(faces, key=lambda f: _overlap(f.box, box))
+    return faces[index] if index < len(faces) else None
 
 
 def _same_face(a, b) -> bool:

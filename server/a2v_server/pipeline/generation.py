@@ -75,6 +75,7 @@ from a2v_server.pipeline.model_feed import ModelFeed
 from a2v_server.pipeline.pacing import AudioLag, ClientPace
 from a2v_server.pipeline.ranges import FrameRange, batch_part, snap
 from a2v_server.pipeline.report import FragmentReporter
+from a2v_server.pipeline.speakers import MultiStream, SpeakerGates
 from a2v_server.pipeline.stats import GenerationStats
 from a2v_server.pipeline.video_input import VideoInput
 from a2v_server.pipeline.visual import Visual, prepare_portrait, prepare_video, read_visual
@@ -109,6 +110,8 @@ class Generation:
         self._range: FrameRange | None = None
         #: the per-fragment quality report, made as frames are encoded
         self._reporter: FragmentReporter | None = None
+        #: several speakers: who speaks when (speakers.py)
+        self._gates: SpeakerGates | None = None
         #: include_timeline: the clip's audio at the model rate, for its beat grid (the same
         #: analysis as Analyze's), and that grid once the audio is complete
         self._clip_audio: list[np.ndarray] | None = [] if spec.include_timeline else None
@@ -190,12 +193,47 @@ class Generation:
         )
 
     async def _open_model(self, visual: Visual) -> ModelStream:
+        if not self.spec.speakers:
+            return await self._open_one(visual)
+        # Several speakers: a stream per face (speakers.py), opened together.
+        video = InputKind.VIDEO in self.model.inputs
+        opened = await asyncio.gather(
+            *(self._open_one(visual, speaker=n) for n in range(len(self.spec.speakers))),
+            return_exceptions=True,
+        )
+        failed = [o for o in opened if isinstance(o, BaseException)]
+        if failed:
+            await asyncio.gather(
+                *(o.aclose() for o in opened if not isinstance(o, BaseException)),
+                return_exceptions=True,
+            )
+            raise failed[0]
+        self._gates = SpeakerGates(self.spec.speakers, OUTPUT_RATE)
+        return MultiStream(
+            [o for o in opened if not isinstance(o, BaseException)],
+            self._gates,
+            visual.fps,
+            show_all=not video,
+        )
+
+    async def _open_one(self, visual: Visual, speaker: int | None = None) -> ModelStream:
+        """The model stream of the face (a speaker's, or the one face)."""
         if InputKind.VIDEO in self.model.inputs:
+            if speaker is not None:
+                chosen = self.spec.speakers[speaker]
+                return await self.backend.open_lipsync(
+                    LipsyncOptions(visual.fps, chosen.face_index, visual.speaker_boxes[speaker])
+                )
             return await self.backend.open_lipsync(
                 LipsyncOptions(visual.fps, self.spec.face_index, visual.face_select_box)
             )
+        landmarks, mesh = (
+            visual.speaker_faces[speaker]
+            if speaker is not None
+            else (visual.landmarks, visual.mesh)
+        )
         s = self.spec
-        assert visual.portrait is not None and visual.landmarks is not None  # an avatar's visual
+        assert visual.portrait is not None and landmarks is not None  # an avatar's visual
         options = AvatarOptions(
             fps=s.fps,
             seed=s.seed,
@@ -206,15 +244,9 @@ class Generation:
         )
         if self._range is not None and self._range.first:
             return await self.backend.open_avatar(
-                visual.portrait,
-                visual.landmarks,
-                options,
-                mesh=visual.mesh,
-                start_frame=self._range.first,
+                visual.portrait, landmarks, options, mesh=mesh, start_frame=self._range.first
             )
-        return await self.backend.open_avatar(
-            visual.portrait, visual.landmarks, options, mesh=visual.mesh
-        )
+        return await self.backend.open_avatar(visual.portrait, landmarks, options, mesh=mesh)
 
     # --- the concurrent stages ------------------------------------------------------------------
     async def _produce(
@@ -296,6 +328,9 @@ class Generation:
                 lag.check(feed.total)
                 model_pcm, output_pcm = block.model_pcm, block.output_pcm
                 channels = output_pcm.shape[0]
+                if self._gates is not None:  # several speakers: channel routing listens
+                    self._gates.check_channels(channels)
+                    self._gates.observe(output_pcm)
                 limit = await feed.sample_limit(feed.total + len(model_pcm))
                 if limit is not None:  # cut_off: the video is shorter than the audio
                     model_pcm = model_pcm[: max(0, limit - feed.total)]

@@ -45,6 +45,8 @@ ALL_SETTINGS = (
     "include_timeline",
     "resumable",
     "range",
+    "speakers",
+    "channel_speakers",
 )
 #: settings only the talking avatar uses (it makes the motion; lipsync keeps the video's)
 _AVATAR_ONLY = {

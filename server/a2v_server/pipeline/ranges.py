@@ -100,4 +100,6 @@ def batch_part(batch: FrameBatch, a: int, b: int) -> FrameBatch:
         mouth_source=cut(batch.mouth_source),
         face_boxes=cut(batch.face_boxes),
         face_score=cut(batch.face_score),
+        parts=None if batch.parts is None else tuple(batch_part(p, a, b) for p in batch.parts),
+        shown=cut(batch.shown),
     )

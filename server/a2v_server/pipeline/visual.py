@@ -19,7 +19,14 @@ import numpy as np
 from opentelemetry import trace
 
 from a2v_server.catalog import OfferedModel
-from a2v_server.domain import DetectedFace, GenerateSpec, ImagePiece, InputEvent, VideoPiece
+from a2v_server.domain import (
+    DetectedFace,
+    GenerateSpec,
+    ImagePiece,
+    InputEvent,
+    Speaker,
+    VideoPiece,
+)
 from a2v_server.errors import InvalidInput, ResourceExhausted, Unavailable
 from a2v_server.inference.backend import Backend
 from a2v_server.media.image import decode_image
@@ -75,6 +82,10 @@ class Visual:
     face_score: float = 1.0
     #: every face found (Accepted.faces): the portrait's, or a video's first frame with faces
     faces: tuple[DetectedFace, ...] = ()
+    #: several speakers: the talking avatar's speaking faces (landmarks, mesh) in output
+    #: pixels; lipsync's face boxes (output pixels, None: by index), one per speaker
+    speaker_faces: tuple[tuple[np.ndarray, np.ndarray | None], ...] = ()
+    speaker_boxes: tuple[tuple[float, float, float, float] | None, ...] = ()
 
     def close(self) -> None:
         """Free the pixels now: a finished generation's frames may outlive it for a while
@@ -163,7 +174,18 @@ async def prepare_portrait(
             field="image",
         )
     face = faces[0]  # largest first
-    placement, out_box = _layout(spec, src_wh, out_wh, face.box)
+    speaking = [face]
+    if spec.speakers:  # several speakers: each names a face of the portrait
+        speaking = [_speaker_face(faces, s, n) for n, s in enumerate(spec.speakers)]
+        face = speaking[0]
+    # the framing keeps every speaking face in the picture
+    union = (
+        min(f.box[0] for f in speaking),
+        min(f.box[1] for f in speaking),
+        max(f.box[2] for f in speaking),
+        max(f.box[3] for f in speaking),
+    )
+    placement, out_box = _layout(spec, src_wh, out_wh, union)
     shown = out_box[2] - out_box[0]
     if shown < framing.MIN_FACE_PIXELS:  # only with pad: crop zooms in on a small face
         raise InvalidInput(
@@ -184,7 +206,29 @@ async def prepare_portrait(
         mesh=moved_mesh(face.mesh, placement.scale, placement.dx, placement.dy),
         face_score=min(1.0, max(0.0, face.score)),
         faces=detected(faces),
+        speaker_faces=tuple(
+            (
+                placement.points(f.landmarks),
+                moved_mesh(f.mesh, placement.scale, placement.dx, placement.dy),
+            )
+            for f in speaking
+        )
+        if spec.speakers
+        else (),
     )
+
+
+def _speaker_face(faces: list, speaker: Speaker, n: int):
+    """The portrait's face a speaker names (by box or index), or INVALID_ARGUMENT."""
+    chosen = select_face(faces, speaker.face_index, speaker.face_box)
+    if chosen is None:
+        raise InvalidInput(
+            f"speaker {n} names face {speaker.face_index}, but the portrait shows "
+            f"{len(faces)} face(s) (indices 0 to {len(faces) - 1}: see Accepted.faces or "
+            "a2v faces --image)",
+            field="config.speakers",
+        )
+    return chosen
 
 
 async def prepare_video(
@@ -232,7 +276,7 @@ async def prepare_video(
                 rgb = await asyncio.to_thread(picture_rgb, picture, converter)
                 faces = await find_faces(backend, rgb, clock)
                 found = found or detected(faces, k / float(rate))
-                face = select_face(faces, spec)
+                face = select_face(faces, spec.face_index, spec.face_box)
                 if face is not None:
                     break
     except BaseException:
@@ -241,13 +285,21 @@ async def prepare_video(
     # No face in the first frames: frame the centre; frames without a face pass through.
     box = face.box if face is not None else (w * 0.3, h * 0.2, w * 0.7, h * 0.6)
     placement, out_box = _layout(spec, (w, h), out_wh, box)
-    select_box = None
-    if spec.face_box is not None:
-        (x0, y0), (x1, y1) = placement.points(np.array(spec.face_box).reshape(2, 2))
-        select_box = (float(x0), float(y0), float(x1), float(y1))
+    select_box = _to_output(placement, spec.face_box)
+    speaker_boxes = tuple(_to_output(placement, s.face_box) for s in spec.speakers)
+    if spec.speakers and found:
+        for n, s in enumerate(spec.speakers):
+            if s.face_box is None and s.face_index >= len(found):
+                raise InvalidInput(
+                    f"speaker {n} names face {s.face_index}, but the video's first frame with "
+                    f"faces shows {len(found)} (indices 0 to {len(found) - 1}: see "
+                    "Accepted.faces or a2v faces --video); name a later face by its box",
+                    field="config.speakers",
+                )
     frames = LipsyncFrames(
         FittedSource(video, placement, out_wh),
-        FaceWindow(out_wh, out_box if face is not None else None),
+        # several speakers: every stream gets whole frames (each follows a face of its own)
+        FaceWindow(out_wh, out_box if face is not None and not spec.speakers else None),
         InFlight(out_wh, float(rate)),
     )
     return Visual(
@@ -258,7 +310,16 @@ async def prepare_video(
         lipsync=frames,
         face_select_box=select_box,
         faces=found,
+        speaker_boxes=speaker_boxes,
     )
+
+
+def _to_output(placement, box) -> tuple[float, float, float, float] | None:
+    """A box in the input's pixels, in the output's."""
+    if box is None:
+        return None
+    (x0, y0), (x1, y1) = placement.points(np.array(box).reshape(2, 2))
+    return float(x0), float(y0), float(x1), float(y1)
 
 
 async def _waiting_for_bytes(video_input: VideoInput, work):

@@ -70,6 +70,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, ca
     )
     face_index, face_box = _face_selector(config.face)
     render_range = _range(config.range) if config.HasField("range") else None
+    speakers = _speakers(config)
     spec = domain.GenerateSpec(
         model=model.name,
         request_id=_request_id(config.request_id),
@@ -93,6 +94,7 @@ def spec_from_config(config: pb.GenerateConfig) -> tuple[domain.GenerateSpec, ca
         head_motion_scale=animation["head_motion_scale"],
         blink_rate=animation["blink_rate"],
         render_range=render_range,
+        speakers=speakers,
     )
     return spec, model
 
@@ -234,6 +236,67 @@ def _range(given: pb.TimeRange) -> tuple[float, float | None]:
     return given.start_seconds, given.end_seconds or None
 
 
+#: speakers in one generation (each is a model stream of its own)
+MAX_SPEAKERS = 4
+
+
+def _speakers(config: pb.GenerateConfig) -> tuple[domain.Speaker, ...]:
+    """GenerateConfig.speakers or channel_speakers, one Speaker per face."""
+    if not (config.speakers or config.channel_speakers):
+        return ()
+    _require(
+        not (config.speakers and config.channel_speakers),
+        "config.channel_speakers",
+        "give speakers (turns in time) or channel_speakers (a channel each), not both",
+    )
+    _require(
+        not config.HasField("face"),
+        "config.face",
+        "with speakers, each turn names its face: leave face unset",
+    )
+    faces: dict[tuple, domain.Speaker] = {}
+    if config.speakers:
+        for n, turn in enumerate(config.speakers):
+            field = f"config.speakers[{n}]"
+            _require(
+                math.isfinite(turn.start_seconds)
+                and 0 <= turn.start_seconds <= MAX_TRIM_SECONDS
+                and math.isfinite(turn.end_seconds)
+                and (turn.end_seconds == 0 or turn.start_seconds < turn.end_seconds),
+                field,
+                f"turn {n}: give start >= 0 and end after it (or 0: to the end), got "
+                f"{turn.start_seconds:g}..{turn.end_seconds:g} s",
+            )
+            index, box = _face_selector(turn.face, f"{field}.face")
+            key = (index, box)
+            old = faces.get(key, domain.Speaker(index, box))
+            span = (turn.start_seconds, turn.end_seconds or None)
+            faces[key] = domain.Speaker(index, box, (*old.turns, span))
+    else:
+        channels = set()
+        for n, route in enumerate(config.channel_speakers):
+            field = f"config.channel_speakers[{n}]"
+            _require(
+                route.channel < 8 and route.channel not in channels,
+                f"{field}.channel",
+                f"channel {route.channel}: give each channel once, 0 to 7 (0: the left)",
+            )
+            channels.add(route.channel)
+            index, box = _face_selector(route.face, f"{field}.face")
+            _require(
+                (index, box) not in faces,
+                f"{field}.face",
+                "two channels name the same face: give each channel its own face",
+            )
+            faces[(index, box)] = domain.Speaker(index, box, channel=route.channel)
+    _require(
+        len(faces) <= MAX_SPEAKERS,
+        "config.speakers",
+        f"{len(faces)} faces speak; at most {MAX_SPEAKERS} can (each is a render of its own)",
+    )
+    return tuple(faces.values())
+
+
 def _animation(animation: pb.AnimationOptions) -> dict[str, float | None]:
     """The optional animation settings: None where the caller left one unset."""
     values: dict[str, float | None] = dict.fromkeys(domain.ANIMATION_RANGES)
@@ -249,13 +312,15 @@ def _animation(animation: pb.AnimationOptions) -> dict[str, float | None]:
     return values
 
 
-def _face_selector(face: pb.FaceSelector) -> tuple[int, tuple[float, float, float, float] | None]:
+def _face_selector(
+    face: pb.FaceSelector, field: str = "config.face"
+) -> tuple[int, tuple[float, float, float, float] | None]:
     which = face.WhichOneof("selector")
     if which == "box":
         b = face.box
         _require(
             all(math.isfinite(v) for v in (b.x0, b.y0, b.x1, b.y1)) and b.x1 > b.x0 and b.y1 > b.y0,
-            "config.face.box",
+            f"{field}.box",
             "the face box needs x1 > x0 and y1 > y0 (source video pixels)",
         )
         return 0, (b.x0, b.y0, b.x1, b.y1)
