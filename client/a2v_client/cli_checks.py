@@ -115,6 +115,7 @@ def prepare_generate(args: argparse.Namespace) -> Job:
         trim_end=args.trim_end,
         seed=args.seed,
         range=_range(args.range),
+        **_speakers(args.speakers),
     )
     options.check()
     if getattr(args, "raw_frames", False) and not (args.realtime and args.video):
@@ -157,6 +158,34 @@ def prepare_generate(args: argparse.Namespace) -> Job:
     ):
         raise UsageError(f"--report {args.report}: is also the --timeline file")
     return Job(options, audio)
+
+
+def _speakers(text: str | None) -> dict:
+    """--speakers: START:END=FACE,... turns, or chN=FACE,... channels."""
+    if not text:
+        return {}
+    turns, channels = [], {}
+    for item in text.split(","):
+        who, sep, face = item.strip().partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            index = int(face)
+            if who.lower().startswith("ch"):
+                channels[int(who[2:])] = index
+            else:
+                start, colon, end = who.partition(":")
+                if not colon:
+                    raise ValueError
+                turns.append((float(start), float(end) if end.strip() else 0.0, index))
+        except ValueError:
+            raise UsageError(
+                f"--speakers {text}: give START:END=FACE turns (e.g. 0:4.2=0,4.2:=1) or "
+                "chN=FACE channels (e.g. ch0=1,ch1=0); FACE is an index from 'a2v faces'"
+            ) from None
+    if turns and channels:
+        raise UsageError(f"--speakers {text}: give turns or channels, not both")
+    return {"speakers": turns} if turns else {"channel_speakers": channels}
 
 
 def _range(text: str | None) -> tuple[float, float] | None:

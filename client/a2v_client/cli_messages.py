@@ -35,6 +35,8 @@ OPTION_FLAGS = {
     "sync_mode": "--sync-mode",
     "face_index": "--face-index",
     "range": "--range",
+    "speakers": "--speakers",
+    "channel_speakers": "--speakers",
 }
 
 
@@ -63,6 +65,8 @@ _FIELD_FLAGS = {
     "range": "--range",
     "range.start_seconds": "--range",
     "range.end_seconds": "--range",
+    "speakers": "--speakers",
+    "channel_speakers": "--speakers",
 }
 
 

@@ -225,6 +225,14 @@ def add_generate(sub: Any, formatter: Any, epilog: str) -> None:
         "(every second) so the part can be spliced into it",
     )
     p.add_argument(
+        "--speakers",
+        metavar="SPEC",
+        help="several people: who speaks when, as START:END=FACE turns in seconds (END empty: "
+        "to the end), e.g. 0:4.2=0,4.2:9=1; or by audio channel, e.g. ch0=1,ch1=0 (a dialogue "
+        "with a microphone each). FACE is an index from 'a2v faces'. Outside its turns a face "
+        "keeps the video's pixels (lipsync) or idles (portrait)",
+    )
+    p.add_argument(
         "--report",
         metavar="FILE",
         help="write each fragment's quality report to this file, one JSON object per line: "

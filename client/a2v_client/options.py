@@ -56,6 +56,8 @@ CONFIG_FIELDS = {
     "sync_mode": "config.sync_mode",
     "face_index": "config.face.index",
     "range": "config.range",
+    "speakers": "config.speakers",
+    "channel_speakers": "config.channel_speakers",
 }
 
 
@@ -102,6 +104,10 @@ class GenerateOptions:
     #: render only (start, end) seconds of the clip (end 0: to its end), snapped outwards to
     #: keyframes; the frames and timestamps are the full render's (Accepted.range says where)
     range: tuple[float, float] | None = None
+    #: several speakers: turns (start, end seconds (end 0: to the end), face index) ...
+    speakers: list[tuple[float, float, int]] | None = None
+    #: ... or a face index per audio channel {channel: face}
+    channel_speakers: dict[int, int] | None = None
 
     def check(self) -> None:
         """Raise ``OptionError`` for the first value the server would refuse."""
@@ -160,6 +166,22 @@ class GenerateOptions:
         if self.range is not None:
             start, end = _range(self.range)
             config.range.start_seconds, config.range.end_seconds = start, end
+        for turn in self.speakers or []:
+            if not (isinstance(turn, tuple | list) and len(turn) == 3):
+                raise OptionError("speakers", turn, "give (start, end, face index) per turn")
+            start, end = _range(turn[:2], "speakers")
+            _whole("speakers", turn[2], 2**32 - 1, "a face index, 0 = the largest")
+            config.speakers.add(
+                start_seconds=start, end_seconds=end, face=pb.FaceSelector(index=turn[2])
+            )
+        for channel, face in (self.channel_speakers or {}).items():
+            _whole("channel_speakers", channel, 7, "a channel, 0 = the left")
+            _whole("channel_speakers", face, 2**32 - 1, "a face index, 0 = the largest")
+            config.channel_speakers.add(channel=channel, face=pb.FaceSelector(index=face))
+        if self.speakers and self.channel_speakers:
+            raise OptionError(
+                "channel_speakers", self.channel_speakers, "give speakers or channel_speakers"
+            )
         return config
 
 
@@ -248,14 +270,14 @@ def _trim(start: Any, end: Any) -> None:
         )
 
 
-def _range(value: Any) -> tuple[float, float]:
+def _range(value: Any, option: str = "range") -> tuple[float, float]:
     ok = isinstance(value, tuple | list) and len(value) == 2 and all(map(_number, value))
     if ok:
         start, end = value
         ok = 0 <= start <= MAX_TRIM_SECONDS and (end == 0 or start < end <= MAX_TRIM_SECONDS)
     if not ok:
         raise OptionError(
-            "range",
+            option,
             value,
             "give (start, end) seconds with start >= 0 and end after it (end 0: to the end)",
         )
