@@ -117,7 +117,7 @@ NOWHERE = f"127.0.0.1:{free_port()}"
         (["--range", "5:2"], "--range 5:2: START must be >= 0 and END after it"),
         (["--speakers", "0:2"], "--speakers 0:2: give START:END=FACE turns"),
         (["--speakers", "0:2=0,ch1=1"], "give turns or channels, not both"),
-        (["--speakers", "2:1=0"], "--speakers [(2.0, 1.0)]: give (start, end) seconds"),
+        (["--speakers", "2:1=0"], "--speakers 2:1=0: each turn's END must be after its START"),
     ],
 )
 def test_bad_option_values(tmp_path, case, words):
