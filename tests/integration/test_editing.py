@@ -367,3 +367,38 @@ def test_lipsync_with_two_people_reanimates_only_the_one_speaking(client, pause_
     assert min(psnr(k, 1) for k in range(0, 28)) >= 38  # before its turn too
     changed = [psnr(k, 1) < 30 for k in range(32, 75)]  # speaking: its mouth is redrawn
     assert np.mean(changed) > 0.5, [round(psnr(k, 1), 1) for k in range(32, 75)]
+
+
+def test_a_stereo_dialogue_routed_by_channel(client, media_dir, tmp_path):
+    """Left channel: one voice, then silence; right channel: silence, then another voice."""
+    from media import run, speech_wav
+
+    a = speech_wav(media_dir / "a.wav", "Are you coming tonight?", lead=0.3, tail=2.6)
+    b = speech_wav(media_dir / "b.wav", "Yes, I will be there.", voice="en-gb", lead=2.6, tail=0.3)
+    stereo = tmp_path / "dialogue.wav"
+    # both the same length (the longer one's), then one per channel
+    length = max(float(av.open(str(p)).duration) / 1e6 for p in (a, b))
+    pads = []
+    for p in (a, b):
+        padded = tmp_path / f"pad-{p.name}"
+        run("sox", str(p), str(padded), "pad", "0", "2", "trim", "0", f"{length:.3f}")
+        pads.append(str(padded))
+    run("sox", "-M", *pads, str(stereo))
+    picture = tmp_path / "two.png"
+    cv2.imwrite(str(picture), cv2.cvtColor(_two_faces(), cv2.COLOR_RGB2BGR))
+    responses = list(
+        client.generate(
+            audio=file_audio(stereo),
+            image=picture,
+            options=GenerateOptions(
+                resolution="source", head_motion_scale=0.0, channel_speakers={0: 0, 1: 1}
+            ),
+        )
+    )
+    faces = responses[0].accepted.faces
+    frames = [f for _, f in _decoded(_chunks(responses))]
+    _look(frames, faces, "stereo-dialogue")
+    first, second = range(10, 55), range(70, len(frames) - 10)
+    # face 0 follows the left channel, face 1 the right one
+    assert _motion(frames, faces[0].box, first) > 4 * _motion(frames, faces[1].box, first)
+    assert _motion(frames, faces[1].box, second) > 4 * _motion(frames, faces[0].box, second)
