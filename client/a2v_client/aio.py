@@ -4,8 +4,10 @@ an async iterator whose audio may come from an async iterable (a live source).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+import itertools
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -123,28 +125,7 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
         """As ``Client.analyze``."""
         check_audio(audio)
         config = analyze_config(transcript=transcript, trim=trim, fps=fps, request_id=request_id)
-        guard = RequestGuard()
-
-        async def requests() -> AsyncIterator[pb.AnalyzeRequest]:
-            await call.initial_metadata()  # admitted: see _generate
-            for message in analyze_requests(config, audio):
-                if call.done():
-                    return
-                yield message
-                await asyncio.sleep(0)
-
-        call = self._stub.Analyze(guard.wrap_async(requests()), timeout=self._timeout)
-        guard.attach(call)
-        try:
-            with client_errors(self.address):
-                try:
-                    return await call
-                except grpc.RpcError:
-                    if (failure := guard.take()) is not None:
-                        raise failure from None
-                    raise
-        finally:
-            call.cancel()
+        return await self._one_answer(self._stub.Analyze, analyze_requests(config, audio))
 
     async def list_faces(
         self, *, image: bytes | str | Path | None = None, video: bytes | str | Path | None = None
@@ -152,17 +133,21 @@ class AsyncClient(ClientBase[grpc.aio.Channel]):
         """As ``Client.list_faces``."""
         requests = faces_requests(image, video)
         first = next(requests)  # checks the arguments and the file now, before a call
+        return await self._one_answer(self._stub.ListFaces, itertools.chain([first], requests))
+
+    async def _one_answer(self, method: Any, requests: Iterator[Any]) -> Any:
+        """As ``Client._one_answer``; writes only once admitted (see ``_generate``)."""
         guard = RequestGuard()
 
-        async def stream() -> AsyncIterator[pb.FacesRequest]:
-            await call.initial_metadata()  # admitted: see _generate
-            for message in (first, *requests):
+        async def stream() -> AsyncIterator[Any]:
+            await call.initial_metadata()
+            for message in requests:
                 if call.done():
                     return
                 yield message
                 await asyncio.sleep(0)
 
-        call = self._stub.ListFaces(guard.wrap_async(stream()), timeout=self._timeout)
+        call = method(guard.wrap_async(stream()), timeout=self._timeout)
         guard.attach(call)
         try:
             with client_errors(self.address):

@@ -185,8 +185,8 @@ def _speakers(text: str | None) -> dict:
             ) from None
     if turns and channels:
         raise UsageError(f"--speakers {text}: give turns or channels, not both")
-    for start, end, _ in turns:
-        if start < 0 or (end and end <= start):
+    for first, last, _ in turns:
+        if first < 0 or (last and last <= first):
             raise UsageError(f"--speakers {text}: each turn's END must be after its START")
     return {"speakers": turns} if turns else {"channel_speakers": channels}
 

@@ -19,6 +19,7 @@ import itertools
 import time
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -149,21 +150,7 @@ class Client(ClientBase[grpc.Channel]):
         ``A2VClientError``; an exception raised by ``audio`` is raised as it is."""
         check_audio(audio)
         config = analyze_config(transcript=transcript, trim=trim, fps=fps, request_id=request_id)
-        guard = RequestGuard()
-        future = self._stub.Analyze.future(
-            guard.wrap(analyze_requests(config, audio)), timeout=self._timeout
-        )
-        guard.attach(future)
-        try:
-            with client_errors(self.address):
-                try:
-                    return future.result()
-                except grpc.RpcError:
-                    if (failure := guard.take()) is not None:
-                        raise failure from None
-                    raise
-        finally:
-            future.cancel()
+        return self._one_answer(self._stub.Analyze, analyze_requests(config, audio))
 
     def list_faces(
         self, *, image: bytes | str | Path | None = None, video: bytes | str | Path | None = None
@@ -173,10 +160,13 @@ class Client(ClientBase[grpc.Channel]):
         it (when each is visible)."""
         requests = faces_requests(image, video)
         first = next(requests)  # checks the arguments and the file now, before a call
+        return self._one_answer(self._stub.ListFaces, itertools.chain([first], requests))
+
+    def _one_answer(self, method: Any, requests: Iterator[Any]) -> Any:
+        """A call that streams ``requests`` and gets one answer (Analyze, ListFaces): the
+        server's errors as A2VClientError, an error of the requests' source as it is."""
         guard = RequestGuard()
-        future = self._stub.ListFaces.future(
-            guard.wrap(itertools.chain([first], requests)), timeout=self._timeout
-        )
+        future = method.future(guard.wrap(requests), timeout=self._timeout)
         guard.attach(future)
         try:
             with client_errors(self.address):

@@ -131,22 +131,31 @@ def _speaker_video(away: tuple[int, int] | None = None, seconds: float = 3.0) ->
     """The portrait at 25 fps on a plain background, drifting; with ``away`` = (a, b) it slides
     out of the picture over the 8 frames before a and back in over the 8 frames from b."""
     portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25, options={"crf": "16"})
-        stream.width = stream.height = 512
-        stream.pix_fmt = "yuv420p"
-        for k in range(round(seconds * 25)):
-            dx = 6 * np.sin(k / 12)
-            if away is not None:
-                a, b = away
-                gone = min(max((k - (a - 8)) / 8, 0), 1) * min(max((b + 8 - k) / 8, 0), 1)
-                dx -= 560 * gone
-            m = np.float32([[1, 0, dx], [0, 1, 0]])
-            frame = cv2.warpAffine(
+    frames = []
+    for k in range(round(seconds * 25)):
+        dx = 6 * np.sin(k / 12)
+        if away is not None:
+            a, b = away
+            gone = min(max((k - (a - 8)) / 8, 0), 1) * min(max((b + 8 - k) / 8, 0), 1)
+            dx -= 560 * gone
+        m = np.float32([[1, 0, dx], [0, 1, 0]])
+        frames.append(
+            cv2.warpAffine(
                 portrait, m, (512, 512), borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 110, 120)
             )
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        )
+    return _mp4(frames, crf=16)
+
+
+def _mp4(frames: list[np.ndarray], crf: int) -> bytes:
+    """An MP4 of RGB frames at 25 fps."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": str(crf)})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
@@ -225,17 +234,8 @@ def test_faces_in_a_group_picture_and_a_video(stack, client, tmp_path):
         if k < 50:
             frame[:, 512:] = 90
         frames.append(frame)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25, options={"crf": "18"})
-        stream.width, stream.height, stream.pix_fmt = 960, 512, "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
     video = tmp_path / "two.mp4"
-    video.write_bytes(buf.getvalue())
+    video.write_bytes(_mp4(frames, crf=18))
     done = subprocess.run(
         a2v_command(stack.address, "faces", "--video", str(video)),
         capture_output=True,
@@ -337,19 +337,11 @@ def test_lipsync_with_two_people_reanimates_only_the_one_speaking(client, pause_
     for k, frame in enumerate(frames):  # a little drift, as a camera would
         m = np.float32([[1, 0, 3 * np.sin(k / 10)], [0, 1, 0]])
         frames[k] = cv2.warpAffine(frame, m, (960, 512), borderMode=cv2.BORDER_REFLECT)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25, options={"crf": "14"})
-        stream.width, stream.height, stream.pix_fmt = 960, 512, "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    source = [f for _, f in _decoded(buf.getvalue())]
+    video = _mp4(frames, crf=14)
+    source = [f for _, f in _decoded(video)]
     responses = _lipsync(
         client,
-        buf.getvalue(),
+        video,
         pause_speech,
         sync_mode="cut_off",
         speakers=[(1.2, 0.0, 1)],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -211,65 +211,57 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
         request_iterator: AsyncIterator[pb.AnalyzeRequest],
         context: grpc.aio.ServicerContext,
     ) -> pb.AudioAnalysis:
-        """Config, audio, end in; one AudioAnalysis out. It takes a stream slot of the caller's
-        key while it runs, like a Generate: the decode and the analysis cost CPU too."""
+        """Config, audio, end in; one AudioAnalysis out."""
         started = time.monotonic()
-        key = caller_key.get()
-        if self.draining:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                "this server replica is shutting down: retry, and another replica takes it",
-            )
-        requests = request_iterator.__aiter__()
-        # Admitted first, refused after: the client writes its (usually short) audio once it
-        # has the headers, and a refusal waits for it (drain), so that the client sees
-        # RESOURCE_EXHAUSTED rather than grpc.aio's INTERNAL for a write that raced the end of
-        # a call with no response (grpc/grpc#36066; seen here about once in ten refusals).
-        await context.send_initial_metadata(())
-        slot = self.limiter.try_acquire(key)
-        if slot is None:
-            await drain(requests)
-            await context.abort_with_status(self.limiter.refusal(key))
-            raise AssertionError("unreachable: abort_with_status raises")
-        request_id = "-"
-        try:
-            with tracer.start_as_current_span("a2v.analyze") as span:
-                first = await self._first_request(requests)
-                check_parsed(first)
-                if first.WhichOneof("message") != "config":
-                    raise InvalidInput(
-                        f"the first message must be a config, got "
-                        f"{first.WhichOneof('message') or 'an empty message'}",
-                        field="config",
-                    )
-                spec = analyze_spec_from_config(first.config)
-                request_id = spec.request_id
-                request_id_var.set(request_id)
-                span.set_attribute("a2v.request_id", request_id)
-                left = context.time_remaining()
-                if left is not None:
-                    call_deadline.set(time.monotonic() + left)
-                result = await analyze(spec, input_events(requests), self._backend, self._settings)
-                log.info("analysis %s done", request_id)
-                return analysis_to_proto(result, request_id, time.monotonic() - started)
-        except A2VError as exc:
-            log.info("analysis %s failed: %s %s", request_id, exc.status_name, exc.message)
-            await drain(requests)
-            await abort_with(context, exc)
-        except Exception as exc:  # a bug: log it fully, answer INTERNAL
-            log.exception("analysis %s crashed", request_id)
-            await abort_with(context, exc)
-        finally:
-            slot.release()
-        raise AssertionError("unreachable: abort_with raises")
+
+        async def work(requests: AsyncIterator[pb.AnalyzeRequest]) -> pb.AudioAnalysis:
+            first = await self._first_request(requests)
+            check_parsed(first)
+            if first.WhichOneof("message") != "config":
+                raise InvalidInput(
+                    f"the first message must be a config, got "
+                    f"{first.WhichOneof('message') or 'an empty message'}",
+                    field="config",
+                )
+            spec = analyze_spec_from_config(first.config)
+            request_id_var.set(spec.request_id)  # on the log lines of this call
+            result = await analyze(spec, input_events(requests), self._backend, self._settings)
+            return analysis_to_proto(result, spec.request_id, time.monotonic() - started)
+
+        return await self._one_answer(request_iterator, context, "analyze", work)
 
     async def ListFaces(
         self,
         request_iterator: AsyncIterator[pb.FacesRequest],
         context: grpc.aio.ServicerContext,
     ) -> pb.FacesResponse:
-        """Image or video in, the faces out. It holds a stream slot like Generate and
-        Analyze (decoding and face analysis cost CPU), refused after the headers (Analyze)."""
+        """Image or video in, the faces out."""
+
+        async def work(requests: AsyncIterator[pb.FacesRequest]) -> pb.FacesResponse:
+            found = await list_faces(input_events(requests), self._backend, self._settings)
+            return pb.FacesResponse(
+                faces=[detected_face(f) for f in found.faces],
+                width=found.width,
+                height=found.height,
+                duration_seconds=found.duration_seconds,
+                frames_scanned=found.frames_scanned,
+            )
+
+        return await self._one_answer(request_iterator, context, "list_faces", work)
+
+    async def _one_answer(
+        self,
+        request_iterator: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext,
+        what: str,
+        work: Callable[[AsyncIterator[Any]], Awaitable[Any]],
+    ) -> Any:
+        """A call that streams its input in and answers once (Analyze, ListFaces). It holds a
+        stream slot of the caller's key while it runs, like a Generate (decoding and the model
+        cost CPU too). Admitted first, refused after: the client writes its input once it has
+        the headers, and a refusal waits for it (drain), so that the client sees the real
+        status rather than grpc.aio's INTERNAL for a write that raced the end of a call with
+        no response (grpc/grpc#36066; seen here about once in ten refusals)."""
         requests = request_iterator.__aiter__()
         if self.draining:
             await context.abort(
@@ -284,32 +276,25 @@ class AudioToVideoService(pb_grpc.AudioToVideoServicer):
             await context.abort_with_status(self.limiter.refusal(key))
             raise AssertionError("unreachable: abort_with_status raises")
         try:
-            with tracer.start_as_current_span("a2v.list_faces"):
+            with tracer.start_as_current_span(f"a2v.{what}"):
                 left = context.time_remaining()
-                if left is not None:
+                if left is not None:  # the caller's deadline goes on to the Triton call
                     call_deadline.set(time.monotonic() + left)
-                found = await list_faces(input_events(requests), self._backend, self._settings)
-                return pb.FacesResponse(
-                    faces=[detected_face(f) for f in found.faces],
-                    width=found.width,
-                    height=found.height,
-                    duration_seconds=found.duration_seconds,
-                    frames_scanned=found.frames_scanned,
-                )
+                answer = await work(requests)
+                log.info("%s done", what)
+                return answer
         except A2VError as exc:
-            log.info("face listing failed: %s %s", exc.status_name, exc.message)
+            log.info("%s failed: %s %s", what, exc.status_name, exc.message)
             await drain(requests)
             await abort_with(context, exc)
         except Exception as exc:  # a bug: log it fully, answer INTERNAL
-            log.exception("face listing crashed")
+            log.exception("%s crashed", what)
             await abort_with(context, exc)
         finally:
             slot.release()
         raise AssertionError("unreachable: abort_with raises")
 
-    async def _first_request(
-        self, requests: AsyncIterator[pb.GenerateRequest] | AsyncIterator[pb.AnalyzeRequest]
-    ) -> Any:
+    async def _first_request(self, requests: AsyncIterator[Any]) -> Any:
         """The config message, within the idle timeout: a stream that sends nothing must not
         hold a stream slot."""
         seconds = self._settings.idle_timeout_seconds
