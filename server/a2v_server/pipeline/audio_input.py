@@ -105,7 +105,7 @@ async def _encoded(inputs, event, decoder: EncodedAudioDecoder, settings, clock)
         while True:
             if isinstance(event, EncodedAudioPiece):
                 received += len(event.data)
-                _check_bytes(received, settings)
+                check_audio_bytes(received, settings)
                 decoder.write(event.data)
             elif isinstance(event, EndOfInput):
                 decoder.end()
@@ -199,7 +199,7 @@ async def _pcm(inputs, event, limits: _Limits, settings, clock):
                     "sample_rate and channels must not change within a stream", field="audio.pcm"
                 )
             received += len(event.data)
-            _check_bytes(received, settings)
+            check_audio_bytes(received, settings)
             t = time.monotonic()
             blocks = await asyncio.to_thread(decoder.decode, event.data)
         elif isinstance(event, EndOfInput):
@@ -215,7 +215,7 @@ async def _pcm(inputs, event, limits: _Limits, settings, clock):
         event = await next_or_missing_end(inputs)
 
 
-def _check_bytes(received: int, settings: Settings) -> None:
+def check_audio_bytes(received: int, settings: Settings) -> None:
     if received > settings.max_audio_bytes:
         raise ResourceExhausted(
             f"the audio is larger than {settings.max_audio_bytes} bytes: trim it or send a "
