@@ -27,12 +27,13 @@ def _decode_seconds(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def analysis(address: str, inputs: list[tuple[str, Path]], runs: int = 3) -> list[Row]:
+def analysis(address: str, inputs: list[tuple[str, Path]], runs: int = 5) -> list[Row]:
     """Analyze wall time (client clock) per input, as x real time; the baseline is the audio's
     decode alone in this process."""
     rows = []
     with Client(address, timeout=300) as client:
-        client.analyze(audio=file_audio(inputs[0][1]))  # warm-up (model sessions, caches)
+        for _ in range(2):  # warm-up: each of the model's 2 instances sets up on its first call
+            client.analyze(audio=file_audio(inputs[0][1]))
         for label, path in inputs:
             seconds = audio_seconds(path)
             walls, server = [], []
