@@ -78,9 +78,10 @@ class EncodedAudioDecoder:
         trim_end: float | None = None,
         max_seconds: float = 600.0,
         output_channels: int | None = None,
+        model_only: bool = False,
     ) -> None:
         check_trim(trim_start, trim_end, max_seconds)
-        self._maker = BlockMaker(trim_start, trim_end, max_seconds, output_channels)
+        self._maker = BlockMaker(trim_start, trim_end, max_seconds, output_channels, model_only)
         self._stream = ChunkStream()
 
     @property

@@ -76,7 +76,10 @@ class BlockMaker:
         trim_end: float | None,
         max_seconds: float,
         output_channels: int | None,
+        model_only: bool = False,
     ) -> None:
+        """``model_only``: no output-rate audio (Analyze: only the models hear it); the blocks'
+        ``output_pcm`` is then empty."""
         if output_channels is not None and output_channels not in (1, 2):
             raise ValueError(f"output_channels must be 1 or 2, got {output_channels}")
         self.output_channels = output_channels
@@ -88,6 +91,7 @@ class BlockMaker:
             Trim(OUTPUT_RATE, trim_start, trim_end),
         )
         self._width = 0
+        self._model_only = model_only
         self._model: av.AudioResampler | None = None
         self._output: av.AudioResampler | None = None
         self._input: tuple | None = None
@@ -107,7 +111,8 @@ class BlockMaker:
         self._width = channels
         layout = "mono" if channels == 1 else "stereo"
         self._model = av.AudioResampler(format="fltp", layout=layout, rate=MODEL_RATE)
-        self._output = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
+        if not self._model_only:
+            self._output = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
         self._input = frame_key(frame)
 
     def _resample(self, frame: av.AudioFrame | None) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +127,7 @@ class BlockMaker:
                 f"its sample rate {frame.sample_rate} Hz is outside "
                 f"{MIN_INPUT_RATE}..{MAX_INPUT_RATE} Hz (corrupt header?)"
             )
-        head = self._run(None) if self._output is not None else None
+        head = self._run(None) if self._model is not None else None
         self._setup(frame)
         model, output = self._run(frame)
         if head is not None:
@@ -132,9 +137,12 @@ class BlockMaker:
 
     def _run(self, frame: av.AudioFrame | None) -> tuple[np.ndarray, np.ndarray]:
         parts = []
-        assert self._model is not None and self._output is not None  # made by the first frame
+        assert self._model is not None  # made by the first frame
         try:
             for resampler in (self._model, self._output):
+                if resampler is None:  # model_only
+                    parts.append(np.zeros((self._width, 0)))
+                    continue
                 frames = [f.to_ndarray() for f in resampler.resample(frame)]
                 parts.append(
                     np.concatenate(frames, axis=1) if frames else np.zeros((self._width, 0))
@@ -156,7 +164,7 @@ class BlockMaker:
 
     def add(self, frame: av.AudioFrame | None) -> AudioBlock | None:
         """Resample ``frame`` (None flushes the resamplers); return the new audio, if any."""
-        if self._output is None and frame is None:
+        if self._model is None and frame is None:
             return None
         model, output = self._resample(frame)
         model_pcm = self._trims[0].apply(model)

@@ -98,6 +98,7 @@ def _decoded(data: bytes, spec: AnalyzeSpec, settings: Settings) -> np.ndarray:
         trim_start=spec.trim_start,
         trim_end=spec.trim_end,
         max_seconds=settings.max_audio_seconds,
+        model_only=True,  # nobody hears the output-rate audio here: 0.10 -> 0.03 s a minute
     )
     decoder.write(data)
     decoder.end()
