@@ -139,6 +139,14 @@ def test_mono_output_channels(tones):
     assert decoder.output_channels == 1 and output.shape[0] == 1
 
 
+@pytest.mark.parametrize("name", ["tone.wav", "tone.mp3"])
+def test_model_only_gives_the_same_model_audio_and_no_output(tones, name):
+    """Analyze's decoding: the models' audio as Generate's, without the output-rate audio."""
+    _, model, _ = _decode_all(tones[name], trim_start=0.25)
+    _, only, output = _decode_all(tones[name], trim_start=0.25, model_only=True)
+    assert np.array_equal(model, only) and output.shape[1] == 0
+
+
 def test_max_seconds(tones):
     with pytest.raises(ResourceExhausted):
         _decode_all(tones["tone.opus.ogg"], max_seconds=1.0)
