@@ -201,32 +201,22 @@ class Generation:
             *(self._open_one(visual, speaker=n) for n in range(len(self.spec.speakers))),
             return_exceptions=True,
         )
-        failed = [o for o in opened if isinstance(o, BaseException)]
-        if failed:
-            await asyncio.gather(
-                *(o.aclose() for o in opened if not isinstance(o, BaseException)),
-                return_exceptions=True,
-            )
-            raise failed[0]
+        streams = [o for o in opened if not isinstance(o, BaseException)]
+        if len(streams) < len(opened):
+            await asyncio.gather(*(s.aclose() for s in streams), return_exceptions=True)
+            raise next(o for o in opened if isinstance(o, BaseException))
         self._gates = SpeakerGates(self.spec.speakers, OUTPUT_RATE)
-        return MultiStream(
-            [o for o in opened if not isinstance(o, BaseException)],
-            self._gates,
-            visual.fps,
-            show_all=not video,
-        )
+        return MultiStream(streams, self._gates, visual.fps, show_all=not video)
 
     async def _open_one(self, visual: Visual, speaker: int | None = None) -> ModelStream:
         """The model stream of the face (a speaker's, or the one face)."""
         if InputKind.VIDEO in self.model.inputs:
-            if speaker is not None:
-                chosen = self.spec.speakers[speaker]
-                return await self.backend.open_lipsync(
-                    LipsyncOptions(visual.fps, chosen.face_index, visual.speaker_boxes[speaker])
-                )
-            return await self.backend.open_lipsync(
-                LipsyncOptions(visual.fps, self.spec.face_index, visual.face_select_box)
+            index, box = (
+                (self.spec.speakers[speaker].face_index, visual.speaker_boxes[speaker])
+                if speaker is not None
+                else (self.spec.face_index, visual.face_select_box)
             )
+            return await self.backend.open_lipsync(LipsyncOptions(visual.fps, index, box))
         landmarks, mesh = (
             visual.speaker_faces[speaker]
             if speaker is not None
@@ -242,9 +232,9 @@ class Generation:
             blink_rate=s.blink_rate,
             transcript=s.transcript,
         )
-        if self._range is not None and self._range.first:
+        if self._first_frame:
             return await self.backend.open_avatar(
-                visual.portrait, landmarks, options, mesh=mesh, start_frame=self._range.first
+                visual.portrait, landmarks, options, mesh=mesh, start_frame=self._first_frame
             )
         return await self.backend.open_avatar(visual.portrait, landmarks, options, mesh=mesh)
 
@@ -382,7 +372,7 @@ class Generation:
         with tracer.start_as_current_span("inference.render") as span:
             t = time.monotonic()
             # the talking avatar starts at a range's first frame, lipsync at the clip's
-            received = self._range.first if self._range and visual.lipsync is None else 0
+            received = self._first_frame if visual.lipsync is None else 0
             batches = stream.batches()
             try:
                 async for whole in batches:
@@ -411,6 +401,11 @@ class Generation:
         if self._beat_grid is not None and (grid := await self._beat_grid) is not None:
             await self._events.put(Timeline(frames=(), beat_grid=grid))
         await self._encode_queue.put(("close", None))
+
+    @property
+    def _first_frame(self) -> int:
+        """The output's first frame in the clip: a range's first, else 0."""
+        return self._range.first if self._range is not None else 0
 
     async def _analyse_beats(self, audio: list[np.ndarray]) -> BeatGrid | None:
         """The clip's beat grid from the audio_analysis model (the timeline's side output: a
@@ -462,10 +457,7 @@ class Generation:
         colour = lipsync.source.colour if lipsync is not None else None
         paste = Converter(colour) if colour is not None else None
         self._reporter = FragmentReporter(
-            visual.fps,
-            self._range.first if self._range is not None else 0,
-            OUTPUT_RATE,
-            mode=self.spec.sync_mode,
+            visual.fps, self._first_frame, OUTPUT_RATE, mode=self.spec.sync_mode
         )
         last_progress = 0
         with tracer.start_as_current_span("encode") as span:
@@ -480,7 +472,7 @@ class Generation:
                             visual.fps,
                             channels,
                             colour=colour or BT709,
-                            start_frame=self._range.first if self._range is not None else 0,
+                            start_frame=self._first_frame,
                             **(LIPSYNC_ENCODING if lipsync is not None else AVATAR_ENCODING),
                         )
                         if canvas is not None and styler is None and kind == "audio":

@@ -63,6 +63,7 @@ class FragmentReporter:
         self._audio = np.zeros(0, np.float32)  # mono output audio not yet measured
         self._measured = 0  # frames whose audio level is known (from the first frame)
         self._held_from = 0  # the sample (from the first frame's) _audio starts at
+        self._first_sample = sample_at(first_frame, fps, audio_rate)
         self._levels: dict[int, float] = {}  # frame index -> level in dBFS
         self._loudest = -math.inf
         self._last_face = False  # no frame before the first: nothing to lose
@@ -88,8 +89,7 @@ class FragmentReporter:
 
     def _sample(self, i: int) -> int:
         """Frame i's first audio sample, counted from the first frame's."""
-        rate = self._audio_rate
-        return sample_at(i, self.fps, rate) - sample_at(self._first_frame, self.fps, rate)
+        return sample_at(i, self.fps, self._audio_rate) - self._first_sample
 
     def add_frames(
         self,

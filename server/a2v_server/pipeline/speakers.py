@@ -95,20 +95,17 @@ class SpeakerGates:
             for a, b in s.turns:
                 on |= (t >= a) & (t < (math.inf if b is None else b))
             return on
-        if not self._hops:
+        if not self._hops or not count:
             return np.zeros(count, bool)
         hops = np.minimum((start + np.arange(count)) // HOP, len(self._hops) - 1)
-        return (
-            np.array([self._hops[h][speaker] for h in hops], bool) if count else np.zeros(0, bool)
-        )
+        first = int(hops[0])  # the decisions of the hops these samples fall in, looked up once
+        decided = np.array([row[speaker] for row in self._hops[first : int(hops[-1]) + 1]], bool)
+        return decided[hops - first]
 
     def at_frames(self, speaker: int, first: int, count: int, fps: float) -> np.ndarray:
         """Whether ``speaker`` speaks at frames first .. first + count - 1 (at their times)."""
-        out = np.zeros(count, bool)
-        for k in range(count):
-            sample = round((first + k) / fps * MODEL_SAMPLE_RATE)
-            out[k] = bool(self.gate(speaker, sample, 1)[0])
-        return out
+        samples = np.round((first + np.arange(count)) / fps * MODEL_SAMPLE_RATE).astype(int)
+        return np.array([self.gate(speaker, int(s), 1)[0] for s in samples], bool)
 
 
 class MultiStream:
