@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+
 from devstack.stack import LocalStack
 
 from . import editing, models, suite, triton_stats
@@ -18,6 +20,8 @@ from .inputs import (
     SPEECH,
     audio_seconds,
     drum_loop,
+    group_picture,
+    group_video,
     machine,
     repeated,
     speaker_video,
@@ -57,6 +61,8 @@ def main() -> int:
             speaker_video(tmp_dir / f"speaker-{w}x{h}.mp4", w, h)
             for w, h in ((512, 512), (1280, 720), (1920, 1080))
         ]
+        group = cv2.imencode(".png", cv2.cvtColor(group_picture(), cv2.COLOR_RGB2BGR))[1].tobytes()
+        group_video_720p = group_video(tmp_dir / "group-1280x720.mp4", 1280, 720)
         step("starting Triton and the a2v server")
         # The per-caller stream limit is a policy, not capacity: lift it to measure capacity.
         stack = LocalStack(
@@ -83,6 +89,8 @@ def main() -> int:
                 stack.address, [("speech", minute), ("drum loop at 126 BPM", loop)]
             )
             rows += editing.ranges(stack.address, SPEECH, image, speakers[1])
+            step("editing: two speakers")
+            rows += editing.speakers(stack.address, SPEECH, group, group_video_720p)
             step("lipsync memory and temporary disk" + (" (10 min)" if long_run else ""))
             long_speaker = repeated(speakers[2], tmp_dir / "speaker-1920x1080-10min.mp4", 60)
             lipsync_runs_memory = [

@@ -85,3 +85,36 @@ def ranges(address: str, audio: Path, image: bytes, video: Path, runs: int = 3) 
             )
         )
     return rows
+
+
+def speakers(address: str, audio: Path, picture: bytes, video: Path, runs: int = 3) -> list[Row]:
+    """Two speakers (face 0 for the first half of the audio, face 1 for the rest) against one
+    (the default: the largest face speaks throughout), on the same two-face input, same run,
+    paired: a model stream per speaking face is the cost."""
+    rows = []
+    half = round(audio_seconds(audio) / 2, 2)
+    turns = [(0.0, half, 0), (half, 0.0, 1)]
+    for label, kwargs in (
+        ("avatar, group picture, 512x512", {"image": picture, "size": "512x512"}),
+        ("avatar, group picture, 720p", {"image": picture, "size": "1280x720"}),
+        ("lipsync, two-face video, 720p", {"image": None, "size": None, "video": video}),
+    ):
+        file_run(address, audio, **kwargs, speakers=turns)  # warm-up (both faces' setup)
+        one, two = [], []
+        for _ in range(runs):
+            one.append(file_run(address, audio, **kwargs))
+            two.append(file_run(address, audio, **kwargs, speakers=turns))
+        o = statistics.median(r.total for r in one)
+        t = statistics.median(r.total for r in two)
+        first = statistics.median(r.first_chunk for r in two)
+        duration = two[0].duration
+        rows.append(
+            Row(
+                f"two speakers, {label} ({runs} runs)",
+                f"{t:.2f} s = {duration / t:.2f}x real time; first chunk {1000 * first:.0f} ms",
+                f"one speaker on the same input {o:.2f} s = {duration / o:.2f}x; "
+                f"two / one {t / o:.2f}",
+                "",
+            )
+        )
+    return rows

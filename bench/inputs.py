@@ -144,6 +144,43 @@ def speaker_video(
     return path
 
 
+def group_picture() -> np.ndarray:
+    """Two people side by side (RGB, 960x512): the sample portrait, and skimage's astronaut
+    (public domain) smaller on the right. Face 0 is the portrait (the larger), face 1 the
+    astronaut."""
+    import cv2
+    from skimage import data
+
+    left = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    right = cv2.resize(data.astronaut()[:400, 50:450], (380, 380))
+    canvas = np.full((512, 960, 3), 90, np.uint8)
+    canvas[:, :512] = cv2.resize(left, (512, 512))
+    canvas[70:450, 560:940] = right
+    return canvas
+
+
+def group_video(path: Path, width: int, height: int, seconds: float = 10.0, fps: int = 25) -> Path:
+    """The group picture filling a ``width`` x ``height`` frame, drifting sideways a little as a
+    hand-held camera would, H.264 in a faststart MP4 (a lipsync source with two faces)."""
+    import cv2
+
+    picture = group_picture()
+    scale = max(width / picture.shape[1], height / picture.shape[0])
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for k in range(round(seconds * fps)):
+            dx = (width - scale * picture.shape[1]) / 2 + 0.005 * width * np.sin(k / 10)
+            dy = (height - scale * picture.shape[0]) / 2
+            move = np.float32([[scale, 0, dx], [0, scale, dy]])
+            frame = cv2.warpAffine(picture, move, (width, height), borderMode=cv2.BORDER_REFLECT)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 def repeated(video: Path, path: Path, times: int) -> Path:
     """``video`` played ``times`` times over, by stream copy (a long source made in seconds),
     with its index first (faststart)."""

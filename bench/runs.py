@@ -42,10 +42,11 @@ def file_run(
     size: str | None,
     video: Path | None = None,
     render_range: tuple[float, float] | None = None,
+    speakers: list[tuple[float, float, int]] | None = None,
 ) -> FileRun:
     """Upload ``audio`` as file bytes (as ``a2v generate`` does) with the portrait ``image`` or
     the speaker ``video`` (lipsync), and time the response stream; ``render_range``: only that
-    part of the clip (GenerateConfig.range)."""
+    part of the clip (GenerateConfig.range); ``speakers``: turns (start, end, face index)."""
     sent: list[float] = []
 
     def timed(requests: Iterator[pb.GenerateRequest]) -> Iterator[pb.GenerateRequest]:
@@ -56,7 +57,10 @@ def file_run(
 
     model = "lipsync" if video is not None else None
     options = GenerateOptions(
-        resolution=size, range=render_range, **({"model": model} if model else {})
+        resolution=size,
+        range=render_range,
+        speakers=speakers,
+        **({"model": model} if model else {}),
     )
     first = None
     summary = None

@@ -21,7 +21,7 @@ from test_lipsync import _psnr
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import GenerateOptions, file_audio
-from bench.inputs import drum_loop
+from bench.inputs import drum_loop, group_picture
 
 BPM = 126.0
 
@@ -209,28 +209,16 @@ def test_the_report_flags_the_span_without_a_face(client, pause_speech, tmp_path
     ]  # one shot, played once
 
 
-def _two_faces() -> np.ndarray:
-    """Two people side by side: the sample portrait, and the astronaut smaller on the right."""
-    from skimage import data
-
-    left = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
-    right = cv2.resize(data.astronaut()[:400, 50:450], (380, 380))
-    canvas = np.full((512, 960, 3), 90, np.uint8)
-    canvas[:, :512] = cv2.resize(left, (512, 512))
-    canvas[70:450, 560:940] = right
-    return canvas
-
-
 def test_faces_in_a_group_picture_and_a_video(stack, client, tmp_path):
     picture = tmp_path / "two.png"
-    cv2.imwrite(str(picture), cv2.cvtColor(_two_faces(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(picture), cv2.cvtColor(group_picture(), cv2.COLOR_RGB2BGR))
     found = client.list_faces(image=picture)
     assert [f.index for f in found.faces] == [0, 1]
     assert found.faces[0].box.x1 < 512 < found.faces[1].box.x0  # the larger, left one first
     # A video: the left person alone for 2 s, then the other one comes in.
     frames = []
     for k in range(100):
-        frame = _two_faces()
+        frame = group_picture()
         if k < 50:
             frame[:, 512:] = 90
         frames.append(frame)
@@ -298,7 +286,7 @@ def test_a_group_portrait_with_two_speakers(client, media_dir, tmp_path):
     """Face 1 speaks the first sentence, face 0 the second; the one who does not speak keeps
     its mouth still (blinks aside: the head is held still here to measure it)."""
     picture = tmp_path / "two.png"
-    cv2.imwrite(str(picture), cv2.cvtColor(_two_faces(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(picture), cv2.cvtColor(group_picture(), cv2.COLOR_RGB2BGR))
     from media import speech_wav
 
     audio = speech_wav(
@@ -333,7 +321,7 @@ def test_a_group_portrait_with_two_speakers(client, media_dir, tmp_path):
 def test_lipsync_with_two_people_reanimates_only_the_one_speaking(client, pause_speech):
     """Face 1 (right) speaks from 1.2 s on; face 0 never: its pixels are the video's, and face
     1's are too before its turn."""
-    frames = [_two_faces() for _ in range(75)]
+    frames = [group_picture() for _ in range(75)]
     for k, frame in enumerate(frames):  # a little drift, as a camera would
         m = np.float32([[1, 0, 3 * np.sin(k / 10)], [0, 1, 0]])
         frames[k] = cv2.warpAffine(frame, m, (960, 512), borderMode=cv2.BORDER_REFLECT)
@@ -377,7 +365,7 @@ def test_a_stereo_dialogue_routed_by_channel(client, media_dir, tmp_path):
         pads.append(str(padded))
     run("sox", "-M", *pads, str(stereo))
     picture = tmp_path / "two.png"
-    cv2.imwrite(str(picture), cv2.cvtColor(_two_faces(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(picture), cv2.cvtColor(group_picture(), cv2.COLOR_RGB2BGR))
     responses = list(
         client.generate(
             audio=file_audio(stereo),
