@@ -130,6 +130,19 @@ def test_segments_are_streamable(clip25):
     assert max(durations) <= 0.2 + 1e-6  # fragment_seconds is honoured
 
 
+@pytest.mark.parametrize("fps", [12.5, 25, 30, 60, Fraction(30000, 1001)])
+def test_the_first_frame_leaves_at_once(fps):
+    """The init segment and a fragment with the first frame come out of the first frame's
+    call, when its audio is there: a client sees the clip start one frame sooner."""
+    encoder = FragmentedMp4Encoder(SIZE, SIZE, fps, 1, fragment_seconds=0.2)
+    assert encoder.add_audio(_signal(1.0)[None]) == []
+    first = encoder.add_video(_frame(0))
+    assert [s.kind for s in first] == ["init", "fragment"]
+    assert first[1].start_seconds == 0.0
+    assert first[1].end_seconds == pytest.approx(1 / float(fps))
+    encoder.abort()
+
+
 def test_decoded_colours(clip25):
     with av.open(str(clip25.path)) as container:
         frame = next(f for i, f in enumerate(container.decode(video=0)) if i == 40)
