@@ -151,6 +151,21 @@ def test_speech_analysis(talk):
     assert "speech" in {s["kind"] for s in segs}
 
 
+def test_phone_search_lm_is_the_phone_lms_unigrams():
+    """The allphone search reads the shipped unigram LM: every en-us phone, probabilities
+    (log10) that sum to 1, nothing of a higher order."""
+    import analysis
+
+    text = Path(analysis._PHONE_LM).read_text()
+    assert "ngram 1=43" in text and "ngram 2" not in text and "\\2-grams" not in text
+    rows = text.split("\\1-grams:")[1].split("\\end\\")[0].split()
+    probs = dict(zip(rows[1::2], map(float, rows[0::2]), strict=True))
+    phones = "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T"
+    phones += " TH UH UW V W Y Z ZH SIL"
+    assert set(phones.split()) <= set(probs)
+    assert sum(10.0**v for v in probs.values()) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_transcript_aligns_the_phones(talk):
     res = analyze(talk, transcript=TEXT, parts=("phones",))
     assert res["aligned"] is True

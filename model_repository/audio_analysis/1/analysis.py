@@ -9,10 +9,32 @@ talking avatar's own (symlinked modules), run offline over the whole clip instea
   0.18 s instead of 0.45 s per minute, 0.1 % of the 32 ms decisions differ from the stream.
 * phones: PocketSphinx allphone (or, with a transcript, phones.py's JSGF phone grammar: forced
   alignment) decoded offline, one utterance per voiced range (padded, the silences between
-  them skipped), ``ds=2, pbeam=1e-9`` (beam stays 1e-10). Measured on 58 s of espeak speech
-  against the full decode (ds 1, beams 1e-20): ds 2 with beams 1e-10 agrees on 72 % of the
-  10 ms phone labels and 83 % of the visemes in 1.39 s; pbeam 1e-9 the same (73 %/83 %) in
-  1.30 s; beam 1e-9 collapses (42 %/51 %), ds 3 loses the phones (11 %), topn 2 costs 5 %.
+  them skipped), ``ds=2, topn=3, pbeam=1e-8`` (beam 1e-10, lw 2) with a unigram phone LM
+  (phone-unigram.arpa: the 1-grams of PocketSphinx's en-us-phone.lm.bin). Measured on 58 s of
+  espeak speech against the full decode (ds 1, beams 1e-20): ds 2 with beams 1e-10 agrees on
+  72 % of the 10 ms phone labels and 83 % of the visemes in 1.39 s; pbeam 1e-9 the same
+  (73 %/83 %) in 1.30 s; beam 1e-9 collapses (42 %/51 %), ds 3 loses the phones (11 %), topn 2
+  costs 5 %.
+  Then (this 2-core machine, shared with another benchmark: CPU times of the analyze() spans
+  decoded on one thread, configurations interleaved; agreement as above, phone/viseme, on
+  three clips: the 58 s one, 60 s of speech, 60 s of ten espeak voices): the old settings
+  70.9/83.0, 70.5/83.2, 66.0/80.1 %. topn 3 + pbeam 1e-8: 68.1/81.2, 68.3/82.0, 65.9/80.2 at
+  0.85x the CPU (0.67x the instructions under callgrind: the Gaussian loop is latency-bound).
+  The trigram LM's lookups took ~17 % of the search (perf); with its unigrams only: 69.5/82.2,
+  68.6/82.5, 65.6/80.1 % at 0.53-0.73x the old CPU. analyze() end to end, paired A/B (old/new
+  alternated, 7 runs each, medians, the machine loaded): 60 s of speech 1.49 -> 0.98 s (paired
+  ratio 0.69; CPU of all threads 2.22 -> 1.58 s), the 58 s clip 2.00 -> 1.40 s (0.70); 60 s of
+  music 0.61 -> 0.57 s; forced alignment unchanged (its settings are not these).
+  Tried, no better: maxhmmpf/maxwpf/pl_window/fwdflat (the allphone search reads only beam,
+  pbeam, lw, pip, allphone_ci and ascale; maxhmmpf 1000: same labels), remove_noise off (same
+  labels), lw 1.5-1.85 (+1 point on one clip, -1.4 on another, more CPU), lw 2.25/3 and beam
+  3e-10/5e-10 (visemes 74/50 %, 74/72 %), pbeam 2e-8 (-0.4 more), ds 3 with wider beams (77 %),
+  frate 50/67 (65/74 %), compallsen (2x the instructions), the trigram LM as an unquantised ARPA
+  file (the same labels, within the timing noise), a bigram LM (65 %), no LM (a phone loop, pip
+  0.01: 82.3 %, slower than the unigrams), 16-32 VAD lanes (0.27 vs 0.29 s CPU). Starting the
+  phone search during the VAD was not tried: the second core runs the envelope and the jaw then
+  (0.15-0.2 s of the VAD's 0.2-0.3 s) and the whole analysis is CPU-bound (wall about the CPU of
+  all threads / 2), so only less CPU makes it faster.
   Deviation: the decoder is driven through PocketSphinx's own C API with ctypes (the
   same shared library and configuration keys; the phones are identical to
   ``pocketsphinx.Decoder``'s, checked) because the Cython binding holds the GIL for a whole
@@ -167,6 +189,8 @@ def _ranges(mask: np.ndarray, step_s: float, duration: float) -> list[tuple[floa
 # --- phones: PocketSphinx's C API, without the GIL -----------------------------------------
 _LIB = None
 _P = ctypes.c_void_p
+#: the unigrams of PocketSphinx's en-us-phone.lm.bin (see the module docstring)
+_PHONE_LM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "phone-unigram.arpa")
 
 
 def _lib():
@@ -224,14 +248,15 @@ class Sphinx:
             )
         else:
             settings.update(
-                allphone=os.path.join(md, "en-us-phone.lm.bin"),
+                allphone=_PHONE_LM,
                 lm=None,
                 dict=None,
                 beam=1e-10,
-                pbeam=1e-9,
+                pbeam=1e-8,
                 lw=2.0,
                 backtrace=True,
                 ds=2,
+                topn=3,
             )
         for key, value in settings.items():
             k = key.encode()
