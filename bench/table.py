@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-HEADER = ("measure", "figure", "baseline (same run) / ratio", "target (issue 4)")
+HEADER = ("measure", "figure", "baseline (same run) / ratio", "target")
 
 
 @dataclass
