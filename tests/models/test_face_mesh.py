@@ -133,3 +133,19 @@ def test_a_soft_upscaled_face_is_found(analyzer):
     assert len(faces) == 1
     x0, _, x1, _ = faces[0].box
     assert 150 < x1 - x0 < 350  # the face is ~300 px wide in the middle of 512
+
+
+def test_landmarks_read_off_the_wire_are_the_fields_values(analyzer, portrait):
+    """_landmark_array reads MediaPipe's landmarks from their serialised bytes: the same
+    float32 values as reading each landmark's fields, and field by field again when a landmark
+    carries more than x, y, z."""
+    from face_mesh import _fitted, _landmark_array
+
+    result = analyzer._mesher.process(_fitted(portrait))
+    (landmarks,) = result.multi_face_landmarks
+    fields = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float64)
+    read = _landmark_array(landmarks)
+    assert read.shape == (N_MESH, 3) and read.dtype == np.float64
+    np.testing.assert_array_equal(read, fields)
+    landmarks.landmark[7].visibility = 0.5  # 5 bytes more on the wire: not the fast layout
+    np.testing.assert_array_equal(_landmark_array(landmarks), fields)
