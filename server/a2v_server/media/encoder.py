@@ -158,7 +158,15 @@ class FragmentedMp4Encoder:
         cc = self._video.codec_context
         cc.colorspace, cc.color_primaries, cc.color_trc = colour.tags
         cc.color_range = 1  # limited (MPEG)
-        self._audio = self._container.add_stream("aac", rate=audio_rate)
+        # FFmpeg's own AAC encoder with its "fast" coder (one quantiser search) rather than
+        # the default "twoloop": measured here on 9.5 s of speech at 128 kb/s, 0.25 -> 0.11
+        # CPU-s (the twoloop coder was up to a third of a 512x512 avatar's server CPU);
+        # waveform SNR 28.5 -> 45.4 dB, log-spectral distance 2.9 -> 3.3 dB (speech) and
+        # 0.58 -> 0.17 dB (a drum loop). FFmpeg made it its default in 2018 because twoloop
+        # "sounds worse at higher bitrates" (commit fcb681ac); 128 kb/s is high for a voice.
+        self._audio = self._container.add_stream(
+            "aac", rate=audio_rate, options={"aac_coder": "fast"}
+        )
         self._audio.layout = self._layout
         self._audio.bit_rate = 128_000
         self._audio.time_base = Fraction(1, audio_rate)
