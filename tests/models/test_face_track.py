@@ -298,3 +298,16 @@ def test_the_moved_mesh_follows_a_whole_pixel_shift(analyzer, astronaut):
     assert still.moved(opened, (0, 0), mesh) is None
     x0, y0, _, _ = (int(v) for v in box_of(mesh))
     assert still.moved(astronaut[y0:, x0:], (x0, y0), mesh) is None
+
+
+def test_grey_boxes_cut_from_one_conversion_are_the_boxes_converted(astronaut):
+    """FrameGrey converts a box (and a margin) once and cuts the boxes inside it from that:
+    the same grey pixels as converting each box alone; a box not all in the crop is None."""
+    from still_mouth import FrameGrey, _grey
+
+    crop, origin = astronaut[40:400, 60:460], (60, 40)
+    greys = FrameGrey(crop, origin)
+    for box in ((200, 150, 320, 300), (205, 152, 318, 305), (150, 100, 420, 380)):
+        np.testing.assert_array_equal(greys.box(box), _grey(crop, origin, box))
+    assert greys.box((50, 150, 320, 300)) is None  # left of the crop
+    assert greys.box((200, 150, 320, 401)) is None  # below it
