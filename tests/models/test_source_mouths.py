@@ -259,3 +259,21 @@ def test_a_crop_renders_what_the_whole_frame_renders(talking):
             assert b.box == (x0 - ox, y0 - oy, x1 - ox, y1 - oy)
             np.testing.assert_array_equal(b.pixels, a.pixels)
     assert path == RETRIEVED
+
+
+def test_one_mouth_frame_for_the_library_and_the_render_changes_nothing(talking):
+    """lipsync makes each frame's mouth_frame once and hands it to observe and render (the
+    choice then reuses the library's description of the frame): the same pixels, path and
+    entry as when each makes its own."""
+    own, given = SourceMouths(), SourceMouths()
+    for index, (frame, mesh) in enumerate(talking + talking[::-1][1:]):
+        openness = 0.1 * (index % 8)
+        own.observe(index, frame, mesh)
+        mf = mouth_frame(mesh)
+        given.observe(index, frame, mesh, mf)
+        a, b = own.render(frame, mesh, openness), given.render(frame, mesh, openness, mf)
+        assert a[1] == b[1] and (a[2] is None) == (b[2] is None)
+        assert a[2] is None or a[2].index == b[2].index
+        assert (a[0] is None) == (b[0] is None)
+        if a[0] is not None:
+            assert a[0].box == b[0].box and np.array_equal(a[0].pixels, b[0].pixels)

@@ -76,6 +76,7 @@ from shared import (
     input_flag,
 )
 from source_mouths import PASSED, SourceMouths
+from video_mouth import mouth_frame
 
 
 @dataclass
@@ -175,8 +176,9 @@ class TritonPythonModel(SequenceModel):
                     mesh = session.tracker.mesh(index, frame, origin)
                     if mesh is not None:
                         local = _in_crop(mesh, origin)
-                        session.mouths.observe(index, frame, local)
-                        session.mouths.advance(frame, local, openness)
+                        mf = mouth_frame(local)  # once for the library and the choice
+                        session.mouths.observe(index, frame, local, mf)
+                        session.mouths.advance(frame, local, openness, mf)
                 continue
             patches: list[Patch | None] = []
             opens, faces, found, paths, scores = [], [], [], [], []
@@ -187,8 +189,9 @@ class TritonPythonModel(SequenceModel):
                     patch, path = None, PASSED
                 else:
                     local = _in_crop(mesh, origin)
-                    session.mouths.observe(index, frame, local)
-                    patch, path, _ = session.mouths.render(frame, local, openness)
+                    mf = mouth_frame(local)  # once for the library, the warp and the choice
+                    session.mouths.observe(index, frame, local, mf)
+                    patch, path, _ = session.mouths.render(frame, local, openness, mf)
                 patches.append(patch)
                 opens.append(openness)
                 faces.append(_face_box(mesh))

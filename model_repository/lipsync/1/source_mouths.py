@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import numpy as np
 from frame_region import Patch
-from mouth_library import CAP, ON_LOWER_LIP, Entry, MouthLibrary, describe, lip_points
+from mouth_library import CAP, ON_LOWER_LIP, Entry, MouthLibrary, lip_points
 from mouth_paste import paste
 from video_mouth import OPEN_GAP, MouthFrame, mouth_frame, warp_patch
 
@@ -96,20 +96,31 @@ class SourceMouths:
         self.library = MouthLibrary(cap)
         self._previous: int | None = None  # source index of the entry used last frame
 
-    def observe(self, index: int, frame: np.ndarray, mesh: np.ndarray | None) -> None:
+    def observe(
+        self,
+        index: int,
+        frame: np.ndarray,
+        mesh: np.ndarray | None,
+        mf: MouthFrame | None = None,
+    ) -> None:
         """A tracked source frame (frames already seen are ignored). lipsync observes each
         output frame just before its ``render`` (or ``advance``), in output order: the library
-        then depends on the frames alone, not on when they arrived (see the module doc)."""
+        then depends on the frames alone, not on when they arrived (see the module doc).
+        ``mf``: the mesh's mouth_frame when the caller has it (it is made once a frame)."""
         if mesh is not None:
-            self.library.add(index, frame, mesh)
+            self.library.add(index, frame, mesh, mf)
 
     def render(
-        self, frame: np.ndarray, mesh: np.ndarray, openness: float
+        self,
+        frame: np.ndarray,
+        mesh: np.ndarray,
+        openness: float,
+        mf: MouthFrame | None = None,
     ) -> tuple[Patch | None, int, Entry | None]:
         """``frame``'s mouth at ``openness`` (``mesh`` in ``frame``'s pixels): the changed
         pixels (None when the change is below a pixel), the path (WARP or RETRIEVED) and the
         library entry used (None for the warp). ``patch.onto(frame)`` is the whole frame."""
-        mf = mouth_frame(mesh)
+        mf = mf or mouth_frame(mesh)
         warped = warp_patch(frame, mesh, openness, mf)
         entry = self.choose(frame, mesh, openness, mf)
         self._previous = None if entry is None else entry.index
@@ -121,12 +132,14 @@ class SourceMouths:
         pasted = paste(frame, warped, mf, points, target_mid, entry, scale)
         return (warped, WARP, None) if pasted is None else (pasted, RETRIEVED, entry)
 
-    def advance(self, frame: np.ndarray, mesh: np.ndarray, openness: float) -> None:
+    def advance(
+        self, frame: np.ndarray, mesh: np.ndarray, openness: float, mf: MouthFrame | None = None
+    ) -> None:
         """What ``render`` does to this object's state, without the pixels: a frame that
         lipsync's RENDER_FROM processes but does not send. The choice is all of the state
         (the entry used, which the next frame's choice prefers); the warp and the paste keep
         none, and ``render`` records its entry whether or not the paste then takes it."""
-        entry = self.choose(frame, mesh, openness, mouth_frame(mesh))
+        entry = self.choose(frame, mesh, openness, mf or mouth_frame(mesh))
         self._previous = None if entry is None else entry.index
 
     def choose(
@@ -139,11 +152,11 @@ class SourceMouths:
         """The library mouth for this output frame, or None when the warp should do."""
         mf = mf or mouth_frame(mesh)
         own = mf.source_mid() / mf.width
-        wanted = OPEN_GAP * float(np.clip(openness, 0.0, 1.0))
+        wanted = OPEN_GAP * min(max(float(openness), 0.0), 1.0)  # (np.clip: ~10 us a number)
         entries = self.library.entries
         if wanted - own < NEED or not entries or self.library.scale is None:
             return None
-        here, _ = describe(frame, mesh, self.library.scale, mf, crop=False)
+        here = self.library.described(frame, mesh, mf)  # (observe described it already)
         target = here.points.copy()
         u = target[ON_LOWER_LIP, 0] * mf.width
         target[ON_LOWER_LIP, 1] += mf.shift(u, mf.target_mid(openness)) / mf.width
