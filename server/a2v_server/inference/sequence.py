@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 import numpy as np
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from a2v_server.catalog import MODEL_SAMPLE_RATE
@@ -18,6 +17,7 @@ from a2v_server.errors import DeadlineExceeded, Unavailable
 from a2v_server.inference.backend import FrameBatch, remaining_seconds
 from a2v_server.inference.errors import map_triton_error
 from a2v_server.inference.ordering import FrameOrder, SendTimes
+from a2v_server.inference.wire import infer_request
 from a2v_server.observability.metrics import TRITON_SECONDS
 from a2v_server.observability.tracing import trace_headers
 
@@ -106,22 +106,18 @@ class TritonSequenceStream:
         start = self._sent == 0
         if start:
             tensors.update(self._first)
-        inputs = []
-        for name, value in tensors.items():
-            t = grpcclient.InferInput(name, list(value.shape), _DTYPES[value.dtype.name])
-            t.set_data_from_numpy(value)
-            inputs.append(t)
         request_id = f"{self._sequence_id}-{self._sent}"
         self._sent += 1
         self._ended = self._ended or last
-        return {
-            "model_name": self._model,
-            "inputs": inputs,
-            "request_id": request_id,
-            "sequence_id": self._sequence_id,
-            "sequence_start": start,
-            "sequence_end": last,
-        }
+        data = infer_request(
+            self._model,
+            tensors,
+            request_id=request_id,
+            sequence_id=self._sequence_id,
+            start=start,
+            end=last,
+        )
+        return {"request_id": request_id, "data": data}
 
     def _requested(self) -> int:
         """Frames the model can make from what it was sent: one per frame of audio, and for
@@ -251,14 +247,3 @@ def _region(values: np.ndarray | None) -> tuple[int, int, int, int] | None:
         return None
     x0, y0, x1, y1 = (int(v) for v in values.ravel())
     return x0, y0, x1, y1
-
-
-_DTYPES = {
-    "bool": "BOOL",
-    "float32": "FP32",
-    "uint8": "UINT8",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint64": "UINT64",
-    "object": "BYTES",
-}

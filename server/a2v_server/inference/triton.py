@@ -29,6 +29,7 @@ from a2v_server.inference.backend import (
 )
 from a2v_server.inference.errors import map_triton_error
 from a2v_server.inference.sequence import TritonSequenceStream
+from a2v_server.inference.wire import WireClient
 from a2v_server.observability.metrics import TRITON_SECONDS
 from a2v_server.observability.tracing import trace_headers
 
@@ -177,7 +178,9 @@ class TritonBackend:
             else:
                 log.warning("model %s has no input %s: option ignored", AVATAR_MODEL, name)
         await self._start_at(AVATAR_MODEL, first, start_frame)
-        return TritonSequenceStream(self._client, AVATAR_MODEL, first, start_frame=start_frame)
+        return TritonSequenceStream(
+            WireClient(self._client), AVATAR_MODEL, first, start_frame=start_frame
+        )
 
     async def open_lipsync(self, options: LipsyncOptions, *, start_frame: int = 0) -> ModelStream:
         first = {
@@ -188,7 +191,11 @@ class TritonBackend:
             first["FACE_BOX"] = np.array(options.face_box, dtype=np.float32)
         await self._start_at(LIPSYNC_MODEL, first, start_frame)
         return TritonSequenceStream(
-            self._client, LIPSYNC_MODEL, first, takes_frames=True, start_frame=start_frame
+            WireClient(self._client),
+            LIPSYNC_MODEL,
+            first,
+            takes_frames=True,
+            start_frame=start_frame,
         )
 
     async def _start_at(self, model: str, first: dict[str, np.ndarray], start_frame: int) -> None:
