@@ -272,3 +272,44 @@ def test_a_range_encodes_to_the_same_gops_as_the_whole_clip():
     with av.open(io.BytesIO(data)) as c:
         audio = [f.time for f in c.decode(audio=0)]
     assert audio[1] == pytest.approx(2.0, abs=0.001)  # (audio[0]: the AAC priming, before)
+
+
+class _FreshPictures(FragmentedMp4Encoder):
+    """The encoder as it was: a new picture for every frame."""
+
+    def _encode_i420(self, i420: np.ndarray) -> list[Segment]:
+        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        frame.pts = self._first_frame + self._frames
+        self._frames += 1
+        self._container.mux(self._video.encode(frame))
+        self._encode_audio(limit=self._frames / self.fps + self._lead)
+        return self._sink.take()
+
+
+def test_one_picture_for_every_frame_gives_the_same_stream():
+    """The encoder writes each frame into one kept picture (no frame-sized buffer per frame):
+    the bytes are those of a fresh picture per frame, and every frame keeps its own content,
+    patched (``staged``) or not."""
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (96 * 3 // 2, 160), dtype=np.uint8) for _ in range(30)]
+    outputs = []
+    for kind in (FragmentedMp4Encoder, _FreshPictures):
+        encoder = kind(160, 96, 25, 1, preset="superfast", qp=16)
+        encoder.add_audio(np.zeros((1, RATE), np.float32))
+        data = []
+        for k, frame in enumerate(frames):
+            if k % 3 == 0:  # a patched copy, as lipsync pastes a mouth
+                frame = encoder.staged(frame) if kind is FragmentedMp4Encoder else frame.copy()
+                frame[10:20, 10:20] = k
+            data += encoder.add_i420(frame)
+        data += encoder.close()
+        outputs.append(b"".join(s.data for s in data))
+    assert outputs[0] == outputs[1]
+    with av.open(io.BytesIO(outputs[0])) as container:
+        decoded = [f.to_ndarray() for f in container.decode(video=0)]
+    assert len(decoded) == 30
+    assert all(
+        int(d[10:20, 10:20].mean().round()) in range(k - 3, k + 4)
+        for k, d in enumerate(decoded)
+        if k % 3 == 0
+    )

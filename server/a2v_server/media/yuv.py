@@ -90,6 +90,10 @@ class Converter:
         self.colour = colour
         self._to_yuv = VideoReformatter()
         self._to_rgb = VideoReformatter()
+        #: to_rgb's input picture, kept while the box keeps its size (a new one per call cost
+        #: its page faults: see FragmentedMp4Encoder._encode_i420), and views of its planes
+        self._yuv_picture: av.VideoFrame | None = None
+        self._yuv_planes: list[np.ndarray] = []
 
     def to_i420(self, rgb: np.ndarray) -> np.ndarray:
         """RGB (even height and width) -> packed I420."""
@@ -111,14 +115,25 @@ class Converter:
         width = i420.shape[1]
         x0, y0, x1, y1 = box or (0, 0, width, height)
         y, u, v = planes(i420, width, height)
-        part = pack(
-            y[y0:y1, x0:x1],
-            u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
-            v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
-        )
-        frame = av.VideoFrame.from_ndarray(part, format="yuv420p")
+        picture = self._yuv_picture
+        if picture is None or (picture.width, picture.height) != (x1 - x0, y1 - y0):
+            picture = self._yuv_picture = av.VideoFrame(x1 - x0, y1 - y0, "yuv420p")
+            self._yuv_planes = [
+                np.frombuffer(memoryview(p), np.uint8).reshape(p.height, -1)[:, : p.width]
+                for p in picture.planes
+            ]
+        for target, source in zip(
+            self._yuv_planes,
+            (
+                y[y0:y1, x0:x1],
+                u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
+                v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
+            ),
+            strict=True,
+        ):
+            target[...] = source
         frame = self._to_rgb.reformat(
-            frame,
+            picture,
             format="rgb24",
             src_colorspace=self.colour.matrix,
             src_color_range=ColorRange.MPEG,

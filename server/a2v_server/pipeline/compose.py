@@ -87,7 +87,7 @@ def encode_lipsync(
                 raise ModelFault(f"the model sent {pixels.shape} pixels for the box {box.shape}")
             if not np.array_equal(box, pixels):
                 if not copied:  # the kept frame may be the decoder's cached picture
-                    i420, copied = i420.copy(), True
+                    i420, copied = encoder.staged(i420), True
                 original = box.copy() if len(parts) > 1 else None
                 box[...] = pixels
                 converter.paste_rgb(i420, sent.crop, (wx0, wy0), (x0, y0, x1, y1))
