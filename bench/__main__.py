@@ -74,6 +74,7 @@ def main() -> int:
             rows: list[Row] = []
             step(f"first chunk, {runs} file uploads")
             rows += suite.first_chunk(stack.address, SPEECH, image, runs)
+            rows += suite.first_chunk(stack.address, SPEECH, image, runs, "1920x1080")
             step("real-time factor and encode-only ceiling")
             rows += suite.throughput(stack.address, SPEECH, PORTRAIT, 5)
             lipsync_runs = _env_int("BENCH_LIPSYNC_RUNS", 3)
