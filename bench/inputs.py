@@ -120,24 +120,29 @@ def speaker_video(
 ) -> Path:
     """A speaker video for lipsync: the sample portrait, filling the frame's height, panning and
     zooming slowly (a head that moves), H.264 in a faststart MP4 at ``fps``."""
-    import av
     import cv2
-    import numpy as np
 
     portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     base = min(width, height) / max(portrait.shape[:2])
-    # faststart (the index before the media), as files made for the web are: decodable while
-    # they arrive
+
+    def frame(k: int) -> np.ndarray:
+        zoom = base * (1 + 0.05 * np.sin(k / 25))
+        dx = width / 2 - zoom * portrait.shape[1] / 2 + 0.03 * width * np.sin(k / 20)
+        dy = height / 2 - zoom * portrait.shape[0] / 2
+        move = np.float32([[zoom, 0, dx], [0, zoom, dy]])
+        return cv2.warpAffine(portrait, move, (width, height), borderMode=cv2.BORDER_REFLECT)
+
+    return _faststart_mp4(path, width, height, fps, map(frame, range(round(seconds * fps))))
+
+
+def _faststart_mp4(path: Path, width: int, height: int, fps: int, frames) -> Path:
+    """RGB ``frames`` as H.264 in an MP4 with its index first (faststart), as files made for
+    the web are: decodable while they arrive."""
     with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for k in range(round(seconds * fps)):
-            zoom = base * (1 + 0.05 * np.sin(k / 25))
-            dx = width / 2 - zoom * portrait.shape[1] / 2 + 0.03 * width * np.sin(k / 20)
-            dy = height / 2 - zoom * portrait.shape[0] / 2
-            move = np.float32([[zoom, 0, dx], [0, zoom, dy]])
-            frame = cv2.warpAffine(portrait, move, (width, height), borderMode=cv2.BORDER_REFLECT)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
@@ -166,19 +171,14 @@ def group_video(path: Path, width: int, height: int, seconds: float = 10.0, fps:
 
     picture = group_picture()
     scale = max(width / picture.shape[1], height / picture.shape[0])
-    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for k in range(round(seconds * fps)):
-            dx = (width - scale * picture.shape[1]) / 2 + 0.005 * width * np.sin(k / 10)
-            dy = (height - scale * picture.shape[0]) / 2
-            move = np.float32([[scale, 0, dx], [0, scale, dy]])
-            frame = cv2.warpAffine(picture, move, (width, height), borderMode=cv2.BORDER_REFLECT)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+
+    def frame(k: int) -> np.ndarray:
+        dx = (width - scale * picture.shape[1]) / 2 + 0.005 * width * np.sin(k / 10)
+        dy = (height - scale * picture.shape[0]) / 2
+        move = np.float32([[scale, 0, dx], [0, scale, dy]])
+        return cv2.warpAffine(picture, move, (width, height), borderMode=cv2.BORDER_REFLECT)
+
+    return _faststart_mp4(path, width, height, fps, map(frame, range(round(seconds * fps))))
 
 
 def repeated(video: Path, path: Path, times: int) -> Path:

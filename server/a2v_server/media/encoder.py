@@ -26,7 +26,7 @@ import av
 import numpy as np
 
 from a2v_server.media.fmp4 import Mp4BoxSplitter, Segment
-from a2v_server.media.yuv import BT709, Colour, Converter, planes
+from a2v_server.media.yuv import BT709, Colour, Converter, KeptPicture, planes
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +173,9 @@ class FragmentedMp4Encoder:
         self._converter = Converter(colour)
         #: the last frame as packed I420, updated in place where frames change
         self._yuv: np.ndarray | None = None
-        #: one picture for every frame, written in place (see _encode_i420), and a packed I420
+        #: one picture for every frame, written in place (yuv.KeptPicture), and a packed I420
         #: frame a caller may patch before it is encoded (``staged``)
-        self._picture: av.VideoFrame | None = None
-        self._picture_planes: list[np.ndarray] = []
+        self._picture: KeptPicture | None = None
         self._stage: np.ndarray | None = None
         self._frames = 0
         self._samples = 0  # audio samples sent to the AAC encoder
@@ -238,23 +237,12 @@ class FragmentedMp4Encoder:
         return self._stage
 
     def _encode_i420(self, i420: np.ndarray) -> list[Segment]:
-        # The samples are copied into one picture kept for the whole stream: x264 has copied a
-        # picture into its own buffers by the time encode() returns (and nothing else keeps a
-        # reference), so the next frame may overwrite it. A fresh picture per frame costs its
-        # page faults: with the server's mmap threshold (main.py) every frame-sized buffer is
-        # new memory, 4.6 ms at 1080p against 0.3 ms for the copy (measured here). The
-        # bitstream is byte-identical (tests/unit/test_encoder.py).
+        # One picture kept for the whole stream (no frame-sized buffer per frame): x264 has
+        # copied it into its own buffers by the time encode() returns. The bitstream is
+        # byte-identical to a new picture per frame (tests/unit/test_encoder.py).
         if self._picture is None:
-            self._picture = av.VideoFrame(self.width, self.height, "yuv420p")
-            self._picture_planes = [
-                np.frombuffer(memoryview(p), np.uint8).reshape(p.height, -1)[:, : p.width]
-                for p in self._picture.planes
-            ]
-        for target, source in zip(
-            self._picture_planes, planes(i420, self.width, self.height), strict=True
-        ):
-            target[...] = source
-        frame = self._picture
+            self._picture = KeptPicture(self.width, self.height)
+        frame = self._picture.write(*planes(i420, self.width, self.height))
         frame.pts = self._first_frame + self._frames
         self._frames += 1
         self._container.mux(self._video.encode(frame))
@@ -306,7 +294,6 @@ class FragmentedMp4Encoder:
             # after close every call fails in _check_open, before it could touch these
             self._container = self._video = self._audio = self._converter = None  # type: ignore[assignment]
             self._yuv = self._picture = self._stage = None
-            self._picture_planes = []
 
     def _check_open(self) -> None:
         if self._closed:
