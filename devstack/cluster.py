@@ -111,15 +111,22 @@ class LocalCluster:
         server, self._servers[i] = self._servers[i], None
         stop_server(server, grace)
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
+        """Every replica drains and stops, then every Triton, side by side (each takes ~5 s
+        to unload its models); ``graceful=False`` kills the Tritons (TritonProcess.stop)."""
         for i in range(len(self._servers)):
             self.stop_server(i)
         for log in self._logs:
             if log is not None:
                 log.close()
         self._logs = [None] * len(self._logs)
-        for t in self.tritons:
-            t.stop()
+        stopping = [
+            threading.Thread(target=t.stop, kwargs={"graceful": graceful}) for t in self.tritons
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         self._work.cleanup()
 
     def __enter__(self) -> LocalCluster:

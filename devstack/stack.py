@@ -73,13 +73,15 @@ class LocalStack:
     def wait_serving(self, timeout: float = 60.0) -> None:
         wait_serving(self._server, self.address, timeout)
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
+        """The server drains and stops (SIGTERM); then Triton stops, or with
+        ``graceful=False`` is killed (TritonProcess.stop: a test's teardown)."""
         server, self._server = self._server, None
         stop_server(server)
         if self._server_log is not None:
             self._server_log.close()
             self._server_log = None
-        self.triton.stop()
+        self.triton.stop(graceful=graceful)
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -32,16 +32,20 @@ def cluster(tmp_path_factory):
     on (CLUSTER_KEYS). Real processes on free loopback ports (devstack/cluster.py)."""
     keys = tmp_path_factory.mktemp("keys") / "api-keys"
     keys.write_text("\n".join(CLUSTER_KEYS) + "\n")
-    with LocalCluster(
+    running = LocalCluster(
         ROOT,
         servers=3,
         tritons=2,
         log_dir=tmp_path_factory.mktemp("cluster-logs"),
         # long enough for the drain test to resume through another replica meanwhile
         server_env={"A2V_API_KEYS_FILE": str(keys), "A2V_SHUTDOWN_GRACE_SECONDS": "30"},
-    ) as running:
+    )
+    running.start()
+    try:
         yield running
         assert all(t.running() for t in running.tritons)
+    finally:
+        running.stop(graceful=False)  # Tritons killed, as in loopback.py
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,6 +87,8 @@ def test_triton_killed_mid_stream(supervised):
         time.sleep(0.1)
     assert len(chunks) >= 3, "the stream never started"
     (triton_pid,) = _children(server.pid)
+    regions = _shm_regions(triton_pid)
+    assert regions, "the python backend's shared-memory regions were not found"
     os.kill(triton_pid, signal.SIGKILL)
     worker.join(60)
     assert not worker.is_alive()
@@ -104,8 +107,19 @@ def test_triton_killed_mid_stream(supervised):
     assert _wait_health(client, "NOT_SERVING", 30)
     assert _wait_health(client, "SERVING", 120)
     assert _children(server.pid) != [triton_pid]
+    # the killed Triton could not remove its shared memory (RAM until a reboot); the restart did
+    assert not [r for r in regions if r.exists()]
     responses = generate_all(client, resolution="256x256")
     assert responses[-1].HasField("summary")
+
+
+def _shm_regions(triton_pid: int) -> list[Path]:
+    """The shared-memory regions of a running Triton's python backend, by the name prefix its
+    command line gives them."""
+    args = Path(f"/proc/{triton_pid}/cmdline").read_bytes().decode().split("\0")
+    option = "--backend-config=python,shm-region-prefix-name="
+    (prefix,) = [a.removeprefix(option) for a in args if a.startswith(option)]
+    return sorted(Path("/dev/shm").glob(f"{prefix}*"))
 
 
 def test_unreachable_triton_is_unavailable():
