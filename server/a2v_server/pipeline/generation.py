@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -116,6 +117,9 @@ class Generation:
         #: analysis as Analyze's), and that grid once the audio is complete
         self._clip_audio: list[np.ndarray] | None = [] if spec.include_timeline else None
         self._beat_grid: asyncio.Future[BeatGrid | None] | None = None
+        #: set once the first frame is encoded (or the encoder ends): the feed holds the
+        #: model's audio past the first frame's until then (ModelFeed.hold_after_first)
+        self._first_encoded = asyncio.Event()
 
     # ------------------------------------------------------------------------------------------
     async def run(self, inputs: AsyncIterator[InputEvent]) -> AsyncGenerator[OutputEvent, None]:
@@ -291,11 +295,13 @@ class Generation:
         # range's end and its lookahead (ranges.py).
         out_from, out_to = 0, None
         model_to = None
+        lookahead = await self.backend.lookahead_seconds(self.model.renderer)
         if self._range is not None:
             out_from, out_to = self._range.output_samples(OUTPUT_RATE)
-            model_to = self._range.model_samples(
-                await self.backend.lookahead_seconds(self.model.renderer)
-            )
+            model_to = self._range.model_samples(lookahead)
+        elif lookahead > 0:  # the first frame's audio, the rest once it is encoded
+            first = math.ceil((1 / self.stats.fps + lookahead) * MODEL_SAMPLE_RATE)
+            feed.hold_after_first(first, self._first_encoded)
 
         async def to_encoder(pcm: np.ndarray) -> None:
             nonlocal out_total
@@ -503,6 +509,8 @@ class Generation:
                         )
                         self.stats.frames_done += len(payload.frames)
                     await self._emit(segments)
+                    if self.stats.frames_done:
+                        self._first_encoded.set()
                     if self.stats.frames_done - last_progress >= self.stats.fps:
                         last_progress = self.stats.frames_done
                         await self._events.put(self.stats.progress())
@@ -516,6 +524,7 @@ class Generation:
                 await self._events.put(self.stats.progress())
                 span.set_attribute("a2v.bytes", self.stats.bytes)
             finally:
+                self._first_encoded.set()  # the feed never waits for an encoder that is gone
                 if encoder is not None:
                     # Queued behind any call still running in the encode thread (PyAV objects
                     # belong to that thread); after a normal close it does nothing.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import numpy as np
 
@@ -17,6 +18,10 @@ from a2v_server.pipeline.visual import Visual
 MODEL_CHUNK = MODEL_SAMPLE_RATE // 10
 #: lipsync: frames prepared (decoded, cropped) per trip to the worker thread
 FRAME_GROUP = 8
+#: the first-frame hold (``hold_after_first``): audio past the first frame's is sent once that
+#: frame is encoded, or after this long at the latest (a model that wanted more audio for its
+#: first frame than it declared would otherwise wait for it forever)
+HOLD_TIMEOUT_SECONDS = 1.0
 
 
 class ModelFeed:
@@ -37,13 +42,37 @@ class ModelFeed:
         self._pending_n = 0
         self._frames_sent = 0
         self.total = 0  # model-rate samples received
+        self._sent_samples = 0  # model-rate samples sent to the model
+        #: the first-frame hold: samples sent before it, and what releases it
+        self._hold: tuple[int, asyncio.Event] | None = None
+
+    def hold_after_first(self, samples: int, released: asyncio.Event) -> None:
+        """Send the model only the first ``samples`` (what its first frame needs) until
+        ``released`` is set: the encoder sets it once the first frame is encoded.
+
+        Until then the model would render the next frames on the same two cores as the first
+        frame's encode (an I-frame: at 1080p the largest single piece of work before a client
+        sees anything), and the first chunk would wait for both. Held, the model is idle
+        meanwhile; what it renders later it renders while the first chunk is on its way.
+        """
+        self._hold = (samples, released)
 
     async def add(self, samples: np.ndarray) -> None:
         self._pending.append(samples)
         self._pending_n += len(samples)
         self.total += len(samples)
-        if self._pending_n >= MODEL_CHUNK:
+        if self._pending_n >= MODEL_CHUNK and not self._holding():
             await self._send(last=False)
+
+    def _holding(self) -> bool:
+        """Whether the hold keeps the pending audio back now (the first part goes out)."""
+        if self._hold is None:
+            return False
+        samples, released = self._hold
+        if released.is_set():
+            self._hold = None
+            return False
+        return self._sent_samples >= samples
 
     async def sample_limit(self, samples_after: int) -> int | None:
         """cut_off: the samples the video lasts, once the audio up to ``samples_after`` (model
@@ -73,12 +102,23 @@ class ModelFeed:
 
     async def finish(self) -> int:
         """Send the rest; returns the clip's frame count."""
+        if self._holding():
+            assert self._hold is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hold[1].wait(), HOLD_TIMEOUT_SECONDS)
+            self._hold = None
         await self._send(last=True)
         return self.frames
 
     async def _send(self, *, last: bool) -> None:
         audio = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
         self._pending, self._pending_n = [], 0
+        if self._hold is not None and not last:
+            room = max(0, self._hold[0] - self._sent_samples)
+            if len(audio) > room:  # the first frame's audio now, the rest once released
+                audio, rest = audio[:room], audio[room:]
+                self._pending, self._pending_n = [rest], len(rest)
+        self._sent_samples += len(audio)
         if self._lipsync is None:
             await self._stream.send_audio(audio, last=last)
             return
@@ -89,7 +129,8 @@ class ModelFeed:
             await self._stream.send_audio(audio)
         n_out = self.frames
         # while streaming: the frames whose whole interval the audio covers
-        covered = n_out if last else min(n_out, int(self.total * self._fps / MODEL_SAMPLE_RATE))
+        sent = self._sent_samples  # (the hold may keep some received audio back)
+        covered = n_out if last else min(n_out, int(sent * self._fps / MODEL_SAMPLE_RATE))
         if self._mode == "remap" and not last:
             covered = 0
         while self._frames_sent < covered:
