@@ -61,3 +61,17 @@ def test_a_large_tensor_keeps_its_length():
         infer_request("m", {"X": big}, request_id="1-0", sequence_id=1, start=True, end=False)
     )
     assert request.raw_input_contents[0] == big.tobytes()
+
+
+def test_a_unary_request_is_tritonclients_without_a_sequence():
+    rng = np.random.default_rng(5)
+    tensors = {
+        "IMAGE": rng.integers(0, 256, (108, 192, 3), dtype=np.uint8),
+        "PARTS": np.array([b"beats,phones"], dtype=np.object_),
+    }
+    ours = service_pb2.ModelInferRequest.FromString(infer_request("face_landmarks", tensors))
+    theirs = _tritonclients(
+        "face_landmarks", tensors, request_id="", sequence_id=0, start=False, end=False
+    )
+    assert ours == theirs
+    assert not ours.parameters  # no sequence parameters on a unary call

@@ -11,7 +11,6 @@ import time
 
 import grpc
 import numpy as np
-import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
@@ -70,13 +69,11 @@ class TritonBackend:
             return False
 
     async def analyze_faces(self, image: np.ndarray) -> list[Face]:
-        tensor = grpcclient.InferInput("IMAGE", list(image.shape), "UINT8")
-        tensor.set_data_from_numpy(np.ascontiguousarray(image, dtype=np.uint8))
         try:
             sent = time.monotonic()
-            result = await self._client.infer(
+            result = await WireClient(self._client).infer(
                 FACE_MODEL,
-                [tensor],
+                {"IMAGE": np.asarray(image, dtype=np.uint8)},
                 client_timeout=remaining_seconds(30.0),
                 headers=trace_headers(),
             )
@@ -114,17 +111,11 @@ class TritonBackend:
             inputs["TRANSCRIPT"] = np.array([options.transcript.encode()], dtype=np.object_)
         if options.parts:
             inputs["PARTS"] = np.array([",".join(options.parts).encode()], dtype=np.object_)
-        tensors = []
-        for name, value in inputs.items():
-            dtype = "BYTES" if value.dtype == np.object_ else "FP32"
-            tensor = grpcclient.InferInput(name, list(value.shape), dtype)
-            tensor.set_data_from_numpy(value)
-            tensors.append(tensor)
         try:
             sent = time.monotonic()
-            result = await self._client.infer(
+            result = await WireClient(self._client).infer(
                 ANALYSIS_MODEL,
-                tensors,
+                inputs,
                 client_timeout=remaining_seconds(300.0),
                 headers=trace_headers(),
             )

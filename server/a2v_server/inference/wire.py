@@ -12,7 +12,9 @@ as one ``raw_input_contents`` field (field 7, length-delimited): a single ``byte
 it. Triton parses the same message (tests/unit/test_wire.py compares it with tritonclient's).
 
 ``WireClient.stream_infer`` streams such requests over the tritonclient's own gRPC channel and
-answers as tritonclient's ``stream_infer`` does: ``(InferResult, None)`` or ``(None, error)``.
+answers as tritonclient's ``stream_infer`` does: ``(InferResult, None)`` or ``(None, error)``;
+``WireClient.infer`` makes a unary call (face analysis of a whole 1080p frame: 6 MB) and
+answers or raises as tritonclient's ``infer`` does.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import grpc
 import numpy as np
 from tritonclient.grpc import InferResult, service_pb2
+from tritonclient.grpc._utils import get_error_grpc
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
 #: numpy dtype name -> Triton datatype
@@ -37,6 +41,7 @@ DTYPES = {
 #: the tag of ModelInferRequest.raw_input_contents (field 7, wire type 2)
 _RAW_INPUT = bytes([7 << 3 | 2])
 _METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
+_UNARY = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def _varint(n: int) -> bytes:
@@ -59,21 +64,23 @@ def infer_request(
     model: str,
     tensors: Mapping[str, np.ndarray],
     *,
-    request_id: str,
-    sequence_id: int,
-    start: bool,
-    end: bool,
+    request_id: str = "",
+    sequence_id: int | None = None,
+    start: bool = False,
+    end: bool = False,
 ) -> bytes:
-    """A serialised ModelInferRequest of a sequence, its tensors as raw input contents."""
+    """A serialised ModelInferRequest, its tensors as raw input contents; with a
+    ``sequence_id``, a request of that sequence."""
     request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
     for name, value in tensors.items():
         tensor = request.inputs.add()
         tensor.name = name
         tensor.datatype = DTYPES[value.dtype.name]
         tensor.shape.extend(value.shape)
-    request.parameters["sequence_id"].int64_param = sequence_id
-    request.parameters["sequence_start"].bool_param = start
-    request.parameters["sequence_end"].bool_param = end
+    if sequence_id is not None:
+        request.parameters["sequence_id"].int64_param = sequence_id
+        request.parameters["sequence_start"].bool_param = start
+        request.parameters["sequence_end"].bool_param = end
     pieces: list[bytes | memoryview] = [request.SerializeToString()]
     for value in tensors.values():
         data = _raw(value)
@@ -105,6 +112,30 @@ class WireClient:
             timeout=stream_timeout,
         )
         return _answers(call)
+
+    async def infer(
+        self,
+        model: str,
+        tensors: Mapping[str, np.ndarray],
+        *,
+        client_timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> InferResult:
+        """One unary inference; errors raise InferenceServerException as tritonclient's do."""
+        call = self._client._channel.unary_unary(
+            _UNARY,
+            request_serializer=None,
+            response_deserializer=service_pb2.ModelInferResponse.FromString,
+        )
+        try:
+            response = await call(
+                infer_request(model, tensors),
+                metadata=tuple(headers.items()) if headers else None,
+                timeout=client_timeout,
+            )
+        except grpc.RpcError as exc:
+            raise get_error_grpc(exc) from None
+        return InferResult(response)
 
 
 async def _data(requests: AsyncIterator[dict]) -> AsyncIterator[bytes]:
