@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from opentelemetry import trace
+from triton_channel import UnaryChannel
 
 from a2v_server.inference.sequence import TritonSequenceStream
 from a2v_server.inference.triton import TritonBackend
@@ -15,22 +16,20 @@ from a2v_server.settings import Settings
 
 
 class _FakeTritonClient:
-    """Records what TritonBackend hands to tritonclient's infer / stream_infer."""
+    """Records what TritonBackend hands to Triton's unary ModelInfer (on the client's channel)
+    and to stream_infer."""
 
     def __init__(self) -> None:
         self.headers: dict[str, dict] = {}
+        self._channel = UnaryChannel(self._faces)
 
-    async def infer(self, model_name, inputs, client_timeout=None, headers=None):
-        self.headers["infer"] = headers
-
-        class Result:
-            def as_numpy(self, name):
-                shapes = {"BOXES": (0, 4), "SCORES": (0,), "LANDMARKS": (0, 68, 2)}
-                if name not in shapes:  # as tritonclient: None for an output not returned
-                    return None
-                return np.zeros(shapes[name], np.float32)
-
-        return Result()
+    def _faces(self, request) -> dict[str, np.ndarray]:
+        self.headers["infer"] = self._channel.metadata[-1]
+        return {
+            "BOXES": np.zeros((0, 4), np.float32),
+            "SCORES": np.zeros(0, np.float32),
+            "LANDMARKS": np.zeros((0, 68, 2), np.float32),
+        }
 
     def stream_infer(self, inputs_iterator, headers=None, **_options):
         self.headers["stream_infer"] = headers

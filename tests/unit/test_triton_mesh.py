@@ -5,26 +5,20 @@ its optional MESH input when it declares one."""
 from __future__ import annotations
 
 import numpy as np
+from triton_channel import UnaryChannel
 
 from a2v_server.inference.backend import AvatarOptions
 from a2v_server.inference.triton import TritonBackend
 
 
-class _Result:
-    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
-        self._tensors = tensors
-
-    def as_numpy(self, name: str):
-        return self._tensors.get(name)
-
-
 class _Client:
+    """A tritonclient stand-in: face_landmarks answers ``outputs`` (on the client's channel, as
+    TritonBackend calls it); talking_avatar declares ``avatar_inputs``."""
+
     def __init__(self, outputs: dict[str, np.ndarray], avatar_inputs: list[str]) -> None:
         self.outputs = outputs
         self.avatar_inputs = avatar_inputs
-
-    async def infer(self, model, inputs, **_):
-        return _Result(self.outputs)
+        self._channel = UnaryChannel(lambda request: self.outputs)
 
     async def get_model_metadata(self, model, as_json=False):
         return {"inputs": [{"name": n} for n in self.avatar_inputs]}
