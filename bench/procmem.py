@@ -56,6 +56,19 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: pages shared with other processes count by their share. Summed
+    over Triton's processes it counts the python backend's shared memory (mapped by tritonserver
+    and by the stub, both holding a 1080p request's frames) once; RSS counts it twice."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process (all its threads), from /proc/PID/stat."""
     try:
@@ -134,6 +147,10 @@ class StackPids:
         triton_pids = _descendants(self.triton, _children())
         return rss_bytes(self.server), sum(rss_bytes(p) for p in triton_pids), len(triton_pids)
 
+    def triton_pss(self) -> int:
+        """The Triton tree's PSS (pss_bytes)."""
+        return sum(pss_bytes(p) for p in _descendants(self.triton, _children()))
+
 
 class PeakSampler:
     """``with PeakSampler(pids) as s: ...`` then ``s.server_peak``, ``s.triton_peak`` (bytes),
@@ -144,15 +161,20 @@ class PeakSampler:
         self.interval = interval
         self.server_idle, self.triton_idle, self.triton_processes = pids.sample()
         self.server_peak, self.triton_peak = self.server_idle, self.triton_idle
+        self.triton_pss_idle = self.triton_pss_peak = pids.triton_pss()
         self.temp_peak = 0  # the server's temporary files
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
+        ticks = 0
         while not self._stop.wait(self.interval):
+            ticks += 1
             server, triton, _ = self.pids.sample()
             self.server_peak = max(self.server_peak, server)
             self.triton_peak = max(self.triton_peak, triton)
+            if ticks % 10 == 0:  # smaps_rollup walks every page table: not every tick
+                self.triton_pss_peak = max(self.triton_pss_peak, self.pids.triton_pss())
             self.temp_peak = max(self.temp_peak, temp_bytes(self.pids.server))
 
     def __enter__(self) -> PeakSampler:

@@ -138,20 +138,22 @@ def lipsync(address: str, audio: Path, videos: list[Path], runs: int) -> list[Ro
 
 
 def lipsync_memory(address: str, runs: list[tuple[str, Path, Path]]) -> list[Row]:
-    """Peak RSS of the server and the Triton tree, and the server's peak temporary disk, during
-    one lipsync upload each (label, speech, speaker video), against the first."""
+    """Peak RSS of the server and the Triton tree (and the tree's PSS, which counts the memory
+    tritonserver shares with its stubs once), and the server's peak temporary disk, during one
+    lipsync upload each (label, speech, speaker video), against the first."""
     pids = StackPids.find()
     rows = []
-    first: tuple[str, tuple[int, int]] | None = None
+    first: tuple[str, tuple[int, int, int]] | None = None
     for label, audio, video in runs:
         with PeakSampler(pids) as sampler:
             result = file_run(address, audio, None, None, video)
-        peaks = (sampler.server_peak, sampler.triton_peak)
+        peaks = (sampler.server_peak, sampler.triton_peak, sampler.triton_pss_peak)
         versus = ""
         if first is not None:
             versus = (
                 f"; vs the {first[0]} run: server {(peaks[0] - first[1][0]) / 2**20:+.0f} MiB, "
-                f"Triton {(peaks[1] - first[1][1]) / 2**20:+.0f} MiB"
+                f"Triton {(peaks[1] - first[1][1]) / 2**20:+.0f} MiB "
+                f"(PSS {(peaks[2] - first[1][2]) / 2**20:+.0f} MiB)"
             )
         else:
             first = (label, peaks)
@@ -160,10 +162,10 @@ def lipsync_memory(address: str, runs: list[tuple[str, Path, Path]]) -> list[Row
             Row(
                 f"lipsync peak RSS and temporary disk, {label} ({result.duration:.0f} s of "
                 f"video rendered in {result.total:.0f} s)",
-                f"server {mib(peaks[0])}, Triton {mib(peaks[1])}; temporary disk "
-                f"{mib(sampler.temp_peak)} for an upload of {mib(upload)}",
+                f"server {mib(peaks[0])}, Triton {mib(peaks[1])} (PSS {mib(peaks[2])}); "
+                f"temporary disk {mib(sampler.temp_peak)} for an upload of {mib(upload)}",
                 f"idle before: server {mib(sampler.server_idle)}, Triton "
-                f"{mib(sampler.triton_idle)}{versus}",
+                f"{mib(sampler.triton_idle)} (PSS {mib(sampler.triton_pss_idle)}){versus}",
                 "temporary disk <= the upload"
                 + ("" if first[0] == label else f"; RSS <= the {first[0]} run + 100 MB"),
             )
