@@ -46,27 +46,26 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def rss_bytes(pid: int) -> int:
+def _kib_field(path: str, key: str) -> int:
+    """A ``key:  N kB`` line of a /proc file, in bytes (0 when the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def rss_bytes(pid: int) -> int:
+    return _kib_field(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_bytes(pid: int) -> int:
     """Proportional set size: pages shared with other processes count by their share. Summed
     over Triton's processes it counts the python backend's shared memory (mapped by tritonserver
     and by the stub, both holding a 1080p request's frames) once; RSS counts it twice."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def cpu_seconds(pid: int) -> float:

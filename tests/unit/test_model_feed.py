@@ -57,7 +57,8 @@ async def test_the_first_frames_audio_goes_alone_until_the_first_frame_is_encode
     np.testing.assert_array_equal(stream.sent, audio)  # nothing lost, nothing reordered
 
 
-async def test_the_end_of_the_audio_waits_for_the_first_frame():
+async def test_the_end_of_the_audio_waits_for_the_first_frame(monkeypatch):
+    monkeypatch.setattr(model_feed, "HOLD_TIMEOUT_SECONDS", 60.0)  # a stalled machine too
     stream, encoded = RecordingStream(), asyncio.Event()
     feed = _feed(stream)
     feed.hold_after_first(FIRST, encoded)
@@ -65,7 +66,7 @@ async def test_the_end_of_the_audio_waits_for_the_first_frame():
     for k in range(0, len(audio), PIECE):
         await feed.add(audio[k : k + PIECE])
     finishing = asyncio.create_task(feed.finish())
-    await asyncio.sleep(0.2)  # well inside HOLD_TIMEOUT_SECONDS
+    await asyncio.sleep(0.2)
     assert not finishing.done()
     assert len(stream.sent) == FIRST and not stream.last
     encoded.set()
@@ -107,3 +108,16 @@ async def test_without_a_hold_audio_goes_out_as_it_comes():
     for k in range(0, len(audio), PIECE):
         await feed.add(audio[k : k + PIECE])
         assert len(stream.sent) == (k + PIECE) // MODEL_CHUNK * MODEL_CHUNK
+
+
+async def test_lipsyncs_remap_is_not_held():
+    """remap sends its frames after the last audio: its first frame cannot come before the
+    end, so holding the audio for it would only wait out the timeout."""
+    stream = RecordingStream()
+    lipsync = SimpleNamespace()  # remap sends no frames before the end: none is touched here
+    feed = ModelFeed(stream, SimpleNamespace(lipsync=lipsync), "remap", 25.0)  # type: ignore[arg-type]
+    feed.hold_after_first(FIRST, asyncio.Event())  # never set
+    audio = _speech(1.0)
+    for k in range(0, len(audio), PIECE):
+        await feed.add(audio[k : k + PIECE])
+    np.testing.assert_array_equal(stream.sent, audio)

@@ -271,16 +271,15 @@ class TritonProcess:
         5 s with the talking avatar's four). Either way the model stubs go too, and the
         shared-memory regions a killed Triton leaves behind are removed. Safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            if graceful:
-                proc.send_signal(signal.SIGTERM)
+        if proc is not None and proc.poll() is None and graceful:
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout if graceful else 0)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                if graceful:
-                    log.warning("Triton did not stop in %g s: killing it", timeout)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                log.warning("Triton did not stop in %g s: killing it", timeout)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         if proc is not None:
             # Python backend stubs left behind by a Triton that crashed or was killed share
             # its process group (start_new_session): take them down too.
@@ -298,17 +297,13 @@ class TritonProcess:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
         self._workdir = None
 
-    def shm_regions(self) -> list[Path]:
-        """This process's python-backend shared-memory regions that exist now."""
-        if not self.shm_prefix or not SHM_DIR.is_dir():
-            return []
-        return sorted(SHM_DIR.glob(f"{self.shm_prefix}*"))
-
     def _remove_shm_regions(self) -> None:
         # A Triton stopped by SIGTERM unlinks its regions; a killed or crashed one (and its
         # stubs) cannot, and each region is RAM (tmpfs) until the machine restarts: measured
         # here, 656 regions and 1.3 GB left by earlier test runs that killed Tritons.
-        for region in self.shm_regions():
+        if not self.shm_prefix or not SHM_DIR.is_dir():
+            return
+        for region in SHM_DIR.glob(f"{self.shm_prefix}*"):
             try:
                 region.unlink()
             except OSError:

@@ -54,7 +54,12 @@ class ModelFeed:
         frame's encode (an I-frame: at 1080p the largest single piece of work before a client
         sees anything), and the first chunk would wait for both. Held, the model is idle
         meanwhile; what it renders later it renders while the first chunk is on its way.
+
+        Not in lipsync's remap mode: it sends its frames after the last audio, so its first
+        frame cannot come before the end, and the hold would only add its timeout.
         """
+        if self._lipsync is not None and self._mode == "remap":
+            return
         self._hold = (samples, released)
 
     async def add(self, samples: np.ndarray) -> None:
