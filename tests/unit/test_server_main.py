@@ -28,3 +28,48 @@ def test_the_mmap_threshold_is_fixed_unless_the_operator_chose(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     glibc = platform.libc_ver()[0] == "glibc"
     assert fix_mmap_threshold() == (MMAP_THRESHOLD if glibc else None)
+
+
+_HOLES = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from a2v_server.main import fix_mmap_threshold, start_heap_trimmer
+
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+
+fix_mmap_threshold()  # 1 MiB buffers now come from the heap
+buffers = [bytearray(1 << 20) for _ in range(400)]  # touched: zero-filled
+del buffers[::2]  # freed holes below live buffers: the heap's top cannot shrink
+before = rss_mib()
+if sys.argv[2] == "trim":
+    start_heap_trimmer(0.1)
+time.sleep(0.5)
+print(before, rss_mib())
+"""
+
+
+def test_the_heap_trimmer_returns_freed_heap_memory(tmp_path):
+    """Frame-sized buffers come from the heaps (fix_mmap_threshold); what is freed in the middle
+    of a heap goes back to the system only through the trimmer."""
+    import platform
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt and malloc_trim are glibc's")
+    server = str(Path(__file__).resolve().parents[2] / "server")
+    results = {}
+    for mode in ("trim", "keep"):
+        out = subprocess.run(
+            [sys.executable, "-c", _HOLES, server, mode], capture_output=True, text=True, check=True
+        ).stdout.split()
+        results[mode] = (int(out[0]), int(out[1]))
+    trimmed, kept = results["trim"], results["keep"]
+    assert kept[1] > kept[0] - 20, kept  # without the trimmer the holes stay resident
+    assert trimmed[1] < trimmed[0] - 150, trimmed  # ~200 MiB of holes returned
