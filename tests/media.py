@@ -98,3 +98,29 @@ def tone_wav(seconds: float, rate: int = 22050, hz: float = 220.0) -> bytes:
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())
     return buf.getvalue()
+
+
+def i420_of(rgb: np.ndarray, matrix: int = 1) -> np.ndarray:
+    """``rgb`` as packed I420 (PyAV's yuv420p ndarray, limited range) through swscale, as a
+    decoder gives it; ``matrix`` an AVCOL_SPC number (1 BT.709, 6 BT.601)."""
+    from av.video.reformatter import ColorRange, Colorspace
+
+    space = Colorspace.ITU709 if matrix == 1 else Colorspace.ITU601
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame.reformat(
+        format="yuv420p",
+        src_colorspace=space,
+        dst_colorspace=space,
+        dst_color_range=ColorRange.MPEG,
+    ).to_ndarray()
+
+
+def rgb_of(packed: np.ndarray, matrix: int = 1) -> np.ndarray:
+    """The RGB of packed I420 through swscale (the inverse of ``i420_of``)."""
+    from av.video.reformatter import ColorRange, Colorspace
+
+    space = Colorspace.ITU709 if matrix == 1 else Colorspace.ITU601
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(packed), format="yuv420p")
+    return frame.reformat(
+        format="rgb24", src_colorspace=space, src_color_range=ColorRange.MPEG, dst_colorspace=space
+    ).to_ndarray()

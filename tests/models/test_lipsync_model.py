@@ -25,6 +25,7 @@ import pytest
 import shared
 from face_mesh import FaceAnalyzer
 from google.protobuf import json_format, text_format
+from media import i420_of, rgb_of
 from shared import EYES, SAMPLE_RATE, face_axes
 from skimage import data
 from tritonclient.grpc import model_config_pb2
@@ -841,3 +842,111 @@ def test_the_face_score_is_high_on_a_clear_face_and_falls_as_it_degrades(model, 
     assert scores["blurred"].mean() < 0.5, scores["blurred"]
     assert scores["half out"].mean() < 0.7, scores["half out"]
     assert (scores["blurred"] > 0).mean() > 0.5 and (scores["half out"] > 0).mean() > 0.5
+
+
+# --- frames as packed I420 (FRAMES_I420) -------------------------------------------------------
+def _placed_i420(crops: list[np.ndarray], outputs: list[dict], origin) -> list[np.ndarray]:
+    """The I420 answers put back into their input crops, as the server does."""
+    from yuv_frames import planes
+
+    frames = []
+    for o in outputs:
+        assert "FRAMES" not in o  # frames sent in I420 come back in I420 alone
+        x0, y0, x1, y1 = o["REGION"].tolist()
+        assert x0 % 2 == y0 % 2 == x1 % 2 == y1 % 2 == 0  # whole chroma blocks
+        first, pixels = int(o["FIRST_FRAME"][0]), o["FRAMES_I420"]
+        assert pixels.shape == (len(o["FACE"]), (y1 - y0) * 3 // 2, x1 - x0)
+        for k, region in enumerate(pixels):
+            out = crops[first + k].copy()
+            lx, ly = x0 - origin[0], y0 - origin[1]
+            for target, part, s in zip(planes(out), planes(region), (1, 2, 2), strict=True):
+                h, w = part.shape
+                target[ly // s : ly // s + h, lx // s : lx // s + w] = part
+            frames.append(out)
+    return frames
+
+
+@pytest.mark.parametrize("matrix", [1, 6])
+def test_i420_frames_are_answered_in_i420_as_the_rgb_frames_are(
+    model_class, moving_speaker, matrix
+):
+    """The same crops sent as packed I420 (with their colour matrix) come back as I420 regions
+    (even edges) whose picture is the one the RGB path gives: the mouth moved the same way, the
+    colours the same (Y PSNR >= 35 dB over the face's box), and every sample of a frame the
+    model did not change is the input's, bit for bit."""
+    from yuv_frames import planes
+
+    origin, (w, h) = (180, 90), (500, 420)  # even: whole chroma blocks
+    video = [f[origin[1] : origin[1] + h, origin[0] : origin[0] + w] for f in moving_speaker]
+    video[3] = np.full_like(video[3], 90)  # no face in this one: passed through
+    crops = [i420_of(f, matrix) for f in video]
+    audio = voiced(len(video) / FPS, 0.5)
+    got = {}
+    for name, frames in (("rgb", [rgb_of(c, matrix) for c in crops]), ("i420", crops)):
+        model = model_class()
+        model.initialize({"model_config": _config_json()})
+        inputs = {"COLOUR_MATRIX": np.array([matrix], np.int32)} if name == "i420" else {}
+        sent = request(21, start=True, end=True, audio=audio, origin=origin, **inputs)
+        if name == "i420":
+            sent.inputs["FRAMES_I420"] = Tensor("FRAMES_I420", np.stack(frames))
+        else:
+            sent.inputs["FRAMES_IN"] = Tensor("FRAMES_IN", np.stack(frames))
+        sent.inputs["SOURCE_INDEX"] = Tensor("SOURCE_INDEX", np.arange(len(frames), dtype=np.int64))
+        outputs = _responses(model, [sent])
+        if name == "rgb":  # as run() puts RGB answers back, then in I420 as the server does
+            frames_out = []
+            for o in outputs:
+                x0, y0, x1, y1 = (
+                    v - d for v, d in zip(o["REGION"].tolist(), origin * 2, strict=True)
+                )
+                for k, pixels in enumerate(o["FRAMES"]):
+                    out = frames[int(o["FIRST_FRAME"][0]) + k].copy()
+                    out[y0:y1, x0:x1] = pixels
+                    frames_out.append(i420_of(out, matrix))
+            got[name] = frames_out
+        else:
+            got[name] = _placed_i420(crops, outputs, origin)
+        got[name + " found"] = np.concatenate([o["FACE_FOUND"] for o in outputs])
+    assert got["i420 found"].tolist() == got["rgb found"].tolist()
+    assert got["i420 found"][3] == 0 and got["i420 found"].sum() == len(video) - 1
+    np.testing.assert_array_equal(got["i420"][3], crops[3])  # untouched, bit for bit
+    changed = [not np.array_equal(a, b) for a, b in zip(got["i420"], crops, strict=True)]
+    assert sum(changed) >= len(video) - 3  # the mouth re-animated (not the blank frame)
+    for a, b in zip(got["i420"], got["rgb"], strict=True):
+        ya, yb = planes(a)[0].astype(float), planes(b)[0].astype(float)
+        mse = ((ya - yb) ** 2).mean()
+        assert mse == 0 or 10 * np.log10(255**2 / mse) >= 35
+        for ca, cb in zip(planes(a)[1:], planes(b)[1:], strict=True):
+            assert abs(ca.astype(float).mean() - cb.astype(float).mean()) < 0.5  # no colour cast
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"FRAMES_I420": np.zeros((1, 7, 8), np.uint8)}, "is not packed I420"),
+        (
+            {"FRAMES_I420": np.zeros((1, 6, 8), np.uint8), "ORIGIN": np.array([1, 0], np.int32)},
+            "ORIGIN must be even",
+        ),
+        (
+            {
+                "FRAMES_I420": np.zeros((1, 6, 8), np.uint8),
+                "COLOUR_MATRIX": np.array([9], np.int32),
+            },
+            "COLOUR_MATRIX 9",
+        ),
+        (
+            {
+                "FRAMES_I420": np.zeros((1, 6, 8), np.uint8),
+                "FRAMES_IN": np.zeros((1, 4, 8, 3), np.uint8),
+            },
+            "not both",
+        ),
+    ],
+)
+def test_bad_i420_frames_are_invalid_argument(model, inputs, message):
+    bad = request(22, start=True, audio=voiced(0.04, 0.5), **inputs)
+    bad.inputs["SOURCE_INDEX"] = Tensor("SOURCE_INDEX", np.zeros(1, np.int64))
+    run(model, bad)
+    assert len(bad.sender.errors) == 1 and bad.sender.errors[0].startswith("[INVALID_ARGUMENT]")
+    assert message in bad.sender.errors[0]

@@ -66,6 +66,8 @@ class FakeAvatar:
         #: level (level_pixels); None: whole numbered frames
         self.region: tuple[int, int, int, int] | None = None
         self.heard: list[np.ndarray] = []  # the audio it got
+        #: lipsync: take the crops as packed I420 (and echo them so), as the real model does
+        self.takes_i420 = False
 
     async def send_audio(self, samples, *, last=False, frames=None, source_index=None, origin=None):
         if frames is not None:  # lipsync: crops of the frames; echoed back whole (no REGION)
@@ -147,6 +149,10 @@ class FakeBackend:
         self.hold = hold
         #: lipsync sends MOUTH_SOURCE (False: as an older lipsync model, without it)
         self.mouth_source = True
+        #: lipsync takes its frames as packed I420 (as the real model does); False: RGB
+        self.i420 = False
+        #: the LipsyncOptions of every lipsync stream opened
+        self.lipsync_options: list = []
         self.avatars: list[FakeAvatar] = []
         #: (samples, AnalysisOptions) of every analyze_audio call
         self.analysed: list = []
@@ -187,6 +193,8 @@ class FakeBackend:
     async def open_lipsync(self, options):
         avatar = FakeAvatar(None, options.fps, self.hold)
         avatar.mouth_source = self.mouth_source
+        avatar.takes_i420 = self.i420
+        self.lipsync_options.append(options)
         self.avatars.append(avatar)
         return avatar
 

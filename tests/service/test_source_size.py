@@ -28,13 +28,15 @@ def _texture(w: int, h: int, k: int) -> np.ndarray:
     return np.ascontiguousarray(tiled[k : k + h, k : k + w])
 
 
-def _video(w: int, h: int, frames: int = 12) -> tuple[bytes, list[np.ndarray]]:
+def _video(
+    w: int, h: int, frames: int = 12, pix_fmt: str = "yuv444p"
+) -> tuple[bytes, list[np.ndarray]]:
     """An H.264 clip of ``w`` x ``h`` (even sides: odd ones are cut by the encoder) and its
     frames as decoded (the reference the output is compared with)."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=FPS, options={"crf": "12"})
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv444p"
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         for k in range(frames):
             frame = av.VideoFrame.from_ndarray(_texture(w, h, k), format="rgb24")
             for packet in stream.encode(frame):
@@ -137,3 +139,68 @@ async def test_a_source_over_the_pixel_rate_falls_back_by_default_and_is_refused
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "960x600 at 10 fps" in info.value.details()
     assert "ask for 480p or less" in info.value.details()
+
+
+class _BrightSquare:
+    """Wraps a lipsync FakeAvatar that takes I420: it answers each frame with a 16x16 square
+    of Y 235 at the window's (16, 16) (REGION there), as the real model answers with the box
+    it changed."""
+
+    def __init__(self, avatar) -> None:
+        self._avatar = avatar
+
+    def __getattr__(self, name):
+        return getattr(self._avatar, name)
+
+    async def batches(self):
+        import dataclasses
+
+        async for batch in self._avatar.batches():
+            (ox, oy) = self._avatar.origins[batch.first_index] or (0, 0)
+            square = np.full((24, 16), 128, np.uint8)  # packed I420 of 16x16: Y then U, V
+            square[:16] = 235
+            yield dataclasses.replace(
+                batch,
+                frames=np.stack([square] * len(batch.frames)),
+                region=(ox + 16, oy + 16, ox + 32, oy + 32),
+            )
+
+
+@pytest.mark.parametrize(("height", "matrix"), [(200, 6), (720, 1)])
+async def test_a_model_that_takes_i420_gets_the_sources_samples_and_only_its_box_changes(
+    serve, height, matrix
+):
+    """The lipsync model that takes I420 gets the window's samples as decoded, packed I420
+    with the source's matrix (untagged: BT.601 below 720 lines, BT.709 from 720), and what
+    it sends back is copied in: its box changes, every other pixel is the source's."""
+    from fake_backend import FakeBackend
+
+    backend = FakeBackend()
+    backend.i420 = True
+    opened = backend.open_lipsync
+
+    async def open_lipsync(options):
+        return _BrightSquare(await opened(options))
+
+    backend.open_lipsync = open_lipsync
+    data, source = _video(320, height, frames=10, pix_fmt="yuv420p")  # kept as decoded
+    async with serve(backend=backend) as service:
+        from a2v_client import AsyncClient
+
+        async with AsyncClient(service.address, timeout=60) as client:
+            out = await _render(client, GenerateOptions(model="lipsync"), data)
+    (options,) = backend.lipsync_options
+    assert options.colour_matrix == matrix
+    (avatar,) = backend.avatars
+    crop = avatar.video_frames[0]
+    assert crop.ndim == 2 and crop.shape[0] % 3 == 0  # packed I420: rows = height * 3 / 2
+    with av.open(io.BytesIO(data)) as c:
+        first = next(c.decode(video=0)).to_ndarray()  # the source's own I420
+    (ox, oy), h = avatar.origins[0] or (0, 0), crop.shape[0] * 2 // 3
+    np.testing.assert_array_equal(crop[:h], first[oy : oy + h, ox : ox + crop.shape[1]])
+    assert out[0].shape == (height, 320, 3)
+    for o, s in zip(out, source, strict=True):
+        box = np.zeros(o.shape[:2], bool)
+        box[oy + 16 : oy + 32, ox + 16 : ox + 32] = True
+        assert o[box].mean() > 220  # the model's square (Y 235, grey)
+        assert _psnr(o[~box], s[~box]) > 38  # the rest: the source, up to the re-encode

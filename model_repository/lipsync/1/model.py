@@ -16,7 +16,11 @@ Tensors (config.pbtxt is the source of truth):
                                      give the same responses, those before it left out and the
                                      one across it cut, its REGION kept)
   FRAMES_IN    uint8 [n, h, w, 3]    next frames in output order: whole frames, or crops of
-                                     them (all n of one request the same crop)
+                                     them (all n of one request the same crop), RGB
+  FRAMES_I420  uint8 [n, h*3/2, w]   or the same as packed I420 (yuv_frames.py; even sizes
+                                     and ORIGIN): the answer then comes in I420 too
+  COLOUR_MATRIX int32 [1]            first request, optional: FRAMES_I420's matrix, an
+                                     AVCOL_SPC number (1 BT.709, the default; 5, 6 BT.601)
   ORIGIN       int32 [2]             optional: x, y of the crops' top-left pixel in the whole
                                      frame; absent = (0, 0)
   SOURCE_INDEX int64 [n]             their indices in the source video
@@ -25,6 +29,9 @@ Tensors (config.pbtxt is the source of truth):
                                      box of FRAMES in every frame of the response
   FRAMES       uint8 [m, y1-y0, x1-x0, 3]  response: the output's pixels in REGION, in order;
                                      outside REGION each output frame is its input crop
+  FRAMES_I420  uint8 [m, (y1-y0)*3/2, x1-x0]  response, instead of FRAMES for frames sent as
+                                     FRAMES_I420: REGION (even edges) in packed I420; samples
+                                     the model did not change are the input's, bit for bit
   FIRST_FRAME  int64 [1]             response: index of FRAMES[0]
   FACE         fp32  [m, 4]          response: the followed face (box of its smoothed mesh, x0
                                      y0 x1 y1, whole-frame pixels); zeros where none was found
@@ -77,6 +84,7 @@ from shared import (
 )
 from source_mouths import PASSED, SourceMouths
 from video_mouth import mouth_frame
+from yuv_frames import YuvFrames, cut, even_box, i420_shape_error
 
 
 @dataclass
@@ -84,9 +92,12 @@ class Session:
     tracker: FaceTracker
     motion: MouthMotion
     mouths: SourceMouths = field(default_factory=SourceMouths)  # the video's open mouths
-    #: (source index, frame, origin) waiting for audio: the frame is a crop whose top-left
-    #: pixel is origin (x, y) in the whole frame
+    #: (source index, frame, origin, packed) waiting for audio: the frame is an RGB crop
+    #: whose top-left pixel is origin (x, y) in the whole frame; packed its I420 as sent
+    #: (FRAMES_I420), None for frames sent as RGB
     frames: deque = field(default_factory=deque)
+    #: FRAMES_I420's colour matrix (COLOUR_MATRIX)
+    yuv: YuvFrames = field(default_factory=YuvFrames)
     openness: deque = field(default_factory=deque)
     next_frame: int = 0
     #: frames of audio before START_FRAME: analysed (the motion's state), not rendered
@@ -128,7 +139,12 @@ class TritonPythonModel(SequenceModel):
         end = input_flag(request, "END")
 
         frames = input_array(request, "FRAMES_IN")
+        packed = input_array(request, "FRAMES_I420")
         indices = input_array(request, "SOURCE_INDEX")
+        if packed is not None:
+            if frames is not None:
+                raise InvalidRequest("send FRAMES_IN or FRAMES_I420, not both")
+            frames, packed = self._from_i420(session, packed, _origin(request))
         if frames is not None:
             if indices is None or len(indices) != len(frames):
                 raise InvalidRequest("SOURCE_INDEX must give one index per frame of FRAMES_IN")
@@ -140,8 +156,10 @@ class TritonPythonModel(SequenceModel):
             # library of source mouths takes a frame only when it is rendered (_render), not
             # here: what it holds for a frame must not depend on how far ahead of their audio
             # the frames came (source_mouths.py).
-            for index, frame in zip(indices.tolist(), frames, strict=True):
-                session.frames.append((int(index), frame, origin))
+            for k, (index, frame) in enumerate(zip(indices.tolist(), frames, strict=True)):
+                session.frames.append(
+                    (int(index), frame, origin, packed[k] if packed is not None else None)
+                )
                 session.tracker.mesh(int(index), frame, origin)
         session.take_openness(session.motion.push(audio_samples(request)))
         if end:
@@ -171,7 +189,7 @@ class TritonPythonModel(SequenceModel):
             # Each frame joins the library of open mouths just before its own choice, in
             # output order: the library for frame i holds frames 0..i whatever the cuts.
             if hidden == len(batch):
-                for index, frame, origin in batch:
+                for index, frame, origin, _ in batch:
                     openness = session.openness.popleft()
                     mesh = session.tracker.mesh(index, frame, origin)
                     if mesh is not None:
@@ -182,7 +200,7 @@ class TritonPythonModel(SequenceModel):
                 continue
             patches: list[Patch | None] = []
             opens, faces, found, paths, scores = [], [], [], [], []
-            for index, frame, origin in batch:
+            for index, frame, origin, _ in batch:
                 openness = session.openness.popleft()
                 mesh = session.tracker.mesh(index, frame, origin)
                 if mesh is None:
@@ -198,22 +216,29 @@ class TritonPythonModel(SequenceModel):
                 found.append(mesh is not None)
                 paths.append(path)
                 scores.append(session.tracker.score(index))
-            _, frame, origin = batch[0]
+            _, frame, origin, packed = batch[0]
             changed = [p.box for p in patches if p is not None]
             height, width = frame.shape[:2]
             box = union(changed) if changed else (0, 0, min(2, width), min(2, height))
-            out = []
-            for (_, frame, _), patch in zip(batch[hidden:], patches[hidden:], strict=True):
-                region = Patch.cut(frame, box)
-                if patch is not None:
-                    region.write(patch)
-                out.append(region.pixels)
+            if packed is None:
+                name, out = "FRAMES", []
+                for (_, frame, _, _), patch in zip(batch[hidden:], patches[hidden:], strict=True):
+                    region = Patch.cut(frame, box)
+                    if patch is not None:
+                        region.write(patch)
+                    out.append(region.pixels)
+            else:
+                box = even_box(box, width, height)
+                name, out = (
+                    "FRAMES_I420",
+                    _i420_regions(session.yuv, batch[hidden:], patches[hidden:], box),
+                )
             sent = np.s_[hidden:]
             sender.send(
                 pb_utils.InferenceResponse(
                     output_tensors=[
                         pb_utils.Tensor("REGION", np.array(moved(box, *origin), np.int32)),
-                        pb_utils.Tensor("FRAMES", np.stack(out)),
+                        pb_utils.Tensor(name, np.stack(out)),
                         pb_utils.Tensor("FIRST_FRAME", np.array([first + hidden], np.int64)),
                         pb_utils.Tensor("FACE", np.array(faces, np.float32)[sent].reshape(-1, 4)),
                         pb_utils.Tensor("MOUTH_OPEN", np.array(opens, np.float32)[sent]),
@@ -232,10 +257,27 @@ class TritonPythonModel(SequenceModel):
         most = self._max_frames if session.next_frame else min(self._max_frames, FIRST_RESPONSE)
         n = min(most, len(session.frames), len(session.openness))
         batch = [session.frames.popleft()]
-        geometry = (batch[0][2], batch[0][1].shape)
-        while len(batch) < n and (session.frames[0][2], session.frames[0][1].shape) == geometry:
+        geometry = _geometry(batch[0])
+        while len(batch) < n and _geometry(session.frames[0]) == geometry:
             batch.append(session.frames.popleft())
         return batch
+
+    def _from_i420(
+        self, session: Session, packed: np.ndarray, origin: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FRAMES_I420 checked, and its frames in RGB (the tracker and renderer work in RGB)."""
+        if packed.ndim != 3 or not len(packed):
+            raise InvalidRequest(
+                f"FRAMES_I420 must be [n, height * 3 / 2, width], got {list(packed.shape)}"
+            )
+        error = i420_shape_error(packed[0])
+        if error is not None:
+            raise InvalidRequest(f"FRAMES_I420: {error}")
+        if origin[0] % 2 or origin[1] % 2:
+            raise InvalidRequest(
+                f"ORIGIN must be even for FRAMES_I420 (whole chroma blocks), got {list(origin)}"
+            )
+        return np.stack([session.yuv.to_rgb(p) for p in packed]), packed
 
     def _new_session(self, request) -> Session:
         fps_in = input_array(request, "FPS")
@@ -269,9 +311,43 @@ class TritonPythonModel(SequenceModel):
             if hidden < 0:
                 raise InvalidRequest(f"RENDER_FROM must be a frame index >= 0, got {hidden}")
         motion = MouthMotion(sample_rate=SAMPLE_RATE, fps=fps)
+        matrix = input_array(request, "COLOUR_MATRIX")
+        try:
+            yuv = YuvFrames(int(matrix.ravel()[0])) if matrix is not None else YuvFrames()
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
         return Session(
-            tracker=tracker, motion=motion, next_frame=skip, skip=skip, render_from=hidden
+            tracker=tracker,
+            motion=motion,
+            next_frame=skip,
+            skip=skip,
+            render_from=hidden,
+            yuv=yuv,
         )
+
+
+def _geometry(item: tuple) -> tuple:
+    """What the frames of one response share: the crop's origin and size, and the format."""
+    _, frame, origin, packed = item
+    return origin, frame.shape, packed is None
+
+
+def _i420_regions(
+    yuv: YuvFrames, batch: list[tuple], patches: list[Patch | None], box: tuple[int, int, int, int]
+) -> list[np.ndarray]:
+    """Each frame's packed I420 in ``box`` (even edges, crop pixels): the input's samples,
+    with what its patch changed (grown to whole chroma blocks) converted from RGB."""
+    out = []
+    for (_, frame, _, packed), patch in zip(batch, patches, strict=True):
+        region = cut(packed, box)
+        if patch is not None:
+            height, width = frame.shape[:2]
+            changed = even_box(patch.box, width, height)
+            rgb = Patch.cut(frame, changed)
+            rgb.write(patch)
+            yuv.write(region, rgb.pixels, (changed[0] - box[0], changed[1] - box[1]))
+        out.append(region)
+    return out
 
 
 def _origin(request) -> tuple[int, int]:

@@ -63,6 +63,8 @@ class LipsyncOptions:
     #: which face to re-animate: the n-th largest, or the one overlapping ``face_box`` most
     face_index: int = 0
     face_box: tuple[float, float, float, float] | None = None
+    #: the colour matrix of frames sent as packed I420 (AVCOL_SPC: 1 BT.709, 6 BT.601)
+    colour_matrix: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ class AnalysisOptions:
 @dataclass(frozen=True)
 class FrameBatch:
     first_index: int
-    frames: np.ndarray  # (n, H, W, 3) uint8 RGB
+    #: (n, H, W, 3) uint8 RGB; lipsync frames sent as I420: (n, H * 3 / 2, W) packed I420
+    frames: np.ndarray
     mouth_open: np.ndarray  # (n,)
     #: optional side outputs (None when the model does not produce them)
     viseme: np.ndarray | None = None  # (n,) a2v.v1.Viseme numbers
@@ -105,6 +108,12 @@ class FrameBatch:
 
 class ModelStream(Protocol):
     """One streaming generation on a decoupled, stateful model."""
+
+    @property
+    def takes_i420(self) -> bool:
+        """lipsync: the model takes its frames as packed I420 (h * 3 / 2, w) and answers in
+        I420; otherwise RGB (h, w, 3) both ways."""
+        ...
 
     async def send_audio(
         self,

@@ -255,6 +255,12 @@ class FailoverStream:
         self._replaying: asyncio.Task | None = None
         self._open = True
 
+    @property
+    def takes_i420(self) -> bool:
+        """As the first stream's model (replicas run one model version: a stream reopened on
+        a model that took the other format would refuse the frames in flight)."""
+        return self._inner.takes_i420
+
     async def send_audio(
         self,
         samples: np.ndarray,

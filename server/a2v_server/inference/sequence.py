@@ -50,7 +50,9 @@ class TritonSequenceStream:
         *,
         takes_frames: bool = False,
         start_frame: int = 0,
+        takes_i420: bool = False,
     ) -> None:
+        self.takes_i420 = takes_i420
         self._client = client
         self._model = model
         self._fps = float(first["FPS"].ravel()[0])
@@ -94,7 +96,9 @@ class TritonSequenceStream:
         if frames is not None and len(frames):
             if self._frames_in is not None:
                 self._frames_in += len(frames)
-            tensors["FRAMES_IN"] = np.ascontiguousarray(frames, dtype=np.uint8)
+            # packed I420 (n, h * 3 / 2, w) or RGB (n, h, w, 3)
+            name = "FRAMES_I420" if np.ndim(frames) == 3 else "FRAMES_IN"
+            tensors[name] = np.ascontiguousarray(frames, dtype=np.uint8)
             tensors["SOURCE_INDEX"] = np.asarray(source_index, dtype=np.int64)
             if origin is not None:
                 tensors["ORIGIN"] = np.asarray(origin, dtype=np.int32)
@@ -153,7 +157,7 @@ class TritonSequenceStream:
                     self._responses.put_nowait(map_triton_error(error, "rendering"))
                     continue
                 sent = self._sent_at.answered(result.get_response().id)
-                if result.as_numpy("FRAMES") is None or self._closed:
+                if _frames(result) is None or self._closed:
                     continue  # after aclose nobody reads: drain and drop
                 if sent is not None:
                     TRITON_SECONDS.labels(self._model, "stream_infer").observe(
@@ -226,9 +230,11 @@ def _batch(result) -> FrameBatch:
 
     kind = optional("AUDIO_KIND")
     region = optional("REGION")
+    frames = _frames(result)
+    assert frames is not None  # (the reader skips responses without frames)
     return FrameBatch(
         int(result.as_numpy("FIRST_FRAME")[0]),
-        result.as_numpy("FRAMES"),
+        frames,
         result.as_numpy("MOUTH_OPEN"),
         viseme=optional("VISEME"),
         head_pose=optional("HEAD_POSE"),
@@ -240,6 +246,13 @@ def _batch(result) -> FrameBatch:
         face_boxes=optional("FACE"),
         face_score=optional("FACE_SCORE"),
     )
+
+
+def _frames(result) -> np.ndarray | None:
+    """The response's frames: RGB (FRAMES) or, for lipsync frames sent as I420, packed I420
+    (FRAMES_I420)."""
+    frames = result.as_numpy("FRAMES")
+    return frames if frames is not None else result.as_numpy("FRAMES_I420")
 
 
 def _region(values: np.ndarray | None) -> tuple[int, int, int, int] | None:

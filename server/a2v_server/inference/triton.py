@@ -180,6 +180,11 @@ class TritonBackend:
         }
         if options.face_box is not None:
             first["FACE_BOX"] = np.array(options.face_box, dtype=np.float32)
+        # Frames as packed I420 where the model takes them (half the bytes, and no colour
+        # conversion in the server); an older model gets RGB.
+        i420 = {"FRAMES_I420", "COLOUR_MATRIX"} <= await self._input_names(LIPSYNC_MODEL)
+        if i420:
+            first["COLOUR_MATRIX"] = np.array([options.colour_matrix], dtype=np.int32)
         await self._start_at(LIPSYNC_MODEL, first, start_frame)
         return TritonSequenceStream(
             WireClient(self._client),
@@ -187,6 +192,7 @@ class TritonBackend:
             first,
             takes_frames=True,
             start_frame=start_frame,
+            takes_i420=i420,
         )
 
     async def _start_at(self, model: str, first: dict[str, np.ndarray], start_frame: int) -> None:

@@ -31,6 +31,12 @@ class Colour:
     matrix: Colorspace
     tags: tuple[int, int, int]
 
+    @property
+    def matrix_number(self) -> int:
+        """The matrix as an AVCOL_SPC number (1 BT.709, 6 BT.601): the lipsync model's
+        COLOUR_MATRIX."""
+        return _BT709 if self.matrix == Colorspace.ITU709 else _SMPTE170M
+
 
 #: what a2v writes when it makes the YUV itself: BT.709, limited range
 BT709 = Colour(Colorspace.ITU709, (_BT709, _BT709, _BT709))
@@ -75,6 +81,38 @@ def pack(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     target = planes(out, w, h)
     target[0][...], target[1][...], target[2][...] = y, u, v
     return out
+
+
+def crop(i420: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The packed I420 of ``box`` (x0, y0, x1, y1, even edges) of a packed I420 picture."""
+    height, width = i420.shape[0] * 2 // 3, i420.shape[1]
+    x0, y0, x1, y1 = box
+    y, u, v = planes(i420, width, height)
+    c = np.s_[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+    return pack(y[y0:y1, x0:x1], u[c], v[c])
+
+
+def paste(i420: np.ndarray, region: np.ndarray, at: tuple[int, int], under: np.ndarray) -> bool:
+    """Write the samples of ``region`` (packed I420) that differ from ``under`` (the same box
+    as it was sent) into ``i420`` at ``at`` (x, y, even), in place; returns whether any did.
+    Only those samples: another face's changes in an overlapping box stay."""
+    height, width = i420.shape[0] * 2 // 3, i420.shape[1]
+    rh, rw = region.shape[0] * 2 // 3, region.shape[1]
+    x, y = at
+    changed = False
+    for plane, part, old, s in zip(
+        planes(i420, width, height),
+        planes(region, rw, rh),
+        planes(under, rw, rh),
+        (1, 2, 2),
+        strict=True,
+    ):
+        differs = part != old
+        if differs.any():
+            target = plane[y // s : y // s + part.shape[0], x // s : x // s + part.shape[1]]
+            target[differs] = part[differs]
+            changed = True
+    return changed
 
 
 class KeptPicture:

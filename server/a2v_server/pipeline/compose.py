@@ -9,6 +9,7 @@ import numpy as np
 from a2v_server.domain import Timeline, TimelineFrame
 from a2v_server.errors import ModelFault
 from a2v_server.inference.backend import FrameBatch
+from a2v_server.media import yuv
 from a2v_server.media.encoder import FragmentedMp4Encoder
 from a2v_server.media.fmp4 import Segment
 from a2v_server.media.yuv import Converter
@@ -64,8 +65,9 @@ def encode_lipsync(
     styler: FrameStyler | None,
 ) -> list[Segment]:
     """Paste what the lipsync model changed into the kept output frames and encode them (runs
-    in the encoder's thread). Only the changed box is converted from RGB; every other sample
-    is the kept frame's (the source's own, when the output is the source's size)."""
+    in the encoder's thread). A model that takes I420 answers in I420: its changed samples
+    are copied as they are; an RGB answer's changed box is converted from RGB. Every other
+    sample is the kept frame's (the source's own, when the output is the source's size)."""
     segments = []
     parts = batch.parts or (batch,)  # several speakers: a part per face
     for k, sent in enumerate(waiting):
@@ -82,6 +84,19 @@ def encode_lipsync(
                     f"the model changed {(x0, y0, x1, y1)} of frame {batch.first_index + k}, "
                     f"outside the window {sent.window} it was given"
                 )
+            if sent.crop.ndim == 2:  # packed I420 both ways: the changed samples, copied
+                if (x0 - wx0) % 2 or (y0 - wy0) % 2 or (x1 - x0) % 2 or (y1 - y0) % 2:
+                    raise ModelFault(f"the model's I420 region {(x0, y0, x1, y1)} has odd edges")
+                if pixels.shape != ((y1 - y0) * 3 // 2, x1 - x0):
+                    raise ModelFault(
+                        f"the model sent {pixels.shape} samples for the I420 box {(x0, y0, x1, y1)}"
+                    )
+                under = yuv.crop(sent.crop, (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0))
+                if not np.array_equal(under, pixels):
+                    if not copied:  # the kept frame may be the decoder's cached picture
+                        i420, copied = encoder.staged(i420), True
+                    yuv.paste(i420, pixels, (x0, y0), under)
+                continue
             box = sent.crop[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
             if box.shape != pixels.shape:
                 raise ModelFault(f"the model sent {pixels.shape} pixels for the box {box.shape}")

@@ -220,7 +220,11 @@ class Generation:
                 if speaker is not None
                 else (self.spec.face_index, visual.face_select_box)
             )
-            return await self.backend.open_lipsync(LipsyncOptions(visual.fps, index, box))
+            assert visual.lipsync is not None
+            colour = visual.lipsync.source.colour.matrix_number
+            return await self.backend.open_lipsync(
+                LipsyncOptions(visual.fps, index, box, colour_matrix=colour)
+            )
         landmarks, mesh = (
             visual.speaker_faces[speaker]
             if speaker is not None

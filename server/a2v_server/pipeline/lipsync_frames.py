@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from a2v_server.media import yuv
 from a2v_server.media.raw_video import RawVideo
 from a2v_server.media.video import Picture, SourceVideo
 from a2v_server.media.yuv import BT709, Colour, Converter
@@ -89,9 +90,13 @@ class FittedSource:
         assert fitted.shape == (oh, ow, 3)
         return OutputFrame(self._converter.to_i420(fitted), fitted)
 
-    def crop(self, frame: OutputFrame, window: Box) -> np.ndarray:
-        """The RGB of ``window`` (even edges) of an output frame: what the model sees."""
+    def crop(self, frame: OutputFrame, window: Box, *, i420: bool = False) -> np.ndarray:
+        """What the model sees of an output frame: the RGB of ``window`` (even edges), or
+        with ``i420`` its samples as they are (packed I420 in ``colour``: half the bytes, no
+        conversion here)."""
         x0, y0, x1, y1 = window
+        if i420:
+            return yuv.crop(frame.i420, window)
         if frame.rgb is not None:
             return frame.rgb[y0:y1, x0:x1].copy()
         return self._converter.to_rgb(frame.i420, window)
@@ -155,7 +160,8 @@ def picture_rgb(picture: Picture, converter: Converter) -> np.ndarray:
 
 @dataclass
 class Waiting:
-    """An output frame sent to the model, with the window and RGB crop it was sent with."""
+    """An output frame sent to the model, with the window and crop it was sent with (RGB
+    (h, w, 3), or packed I420 (h * 3 / 2, w))."""
 
     frame: OutputFrame
     window: Box

@@ -160,6 +160,7 @@ class ModelFeed:
             self._lipsync.in_flight,
         )
         prepared = []
+        i420 = self._stream.takes_i420
         for i in range(start, end):
             slot = self._slot(i, n_out)
             frame = source.frame(slot)
@@ -169,7 +170,7 @@ class ModelFeed:
             if frame is None:
                 raise InvalidInput("the video contains no frames", field="video")
             box = window.window
-            waiting = Waiting(frame, box, source.crop(frame, box), slot)
+            waiting = Waiting(frame, box, source.crop(frame, box, i420=i420), slot)
             in_flight.add(i, waiting)
             prepared.append((slot, waiting))
         return prepared

@@ -120,6 +120,11 @@ class MultiStream:
         self._show_all = show_all  # the avatar: every face in every frame (idle ones too)
         self._sent = 0  # model samples sent so far
 
+    @property
+    def takes_i420(self) -> bool:
+        """Every speaker's stream gets the same crops: I420 where all of them take it."""
+        return all(s.takes_i420 for s in self._streams)
+
     async def send_audio(
         self,
         samples: np.ndarray,
