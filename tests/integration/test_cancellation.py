@@ -117,8 +117,13 @@ def test_500_cancelled_streams_leak_nothing(stack, client):
     # 167 -> 261 -> 273 MiB and up to 36 threads, finished generations waiting for a full GC).
     # With glibc's default malloc arenas the second half moved by -12..+47 MiB between runs
     # with no leak; the server now limits them (main.limit_malloc_arenas), measured: within
-    # 7 MiB over 6 runs. A leaked generation per stream (~0.4 MiB) would add ~100 MiB per half.
-    assert (after[0] - middle[0]) / 1024 < 25, (before, middle, after)
+    # 7 MiB over 6 runs. A leaked generation per stream (~0.4 MiB) would add ~100 MiB to each
+    # half. The allocator's high-water mark can step up once by ~35 MiB, in either half
+    # (measured on 2026-12-01: +34 then -6 and -1 then +38 MiB with the mmap threshold at
+    # 32 MiB, main.fix_mmap_threshold; +36 then -14 at 256 KiB): a leak grows both halves, a
+    # high-water mark one of them.
+    first_half, second_half = (middle[0] - before[0]) / 1024, (after[0] - middle[0]) / 1024
+    assert min(first_half, second_half) < 25, (before, middle, after)
     assert (after[0] - before[0]) / 1024 < 100, (before, middle, after)
     assert after[1] <= before[1] + THREAD_SLACK, (before, middle, after)
     assert after[2] <= before[2] + 4
