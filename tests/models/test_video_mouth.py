@@ -104,8 +104,11 @@ def test_only_the_mouth_and_jaw_change(face, openness):
 
 
 def test_the_teeth_the_source_shows_keep_their_size(face):
-    """The upper teeth move with the skull: opening the mouth leaves every pixel between the
-    upper lip and the middle of the source's gap as it was (never stretched or squeezed)."""
+    """Opening a mouth that shows its teeth layers them as a real mouth does: the upper half
+    of the source's gap (the upper teeth, with the skull) stays pixel for pixel, never
+    stretched or squeezed; the lower half moves down with the lower lip as one piece (its
+    column of pixels found again lower, at the same spacing), and the dark interior opens
+    between the two (not a flat dark band under the whole gap)."""
     image, mesh = face
     upper = mesh[list(INNER_UPPER), :2]
     lower = mesh[list(INNER_LOWER), :2]
@@ -115,11 +118,36 @@ def test_the_teeth_the_source_shows_keep_their_size(face):
     tops = np.interp(columns, *upper[np.argsort(upper[:, 0])].T)
     bottoms = np.interp(columns, *lower[np.argsort(lower[:, 0])].T)
     assert np.mean(bottoms - tops) > 5  # teeth visible over a few rows
+    grey = image.astype(float).mean(2)
     for openness in (0.5, 0.8, 1.0):
         out = reanimate(image, mesh, openness)
+        out_grey = out.astype(float).mean(2)
+        moved = []
         for x, top, bottom in zip(columns, tops, bottoms, strict=True):
-            rows = slice(int(np.ceil(top)) + 1, int(bottom) - 1)
+            split = (top + bottom) / 2
+            rows = slice(int(np.ceil(top)) + 1, int(split) - 1)
             np.testing.assert_array_equal(out[rows, x], image[rows, x])
+            # the lower half: where it reappears best, 0..20 px lower
+            low = grey[int(np.ceil(split)) : int(bottom), x]
+            if len(low) < 2:
+                continue  # too few rows to find again
+            errors = [
+                np.abs(out_grey[int(np.ceil(split)) + k : int(bottom) + k, x] - low).mean()
+                for k in range(21)
+            ]
+            moved.append((x, int(np.argmin(errors)), min(errors)))
+        assert len(moved) > len(columns) // 2
+        xs, shifts, errors = np.array(moved).T
+        assert np.median(errors) < 10  # found again, resampled but not stretched
+        if openness == 1.0:
+            assert np.median(shifts) >= 3  # it went down with the lip
+            # the interior between the layers: dark rows under the upper teeth's half
+            dark = [
+                out_grey[int((t + b) / 2) : int((t + b) / 2) + int(k) + 1, x].min()
+                for x, t, b in zip(columns, tops, bottoms, strict=True)
+                for k in shifts[xs == x]
+            ]
+            assert np.median(dark) < 0.5 * np.median(grey[int(tops.mean()) + 2, columns])
 
 
 def test_a_frame_already_in_the_asked_pose_is_returned_as_it_is(face):

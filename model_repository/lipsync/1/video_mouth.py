@@ -10,10 +10,13 @@ upper inner edge U(u) and a lower one L(u); the source's gap is L - U. To show a
   lip that fades out towards the neck and to the sides of the jaw. The map's Jacobian there
   is 1 - dd/dv, kept positive by construction (the fade is long) and checked (MIN_DET): the
   warp never folds;
-* between the lips: the source's own gap content (its teeth) where it lies, never stretched
-  or squeezed; where the mouth opens further than the source's, a mouth interior is painted
-  (dark, shaded towards the lips); where it closes, the lower lip slides up over the gap, as
-  a real lower lip covers the teeth.
+* between the lips: the source's own gap content (its teeth), never stretched or squeezed;
+  where the mouth opens further than the source's, a mouth interior is painted (dark, shaded
+  towards the lips) between the gap's upper half, which stays, and its lower half, which
+  moves down with the lower lip as a jaw carries the lower teeth (a gap too small to show
+  teeth stays whole above the interior, which then gets a painted hint of upper teeth);
+  where it closes, the lower lip slides up over the gap, as a real lower lip covers the
+  teeth.
 
 Only the region around mouth and jaw is resampled (Lanczos, with the texture that resampling
 loses given back, so the skin stays as sharp as the source's); pixels the map does not move
@@ -64,6 +67,9 @@ _FRONT, _BACK = 0.55, 0.16
 #: RGB of painted teeth under good light, and the band they fill, in parts of the opening
 _TEETH = np.array([228.0, 224.0, 212.0])
 TEETH_BAND = 0.38
+#: the source's gap is split into layers (mouth_map) from LAYER_GAP of the mouth's width on,
+#: fully (at its middle) from twice that
+LAYER_GAP = 0.04
 #: lip colour when the lips cannot be sampled
 _LIPS = np.array([150.0, 80.0, 80.0])
 
@@ -343,13 +349,25 @@ def mouth_map(
     d += jaw
     d *= fade
     new_lip = lip + d_lip  # the lower lip's inner edge in the output
-    d = _unfolded(d, v, new_lip, (dx, dy))
+    # Layers: where the source's gap shows its teeth and the mouth opens further, the gap's
+    # lower half (the lower teeth, or the upper teeth's tips) moves with the lower lip, as a
+    # jaw carries its teeth, and the interior opens between the halves; the upper half stays
+    # with the skull. (Without layers the whole gap stays and a flat dark crescent opens
+    # under it.) The split comes in with the gap's size: no jump from frame to frame.
+    split, new_split = lip, new_lip
+    if d_jaw > 0:
+        gap = lip - top
+        share = _clip(gap * (1.0 / (LAYER_GAP * width)) - 1.0, 0.0, 1.0)
+        share *= 0.5 * (d_lip > 0)
+        split = lip - gap * share
+        new_split = split + d_lip
+    d = _unfolded(d, v, new_split, (dx, dy))
 
-    below = v >= new_lip - 0.5
-    # The lower face is sampled d further up, from half a pixel below the new lower lip's
-    # edge on (anti-aliased over that half pixel); above it, nothing moves.
-    # src_v = v - d * clip(v - new_lip + 0.5, 0, 1), in place
-    step = v - new_lip
+    below = v >= new_split - 0.5
+    # The lower face (with the gap's lower layer) is sampled d further up, from half a pixel
+    # below the split's new place on (anti-aliased over that half pixel); above it, nothing
+    # moves. src_v = v - d * clip(v - new_split + 0.5, 0, 1), in place
+    step = v - new_split
     step += 0.5
     step = _clip(step, 0, 1, out=step)
     step *= d
@@ -358,8 +376,8 @@ def mouth_map(
     # fades in below the source's gap (under the upper lip's shadow: ~3 % of the mouth width)
     # and ends at the new lower lip with half a pixel of anti-aliasing. Only in the band: it
     # is 0 beyond the inner mouth's ends.
-    vb, top_b, new_b = v[band], top[band], new_lip[band]
-    source_bottom = np.maximum(lip[band], top_b)
+    vb, top_b, new_b = v[band], top[band], new_split[band]
+    source_bottom = np.maximum(split[band], top_b)
     soft = max(1.0, 0.03 * width)
     inner = np.clip((vb - source_bottom) * (1.0 / soft), 0, 1) * np.clip(new_b - vb + 0.5, 0, 1)
     inner *= (np.abs(ub - centre) < half) & (vb > top_b)
@@ -376,9 +394,12 @@ def mouth_map(
         shade[box] = np.clip(
             np.minimum(below_top, opening - below_top) / np.maximum(opening / 2, 1.0), 0.0, 1.0
         )
+        # no painted teeth where the source shows its own (they stay above the interior)
+        own = _clip(2.0 - (lip[box] - top[box]) * (1.0 / (LAYER_GAP * width)), 0.0, 1.0)
         teeth[box] = _upper_teeth(below_top, opening, np.abs(u[box] - centre) / half, width) * (
             interior[box] > 0
         )
+        teeth[box] *= own
     # map = corner offset + u * across + src_v * down, in place
     map_x, map_y = u * ax, u * ay
     map_x += float(origin[0] - x0)
