@@ -70,11 +70,13 @@ def main() -> int:
         main_label, *other_labels = portraits
         still_src = d / "still.mp4"
         still_src.write_bytes(inputs.still_video(inputs.load_rgb(inputs.PORTRAIT), SILENCE_S + 1))
-        step("making the moving speaker videos (pan, zoom, +-20 deg turn; portrait.jpg, Hopper)")
+        step("making the moving speaker videos (pan, zoom, +-20 deg turn; three faces)")
         moving = {}
         for key, label, rgb in (
             ("move", "portrait.jpg", inputs.load_rgb(inputs.PORTRAIT)),
             ("move-hopper", "grace_hopper.jpg", inputs.grace_hopper()),
+            # a smile with teeth: speech opens it further than the source ever does
+            ("move-smile", "astronaut (smile, teeth)", inputs.astronaut()),
         ):
             moving[key] = (label, d / f"{key}.mp4")
             moving[key][1].write_bytes(inputs.moving_speaker_video(rgb))
