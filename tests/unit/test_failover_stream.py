@@ -29,6 +29,7 @@ class FakeStream:
         self.fail_after = fail_after
         self.stall = stall
         self.closed = False
+        self.takes_i420 = False
         self._changed = asyncio.Event()
 
     async def send_audio(self, samples, *, last=False, frames=None, source_index=None, origin=None):
@@ -155,3 +156,21 @@ async def test_lipsync_frames_still_in_flight_are_sent_again():
     assert got == [0, 1, 2, 3]
     again = [int(m["index"][0]) for m in reopened.sent if m["frames"] is not None]
     assert again == [12, 13]  # frames 2 and 3: not answered before the failure
+
+
+async def test_a_triton_whose_lipsync_takes_the_other_frame_format_is_not_used():
+    """A rolling upgrade: the sequence ran on a model that takes I420, the only other Triton's
+    takes RGB. Its frames in flight (and the crops the encoder pastes into) are I420, so the
+    failover does not mix the two: the error stands, the stream opened there is closed."""
+    pool = _pool()
+    other = FakeStream()
+
+    async def open_on(endpoint, start):
+        return other  # takes RGB
+
+    first = FakeStream(fail_after=2)
+    first.takes_i420 = True
+    stream = FailoverStream(pool, pool.endpoints[0], first, open_on)
+    with pytest.raises(Unavailable, match="lost the inference server"):
+        await _run(stream, [np.zeros(640, np.float32)] * 4)
+    assert other.closed and other.sent == []

@@ -340,6 +340,13 @@ class FailoverStream:
             except Unavailable:
                 log.warning("failover: the model cannot start at frame %d", start)
                 raise error from None
+            if stream.takes_i420 != old.takes_i420:
+                # Another version of the model (a rolling upgrade): the frames in flight, and
+                # the crops the encoder pastes into, are in the other format. The error stands
+                # (the client resumes) rather than the output's pixels mixing two paths.
+                await stream.aclose()
+                log.warning("failover: %s runs a lipsync model of another version", others[0].url)
+                raise error
         except BaseException:
             self._lock.release()
             raise
