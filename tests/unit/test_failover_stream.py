@@ -174,3 +174,53 @@ async def test_a_triton_whose_lipsync_takes_the_other_frame_format_is_not_used()
     with pytest.raises(Unavailable, match="lost the inference server"):
         await _run(stream, [np.zeros(640, np.float32)] * 4)
     assert other.closed and other.sent == []
+
+
+async def test_a_stream_that_fails_after_the_calls_deadline_leaves_its_triton_healthy():
+    """Triton ends a sequence's requests once the call's deadline has passed; that failure is
+    the caller's deadline, not the endpoint's health: DEADLINE_EXCEEDED, no failover, and the
+    endpoint still takes new work (marked unhealthy, every other call would be refused until
+    the next health check)."""
+    import time
+
+    from a2v_server.errors import DeadlineExceeded
+    from a2v_server.inference.backend import call_deadline
+
+    pool = _pool()
+    opened = []
+
+    async def open_on(endpoint, start):
+        opened.append(endpoint)
+        return FakeStream(start=start)
+
+    token = call_deadline.set(time.monotonic() - 0.01)
+    try:
+        stream = FailoverStream(pool, pool.endpoints[0], FakeStream(fail_after=1), open_on)
+        with pytest.raises(DeadlineExceeded):
+            await _run(stream, [np.zeros(640, np.float32)] * 3)
+    finally:
+        call_deadline.reset(token)
+    assert opened == [] and pool.endpoints[0].healthy
+
+
+async def test_a_unary_call_that_fails_after_the_calls_deadline_leaves_its_triton_healthy():
+    import time
+
+    from a2v_server.errors import DeadlineExceeded
+    from a2v_server.inference.backend import call_deadline
+
+    pool = _pool()
+
+    async def call(backend):
+        raise Unavailable("face analysis: the inference server did not answer (Cancelled)")
+
+    token = call_deadline.set(time.monotonic() - 0.01)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            await pool._unary("face analysis", call)
+    finally:
+        call_deadline.reset(token)
+    assert all(e.healthy for e in pool.endpoints)
+    with pytest.raises(Unavailable):  # within its deadline, the same failure is the endpoint's
+        await pool._unary("face analysis", call)
+    assert not any(e.healthy for e in pool.endpoints)

@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import logging
 import socket
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
@@ -34,13 +35,14 @@ import numpy as np
 
 from a2v_server.catalog import TRITON_MODELS
 from a2v_server.domain import Analysis
-from a2v_server.errors import Unavailable
+from a2v_server.errors import DeadlineExceeded, Unavailable
 from a2v_server.inference.backend import (
     AnalysisOptions,
     AvatarOptions,
     Face,
     FrameBatch,
     LipsyncOptions,
+    call_deadline,
 )
 from a2v_server.inference.triton import TritonBackend
 from a2v_server.observability.metrics import TRITON_FAILOVERS, TRITON_SEQUENCES
@@ -148,6 +150,8 @@ class TritonPool:
             try:
                 return await call(endpoint.backend)
             except Unavailable as exc:
+                if _past_deadline():  # the caller's time ran out: no word on the endpoint
+                    raise DeadlineExceeded(f"{what}: the call's deadline passed") from exc
                 endpoint.healthy = False  # until the next health check says otherwise
                 error = exc
         assert error is not None
@@ -321,6 +325,11 @@ class FailoverStream:
 
     async def _fail_over(self, error: Unavailable) -> None:
         old, dead = self._inner, self._endpoint
+        if _past_deadline():
+            # A stream that fails once the call's own deadline has passed (Triton ends the
+            # sequence's requests then) says nothing about its Triton: marked unhealthy, every
+            # other call would be refused until the next health check.
+            raise DeadlineExceeded("rendering: the call's deadline passed") from error
         self.failovers += 1
         if self.failovers > MAX_FAILOVERS:
             raise error
@@ -394,6 +403,12 @@ class FailoverStream:
             self._audio.clear()
             self._in_flight.clear()
         await self._inner.aclose()
+
+
+def _past_deadline() -> bool:
+    """Whether the current call's deadline has passed."""
+    deadline = call_deadline.get()
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _place_on(endpoint: Endpoint) -> None:
