@@ -224,3 +224,30 @@ async def test_a_unary_call_that_fails_after_the_calls_deadline_leaves_its_trito
     with pytest.raises(Unavailable):  # within its deadline, the same failure is the endpoint's
         await pool._unary("face analysis", call)
     assert not any(e.healthy for e in pool.endpoints)
+
+
+async def test_a_reader_cancelled_while_it_waits_closes_the_stream_cleanly():
+    """The generation is cancelled (its caller went) while the stream waits for frames: the
+    cancellation goes through as such, and the model stream's batches are closed (not left
+    running: closing a running generator raised RuntimeError, logged as a crash)."""
+    pool = _pool()
+    inner = FakeStream(fail_after=1, stall=True)  # sends a frame, then nothing
+
+    async def open_on(endpoint, start):
+        raise AssertionError("no failover")
+
+    stream = FailoverStream(pool, pool.endpoints[0], inner, open_on)
+    await stream.send_audio(np.zeros(640 * 3, np.float32))
+    got = []
+
+    async def read():
+        async for batch in stream.batches():
+            got.append(batch.first_index)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.2)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert got == [0]
+    await stream.aclose()

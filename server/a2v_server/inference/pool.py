@@ -314,7 +314,14 @@ class FailoverStream:
         waiting = asyncio.ensure_future(anext(frames))
         silent = 0.0
         while True:
-            done, _ = await asyncio.wait({waiting}, timeout=STALL_CHECK_SECONDS)
+            try:
+                done, _ = await asyncio.wait({waiting}, timeout=STALL_CHECK_SECONDS)
+            except asyncio.CancelledError:
+                # the caller goes: stop the read first, or closing ``frames`` after this
+                # finds the generator still running (RuntimeError, "generation crashed")
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+                raise
             if done:
                 return waiting.result()
             silent = silent + STALL_CHECK_SECONDS if inner.owed() else 0.0
