@@ -354,12 +354,13 @@ def mouth_map(
     # jaw carries its teeth, and the interior opens between the halves; the upper half stays
     # with the skull. (Without layers the whole gap stays and a flat dark crescent opens
     # under it.) The split comes in with the gap's size: no jump from frame to frame.
+    gap = lip - top
+    #: 0..1 per column: how far the source's gap shows its teeth (0 below LAYER_GAP, 1 from
+    #: twice that); the split lies that much of the way to the gap's middle
+    layered = _clip(gap * (1.0 / (LAYER_GAP * width)) - 1.0, 0.0, 1.0)
     split, new_split = lip, new_lip
     if d_jaw > 0:
-        gap = lip - top
-        share = _clip(gap * (1.0 / (LAYER_GAP * width)) - 1.0, 0.0, 1.0)
-        share *= 0.5 * (d_lip > 0)
-        split = lip - gap * share
+        split = lip - gap * layered * (0.5 * (d_lip > 0))
         new_split = split + d_lip
     d = _unfolded(d, v, new_split, (dx, dy))
 
@@ -394,12 +395,10 @@ def mouth_map(
         shade[box] = np.clip(
             np.minimum(below_top, opening - below_top) / np.maximum(opening / 2, 1.0), 0.0, 1.0
         )
-        # no painted teeth where the source shows its own (they stay above the interior)
-        own = _clip(2.0 - (lip[box] - top[box]) * (1.0 / (LAYER_GAP * width)), 0.0, 1.0)
         teeth[box] = _upper_teeth(below_top, opening, np.abs(u[box] - centre) / half, width) * (
             interior[box] > 0
         )
-        teeth[box] *= own
+        teeth[box] *= 1.0 - layered[box]  # none painted where the source shows its own
     # map = corner offset + u * across + src_v * down, in place
     map_x, map_y = u * ax, u * ay
     map_x += float(origin[0] - x0)

@@ -261,8 +261,8 @@ class FailoverStream:
 
     @property
     def takes_i420(self) -> bool:
-        """As the first stream's model (replicas run one model version: a stream reopened on
-        a model that took the other format would refuse the frames in flight)."""
+        """As the stream's model; the same after a failover, which never moves a sequence to
+        a model that takes the other format (``_fail_over``)."""
         return self._inner.takes_i420
 
     async def send_audio(

@@ -92,14 +92,13 @@ def crop(i420: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return pack(y[y0:y1, x0:x1], u[c], v[c])
 
 
-def paste(i420: np.ndarray, region: np.ndarray, at: tuple[int, int], under: np.ndarray) -> bool:
+def paste(i420: np.ndarray, region: np.ndarray, at: tuple[int, int], under: np.ndarray) -> None:
     """Write the samples of ``region`` (packed I420) that differ from ``under`` (the same box
-    as it was sent) into ``i420`` at ``at`` (x, y, even), in place; returns whether any did.
-    Only those samples: another face's changes in an overlapping box stay."""
+    as it was sent) into ``i420`` at ``at`` (x, y, even), in place. Only those samples:
+    another face's changes in an overlapping box stay."""
     height, width = i420.shape[0] * 2 // 3, i420.shape[1]
     rh, rw = region.shape[0] * 2 // 3, region.shape[1]
     x, y = at
-    changed = False
     for plane, part, old, s in zip(
         planes(i420, width, height),
         planes(region, rw, rh),
@@ -108,11 +107,8 @@ def paste(i420: np.ndarray, region: np.ndarray, at: tuple[int, int], under: np.n
         strict=True,
     ):
         differs = part != old
-        if differs.any():
-            target = plane[y // s : y // s + part.shape[0], x // s : x // s + part.shape[1]]
-            target[differs] = part[differs]
-            changed = True
-    return changed
+        target = plane[y // s : y // s + part.shape[0], x // s : x // s + part.shape[1]]
+        target[differs] = part[differs]
 
 
 class KeptPicture:
