@@ -15,6 +15,9 @@ COPY model_repository/requirements.txt model_repository/requirements-mediapipe.t
 RUN pip install --no-cache-dir -r /opt/a2v/requirements.txt \
  && pip install --no-cache-dir --no-deps -r /opt/a2v/requirements-mediapipe.txt
 COPY model_repository /models
+# One thread per model process for OpenCV and BLAS: Triton's instances are the parallelism
+# (server/a2v_server/inference/triton_process.py MODEL_THREAD_ENV says why)
+ENV OPENCV_FOR_THREADS_NUM=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 USER triton-server
 EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \

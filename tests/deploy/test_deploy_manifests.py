@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from a2v_server.catalog import MODELS, TRITON_MODELS
-from a2v_server.inference.triton_process import TritonProcess
+from a2v_server.inference.triton_process import MODEL_THREAD_ENV, TritonProcess
 from a2v_server.settings import Settings, triton_endpoints
 from a2v_server.transport.health import LIVENESS_SERVICE
 from a2v_server.transport.servicer import SERVICE_NAME
@@ -384,3 +384,12 @@ def test_the_triton_command_is_found_in_every_deployment():
 def test_the_launcher_loads_the_catalogs_models():
     triton = TritonProcess(REPOSITORY, ROOT / ".venv-triton")
     assert triton.models == TRITON_MODELS
+
+
+def test_the_triton_image_runs_the_models_libraries_single_threaded():
+    """The image's model processes get the launcher's thread settings (MODEL_THREAD_ENV)."""
+    env: dict[str, str] = {}
+    for instruction, args in _stage((ROOT / "Dockerfile").read_text(), "triton"):
+        if instruction == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(args))
+    assert {name: env.get(name) for name in MODEL_THREAD_ENV} == MODEL_THREAD_ENV

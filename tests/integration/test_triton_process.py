@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -36,3 +37,36 @@ def test_gpu_config_is_generated_from_config_pbtxt():
 def test_missing_environment_is_reported(tmp_path):
     with pytest.raises(TritonStartError, match="not a virtual environment"):
         TritonProcess(ROOT / "model_repository", tmp_path).start()
+
+
+def _stub_environments(triton_pid: int) -> list[dict[str, str]]:
+    """The environments of Triton's python-backend stubs (its child processes)."""
+    found = []
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((child / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent != triton_pid or "python_backend_stub" not in (child / "cmdline").read_text():
+                continue
+            pairs = (child / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # gone, or not ours to read
+        found.append(dict(p.decode().split("=", 1) for p in pairs if b"=" in p))
+    return found
+
+
+def test_model_processes_run_their_libraries_single_threaded(monkeypatch):
+    """OpenCV and BLAS get one thread in each model process (MODEL_THREAD_ENV); a value the
+    operator set in Triton's environment is kept."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("OPENCV_FOR_THREADS_NUM", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with TritonProcess(
+        ROOT / "model_repository", ROOT / ".venv-triton", models=("face_landmarks",)
+    ) as triton:
+        assert triton.pid is not None
+        stubs = _stub_environments(triton.pid)
+    assert stubs, "no python-backend stub found under Triton"
+    for env in stubs:
+        assert env.get("OPENCV_FOR_THREADS_NUM") == "1"
+        assert env.get("OPENBLAS_NUM_THREADS") == "1"
+        assert env.get("OMP_NUM_THREADS") == "3"

@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 #: where the python backend keeps its shared-memory regions (POSIX shm on Linux)
 SHM_DIR = Path("/dev/shm")
 
+#: Each model instance is one process serving one stream at a time: Triton's instance count is
+#: the models' parallelism. The libraries' own worker pools only add spinning: after each short
+#: job OpenCV's parallel_for workers and OpenBLAS's threads wait actively (sched_yield) on the
+#: cores that the other instances, Triton and the a2v server need. Measured on 2 cores (lipsync
+#: at 512x512, one 10 s clip): the lipsync stub's CPU 1.80 -> 1.61 s run alone, and perf saw
+#: 0.17 s of sched_yield per stub per clip in a whole-stack run. MediaPipe's own inference
+#: threads are kept. An operator's own values win (set them in Triton's environment).
+MODEL_THREAD_ENV = {
+    "OPENCV_FOR_THREADS_NUM": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+}
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -123,6 +136,8 @@ class TritonProcess:
             filter(None, [str(libs), env.get("LD_LIBRARY_PATH", "")])
         )
         env.pop("PYTHONPATH", None)  # the model must not see the server's packages
+        for name, value in MODEL_THREAD_ENV.items():
+            env.setdefault(name, value)
         http_port, metrics_port = free_port(self.host), free_port(self.host)
         command = [
             str(binary),
