@@ -12,9 +12,12 @@ upper inner edge U(u) and a lower one L(u); the source's gap is L - U. To show a
   warp never folds;
 * between the lips: the source's own gap content (its teeth), never stretched or squeezed;
   where the mouth opens further than the source's, a mouth interior is painted (dark, shaded
-  towards the lips) between the gap's upper half, which stays, and its lower half, which
-  moves down with the lower lip as a jaw carries the lower teeth (a gap too small to show
-  teeth stays whole above the interior, which then gets a painted hint of upper teeth);
+  towards the lips, a tongue low in a wide opening) between the gap's upper layer, which
+  stays, and its lower layer, which moves down with the lower lip as a jaw carries the lower
+  teeth. The layers part where the source's teeth say (lower_layer): between its two rows of
+  teeth, or under upper teeth that fill the gap, which keep their whole height (a gap too
+  small to show teeth stays whole above the interior, which then gets a painted hint of
+  upper teeth);
   where it closes, the lower lip slides up over the gap, as a real lower lip covers the
   teeth.
 
@@ -64,12 +67,27 @@ MIN_DET = 0.25
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
 #: light and skin of the video): near the lips, and at the back of the mouth
 _FRONT, _BACK = 0.55, 0.16
+#: the painted tongue (_tongue): shown from the first to the second height of the interior
+#: (in mouth widths), its colour a fraction of the lips', and how much it covers at most
+TONGUE_SHOW = (0.06, 0.16)
+_TONGUE = 0.5
+TONGUE_WEIGHT = 0.85
 #: RGB of painted teeth under good light, and the band they fill, in parts of the opening
 _TEETH = np.array([228.0, 224.0, 212.0])
 TEETH_BAND = 0.38
 #: the source's gap is split into layers (mouth_map) from LAYER_GAP of the mouth's width on,
-#: fully (at its middle) from twice that
+#: fully from twice that
 LAYER_GAP = 0.04
+#: where the layers part (lower_layer): the source's gap is read along PROFILE_ROWS rows
+#: across its middle PROFILE_SPAN of the inner mouth; a row is teeth where it is lighter than
+#: TEETH_LEVEL of the way from the lips' luma to the gap's lightest row; the lower teeth are
+#: the teeth below darker rows (where the rows of teeth meet) that lies at least
+#: MIN_UPPER of the gap down
+PROFILE_ROWS, PROFILE_SPAN = 16, 0.6
+TEETH_LEVEL, MIN_UPPER = 0.5, 0.3
+#: the share of the gap that moves with the jaw where the source shows no teeth (or no light
+#: ones) to place the split by
+LOWER_SHARE = 0.5
 #: lip colour when the lips cannot be sampled
 _LIPS = np.array([150.0, 80.0, 80.0])
 
@@ -87,6 +105,7 @@ class MouthMap:
     lower: np.ndarray  # bool: pixels of the moved lower face (the part that must not fold)
     shade: np.ndarray  # 0..1: depth of the interior (0 at the lips, 1 in the middle)
     teeth: np.ndarray  # 0..1: the painted hint of upper teeth under the upper lip
+    tongue: np.ndarray  # 0..1: the painted tongue, low in a wide opening
     #: the box (x0, y0, x1, y1, relative to the region's corner) outside which ``interior``,
     #: ``shade`` and ``teeth`` are 0; None when nothing is painted
     painted: tuple[int, int, int, int] | None = None
@@ -119,7 +138,8 @@ def warp_patch(
     """The pixels ``reanimate`` changes: the mouth map's region of ``frame`` with the mouth
     opened to ``openness``, or None when the change would be below a pixel. ``mf`` is the
     mesh's mouth_frame when the caller has it."""
-    built = mouth_map(frame.shape[:2], mesh, openness, mf)
+    mf = mf or mouth_frame(mesh)
+    built = mouth_map(frame.shape[:2], mesh, openness, mf, lower_layer(frame, mesh, mf))
     if built is None:  # sub-pixel: nothing visible to do
         return None
     x0, y0, x1, y1 = built.roi
@@ -272,11 +292,16 @@ def mouth_frame(mesh: np.ndarray) -> MouthFrame:
 
 
 def mouth_map(
-    shape: tuple[int, int], mesh: np.ndarray, openness: float, mf: MouthFrame | None = None
+    shape: tuple[int, int],
+    mesh: np.ndarray,
+    openness: float,
+    mf: MouthFrame | None = None,
+    lower_share: float = LOWER_SHARE,
 ) -> MouthMap | None:
     """The map that re-animates the mouth of ``mesh`` to ``openness`` in a frame of ``shape``
     (height, width), or None when the change would be below a pixel. ``mf`` is the mesh's
-    mouth_frame when the caller has it."""
+    mouth_frame when the caller has it; ``lower_share`` the part of the source's gap that
+    moves down with the jaw as the mouth opens (lower_layer: what the frame's teeth say)."""
     frame = mf or mouth_frame(mesh)
     origin, across, down, width = frame.origin, frame.across, frame.down, frame.width
     uv, upper_edge, lower_edge = frame.uv, frame.upper_edge, frame.lower_edge
@@ -350,17 +375,17 @@ def mouth_map(
     d *= fade
     new_lip = lip + d_lip  # the lower lip's inner edge in the output
     # Layers: where the source's gap shows its teeth and the mouth opens further, the gap's
-    # lower half (the lower teeth, or the upper teeth's tips) moves with the lower lip, as a
-    # jaw carries its teeth, and the interior opens between the halves; the upper half stays
-    # with the skull. (Without layers the whole gap stays and a flat dark crescent opens
-    # under it.) The split comes in with the gap's size: no jump from frame to frame.
+    # lower layer (``lower_share`` of it: the lower teeth, or the lower lip's inner edge under
+    # upper teeth that fill the gap) moves with the lower lip, as a jaw carries its teeth, and
+    # the interior opens between the layers; the upper layer (the upper teeth) stays with the
+    # skull. The split comes in with the gap's size: no jump from frame to frame.
     gap = lip - top
     #: 0..1 per column: how far the source's gap shows its teeth (0 below LAYER_GAP, 1 from
     #: twice that); the split lies that much of the way to the gap's middle
     layered = _clip(gap * (1.0 / (LAYER_GAP * width)) - 1.0, 0.0, 1.0)
     split, new_split = lip, new_lip
     if d_jaw > 0:
-        split = lip - gap * layered * (0.5 * (d_lip > 0))
+        split = lip - gap * layered * (float(lower_share) * (d_lip > 0))
         new_split = split + d_lip
     d = _unfolded(d, v, new_split, (dx, dy))
 
@@ -386,6 +411,7 @@ def mouth_map(
     interior[band] = inner
     shade = np.zeros_like(interior)
     teeth = np.zeros_like(interior)
+    tongue = np.zeros_like(interior)
     rows, cols = np.flatnonzero(inner.any(1)), np.flatnonzero(inner.any(0)) + c0
     painted = None
     if len(rows):  # shade and teeth matter only where the interior is painted
@@ -399,6 +425,12 @@ def mouth_map(
             interior[box] > 0
         )
         teeth[box] *= 1.0 - layered[box]  # none painted where the source shows its own
+        tongue[box] = _tongue(
+            v[box] - np.maximum(split[box], top[box]),
+            new_split[box] - np.maximum(split[box], top[box]),
+            np.abs(u[box] - centre) / half,
+            width,
+        )
     # map = corner offset + u * across + src_v * down, in place
     map_x, map_y = u * ax, u * ay
     map_x += float(origin[0] - x0)
@@ -413,8 +445,77 @@ def mouth_map(
         lower=below,
         shade=shade,
         teeth=teeth,
+        tongue=tongue,
         painted=painted,
     )
+
+
+def lower_layer(frame: np.ndarray, mesh: np.ndarray, mf: MouthFrame | None = None) -> float:
+    """The share of the source's gap between the inner lips that a jaw would carry down: the
+    lower teeth, below the line where the two rows of teeth meet.
+
+    The gap is read across its middle (PROFILE_SPAN of the inner mouth), PROFILE_ROWS rows
+    from its upper edge to its lower one, each the mean luma along the lips' curve. Rows
+    lighter than TEETH_LEVEL of the way from the lips to the lightest row are teeth. Upper
+    teeth start at the top; darker rows under them followed by light rows again are where
+    they part from the lower teeth: the split lies in the middle of those darker rows. Upper
+    teeth that fill the gap down to the lower lip (a smile that hides the lower teeth, the
+    astronaut's) keep their whole height: only the rows under them (the lower lip's inner
+    edge) go down, the interior opening below the teeth, as a real one does; halving them
+    would carry the tips of the upper teeth down with the jaw. A gap with no light rows (no
+    teeth, or an unlit mouth) splits at LOWER_SHARE. Read from the frame's pixels at the
+    mesh's positions, bilinear: the same face in any crop gives the same share."""
+    frame_mf = mf or mouth_frame(mesh)
+    half, centre = frame_mf.half, frame_mf.centre
+    u = centre + np.linspace(-PROFILE_SPAN, PROFILE_SPAN, 9) * half
+    top, bottom = frame_mf.upper_edge(u), frame_mf.lower_edge(u)
+    gap = float(np.mean(bottom - top))
+    if gap < LAYER_GAP * frame_mf.width:  # no gap to read (nor layers to split)
+        return LOWER_SHARE
+    t = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS  # row centres, 0 top .. 1 bottom
+    v = top[None, :] + t[:, None] * (bottom - top)[None, :]
+    offsets = u[None, :, None] * frame_mf.across + v[..., None] * frame_mf.down
+    profile = _luma_at(frame, frame_mf.origin, offsets).mean(1)
+    lips = float(_lip_colour(frame, mesh) @ np.array([0.299, 0.587, 0.114], np.float32))
+    lightest = float(profile.max())
+    if lightest < lips + 20.0:  # nothing in the gap clearly lighter than the lips
+        return LOWER_SHARE
+    teeth = profile > lips + TEETH_LEVEL * (lightest - lips)
+    # the upper teeth: the light rows from the top (the first light one within the top third)
+    first = np.flatnonzero(teeth[: max(1, round(MIN_UPPER * PROFILE_ROWS))])
+    if not len(first):
+        return LOWER_SHARE
+    end = int(first[0])
+    while end < PROFILE_ROWS and teeth[end]:
+        end += 1
+    below = np.flatnonzero(teeth[end:])
+    if len(below) and end >= MIN_UPPER * PROFILE_ROWS:
+        # lower teeth: split in the middle of the darker rows between the two rows of teeth
+        return 1.0 - (end + 0.5 * float(below[0])) / PROFILE_ROWS
+    return 1.0 - end / PROFILE_ROWS
+
+
+def _luma_at(frame: np.ndarray, origin: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Luma of ``frame`` (RGB) at ``origin`` + ``offsets`` (..., 2) pixels, bilinear, edges
+    clamped. The whole-pixel part of ``origin`` is added apart from the fractions (a face a
+    whole pixel away reads the same values)."""
+    base = np.floor(origin)
+    at = (origin - base) + offsets
+    whole = np.floor(at)
+    fx, fy = at[..., 0] - whole[..., 0], at[..., 1] - whole[..., 1]
+    height, width = frame.shape[:2]
+    x = whole[..., 0].astype(np.int64) + int(base[0])
+    y = whole[..., 1].astype(np.int64) + int(base[1])
+    x0, x1 = np.clip(x, 0, width - 1), np.clip(x + 1, 0, width - 1)
+    y0, y1 = np.clip(y, 0, height - 1), np.clip(y + 1, 0, height - 1)
+    luma = np.array([0.299, 0.587, 0.114])
+
+    def at_px(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return frame[yy, xx].astype(np.float64) @ luma
+
+    upper = at_px(y0, x0) * (1 - fx) + at_px(y0, x1) * fx
+    lower = at_px(y1, x0) * (1 - fx) + at_px(y1, x1) * fx
+    return upper * (1 - fy) + lower * fy
 
 
 def _resharpened(
@@ -513,6 +614,8 @@ def _interior_colour(frame: np.ndarray, mesh: np.ndarray, built: MouthMap) -> np
     lips = _lip_colour(frame, mesh)
     depth = built.shade[y0:y1, x0:x1]
     shading = _FRONT * (1 - depth) + _BACK * depth
+    tongue = built.tongue[y0:y1, x0:x1]
+    shading += (_TONGUE - shading) * tongue
     luma = np.array([0.299, 0.587, 0.114])
     # (scalars clipped with min/max: np.clip on one number costs ~10 us)
     teeth = _TEETH * min(max(float(lips @ luma) / 150.0 + 0.25, 0.5), 1.0)  # dim light: dimmer
@@ -542,6 +645,19 @@ def _upper_teeth(
     edge = np.clip(band - below_top + 0.5, 0.0, 1.0) * np.clip(below_top + 0.5, 0.0, 1.0)
     side = np.clip(1.0 - across**2, 0.0, 1.0)
     return show * edge * (0.35 + 0.65 * side) * 0.9
+
+
+def _tongue(below: np.ndarray, opening: np.ndarray, across: np.ndarray, width: float) -> np.ndarray:
+    """Weight of the painted tongue: the lower part of the painted interior (``below`` its top
+    edge, ``opening`` its height, px; ``across`` the distance from the inner mouth's middle in
+    half widths), narrower than the mouth, shown once the interior opens past TONGUE_SHOW of
+    the mouth's width (a slit is all shadow). Without it a wide opening is one flat dark
+    shape: the look of a hole drawn on the face, not of a mouth."""
+    show = np.clip((opening / width - TONGUE_SHOW[0]) / (TONGUE_SHOW[1] - TONGUE_SHOW[0]), 0, 1)
+    low = np.clip((below / np.maximum(opening, 1.0) - 0.45) / 0.4, 0.0, 1.0)
+    low = low * low * (3 - 2 * low)
+    middle = np.sqrt(np.clip(1.0 - (across / 0.8) ** 2, 0.0, 1.0))
+    return show * low * middle * TONGUE_WEIGHT
 
 
 def _lip_colour(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
