@@ -139,7 +139,10 @@ def warp_patch(
     opened to ``openness``, or None when the change would be below a pixel. ``mf`` is the
     mesh's mouth_frame when the caller has it."""
     mf = mf or mouth_frame(mesh)
-    built = mouth_map(frame.shape[:2], mesh, openness, mf, lower_layer(frame, mesh, mf))
+    # where the layers part matters only when the mouth opens further than the source's
+    opening = mf.target_mid(openness) > mf.source_mid()
+    share = lower_layer(frame, mesh, mf) if opening else LOWER_SHARE
+    built = mouth_map(frame.shape[:2], mesh, openness, mf, share)
     if built is None:  # sub-pixel: nothing visible to do
         return None
     x0, y0, x1, y1 = built.roi
