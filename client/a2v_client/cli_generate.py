@@ -21,7 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from a2v.v1 import audio_to_video_pb2 as pb
 
 from .cli_checks import Job, UsageError, is_special
-from .cli_messages import print_accepted, usage_error
+from .cli_messages import field_flag, print_accepted, usage_error
 from .cli_parser import EXIT_SERVER
 from .client import Client
 from .live_video import LiveVideo
@@ -110,7 +110,10 @@ def run_generate(client: Client, args: argparse.Namespace, job: Job) -> int:
         return EXIT_SERVER
     if partial is not None:
         os.replace(partial, args.output)
-    if summary is not None and not args.quiet:
+    for entry in summary.warnings:  # (printed with -q too, as Accepted's are)
+        field, _, why = entry.partition(": ")
+        print(f"a2v: warning: {field_flag(field)}: {why}", file=sys.stderr)
+    if not args.quiet:
         t = summary.timings
         where = "stdout" if to_stdout else args.output
         kind = audio_kind_name(summary)

@@ -229,6 +229,8 @@ class Summary:
     audio_kind: int = 0
     #: lipsync models that report MOUTH_SOURCE; None otherwise
     mouth_sources: MouthSources | None = None
+    #: what was met while rendering (Summary.warnings): "field: why"
+    warnings: tuple[str, ...] = ()
 
 
 OutputEvent = Accepted | Chunk | Progress | Summary | Timeline

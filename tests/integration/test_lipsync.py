@@ -153,3 +153,48 @@ def test_cli_lipsync_with_sync_mode_and_timeline(stack, short_speech, tmp_path):
     assert [r["index"] for r in rows] == list(range(len(source)))
     assert set(last) == {"beat_grid"}  # the audio's beat grid ends the file
     assert all(0.0 <= r["mouth_open"] <= 1.0 for r in rows)
+
+
+def test_a_cut_off_upload_is_rendered_and_reported(stack, short_speech, tmp_path):
+    """A speaker video cut off partway (an upload that stopped, a half-copied file): the clip
+    is made from the pictures before the cut, as long as the audio, and the CLI prints the
+    server's Summary warning that says where the data ended; a whole upload has no warning."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    video, _ = _speaker_video(2.0)
+    whole = tmp_path / "whole.mp4"
+    with (
+        av.open(io.BytesIO(video)) as src,
+        av.open(str(whole), "w", format="mp4", options={"movflags": "+faststart"}) as dst,
+    ):  # the index first, as files made for the web: the front half decodes
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    a2v = str(Path(sys.executable).parent / "a2v")
+    for src, warned in ((cut, True), (whole, False)):
+        out = tmp_path / f"out-{src.stem}.mp4"
+        done = subprocess.run(
+            [a2v, "--server", stack.address, "generate", "--video", str(src), "--audio",
+             str(short_speech), "--resolution", "256x256", "-o", str(out)],
+            capture_output=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        warnings = [
+            line for line in done.stderr.decode().splitlines() if line.startswith("a2v: warning:")
+        ]
+        if warned:
+            assert len(warnings) == 1, done.stderr
+            assert warnings[0].startswith("a2v: warning: --video: its data ends at ")
+            assert "of the 2.00 s its header declares" in warnings[0]
+        else:
+            assert not warnings, done.stderr
+        # the clip is whole: as long as the audio, every frame decodes
+        assert abs(duration(out) - duration(short_speech)) <= 2 / FPS + 0.03
+        assert len(decode_frames(out)) >= round(duration(short_speech) * FPS) - 1

@@ -223,3 +223,64 @@ def test_a_variable_frame_rate_video_keeps_its_timing():
     finally:
         video.close()
         spool.close()
+
+
+@pytest.mark.parametrize("kept", [0.3, 0.5, 0.77, "packet"])
+def test_a_video_whose_data_ends_early_says_where(kept):
+    """An upload cut off (or corrupt) partway, in a packet or at its end (which decodes
+    cleanly): the pictures before the cut are decoded and the video is that long; ``damage``
+    (Summary.warnings) says where its data ended against the duration its header declares. A
+    whole file has none."""
+    data = _clip(100, movflags="+faststart")  # 4.00 s at 25 fps
+    if kept == "packet":
+        with av.open(io.BytesIO(data)) as container:
+            ends = [p.pos + p.size for p in container.demux(video=0) if p.size]
+        cut = ends[60]
+    else:
+        cut = int(len(data) * kept)
+    spool, video = _opened(data[:cut])
+    try:
+        video.open()
+        count = 0
+        while video.frame(count) is not None:
+            count += 1
+        assert 10 < count < 100
+        assert video.damage is not None
+        assert video.damage.startswith(f"video: its data ends at {count / 25:.2f} s")
+        assert "of the 4.00 s its header declares" in video.damage
+    finally:
+        video.close()
+        spool.close()
+    spool, video = _opened(data)
+    try:
+        video.open()
+        count = 0
+        while video.frame(count) is not None:
+            count += 1
+        assert count == video.length == 100 and video.damage is None
+    finally:
+        video.close()
+        spool.close()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "movflags"),
+    [("webm", ""), ("mp4", "frag_keyframe+empty_moov+default_base_moof")],
+    ids=["webm", "fragmented-mp4"],
+)
+def test_a_cut_off_webm_or_fragmented_mp4_says_so_too(fmt, movflags):
+    """A WebM (one duration for the file) and a fragmented MP4 (none declared up front) cut
+    at 60 %: the damage is reported where it can be known, the length they reached."""
+    data = _clip(100, fmt=fmt, movflags=movflags)
+    spool, video = _opened(data[: int(len(data) * 0.6)])
+    try:
+        video.open()
+        count = 0
+        while video.frame(count) is not None:
+            count += 1
+        assert 10 < count < 100
+        assert video.damage is not None
+        assert video.damage.startswith(f"video: its data ends at {count / 25:.2f} s")
+    finally:
+        video.close()
+        spool.close()

@@ -498,7 +498,7 @@ class Progress(_message.Message):
     def __init__(self, frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., audio_seconds: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("frames", "duration_seconds", "bytes", "chunks", "timings", "audio_kind", "mouth_sources")
+    __slots__ = ("frames", "duration_seconds", "bytes", "chunks", "timings", "audio_kind", "mouth_sources", "warnings")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -506,6 +506,7 @@ class Summary(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_KIND_FIELD_NUMBER: _ClassVar[int]
     MOUTH_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     frames: int
     duration_seconds: float
     bytes: int
@@ -513,7 +514,8 @@ class Summary(_message.Message):
     timings: Timings
     audio_kind: AudioKind
     mouth_sources: MouthSources
-    def __init__(self, frames: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., audio_kind: _Optional[_Union[AudioKind, str]] = ..., mouth_sources: _Optional[_Union[MouthSources, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, frames: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., audio_kind: _Optional[_Union[AudioKind, str]] = ..., mouth_sources: _Optional[_Union[MouthSources, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MouthSources(_message.Message):
     __slots__ = ("passed_through", "warped", "retrieved")

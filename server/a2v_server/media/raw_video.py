@@ -52,6 +52,8 @@ class RawVideo:
         self.length: int | None = None
         self.decoded = 0  # frames read (the benchmark's and the tests' counter, as SourceVideo)
         self.seeks = 0
+        #: as SourceVideo's (Summary.warnings); every raw frame is checked as it arrives
+        self.damage: str | None = None
 
     # --- the writer's side (the event loop) -------------------------------------------------
     def add(self, frame: RawFrame) -> None:

@@ -56,6 +56,10 @@ CACHE_BYTES = 128 * 1024 * 1024
 #: a slot at most this many slots ahead of the seeking pass is reached by decoding on, not by
 #: another seek
 SEEK_AHEAD = 48
+#: a video whose pictures end more than this share (and 2 frames) short of what its track's
+#: header declares was cut off: Summary.warnings says so (edit lists and rounding differ by
+#: a frame or two; a camera's header by nothing)
+DAMAGE_SLACK = 0.02
 
 ACCEPTED_VIDEO_FORMATS = "MP4, MOV or WebM/Matroska"
 _FORMAT_NAMES = {"mov": "MP4/MOV", "matroska": "WebM/Matroska"}
@@ -147,6 +151,11 @@ class SourceVideo:
         self._counted: int | None = None  # ... or from the packets (count_slots)
         self.decoded = 0  # pictures decoded, all passes (for the benchmark and the tests)
         self.seeks = 0
+        #: once the first pass has ended: where the data ended early (a cut-off upload,
+        #: corrupt bytes), for Summary.warnings ("field: why"); None when nothing is wrong
+        self.damage: str | None = None
+        self._broken = False  # the first pass stopped on a decoding error
+        self._track_frames = 0  # the frames the video track's own header declares (0: none)
 
     # --- opening --------------------------------------------------------------------------------
     def open(self) -> VideoInfo:
@@ -169,6 +178,10 @@ class SourceVideo:
             try:
                 rate = _frame_rate(stream)
                 duration = _duration(container, stream)
+                # the video track's own duration: its header's, or the file's when it holds
+                # no other track (WebM keeps one duration for all of them)
+                if (stream.duration and stream.time_base) or len(container.streams) == 1:
+                    self._track_frames = round(duration * rate)
                 count = max(1, round(duration * rate)) if duration else 0
                 if count > self._max_frames:
                     raise ResourceExhausted(
@@ -303,6 +316,22 @@ class SourceVideo:
         first.container.close()
         if self.length == 0:
             raise InvalidInput("the video contains no frames", field="video")
+        self.damage = self._damage()
+
+    def _damage(self) -> str | None:
+        """Summary.warnings' entry when the first pass ended early: on a decoding error, or
+        (cut at a packet's end, which decodes cleanly) short of what the video track's header
+        declares by more than a few frames (DAMAGE_SLACK)."""
+        assert self.info is not None and self.length is not None
+        declared, rate = self._track_frames, float(self.info.rate)
+        short = declared - self.length > max(2, DAMAGE_SLACK * declared)
+        if not (self._broken or short):
+            return None
+        of = f" of the {declared / rate:.2f} s its header declares" if short else ""
+        return (
+            f"video: its data ends at {self.length / rate:.2f} s{of} (a cut-off upload or "
+            "corrupt data): the clip is made from the pictures up to there; send the whole file"
+        )
 
     def _remember(self, slot: int, picture: Picture) -> None:
         self._cache[slot] = picture
@@ -446,6 +475,7 @@ class _Pass:
     def _timed(video: SourceVideo, container, stream, start: float | None) -> Iterator:
         decoded = 0
         produced = False
+        first_pass = start is None
         try:
             for frame in container.decode(stream):
                 decoded += 1
@@ -462,6 +492,8 @@ class _Pass:
                 yield t - start, video._picture(frame)
         except av.error.FFmpegError as exc:
             log.warning("video decoding stopped (%s): %s", stream.codec_context.name, exc)
+            if produced and first_pass:
+                video._broken = True
             if not produced and video.info is None:
                 raise InvalidInput(
                     "could not read the video: its pictures could not be decoded (corrupt "

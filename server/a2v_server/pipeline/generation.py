@@ -157,6 +157,9 @@ class Generation:
                 if self._error is not None:
                     error, self._error = self._error, None  # no cycle via its traceback
                     raise error
+                damage = visual.lipsync.source.video.damage if visual.lipsync else None
+                if damage:
+                    self.stats.warnings.append(damage)
                 yield self.stats.summary()
             finally:
                 producer.cancel()

@@ -38,6 +38,8 @@ class GenerationStats:
         #: lipsync: frames per MOUTH_SOURCE value (0 passed through, 1 warped, 2 retrieved);
         #: None until the model reports one (other models, older lipsync models)
         self.mouth_sources: np.ndarray | None = None
+        #: Summary.warnings: "field: why", met while rendering
+        self.warnings: list[str] = []
 
     def count_mouths(self, sources: np.ndarray | None) -> None:
         """Add one batch's MOUTH_SOURCE values (None: the model does not report them)."""
@@ -73,4 +75,5 @@ class GenerationStats:
             mouth_sources=None
             if self.mouth_sources is None
             else MouthSources(*(int(n) for n in self.mouth_sources)),
+            warnings=tuple(self.warnings),
         )

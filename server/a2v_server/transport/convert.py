@@ -148,6 +148,7 @@ def event_to_proto(event: domain.OutputEvent, resume_token: str = "") -> pb.Gene
                 warped=event.mouth_sources.warped,
                 retrieved=event.mouth_sources.retrieved,
             ),
+            warnings=list(event.warnings),
         )
     )
 
