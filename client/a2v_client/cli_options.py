@@ -93,7 +93,7 @@ def add_generate(sub: Any, formatter: Any, epilog: str) -> None:
         "--video",
         metavar="FILE",
         help=f"a video of a speaker ({VIDEO_FORMATS}): lipsync re-animates the mouth and "
-        "keeps the video's frame rate",
+        "keeps the video's frame rate (above 60 fps: half or a quarter of it)",
     )
     p.add_argument(
         "-o",

@@ -198,3 +198,38 @@ def test_a_cut_off_upload_is_rendered_and_reported(stack, short_speech, tmp_path
         # the clip is whole: as long as the audio, every frame decodes
         assert abs(duration(out) - duration(short_speech)) <= 2 / FPS + 0.03
         assert len(decode_frames(out)) >= round(duration(short_speech) * FPS) - 1
+
+
+def test_a_120_fps_phone_video_plays_at_60(stack, short_speech, tmp_path):
+    """A phone's 120 fps video is not refused: the clip is at 60 fps (every 2nd picture) and
+    the CLI prints the server's Accepted warning that says so."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    src = tmp_path / "phone.mp4"
+    with av.open(str(src), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=120, options={"preset": "ultrafast"})
+        stream.width = stream.height = 512
+        stream.pix_fmt = "yuv420p"
+        for k in range(240):
+            m = np.float32([[1, 0, 6 * np.sin(k / 60)], [0, 1, 0]])
+            moved = cv2.warpAffine(portrait, m, (512, 512), borderMode=cv2.BORDER_REFLECT)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(moved, format="rgb24")))
+        out.mux(stream.encode(None))
+    clip = tmp_path / "clip.mp4"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "a2v"), "--server", stack.address, "generate",
+         "--video", str(src), "--audio", str(short_speech), "-o", str(clip)],
+        capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        b"a2v: warning: --video: its frame rate, 120 fps, is above 60: the clip is at 60 fps, "
+        b"every 2nd picture" in done.stderr
+    ), done.stderr
+    (video,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
+    assert video["r_frame_rate"] == "60/1"
+    assert abs(duration(clip) - duration(short_speech)) <= 2 / 60 + 0.03
+    assert len(decode_frames(clip)) >= round(duration(short_speech) * 60) - 1

@@ -7,6 +7,7 @@ its timing."""
 from __future__ import annotations
 
 import io
+import math
 import random
 import tempfile
 import threading
@@ -16,6 +17,7 @@ import av
 import numpy as np
 import pytest
 
+from a2v_server.errors import InvalidInput
 from a2v_server.media.spool import Spool
 from a2v_server.media.video import SourceVideo
 
@@ -281,6 +283,38 @@ def test_a_cut_off_webm_or_fragmented_mp4_says_so_too(fmt, movflags):
         assert 10 < count < 100
         assert video.damage is not None
         assert video.damage.startswith(f"video: its data ends at {count / 25:.2f} s")
+    finally:
+        video.close()
+        spool.close()
+
+
+@pytest.mark.parametrize(("fps", "rate", "step"), [(120, 60, 2), (240, 60, 4), (100, 50, 2)])
+def test_a_video_above_60_fps_plays_every_nth_picture(fps, rate, step):
+    """A phone's high-frame-rate video (120, 240 fps) is not refused: the clip plays at its
+    rate divided by the smallest whole number that brings it within 60 fps, each slot the
+    picture shown at its time (every step-th, evenly spaced), and says so (source_rate)."""
+    data = _clip(8 * step, fps=fps, gop=step * 4, movflags="+faststart")
+    spool, video = _opened(data)
+    try:
+        info = video.open()
+        assert info.rate == Fraction(rate) and info.source_rate == Fraction(fps)
+        levels = []
+        while (picture := video.frame(len(levels))) is not None:
+            levels.append(_level(picture))
+        # slot k: the last picture before (k + 1/2) / rate, picture (k + 1/2) * step - 1 (the
+        # last picture gets a slot of its own, as in any video: one more at most)
+        shown = [math.ceil((k + 0.5) * step) - 1 for k in range(8)]
+        assert levels[:8] == [(j * 7) % 256 for j in shown] and len(levels) <= 9
+    finally:
+        video.close()
+        spool.close()
+
+
+def test_a_video_below_1_fps_is_refused_with_a_fix():
+    spool, video = _opened(_clip(3, fps=Fraction(1, 2), movflags="+faststart"))
+    try:
+        with pytest.raises(InvalidInput, match=r"below 1 fps.*re-encode it at 1\.\.60 fps"):
+            video.open()
     finally:
         video.close()
         spool.close()

@@ -76,15 +76,21 @@ def detect_video_format(head: bytes) -> str:
     )
 
 
-def _frame_rate(stream) -> Fraction:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
-    rate = Fraction(rate).limit_denominator(1001)
-    if not MIN_FPS <= rate <= MAX_FPS:
+def _frame_rate(stream) -> tuple[Fraction, Fraction, int]:
+    """(the clip's rate, the file's, the step between the pictures shown): a video above
+    MAX_FPS (a phone's 120 or 240 fps) plays at its rate divided by the smallest whole number
+    that brings it within (120 -> 60, 240 -> 60, 100 -> 50): every step-th picture, evenly
+    spaced, its timing kept."""
+    source = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
+    source = Fraction(source).limit_denominator(1001)
+    if source < MIN_FPS:
         raise InvalidInput(
-            f"the video's frame rate {float(rate):.3g} is outside {MIN_FPS}..{MAX_FPS} fps",
+            f"the video's frame rate {float(source):.3g} fps is below {MIN_FPS} fps: a mouth "
+            f"cannot move at that rate; re-encode it at {MIN_FPS}..{MAX_FPS} fps (25 is usual)",
             field="video",
         )
-    return rate
+    step = math.ceil(source / MAX_FPS)
+    return source / step, source, step
 
 
 def _duration(container, stream) -> float:
@@ -118,6 +124,9 @@ class VideoInfo:
     colour: Colour | None
     #: the frame count the header claims (0 when it does not say)
     header_frames: int
+    #: the file's own frame rate where the clip plays at a lower one (above MAX_FPS); None
+    #: when the clip keeps it
+    source_rate: Fraction | None = None
 
 
 class SourceVideo:
@@ -156,6 +165,7 @@ class SourceVideo:
         self.damage: str | None = None
         self._broken = False  # the first pass stopped on a decoding error
         self._track_frames = 0  # the frames the video track's own header declares (0: none)
+        self._step = 1  # pictures decoded per slot (_frame_rate: above MAX_FPS)
 
     # --- opening --------------------------------------------------------------------------------
     def open(self) -> VideoInfo:
@@ -176,7 +186,7 @@ class SourceVideo:
                 reader = self._spool.streaming()
             container, stream = self._open(reader)
             try:
-                rate = _frame_rate(stream)
+                rate, source_rate, self._step = _frame_rate(stream)
                 duration = _duration(container, stream)
                 # the video track's own duration: its header's, or the file's when it holds
                 # no other track (WebM keeps one duration for all of them)
@@ -199,7 +209,12 @@ class SourceVideo:
             assert self._shape is not None
             self._remember(*first)
             self.info = VideoInfo(
-                rate, self._shape.width, self._shape.height, self._shape.colour, count
+                rate,
+                self._shape.width,
+                self._shape.height,
+                self._shape.colour,
+                count,
+                source_rate if self._step > 1 else None,
             )
             return self.info
 
@@ -479,7 +494,7 @@ class _Pass:
         try:
             for frame in container.decode(stream):
                 decoded += 1
-                if decoded > 2 * video._max_frames:  # timestamps that never advance
+                if decoded > 2 * video._max_frames * video._step:  # timestamps stuck
                     log.warning("video: %d frames decoded; stopping", decoded)
                     return
                 if frame.pts is None:

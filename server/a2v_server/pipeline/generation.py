@@ -192,7 +192,7 @@ class Generation:
             unused_prompt_words=unused,
             face_box=visual.face_box,
             ignored_settings=ignored_settings(self.spec, self.model, visual.fps),
-            warnings=setting_warnings(self.spec, self.model),
+            warnings=setting_warnings(self.spec, self.model) + visual.warnings,
             render_range=None
             if self._range is None
             else (self._range.start_seconds, self._range.end_seconds),

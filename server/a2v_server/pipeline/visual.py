@@ -20,6 +20,7 @@ from opentelemetry import trace
 
 from a2v_server.catalog import OfferedModel
 from a2v_server.domain import (
+    MAX_FPS,
     DetectedFace,
     GenerateSpec,
     ImagePiece,
@@ -31,6 +32,7 @@ from a2v_server.errors import InvalidInput, ResourceExhausted, Unavailable
 from a2v_server.inference.backend import Backend
 from a2v_server.media.image import decode_image
 from a2v_server.media.spool import SpoolAborted
+from a2v_server.media.video import VideoInfo
 from a2v_server.media.yuv import BT709, Converter
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import check_pixel_rate
@@ -82,6 +84,8 @@ class Visual:
     face_score: float = 1.0
     #: every face found (Accepted.faces): the portrait's, or a video's first frame with faces
     faces: tuple[DetectedFace, ...] = ()
+    #: Accepted.warnings about the input ("field: why"), e.g. a video above MAX_FPS
+    warnings: tuple[str, ...] = ()
     #: several speakers: the talking avatar's speaking faces (landmarks, mesh) in output
     #: pixels; lipsync's face boxes (output pixels, None: by index), one per speaker
     speaker_faces: tuple[tuple[np.ndarray, np.ndarray | None], ...] = ()
@@ -311,7 +315,23 @@ async def prepare_video(
         face_select_box=select_box,
         faces=found,
         speaker_boxes=speaker_boxes,
+        warnings=_rate_warning(info),
     )
+
+
+def _rate_warning(info: VideoInfo) -> tuple[str, ...]:
+    """Accepted.warnings' entry for a video above MAX_FPS (media/video.py plays it lower)."""
+    if info.source_rate is None:
+        return ()
+    step = round(info.source_rate / info.rate)
+    return (
+        f"video: its frame rate, {float(info.source_rate):.4g} fps, is above {MAX_FPS}: the clip "
+        f"is at {float(info.rate):.4g} fps, every {_ordinal(step)} picture",
+    )
+
+
+def _ordinal(n: int) -> str:
+    return {2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
 def _to_output(placement, box) -> tuple[float, float, float, float] | None:
