@@ -19,6 +19,7 @@ from video_mouth import (
     INNER_LOWER,
     INNER_UPPER,
     MIN_DET,
+    OUTER_LIPS,
     inner_gap,
     lower_layer,
     mouth_frame,
@@ -84,6 +85,36 @@ def test_a_mouth_open_in_the_source_closes_in_silence(reference, face):
     x0, x1 = int(lower[:, 0].min()), int(lower[:, 0].max())
     y = int(round(lower[:, 1].mean())) - 2
     assert np.abs(closed[y, x0:x1].astype(int) - image[y, x0:x1]).mean() > 10
+
+
+@pytest.mark.parametrize("openness", [0.0, 0.05])
+@pytest.mark.parametrize("source", ["smile", "wide open"])
+def test_a_closed_mouth_shows_no_seam_of_teeth_or_dark(analyzer, face, source, openness):
+    """Closing a mouth that is open in the source (her smile, or opened wide with the dark
+    inside, as a speaker mid-word is) brings the lower lip up to the upper one: along the
+    line where they meet nothing is much darker than the lips (no dashed line of the gap's
+    dark or teeth coming up with the lip's edge)."""
+    image, mesh = face
+    if source == "wide open":
+        image = reanimate(image, mesh, 1.0)
+        (found,) = analyzer.analyze(image)
+        mesh = found.mesh
+    out = reanimate(image, mesh, openness).astype(float) @ np.array([0.299, 0.587, 0.114])
+    mf = mouth_frame(mesh)
+    u = mf.centre + np.linspace(-0.8, 0.8, 41) * mf.half
+    top = mf.upper_edge(u)
+    seam = []
+    for dv in np.arange(-2.0, 2.01, 0.5):  # 2 px either side of the upper inner lip
+        p = mf.origin + u[:, None] * mf.across + (top[:, None] + dv) * mf.down
+        seam.append(out[np.round(p[:, 1]).astype(int), np.round(p[:, 0]).astype(int)])
+    lips = float(np.mean(_lip_luma(image, mesh)))
+    assert np.min(seam) > 0.5 * lips
+
+
+def _lip_luma(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """The luma of the outer lips' points: the lips' own brightness."""
+    pts = np.round(mesh[list(OUTER_LIPS), :2]).astype(int)
+    return image[pts[:, 1], pts[:, 0]].astype(float) @ np.array([0.299, 0.587, 0.114])
 
 
 @pytest.mark.parametrize("openness", [0.0, 0.4, 1.0])

@@ -62,6 +62,11 @@ _LIP_RING = np.array([*OUTER_LIPS, *INNER_UPPER, *INNER_LOWER[-2:0:-1]])
 #: unsharp-mask amount at half-pixel offsets (see _resharpened), and how far its blur reads
 RESHARPEN = 0.15
 _BLUR_REACH = 4
+#: a shut mouth's lower lip goes this share of the mouth's width past the tracked upper inner
+#: edge (MouthFrame.shift), and its content starts CLOSE_SKIP of the width below the tracked
+#: lower one (mouth_map): no line of teeth or of the dark between the lips
+CLOSE_PAST = 0.04
+CLOSE_SKIP = 0.03
 #: the smallest Jacobian determinant the lower-face map may have (1 = rigid)
 MIN_DET = 0.25
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
@@ -103,6 +108,9 @@ class MouthMap:
     map_y: np.ndarray
     interior: np.ndarray  # 0..1: painted mouth interior
     lower: np.ndarray  # bool: pixels of the moved lower face (the part that must not fold)
+    #: 0..1: the moved lower face's cover of each pixel (1 inside it, between 0 and 1 on its
+    #: top edge, where warp_patch blends it with the pixel that stays)
+    edge: np.ndarray
     shade: np.ndarray  # 0..1: depth of the interior (0 at the lips, 1 in the middle)
     teeth: np.ndarray  # 0..1: the painted hint of upper teeth under the upper lip
     tongue: np.ndarray  # 0..1: the painted tongue, low in a wide opening
@@ -180,6 +188,12 @@ def warp_patch(
         )
     else:
         result = pixels.astype(np.float32)
+    # the lower face's top edge: its colour blended with the pixel that stays there
+    rows, cols = np.nonzero((built.edge > 0) & (built.edge < 1))
+    if len(rows):
+        cover = built.edge[rows, cols][:, None]
+        kept = frame[rows + y0, cols + x0].astype(np.float32)
+        result[rows, cols] = kept + cover * (result[rows, cols] - kept)
     if built.painted is not None:  # the interior is painted in its own box only
         px0, py0, px1, py1 = built.painted
         inside = result[py0:py1, px0:px1]
@@ -236,21 +250,24 @@ class MouthFrame:
         upper: np.ndarray | None = None,
         lower: np.ndarray | None = None,
     ) -> np.ndarray:
-        """d(u) at the lip: the target gap minus the source's, never closing past shut.
-        ``upper`` and ``lower`` are the inner edges at ``u`` when the caller has them (of
-        the dtype the result is to have)."""
+        """d(u) at the lip: the target gap minus the source's; a mouth closed (or nearly)
+        goes a little past shut (CLOSE_PAST). ``upper`` and ``lower`` are the inner edges at
+        ``u`` when the caller has them (of the dtype the result is to have)."""
         upper = self.upper_edge(u) if upper is None else upper
         lower = self.lower_edge(u) if lower is None else lower
         centre, half = float(self.centre), float(self.half)
         gap = np.maximum(lower - upper, 0.0)
         inside = np.clip(1.0 - ((u - centre) / half) ** 2, 0.0, 1.0)
-        # Closing an open mouth goes a little past "shut" (up to 2 % of the mouth width):
-        # the tracked inner edge sits about a pixel inside the lips, and stopping exactly
-        # there leaves a white line of teeth between them.
-        overlap = np.minimum(0.02 * float(self.width), 0.25 * gap) * (gap > 1.0)
-        return np.maximum(float(target_mid) * np.sqrt(inside) - gap, -gap - overlap) * (
-            np.abs(u - centre) < half
-        )
+        wanted = float(target_mid) * np.sqrt(inside)
+        # Closing an open mouth goes past "shut" by up to CLOSE_PAST of the mouth's width: the
+        # tracked inner edge sits a pixel or two inside the lips, and stopping exactly there
+        # leaves a line of teeth (and of the dark behind them) between the lips. The lips
+        # overlap by that much when shut, less as they part, not at all from twice that gap
+        # on (new gap = wanted - overlap * (1 - wanted / (2 * overlap)) below it: continuous,
+        # rising with ``wanted``).
+        overlap = np.minimum(CLOSE_PAST * float(self.width), 0.4 * gap) * (gap > 1.0)
+        past = overlap * np.clip(1.0 - wanted / np.maximum(2.0 * overlap, 1e-6), 0.0, 1.0)
+        return (wanted - past - gap) * (np.abs(u - centre) < half)
 
     def target_mid(self, openness: float) -> float:
         """The gap asked for in the middle of the inner mouth, in pixels: an ellipse across
@@ -360,6 +377,17 @@ def mouth_map(
     d_jaw = float(
         np.max(np.abs(frame.shift(np.linspace(centre - half, centre + half, 21), target_mid)))
     ) * float(np.sign(target_mid - source_mid))
+    new_lip = lip + d_lip  # the lower lip's inner edge in the output
+    gap = lip - top
+    split = lip  # where the lower layer starts in the source
+    if d_jaw < 0:
+        # Closing: the tracked lower inner edge sits a pixel or so inside the gap, on its
+        # dark or its teeth; the lower lip brought up from exactly there would carry a line
+        # of them to the upper lip (a dashed dark and white seam). Its content starts
+        # CLOSE_SKIP below it instead; its edge still lands at new_lip.
+        skip = np.minimum(CLOSE_SKIP * width, 0.5 * gap) * (d_lip < 0)
+        split = lip + skip
+        d_lip = d_lip - skip
     # Below the lower lip the shift goes over from the lip's profile d(u) to the jaw's (one
     # value across the jaw, fading at its sides), then fades out below the chin.
     span = max(chin_v - float(vl.max()), 4.0)
@@ -376,31 +404,29 @@ def mouth_map(
     d *= d_lip
     d += jaw
     d *= fade
-    new_lip = lip + d_lip  # the lower lip's inner edge in the output
     # Layers: where the source's gap shows its teeth and the mouth opens further, the gap's
     # lower layer (``lower_share`` of it: the lower teeth, or the lower lip's inner edge under
     # upper teeth that fill the gap) moves with the lower lip, as a jaw carries its teeth, and
     # the interior opens between the layers; the upper layer (the upper teeth) stays with the
     # skull. The split comes in with the gap's size: no jump from frame to frame.
-    gap = lip - top
     #: 0..1 per column: how far the source's gap shows its teeth (0 below LAYER_GAP, 1 from
     #: twice that); the split lies that much of the way to the gap's middle
     layered = _clip(gap * (1.0 / (LAYER_GAP * width)) - 1.0, 0.0, 1.0)
-    split, new_split = lip, new_lip
+    new_split = new_lip
     if d_jaw > 0:
         split = lip - gap * layered * (float(lower_share) * (d_lip > 0))
         new_split = split + d_lip
     d = _unfolded(d, v, new_split, (dx, dy))
 
-    below = v >= new_split - 0.5
-    # The lower face (with the gap's lower layer) is sampled d further up, from half a pixel
-    # below the split's new place on (anti-aliased over that half pixel); above it, nothing
-    # moves. src_v = v - d * clip(v - new_split + 0.5, 0, 1), in place
-    step = v - new_split
-    step += 0.5
-    step = _clip(step, 0, 1, out=step)
-    step *= d
-    src_v = np.subtract(v, step, out=step)
+    # The lower face (with the gap's lower layer) is sampled d further up from half a pixel
+    # above the split's new place on; above it, nothing moves. Its top edge is anti-aliased by
+    # blending colours (``edge``, warp_patch), not positions: a pixel sampled part of the way
+    # up would show what lies between, the gap's dark or teeth as a dashed line on the lips.
+    edge = v - new_split
+    edge += 0.5
+    edge = _clip(edge, 0, 1, out=edge)
+    below = edge > 0
+    src_v = v - d * below
     # Pixels between the lips that the source had no content for: the painted interior. It
     # fades in below the source's gap (under the upper lip's shadow: ~3 % of the mouth width)
     # and ends at the new lower lip with half a pixel of anti-aliasing. Only in the band: it
@@ -446,6 +472,7 @@ def mouth_map(
         map_y=map_y,
         interior=interior,
         lower=below,
+        edge=edge,
         shade=shade,
         teeth=teeth,
         tongue=tongue,
