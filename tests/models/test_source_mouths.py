@@ -172,11 +172,12 @@ def test_a_mouth_the_frame_already_shows_is_the_warps(talking):
         assert mouths.render(frame, mesh, openness)[1] == WARP
 
 
-def test_slowly_changing_openings_keep_their_mouth(talking_dense):
+def test_slowly_changing_openings_keep_their_mouth(talking_dense, talking):
     """Openings drifting slowly (as speech does between syllables) on the shut frame: the
     chosen source mouth holds for several frames instead of hopping between the near-equal
-    ones, yet a large change of opening does change it."""
-    talking = talking_dense
+    ones (a 16-frame video: neighbouring mouths nearly alike), yet a large change of opening
+    does change it (the 8-frame one)."""
+    sparse, talking = talking, talking_dense
     mouths = _library(talking)
     assert len(mouths.library) >= 4  # several open mouths to hop between
     shut, mesh = talking[0]
@@ -194,6 +195,8 @@ def test_slowly_changing_openings_keep_their_mouth(talking_dense):
         hops = [free.render(shut, mesh, o)[2].index for o in np.linspace(0.45, 0.6, 12)]
     assert sum(a != b for a, b in itertools.pairwise(hops)) > switches
     # A much wider mouth asked for picks a more open source mouth.
+    mouths = _library(sparse)
+    shut, mesh = sparse[0]
     wide = mouths.render(shut, mesh, 0.75)[2]
     narrow = mouths.render(shut, mesh, 0.35)[2]
     assert wide.mouth.gap > narrow.mouth.gap

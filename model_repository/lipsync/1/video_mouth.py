@@ -67,6 +67,7 @@ _BLUR_REACH = 4
 #: lower one (mouth_map): no line of teeth or of the dark between the lips
 CLOSE_PAST = 0.04
 CLOSE_SKIP = 0.03
+CLOSE_RAMP = 0.5
 #: the smallest Jacobian determinant the lower-face map may have (1 = rigid)
 MIN_DET = 0.25
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
@@ -262,11 +263,13 @@ class MouthFrame:
         # Closing an open mouth goes past "shut" by up to CLOSE_PAST of the mouth's width: the
         # tracked inner edge sits a pixel or two inside the lips, and stopping exactly there
         # leaves a line of teeth (and of the dark behind them) between the lips. The lips
-        # overlap by that much when shut, less as they part, not at all from twice that gap
-        # on (new gap = wanted - overlap * (1 - wanted / (2 * overlap)) below it: continuous,
-        # rising with ``wanted``).
+        # overlap by that much when shut, less as they part, not at all once the gap asked
+        # for is CLOSE_RAMP of that overlap (new gap = wanted - overlap * (1 - wanted / (ramp
+        # * overlap)) below it: continuous, rising with ``wanted``; a short ramp, so that
+        # slightly parted lips still part: a wide one shut every quiet sound's small opening).
         overlap = np.minimum(CLOSE_PAST * float(self.width), 0.4 * gap) * (gap > 1.0)
-        past = overlap * np.clip(1.0 - wanted / np.maximum(2.0 * overlap, 1e-6), 0.0, 1.0)
+        ramp = np.maximum(CLOSE_RAMP * overlap, 1e-6)
+        past = overlap * np.clip(1.0 - wanted / ramp, 0.0, 1.0)
         return (wanted - past - gap) * (np.abs(u - centre) < half)
 
     def target_mid(self, openness: float) -> float:
