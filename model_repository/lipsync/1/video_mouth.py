@@ -68,6 +68,9 @@ _BLUR_REACH = 4
 CLOSE_PAST = 0.04
 CLOSE_SKIP = 0.03
 CLOSE_RAMP = 0.5
+#: closed lips' contact line (mouth_map): darkened by up to SEAM_DARK where the output's gap
+#: is under SEAM_GAP px, over a pixel either side of the line, fading to the corners
+SEAM_DARK, SEAM_GAP = 0.3, 1.5
 #: the smallest Jacobian determinant the lower-face map may have (1 = rigid)
 MIN_DET = 0.25
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
@@ -118,6 +121,8 @@ class MouthMap:
     #: the box (x0, y0, x1, y1, relative to the region's corner) outside which ``interior``,
     #: ``shade`` and ``teeth`` are 0; None when nothing is painted
     painted: tuple[int, int, int, int] | None = None
+    #: 0..SEAM_DARK: the shadow of closed lips' contact line (None when they do not meet)
+    seam: np.ndarray | None = None
 
 
 def inner_gap(points: np.ndarray) -> float:
@@ -195,6 +200,9 @@ def warp_patch(
         cover = built.edge[rows, cols][:, None]
         kept = frame[rows + y0, cols + x0].astype(np.float32)
         result[rows, cols] = kept + cover * (result[rows, cols] - kept)
+    if built.seam is not None:  # the closed lips' contact line
+        rows, cols = np.nonzero(built.seam)
+        result[rows, cols] *= 1.0 - built.seam[rows, cols][:, None]
     if built.painted is not None:  # the interior is painted in its own box only
         px0, py0, px1, py1 = built.painted
         inside = result[py0:py1, px0:px1]
@@ -430,6 +438,15 @@ def mouth_map(
     edge = _clip(edge, 0, 1, out=edge)
     below = edge > 0
     src_v = v - d * below
+    # Lips that meet (closing onto the upper one) get the thin shadow of their contact line,
+    # as real closed lips have: without it they merge into one band of lip colour.
+    seam = None
+    if d_jaw < 0:
+        meet = _clip(1.0 - (new_split[band] - top[band]) * (1.0 / SEAM_GAP), 0.0, 1.0)
+        line = _clip(1.0 - np.abs(v[band] - new_split[band]), 0.0, 1.0)
+        across = _clip(1.0 - ((ub - centre) * (1.0 / half)) ** 2, 0.0, 1.0)
+        seam = np.zeros_like(u)
+        seam[band] = SEAM_DARK * meet * line * across
     # Pixels between the lips that the source had no content for: the painted interior. It
     # fades in below the source's gap (under the upper lip's shadow: ~3 % of the mouth width)
     # and ends at the new lower lip with half a pixel of anti-aliasing. Only in the band: it
@@ -476,6 +493,7 @@ def mouth_map(
         interior=interior,
         lower=below,
         edge=edge,
+        seam=seam,
         shade=shade,
         teeth=teeth,
         tongue=tongue,
