@@ -110,6 +110,9 @@ def test_a_closed_mouth_shows_no_seam_of_teeth_or_dark(analyzer, face, source):
         seam.append(out[np.round(p[:, 1]).astype(int), np.round(p[:, 0]).astype(int)])
     lips = float(np.mean(_lip_luma(image, mesh)))
     assert np.min(seam) > 0.5 * lips
+    # ... yet where they meet there is a line: each column's darkest pixel there is darker
+    # than the lips, as the contact line of real closed lips is (not one band of lip colour)
+    assert np.median(np.min(seam, axis=0)) < 0.9 * lips
 
 
 def _lip_luma(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
