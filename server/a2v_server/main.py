@@ -51,6 +51,12 @@ def create_server(
             # Ask clients to reconnect every 5 minutes (running streams are not cut): they
             # re-resolve DNS then, so a headless Service's new pods get calls after a scale-up.
             ("grpc.max_connection_age_ms", 300_000),
+            # No SO_REUSEPORT (gRPC's default is on): a second process on a port already
+            # served is refused at start ("cannot listen") instead of silently sharing its
+            # connections, and port 0 picks a port no other server has (grpc/grpc#10755: with
+            # it on, servers started side by side on port 0 could share one; seen here as a
+            # service test's "connection refused" from a neighbour's port).
+            ("grpc.so_reuseport", 0),
         ],
     )
     # not the generated add_AudioToVideoServicer_to_server: malformed bytes -> INVALID_ARGUMENT

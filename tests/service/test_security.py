@@ -90,6 +90,14 @@ def test_plaintext_refuses_a_public_address(listen):
         Settings.from_env({"A2V_LISTEN": listen})
 
 
+async def test_a_port_already_served_is_refused_not_shared(serve):
+    """A second server on the port of a running one does not start: it would share the
+    port's connections with it (gRPC's SO_REUSEPORT), each client landing on either."""
+    async with serve() as running:
+        with pytest.raises(RuntimeError, match=r"cannot listen on 127\.0\.0\.1:.*in use"):
+            create_server(Settings(listen=running.address), FakeBackend())
+
+
 async def test_plaintext_on_all_interfaces_when_allowed(serve):
     settings = Settings(listen="0.0.0.0:0", allow_insecure=True)
     async with serve(settings) as service, AsyncClient(service.address) as client:

@@ -61,12 +61,18 @@ def bind(server: grpc.aio.Server, settings: Settings) -> int:
     """Open ``settings.listen`` on ``server``; returns the port. Refuses unsafe plaintext."""
     settings.validated()  # plaintext off loopback is refused there, also for hand-made settings
     credentials = server_credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(settings.listen)
-    else:
-        port = server.add_secure_port(settings.listen, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except RuntimeError:  # gRPC's "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {settings.listen}")
+        raise RuntimeError(
+            f"cannot listen on {settings.listen}: the port is in use (another a2v-server?) or "
+            "the address is not this machine's; set A2V_LISTEN"
+        )
     mode = (
         "plaintext"
         if credentials is None
