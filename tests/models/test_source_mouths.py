@@ -43,31 +43,29 @@ def _own_openness(mesh: np.ndarray) -> float:
     return mf.source_mid() / mf.width / OPEN_GAP
 
 
-@pytest.fixture(scope="module")
-def talking(analyzer, astronaut) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A speaker video: shut lips opening to her real smile (teeth) over 8 frames, each
-    frame's mesh found again by the face model (as the tracker would)."""
+def _opening_video(analyzer, astronaut, frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shut lips opening to her real smile (teeth) over ``frames`` frames, each frame's mesh
+    found again by the face model (as the tracker would)."""
     image, mesh = astronaut
     own = _own_openness(mesh)
     video = []
-    for openness in np.linspace(0.0, own, 8):
+    for openness in np.linspace(0.0, own, frames):
         frame = image if openness == own else reanimate(image, mesh, openness)
         (found,) = analyzer.analyze(frame)
         video.append((frame, found.mesh))
     return video
+
+
+@pytest.fixture(scope="module")
+def talking(analyzer, astronaut) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A speaker video: shut lips opening to her real smile over 8 frames."""
+    return _opening_video(analyzer, astronaut, 8)
 
 
 @pytest.fixture(scope="module")
 def talking_dense(analyzer, astronaut) -> list[tuple[np.ndarray, np.ndarray]]:
     """``talking`` over 16 frames: neighbouring mouths nearly alike, as in a real video."""
-    image, mesh = astronaut
-    own = _own_openness(mesh)
-    video = []
-    for openness in np.linspace(0.0, own, 16):
-        frame = image if openness == own else reanimate(image, mesh, openness)
-        (found,) = analyzer.analyze(frame)
-        video.append((frame, found.mesh))
-    return video
+    return _opening_video(analyzer, astronaut, 16)
 
 
 @pytest.fixture(scope="module")

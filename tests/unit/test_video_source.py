@@ -57,6 +57,14 @@ def _write(path: str, frames: int, fmt: str, movflags: str, fps: int, gop: int) 
         container.mux(stream.encode(None))
 
 
+def _length(video: SourceVideo) -> int:
+    """Slots until the first missing one: the video's length as decoding finds it."""
+    count = 0
+    while video.frame(count) is not None:
+        count += 1
+    return count
+
+
 def _level(picture) -> int:
     """The grey level of a decoded picture's left half (from its limited-range luma)."""
     if picture.i420 is None:
@@ -88,9 +96,7 @@ def test_frames_are_decoded_before_the_upload_is_complete(fmt, movflags):
         assert video.frame(10) is not None and video.length is None
         spool.write(data[len(data) // 2 :])
         spool.finish()
-        count = 0
-        while video.frame(count) is not None:
-            count += 1
+        count = _length(video)
         assert count == video.length == 100
     finally:
         video.close()
@@ -243,9 +249,7 @@ def test_a_video_whose_data_ends_early_says_where(kept):
     spool, video = _opened(data[:cut])
     try:
         video.open()
-        count = 0
-        while video.frame(count) is not None:
-            count += 1
+        count = _length(video)
         assert 10 < count < 100
         assert video.damage is not None
         assert video.damage.startswith(f"video: its data ends at {count / 25:.2f} s")
@@ -256,9 +260,7 @@ def test_a_video_whose_data_ends_early_says_where(kept):
     spool, video = _opened(data)
     try:
         video.open()
-        count = 0
-        while video.frame(count) is not None:
-            count += 1
+        count = _length(video)
         assert count == video.length == 100 and video.damage is None
     finally:
         video.close()
@@ -277,9 +279,7 @@ def test_a_cut_off_webm_or_fragmented_mp4_says_so_too(fmt, movflags):
     spool, video = _opened(data[: int(len(data) * 0.6)])
     try:
         video.open()
-        count = 0
-        while video.frame(count) is not None:
-            count += 1
+        count = _length(video)
         assert 10 < count < 100
         assert video.damage is not None
         assert video.damage.startswith(f"video: its data ends at {count / 25:.2f} s")

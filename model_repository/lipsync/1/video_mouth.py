@@ -153,9 +153,11 @@ def warp_patch(
     opened to ``openness``, or None when the change would be below a pixel. ``mf`` is the
     mesh's mouth_frame when the caller has it."""
     mf = mf or mouth_frame(mesh)
-    # where the layers part matters only when the mouth opens further than the source's
+    # where the layers part matters only when the mouth opens further than the source's; the
+    # lips' colour then serves it and the painted interior (read once)
     opening = mf.target_mid(openness) > mf.source_mid()
-    share = lower_layer(frame, mesh, mf) if opening else LOWER_SHARE
+    lips = _lip_colour(frame, mesh) if opening else None
+    share = lower_layer(frame, mesh, mf, lips) if opening else LOWER_SHARE
     built = mouth_map(frame.shape[:2], mesh, openness, mf, share)
     if built is None:  # sub-pixel: nothing visible to do
         return None
@@ -207,7 +209,7 @@ def warp_patch(
         px0, py0, px1, py1 = built.painted
         inside = result[py0:py1, px0:px1]
         alpha = built.interior[py0:py1, px0:px1]
-        interior = _interior_colour(frame, mesh, built)
+        interior = _interior_colour(frame, mesh, built, lips)
         keep = 1 - alpha
         for c in range(3):  # per channel: see _resharpened
             interior[..., c] *= alpha
@@ -501,7 +503,12 @@ def mouth_map(
     )
 
 
-def lower_layer(frame: np.ndarray, mesh: np.ndarray, mf: MouthFrame | None = None) -> float:
+def lower_layer(
+    frame: np.ndarray,
+    mesh: np.ndarray,
+    mf: MouthFrame | None = None,
+    lips_rgb: np.ndarray | None = None,
+) -> float:
     """The share of the source's gap between the inner lips that a jaw would carry down: the
     lower teeth, below the line where the two rows of teeth meet.
 
@@ -515,7 +522,8 @@ def lower_layer(frame: np.ndarray, mesh: np.ndarray, mf: MouthFrame | None = Non
     edge) go down, the interior opening below the teeth, as a real one does; halving them
     would carry the tips of the upper teeth down with the jaw. A gap with no light rows (no
     teeth, or an unlit mouth) splits at LOWER_SHARE. Read from the frame's pixels at the
-    mesh's positions, bilinear: the same face in any crop gives the same share."""
+    mesh's positions, bilinear: the same face in any crop gives the same share. ``lips_rgb``
+    is _lip_colour's when the caller has it."""
     frame_mf = mf or mouth_frame(mesh)
     half, centre = frame_mf.half, frame_mf.centre
     u = centre + np.linspace(-PROFILE_SPAN, PROFILE_SPAN, 9) * half
@@ -527,7 +535,9 @@ def lower_layer(frame: np.ndarray, mesh: np.ndarray, mf: MouthFrame | None = Non
     v = top[None, :] + t[:, None] * (bottom - top)[None, :]
     offsets = u[None, :, None] * frame_mf.across + v[..., None] * frame_mf.down
     profile = _luma_at(frame, frame_mf.origin, offsets).mean(1)
-    lips = float(_lip_colour(frame, mesh) @ np.array([0.299, 0.587, 0.114], np.float32))
+    if lips_rgb is None:
+        lips_rgb = _lip_colour(frame, mesh)
+    lips = float(lips_rgb @ np.array([0.299, 0.587, 0.114], np.float32))
     lightest = float(profile.max())
     if lightest < lips + 20.0:  # nothing in the gap clearly lighter than the lips
         return LOWER_SHARE
@@ -656,13 +666,16 @@ def _dv(d: np.ndarray, down: tuple[float, float]) -> np.ndarray:
     return along_x
 
 
-def _interior_colour(frame: np.ndarray, mesh: np.ndarray, built: MouthMap) -> np.ndarray:
+def _interior_colour(
+    frame: np.ndarray, mesh: np.ndarray, built: MouthMap, lips: np.ndarray | None = None
+) -> np.ndarray:
     """The painted mouth interior in ``built.painted``'s box: the speaker's lip colour,
     darkened with depth, with a hint of upper teeth under the upper lip (as light as the lips'
     light allows, in their tone: grey lips give grey teeth)."""
     assert built.painted is not None
     x0, y0, x1, y1 = built.painted
-    lips = _lip_colour(frame, mesh)
+    if lips is None:
+        lips = _lip_colour(frame, mesh)
     depth = built.shade[y0:y1, x0:x1]
     shading = _FRONT * (1 - depth) + _BACK * depth
     tongue = built.tongue[y0:y1, x0:x1]

@@ -188,11 +188,11 @@ class SourceVideo:
             try:
                 rate, source_rate, self._step = _frame_rate(stream)
                 duration = _duration(container, stream)
-                # the video track's own duration: its header's, or the file's when it holds
-                # no other track (WebM keeps one duration for all of them)
-                if (stream.duration and stream.time_base) or len(container.streams) == 1:
-                    self._track_frames = round(duration * rate)
                 count = max(1, round(duration * rate)) if duration else 0
+                # the video track's own length: its header's, or the file's when it holds no
+                # other track (WebM keeps one duration for all of them)
+                if (stream.duration and stream.time_base) or len(container.streams) == 1:
+                    self._track_frames = count
                 if count > self._max_frames:
                     raise ResourceExhausted(
                         f"the video has about {count} frames; the limit is "
