@@ -88,6 +88,42 @@ def test_largest_face_first_and_tiny_input(analyzer, portrait):
     assert analyzer.analyze(np.zeros((8, 8, 3), np.uint8)) == []
 
 
+def test_a_detector_confirms_a_face_where_it_is_and_nowhere_else(analyzer, portrait, portrait_face):
+    """``confirms`` (the tracker's periodic check that its face is still there): yes for the
+    face's box, a small face in a large picture included; no for a box beside the face and on
+    a picture without one."""
+    assert analyzer.confirms(portrait, portrait_face.box)
+    x0, y0, x1, y1 = portrait_face.box
+    side = x1 - x0
+    beside = (x1 + side, y0, x1 + 2 * side, y1)  # the background to its right
+    assert beside[2] <= portrait.shape[1]
+    assert not analyzer.confirms(portrait, beside)
+    assert not analyzer.confirms(np.full_like(portrait, 120), portrait_face.box)
+    small = cv2.resize(portrait, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    canvas = np.full((720, 1280, 3), 90, np.uint8)
+    canvas[500 : 500 + small.shape[0], 900 : 900 + small.shape[1]] = small
+    box = tuple(np.array(portrait_face.box) * 0.25 + (900, 500, 900, 500))
+    assert analyzer.confirms(canvas, box)
+
+
+def test_the_whole_image_answers_where_the_close_look_sees_no_face(
+    analyzer, portrait, portrait_face
+):
+    """The short-range look around the box comes first; where it sees nothing, the
+    full-range detector on the whole image decides (here: it finds the face)."""
+
+    class Blind:
+        def process(self, image):
+            return type("Result", (), {"detections": None})()
+
+    close = analyzer._close_detector
+    analyzer._close_detector = Blind()
+    try:
+        assert analyzer.confirms(portrait, portrait_face.box)
+    finally:
+        analyzer._close_detector = close
+
+
 def test_rejects_bad_input(analyzer):
     with pytest.raises(ValueError):
         analyzer.analyze(np.zeros((64, 64), np.uint8))

@@ -3,7 +3,9 @@
 Full analysis (MediaPipe full-range BlazeFace over the whole frame, then the mesh: ~15 ms at
 1080p) runs on the first frame and whenever the face is lost; in between, the landmarker's own
 tracking follows the face in a window around it (~2.5 ms), and every REDETECT_EVERY frames a
-detection (~7 ms) checks that a face is really still there. Where the mouth did not move
+detection checks that a face is really still there (FaceAnalyzer.confirms: the short-range
+detector around the face, ~2 ms, the whole frame's full-range one only when that sees none;
+the whole-frame detection alone took 5-7 ms at 512x512). Where the mouth did not move
 against the head since the frame before, that frame's mesh moved with the head stands in for
 the landmarker's (still_mouth.py: ~0.3 ms; at most REUSE_RUN frames in a row, never where a
 detection checks). A One-Euro filter (Casiez et al., CHI 2012) smooths every mesh point: its
@@ -168,11 +170,12 @@ class FaceTracker:
             self._reused = self._reused + 1 if found is not None else 0
             if found is None:
                 found = self._follower.follow(frame, box_of(previous), (ox, oy))
-            if found is not None and index % REDETECT_EVERY == 0:
-                here = box_of(found)
-                boxes = self._analyzer.detect(frame)
-                if not any(iou(_moved_box(box, ox, oy), here) > 0.1 for box in boxes):
-                    found = None
+            if (
+                found is not None
+                and index % REDETECT_EVERY == 0
+                and not self._analyzer.confirms(frame, _moved_box(box_of(found), -ox, -oy))
+            ):
+                found = None
         if found is None:
             self._follower.restart()
             self._reused = 0
