@@ -16,6 +16,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from media import hdr_mp4
 
 from a2v_server.errors import InvalidInput
 from a2v_server.media.spool import Spool
@@ -315,6 +316,56 @@ def test_a_video_below_1_fps_is_refused_with_a_fix():
     try:
         with pytest.raises(InvalidInput, match=r"below 1 fps.*re-encode it at 1\.\.60 fps"):
             video.open()
+    finally:
+        video.close()
+        spool.close()
+
+
+def _colour_picture() -> np.ndarray:
+    """A 96x64 SDR picture with skin, sky, grass and greys (what an HDR conversion can get
+    wrong: brightness, saturation)."""
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    colours = [(224, 172, 140), (90, 140, 220), (70, 150, 60), (30, 30, 30), (128, 128, 128)]
+    for i, colour in enumerate(colours):
+        rgb[:, i * 19 : (i + 1) * 19] = colour
+    rgb[32:, :] = np.linspace(16, 235, 96, dtype=np.uint8)[None, :, None]
+    return rgb
+
+
+@pytest.mark.parametrize(("transfer", "kind"), [("arib-std-b67", "HLG"), ("smpte2084", "PQ")])
+def test_an_hdr_video_comes_out_as_an_sdr_screen_shows_it(transfer, kind):
+    """A phone's HLG video (or an HDR10 one, PQ) is converted to SDR BT.709 as a screen shows
+    it: its pictures are the SDR original's colours within a few levels (the saturated green
+    10 levels: the round trip through BT.2020 maps its gamut), the greys within 4. Read as if
+    it were SDR (the BT.2020 matrix alone, as before), the skin was 55 (HLG) and 90 (PQ)
+    levels off, the greys dark (HLG) or flat (PQ)."""
+    picture = _colour_picture()
+    spool, video = _opened(hdr_mp4([picture] * 4, transfer))
+    try:
+        info = video.open()
+        assert info.hdr == kind and info.colour is None  # RGB pictures, made I420 as BT.709
+        for slot in range(3):
+            got = video.frame(slot).rgb.astype(int)
+            assert got.shape == picture.shape
+            # the colour patches' middles (away from the chroma's edges)
+            for i in range(5):
+                patch = np.s_[4:28, i * 19 + 4 : i * 19 + 15]
+                difference = np.abs(got[patch].mean((0, 1)) - picture[patch].mean((0, 1)))
+                assert difference.max() < 12, (i, got[patch].mean((0, 1)), picture[patch][0, 0])
+            grey = np.abs(got[40:60, 8:88].mean((0, 2)) - picture[40:60, 8:88].mean((0, 2)))
+            assert np.median(grey) < 4
+    finally:
+        video.close()
+        spool.close()
+
+
+def test_an_sdr_video_is_not_colour_managed():
+    """SDR BT.709 video (and untagged video) keeps its own samples: nothing to convert."""
+    spool, video = _opened(_clip(4))
+    try:
+        info = video.open()
+        assert info.hdr is None and info.colour is not None
+        assert video.frame(0).i420 is not None
     finally:
         video.close()
         spool.close()

@@ -315,7 +315,7 @@ async def prepare_video(
         face_select_box=select_box,
         faces=found,
         speaker_boxes=speaker_boxes,
-        warnings=_rate_warning(info),
+        warnings=_rate_warning(info) + _hdr_warning(info),
     )
 
 
@@ -327,6 +327,17 @@ def _rate_warning(info: VideoInfo) -> tuple[str, ...]:
     return (
         f"video: its frame rate, {float(info.source_rate):.4g} fps, is above {MAX_FPS}: the clip "
         f"is at {float(info.rate):.4g} fps, every {_ordinal(step)} picture",
+    )
+
+
+def _hdr_warning(info: VideoInfo) -> tuple[str, ...]:
+    """Accepted.warnings' entry for an HDR or wide-gamut video (media/video.py converts it)."""
+    if info.hdr is None:
+        return ()
+    kind = "wide-gamut (BT.2020)" if info.hdr == "BT.2020" else f"HDR ({info.hdr})"
+    return (
+        f"video: it is {kind}; the clip is SDR BT.709 (8-bit H.264), its colours converted as "
+        "an SDR screen shows them, which takes longer than an SDR video",
     )
 
 
