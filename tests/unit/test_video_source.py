@@ -16,7 +16,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from media import hdr_mp4
+from media import hdr_mp4, rgb_of
 
 from a2v_server.errors import InvalidInput
 from a2v_server.media.spool import Spool
@@ -343,9 +343,11 @@ def test_an_hdr_video_comes_out_as_an_sdr_screen_shows_it(transfer, kind):
     spool, video = _opened(hdr_mp4([picture] * 4, transfer))
     try:
         info = video.open()
-        assert info.hdr == kind and info.colour is None  # RGB pictures, made I420 as BT.709
+        # kept as I420 under BT.709 from here on, as an SDR upload's samples are
+        assert info.hdr == kind and info.colour is not None
+        assert info.colour.matrix_number == 1 and info.colour.tags == (1, 1, 1)
         for slot in range(3):
-            got = video.frame(slot).rgb.astype(int)
+            got = rgb_of(video.frame(slot).i420).astype(int)
             assert got.shape == picture.shape
             # the colour patches' middles (away from the chroma's edges)
             for i in range(5):
