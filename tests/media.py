@@ -134,22 +134,20 @@ def hdr_mp4(frames, transfer: str, fps: int = 25) -> bytes:
     """RGB ``frames`` (SDR BT.709) made into real HDR by FFmpeg's own colour management (HLG
     "arib-std-b67" or PQ "smpte2084", BT.2020, limited range), 10-bit H.264 in an MP4 tagged as
     a phone tags it: what an SDR screen shows of it is ``frames`` again."""
+    from a2v_server.media.video import filter_chain
+
     frames = list(frames)
     height, width = frames[0].shape[:2]
     trc = _TRANSFERS[transfer]
-    graph = av.filter.Graph()
-    source = graph.add_buffer(width=width, height=height, format="rgb24", time_base=f"1/{fps}")
-    scale = graph.add(
-        "scale",
-        "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:out_primaries=bt2020:"
-        f"out_transfer={transfer}:out_range=tv",
+    graph = filter_chain(
+        av.VideoFrame(width, height, "rgb24"),
+        (
+            "scale",
+            "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:out_primaries=bt2020:"
+            f"out_transfer={transfer}:out_range=tv",
+        ),
+        ("format", "yuv420p10le"),
     )
-    ten = graph.add("format", "yuv420p10le")
-    sink = graph.add("buffersink")
-    source.link_to(scale)
-    scale.link_to(ten)
-    ten.link_to(sink)
-    graph.configure()
     out = io.BytesIO()
     with av.open(out, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps, options={"qp": "4"})

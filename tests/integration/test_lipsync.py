@@ -43,6 +43,19 @@ def _speaker_video(seconds: float) -> tuple[bytes, list[np.ndarray]]:
     return buf.getvalue(), source
 
 
+def _generate(stack, video, audio, out):
+    """``a2v generate --video VIDEO --audio AUDIO -o OUT`` against the stack, finished."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "a2v"), "--server", stack.address, "generate",
+         "--video", str(video), "--audio", str(audio), "-o", str(out)],
+        capture_output=True, timeout=300,
+    )  # fmt: skip
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
@@ -203,10 +216,6 @@ def test_a_cut_off_upload_is_rendered_and_reported(stack, short_speech, tmp_path
 def test_a_120_fps_phone_video_plays_at_60(stack, short_speech, tmp_path):
     """A phone's 120 fps video is not refused: the clip is at 60 fps (every 2nd picture) and
     the CLI prints the server's Accepted warning that says so."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     src = tmp_path / "phone.mp4"
     with av.open(str(src), "w", format="mp4", options={"movflags": "+faststart"}) as out:
@@ -219,11 +228,7 @@ def test_a_120_fps_phone_video_plays_at_60(stack, short_speech, tmp_path):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(moved, format="rgb24")))
         out.mux(stream.encode(None))
     clip = tmp_path / "clip.mp4"
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "a2v"), "--server", stack.address, "generate",
-         "--video", str(src), "--audio", str(short_speech), "-o", str(clip)],
-        capture_output=True, timeout=300,
-    )  # fmt: skip
+    done = _generate(stack, src, short_speech, clip)
     assert done.returncode == 0, done.stderr
     assert (
         b"a2v: warning: --video: its frame rate, 120 fps, is above 60: the clip is at 60 fps, "
@@ -240,10 +245,6 @@ def test_a_phones_hdr_video_comes_back_as_an_sdr_screen_shows_it(stack, short_sp
     away from the mouth as an SDR screen shows the upload, and the CLI prints the server's
     Accepted warning that says so. (Read as SDR, as before, the clip came back dark and dull,
     20 dB from the original.)"""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     sdr = []
     for k in range(50):
@@ -252,11 +253,7 @@ def test_a_phones_hdr_video_comes_back_as_an_sdr_screen_shows_it(stack, short_sp
     src = tmp_path / "phone-hlg.mp4"
     src.write_bytes(hdr_mp4(sdr, "arib-std-b67"))
     clip = tmp_path / "clip.mp4"
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "a2v"), "--server", stack.address, "generate",
-         "--video", str(src), "--audio", str(short_speech), "-o", str(clip)],
-        capture_output=True, timeout=300,
-    )  # fmt: skip
+    done = _generate(stack, src, short_speech, clip)
     assert done.returncode == 0, done.stderr
     assert b"a2v: warning: --video: it is HDR (HLG); the clip is SDR BT.709" in done.stderr, (
         done.stderr

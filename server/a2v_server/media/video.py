@@ -543,31 +543,38 @@ class ToSdr:
         primaries = _BT2020_PRIMARIES if primaries in _UNTAGGED else primaries
         key = (frame.width, frame.height, frame.format.name, transfer, primaries)
         if self._graph is None or key != self._key:
-            graph = av.filter.Graph()
-            # one thread: the server's decode shares 2 cores with the encoder and the model
-            graph.threads = 1
-            source = graph.add_buffer(
-                width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1)
+            self._graph = filter_chain(
+                frame,
+                # the frame's own matrix and range to RGB, no colour management (the LUT's)
+                ("format", "gbrp16le"),
+                ("lut3d", f"file={sdr_lut(transfer, primaries)}:interp=tetrahedral"),
+                # the LUT's SDR RGB (it leaves the frame's HDR tags) as BT.709 limited-range YUV
+                ("scale", "out_color_matrix=bt709:out_range=tv"),
+                ("format", "yuv420p"),
             )
-            # the frame's own matrix and range to RGB, no colour management (the LUT's)
-            planar = graph.add("format", "gbrp16le")
-            lut = graph.add("lut3d", f"file={sdr_lut(key[3], key[4])}:interp=tetrahedral")
-            # the LUT's SDR RGB (it leaves the frame's HDR tags) as BT.709 limited-range YUV
-            yuv = graph.add("scale", "out_color_matrix=bt709:out_range=tv")
-            i420 = graph.add("format", "yuv420p")
-            sink = graph.add("buffersink")
-            source.link_to(planar)
-            planar.link_to(lut)
-            lut.link_to(yuv)
-            yuv.link_to(i420)
-            i420.link_to(sink)
-            graph.configure()
-            self._graph, self._key = graph, key
+            self._key = key
         self._graph.push(frame)
         out = cast(av.VideoFrame, self._graph.pull())
         out.colorspace, out.color_range = _BT709_MATRIX, _LIMITED
         out.color_trc = out.color_primaries = _BT709_TRANSFER
         return out
+
+
+def filter_chain(frame: av.VideoFrame, *filters: tuple[str, str]) -> av.filter.Graph:
+    """A configured FFmpeg filter graph for frames of ``frame``'s size and format through
+    ``filters`` ((name, arguments) in order): push a frame, pull the result. One thread: the
+    server's decoding shares 2 cores with the encoder and the model."""
+    graph = av.filter.Graph()
+    graph.threads = 1
+    node = graph.add_buffer(
+        width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1)
+    )
+    for name, arguments in (*filters, ("buffersink", "")):
+        following = graph.add(name, arguments) if arguments else graph.add(name)
+        node.link_to(following)
+        node = following
+    graph.configure()
+    return graph
 
 
 #: the SDR LUTs' points per axis (33: what colour tools ship as .cube files)
@@ -596,16 +603,9 @@ def sdr_lut(transfer: int, primaries: int) -> str:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(lattice), format="rgb48le")
         frame.color_trc, frame.color_primaries = transfer, primaries
         frame.colorspace, frame.color_range = 0, 2  # RGB, full range
-        graph = av.filter.Graph()
-        graph.threads = 1
-        source = graph.add_buffer(width=n, height=n * n, format=frame.format, time_base=Fraction(1))
-        scale = graph.add("scale", "out_primaries=bt709:out_transfer=bt709")
-        deep = graph.add("format", "rgb48le")
-        sink = graph.add("buffersink")
-        source.link_to(scale)
-        scale.link_to(deep)
-        deep.link_to(sink)
-        graph.configure()
+        graph = filter_chain(
+            frame, ("scale", "out_primaries=bt709:out_transfer=bt709"), ("format", "rgb48le")
+        )
         graph.push(frame)
         sdr = cast(av.VideoFrame, graph.pull()).to_ndarray().reshape(-1, 3) / 65535.0
         path = os.path.join(_lut_dir[0], f"sdr-{transfer}-{primaries}.cube")
