@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import wave
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -160,7 +161,7 @@ def hdr_mp4(frames, transfer: str, fps: int = 25) -> bytes:
             frame.color_primaries, frame.color_trc = 1, 1
             graph.push(frame)
             hdr = graph.pull()
-            hdr.pts = k
+            hdr.pts, hdr.time_base = k, Fraction(1, fps)
             hdr.colorspace, hdr.color_primaries, hdr.color_trc, hdr.color_range = 9, 9, trc, 1
             container.mux(stream.encode(hdr))
         container.mux(stream.encode(None))

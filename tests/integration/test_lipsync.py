@@ -260,6 +260,7 @@ def test_a_phones_hdr_video_comes_back_as_an_sdr_screen_shows_it(stack, short_sp
     )
     (video,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
     assert (video["width"], video["height"], video["pix_fmt"]) == (256, 256, "yuv420p")
+    assert video["r_frame_rate"] == "25/1"  # the upload's own rate
     assert video.get("color_transfer") == "bt709" and video.get("color_primaries") == "bt709"
     out = decode_frames(clip)
     assert len(out) >= 40
