@@ -439,9 +439,10 @@ class _Shape:
         w, h = frame.width, frame.height
         if swaps_sides(orientation):
             w, h = h, w
-        colour = colour_of(frame) if min(frame.width, frame.height) >= 2 else None
-        hdr = hdr_of(frame)
-        if hdr is not None and min(frame.width, frame.height) >= 2:
+        whole = min(frame.width, frame.height) >= 2  # a chroma sample at least
+        colour = colour_of(frame) if whole else None
+        hdr = hdr_of(frame) if whole else None
+        if hdr is not None:
             log.info("video is %s: converted to SDR BT.709", hdr)
             colour = BT709  # ToSdr's pictures
         return cls(orientation, w, h, colour, hdr)
