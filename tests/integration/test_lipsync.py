@@ -168,6 +168,40 @@ def test_cli_lipsync_with_sync_mode_and_timeline(stack, short_speech, tmp_path):
     assert all(0.0 <= r["mouth_open"] <= 1.0 for r in rows)
 
 
+def test_a_video_larger_than_its_output_is_scaled_where_it_is_decoded(
+    stack, short_speech, tmp_path
+):
+    """A speaker video twice its output's size (a 4K phone video under a 1080p output, here
+    512 -> 256): the clip is the source scaled down, away from the mouth within the H.264
+    re-encode of its area-scaled pictures, and the mouth is still re-animated there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    video, source = _speaker_video(1.0)
+    src = tmp_path / "speaker.mp4"
+    src.write_bytes(video)
+    out = tmp_path / "small.mp4"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "a2v"), "--server", stack.address, "generate",
+         "--video", str(src), "--audio", str(short_speech), "--sync-mode", "cut_off",
+         "--resolution", "256x256", "-o", str(out)],
+        capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    frames = decode_frames(out)
+    assert len(frames) == len(source) and frames[0].shape == (256, 256, 3)
+    scaled = [cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA) for f in source]
+    below = np.s_[185:, :]  # the suit: away from the face and its jaw
+    psnr = [_psnr(o[below], s[below]) for o, s in zip(frames, scaled, strict=True)]
+    assert min(psnr) > 35, sorted(psnr)[:3]
+    # the mouth moved: somewhere around it, the clip is not the scaled source
+    mouth = np.s_[120:185, 80:180]
+    pairs = zip(frames, scaled, strict=True)
+    changed = [np.abs(o[mouth].astype(int) - s[mouth]).max() for o, s in pairs]
+    assert max(changed[BLACK:]) > 40
+
+
 def test_a_cut_off_upload_is_rendered_and_reported(stack, short_speech, tmp_path):
     """A speaker video cut off partway (an upload that stopped, a half-copied file): the clip
     is made from the pictures before the cut, as long as the audio, and the CLI prints the

@@ -19,6 +19,7 @@ and every decoded frame is checked, whatever the container said.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import math
 import os
@@ -49,7 +50,7 @@ from a2v_server.media.orientation import (
     swaps_sides,
 )
 from a2v_server.media.spool import Spool
-from a2v_server.media.yuv import BT709, Colour, colour_of, pack
+from a2v_server.media.yuv import BT709, Colour, colour_of, pack, planes
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 MAX_VIDEO_FRAMES = 36_000
 #: decoded pictures kept for revisits and backward play (bytes): ~40 frames at 1080p
 CACHE_BYTES = 128 * 1024 * 1024
+#: videos with more pixels than this (1080p's coded 1920x1088) decode with frame threads
+FRAME_THREADS_ABOVE = 1920 * 1088
 #: a slot at most this many slots ahead of the seeking pass is reached by decoding on, not by
 #: another seek
 SEEK_AHEAD = 48
@@ -112,6 +115,14 @@ class Picture:
 
     i420: np.ndarray | None = None
     rgb: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)"""
+        if self.i420 is not None:
+            return self.i420.shape[1], self.i420.shape[0] * 2 // 3
+        assert self.rgb is not None
+        return self.rgb.shape[1], self.rgb.shape[0]
 
     @property
     def nbytes(self) -> int:
@@ -259,7 +270,12 @@ class SourceVideo:
             # frame per thread, latency a live camera pays end to end (720p live fMP4: p50
             # 420 -> 350 ms, max 545 -> 440-480 ms). Uploads did not get slower on 2 cores
             # (720p 6.50 -> 6.47 s, 1080p 12.6 -> 11.8 s): decoding is a small share there.
-            stream.thread_type = "SLICE"
+            # Above 1080p (a 4K phone video) frame threads all the same: a 4K H.264 picture
+            # took 39 ms on one thread here, 23 ms on two (6 s of speech on a 3 s 4K clip at
+            # 40 Mbit/s: 7.7 -> 6.6 s, first chunk 0.95 -> 0.83 s); a live 4K camera pays a
+            # picture's latency for it.
+            big = stream.width * stream.height > FRAME_THREADS_ABOVE
+            stream.thread_type = "FRAME" if big else "SLICE"
             stream.codec_context.options = dict(limit)
             if stream.width * stream.height > self._max_pixels:
                 raise ResourceExhausted(
@@ -285,12 +301,36 @@ class SourceVideo:
             first = self._first
             if first is not None and not first.done and slot >= first.next_slot:
                 while (item := first.next()) is not None:
-                    self._remember(*item)
+                    picture = self._remember(*item)
                     if item[0] == slot:
-                        return item[1]
+                        return picture
                 self._end_first_pass()
                 return None
             return self._seek_to(slot)
+
+    def decode_at(self, width: int, height: int) -> VideoInfo:
+        """From now on, every picture comes out at ``width`` x ``height`` (upright, even
+        sides): a source larger than its output is scaled where it is decoded (swscale's area
+        filter on its own YUV planes), not converted to RGB at its full size and fitted after.
+        The pictures already decoded (the face probe's) are scaled the same way. Returns the
+        new ``info``; the clip's timing is unchanged.
+
+        A 4K phone video under a 1080p output: 4K pictures cost 4x the memory of the cache
+        (CACHE_BYTES: ~10 of them, so backward play decoded its groups of pictures again),
+        a 4K RGB conversion and an area resize of it per frame; now the cache holds 1080p
+        pictures and the output is the decoded samples, scaled once."""
+        with self._lock:
+            assert self._shape is not None and self.info is not None
+            width, height = max(2, width - width % 2), max(2, height - height % 2)
+            if (width, height) == (self._shape.width, self._shape.height):
+                return self.info
+            self._shape.scale_to(width, height)
+            for slot, picture in list(self._cache.items()):
+                self._cache_bytes -= picture.nbytes
+                self._cache[slot] = scaled = self._shape.scaled(picture)
+                self._cache_bytes += scaled.nbytes
+            self.info = dataclasses.replace(self.info, width=width, height=height)
+            return self.info
 
     def count_slots(self) -> int:
         """The slot count, without decoding: from the packets' timestamps when the first pass
@@ -356,13 +396,19 @@ class SourceVideo:
             "corrupt data): the clip is made from the pictures up to there; send the whole file"
         )
 
-    def _remember(self, slot: int, picture: Picture) -> None:
+    def _remember(self, slot: int, picture: Picture) -> Picture:
+        """Caches a decoded picture; returns it, at the current size (``decode_at``: the
+        decoding pass looks one picture ahead, which it made before the size changed)."""
+        assert self._shape is not None
+        if self._shape.scaling and picture.size != (self._shape.width, self._shape.height):
+            picture = self._shape.scaled(picture)
         self._cache[slot] = picture
         self._cache.move_to_end(slot)
         self._cache_bytes += picture.nbytes
         while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cache_bytes -= old.nbytes
+        return picture
 
     def _seeking(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
         if self._seeker is None:
@@ -378,9 +424,9 @@ class SourceVideo:
             current = self._restart(container, stream, slot)
         for attempt in range(2):
             while (item := current.next()) is not None:
-                self._remember(*item)
+                picture = self._remember(*item)
                 if item[0] == slot:
-                    return item[1]
+                    return picture
                 if item[0] > slot:
                     break  # the seek landed after the slot (odd timestamps)
             if attempt == 0:
@@ -424,12 +470,54 @@ class _Shape:
         hdr: str | None = None,
     ):
         self.orientation = orientation
-        self.width, self.height = width, height  # upright
+        #: the pictures' size (upright): the source's, or what ``scale_to`` set
+        self.width, self.height = width, height
+        self._source_wh = (width, height)  # upright, as decoded
         self.colour = colour
         #: what makes the first frame need colour management (``hdr_of``), None for SDR BT.709/601
         self.hdr = hdr
         self._to_rgb = VideoReformatter()
+        self._scaler = VideoReformatter()
         self._to_sdr = ToSdr()
+
+    def scale_to(self, width: int, height: int) -> None:
+        """Pictures at ``width`` x ``height`` (upright) from now on (SourceVideo.decode_at)."""
+        self.width, self.height = width, height
+
+    @property
+    def scaling(self) -> bool:
+        """Whether pictures are scaled from the source's size (``scale_to``)."""
+        return (self.width, self.height) != self._source_wh
+
+    def _scaled_size(self) -> tuple[int, int] | None:
+        """The stored (not yet upright) size pictures are scaled to, or None: the source's."""
+        if (self.width, self.height) == self._source_wh:
+            return None
+        if swaps_sides(self.orientation):
+            return self.height, self.width
+        return self.width, self.height
+
+    def scaled(self, picture: Picture) -> Picture:
+        """A picture made before ``scale_to``, at the new size: the same scaler as a frame's
+        (area, on I420's own planes), or an area resize of its RGB."""
+        if picture.i420 is not None:
+            h, w = picture.i420.shape[0] * 2 // 3, picture.i420.shape[1]
+            frame = av.VideoFrame(w, h, "yuv420p")
+            for plane, samples in zip(frame.planes, planes(picture.i420, w, h), strict=True):
+                rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+                rows[: samples.shape[0], : samples.shape[1]] = samples
+            small = self._scale(frame, (self.width, self.height))
+            return Picture(i420=self._i420(small, oriented=False))
+        assert picture.rgb is not None
+        size = (self.width, self.height)
+        return Picture(rgb=cv2.resize(picture.rgb, size, interpolation=cv2.INTER_AREA))
+
+    def _scale(self, frame: av.VideoFrame, size: tuple[int, int]) -> av.VideoFrame:
+        # area: each output sample averages the source samples it covers (a 4K -> 1080p
+        # picture without aliasing), on the frame's own format, range and tags
+        return self._scaler.reformat(
+            frame, width=size[0], height=size[1], interpolation="AREA", threads=1
+        )
 
     @classmethod
     def of(cls, frame: av.VideoFrame) -> _Shape:
@@ -451,11 +539,12 @@ class _Shape:
         stored = (frame.height, frame.width)
         if swaps_sides(self.orientation):
             stored = stored[::-1]
-        same = stored == (self.height, self.width)
+        same = stored == self._source_wh[::-1]
+        size = self._scaled_size()
         if self.hdr is not None and same and hdr_of(frame) is not None:
-            return Picture(i420=self._i420(self._to_sdr.i420(frame)))
+            return Picture(i420=self._i420(self._to_sdr.i420(frame, size)))
         if self.colour is not None and same and colour_of(frame) == self.colour:
-            return Picture(i420=self._i420(frame))
+            return Picture(i420=self._i420(frame if size is None else self._scale(frame, size)))
         rgb = self._rgb(frame)
         if rgb.shape[:2] != (self.height, self.width):
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
@@ -463,13 +552,16 @@ class _Shape:
         # downstream under the first frame's colour)
         return Picture(rgb=rgb)
 
-    def _i420(self, frame: av.VideoFrame) -> np.ndarray:
+    def _i420(self, frame: av.VideoFrame, *, oriented: bool = True) -> np.ndarray:
+        """A yuv420p frame's samples, packed (even sides), turned upright unless it is
+        already (``oriented=False``)."""
         w, h = frame.width & ~1, frame.height & ~1
+        orientation = self.orientation if oriented else UPRIGHT
         cut = []
         for index, (pw, ph) in enumerate(((w, h), (w // 2, h // 2), (w // 2, h // 2))):
             plane = frame.planes[index]
             rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-            cut.append(apply_orientation(rows[:ph, :pw], self.orientation))
+            cut.append(apply_orientation(rows[:ph, :pw], orientation))
         return pack(*cut)
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
@@ -530,22 +622,26 @@ class ToSdr:
 
     def __init__(self) -> None:
         self._graph: av.filter.Graph | None = None
-        self._key: tuple[int, int, str, int, int] | None = None
+        self._key: tuple | None = None
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """``frame``'s RGB (height, width, 3 uint8), SDR BT.709."""
         return self.i420(frame).to_ndarray(format="rgb24")
 
-    def i420(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """``frame`` as SDR BT.709 yuv420p, limited range (what lipsync keeps and encodes)."""
+    def i420(self, frame: av.VideoFrame, size: tuple[int, int] | None = None) -> av.VideoFrame:
+        """``frame`` as SDR BT.709 yuv420p, limited range (what lipsync keeps and encodes);
+        scaled to ``size`` (width, height) first when given, in the same swscale pass as its
+        conversion to RGB (the LUT then runs on the smaller picture)."""
         transfer, primaries = int(frame.color_trc), int(frame.color_primaries)
         # untagged halves of a tagged pair: HDR is BT.2020, BT.2020 without a transfer SDR's
         transfer = _BT709_TRANSFER if transfer in _UNTAGGED else transfer
         primaries = _BT2020_PRIMARIES if primaries in _UNTAGGED else primaries
-        key = (frame.width, frame.height, frame.format.name, transfer, primaries)
+        key = (frame.width, frame.height, frame.format.name, transfer, primaries, size)
         if self._graph is None or key != self._key:
+            scale = () if size is None else (("scale", f"w={size[0]}:h={size[1]}:flags=area"),)
             self._graph = filter_chain(
                 frame,
+                *scale,
                 # the frame's own matrix and range to RGB, no colour management (the LUT's)
                 ("format", "gbrp16le"),
                 ("lut3d", f"file={sdr_lut(transfer, primaries)}:interp=tetrahedral"),

@@ -32,7 +32,7 @@ from a2v_server.errors import InvalidInput, ResourceExhausted, Unavailable
 from a2v_server.inference.backend import Backend
 from a2v_server.media.image import decode_image
 from a2v_server.media.spool import SpoolAborted
-from a2v_server.media.video import VideoInfo
+from a2v_server.media.video import SourceVideo, VideoInfo
 from a2v_server.media.yuv import BT709, Converter
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import check_pixel_rate
@@ -300,8 +300,22 @@ async def prepare_video(
                     "Accepted.faces or a2v faces --video); name a later face by its box",
                     field="config.speakers",
                 )
+    fitted_placement = placement
+    if isinstance(video, SourceVideo) and placement.scale < 1:
+        # A source larger than its output is decoded at the output's scale (a 4K phone video
+        # under a 1080p output): the pictures are fitted from there, the same output framed
+        # the same way, at a quarter of the pixels to convert and cache.
+        dw, dh = round(w * placement.scale), round(h * placement.scale)
+        small = await asyncio.to_thread(video.decode_at, dw, dh)
+        sx, sy = small.width / w, small.height / h
+        fitted_placement, _ = _layout(
+            spec,
+            (small.width, small.height),
+            out_wh,
+            (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy),
+        )
     frames = LipsyncFrames(
-        FittedSource(video, placement, out_wh),
+        FittedSource(video, fitted_placement, out_wh),
         # several speakers: every stream gets whole frames (each follows a face of its own)
         FaceWindow(out_wh, out_box if face is not None and not spec.speakers else None),
         InFlight(out_wh, float(rate)),
