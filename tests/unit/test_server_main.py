@@ -51,6 +51,48 @@ print(before, rss_mib())
 """
 
 
+_TOP = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from a2v_server.main import fix_mmap_threshold, start_heap_trimmer
+
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+
+fix_mmap_threshold()
+buffers = [bytearray(1 << 20) for _ in range(24)]  # a frame's worth, at the heap's top
+touched = rss_mib()
+del buffers  # free() keeps it for the next frame (no page faults then)...
+kept = rss_mib()
+start_heap_trimmer(0.1)
+time.sleep(0.5)
+print(touched, kept, rss_mib())  # ... and the trimmer returns it
+"""
+
+
+def test_memory_freed_at_the_heaps_top_waits_for_the_trimmer():
+    """What a frame freed at the heap's top stays for the next frame (its pages were faulted
+    in and zeroed once), until the trimmer returns it; before, free() returned it at once."""
+    import platform
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt and malloc_trim are glibc's")
+    server = str(Path(__file__).resolve().parents[2] / "server")
+    out = subprocess.run(
+        [sys.executable, "-c", _TOP, server], capture_output=True, text=True, check=True
+    ).stdout.split()
+    touched, kept, trimmed = (int(v) for v in out)
+    assert kept > touched - 4, out  # free() kept the 24 MiB
+    assert trimmed < kept - 18, out  # the trimmer returned them
+
+
 def test_the_heap_trimmer_returns_freed_heap_memory(tmp_path):
     """Frame-sized buffers come from the heaps (fix_mmap_threshold); what is freed in the middle
     of a heap goes back to the system only through the trimmer."""
