@@ -121,19 +121,33 @@ async def test_source_keeps_a_portraits_size_for_the_avatar(client):
     assert (width, height) != (960, 720)  # not what the default (720p) gives
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p"])
 async def test_a_source_over_the_pixel_rate_falls_back_by_default_and_is_refused_if_asked(
-    serve,
+    serve, pix_fmt
 ):
     """The default (source) gives way to the largest preset within the server's output pixel
-    rate; SOURCE asked for explicitly is refused, naming that preset."""
+    rate: the whole source scaled (its framing kept, as a 4K phone video comes back at
+    1080p), each frame the source's area-scaled picture; SOURCE asked for explicitly is
+    refused, naming that preset."""
     from a2v_client import AsyncClient
 
     # 960x600 (576 000 px) is over 400 000 px a frame at 10 fps; 480p (768x480) is within
     settings = Settings(listen="127.0.0.1:0", max_output_pixel_rate=400_000 * FPS)
-    data, _ = _video(960, 600)
+    data, source = _video(960, 600, pix_fmt=pix_fmt)
     async with serve(settings) as service, AsyncClient(service.address, timeout=60) as client:
-        out = await _render(client, GenerateOptions(model="lipsync"), data)
+        responses = await _responses(client, GenerateOptions(model="lipsync"), video=data)
+        # the face was found in the scaled pictures, and is reported in the upload's pixels
+        # (the fake face model's box: 35-65 % across, 30-70 % down the picture it is given)
+        (accepted,) = [r.accepted for r in responses if r.HasField("accepted")]
+        box = accepted.faces[0].box
+        assert np.allclose((box.x0, box.y0, box.x1, box.y1), (336, 180, 624, 420), atol=1.0)
+        stream = b"".join(r.chunk.data for r in responses if r.HasField("chunk"))
+        with av.open(io.BytesIO(stream)) as c:
+            out = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         assert out[0].shape == (480, 768, 3)
+        for got, frame in zip(out, source, strict=False):
+            expected = cv2.resize(frame, (768, 480), interpolation=cv2.INTER_AREA)
+            assert _psnr(got, expected) > 33
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await _render(client, GenerateOptions(model="lipsync", resolution="source"), data)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -264,3 +264,17 @@ async def test_a_face_model_without_a_mesh_gives_a_portrait_without_one():
         StageClock(),
     )
     assert out.mesh is None and out.landmarks is not None
+
+
+def test_a_source_scaled_to_the_budget_keeps_its_framing_around_a_small_face():
+    """Lipsync's default over the pixel budget (a 4K phone video, a 1080p clip) is the whole
+    source scaled, whatever the face: a crop would zoom in on a small one (a wide shot) and
+    change the framing the user gave."""
+    from a2v_server.pipeline.visual import _layout
+
+    small_face = (1880.0, 1000.0, 1960.0, 1090.0)  # 80 px wide in a 3840x2160 frame
+    spec = _spec(model="lipsync", short_side=None)
+    whole, _ = _layout(spec, (3840, 2160), (1920, 1080), small_face, whole=True)
+    assert (whole.scale, whole.dx, whole.dy) == (0.5, 0.0, 0.0)
+    cropped, _ = _layout(spec, (3840, 2160), (1920, 1080), small_face)
+    assert cropped.scale > 0.5  # what the crop does with it

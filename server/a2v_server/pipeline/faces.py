@@ -138,6 +138,11 @@ def _overlap(a, b) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
+def scaled_faces(faces: list[Face], scale: float) -> list[Face]:
+    """``faces`` found in a picture ``scale`` times the size of the one they are wanted in."""
+    return faces if scale == 1.0 else [_moved(f, 1.0 / scale, 0.0, 0.0) for f in faces]
+
+
 def _moved(face: Face, scale: float, dx: float, dy: float) -> Face:
     """``face`` in another picture's coordinates: scaled, then shifted."""
     x0, y0, x1, y1 = face.box

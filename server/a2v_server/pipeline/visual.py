@@ -41,6 +41,7 @@ from a2v_server.pipeline.faces import (
     detected,
     find_faces,
     moved_mesh,
+    scaled_faces,
     select_face,
 )
 from a2v_server.pipeline.lipsync_frames import (
@@ -150,11 +151,20 @@ def _output_size(spec: GenerateSpec, src_wh: tuple[int, int], *, video: bool) ->
     )
 
 
-def _layout(spec: GenerateSpec, src_wh: tuple[int, int], out_wh: tuple[int, int], box) -> tuple:
+def _layout(
+    spec: GenerateSpec,
+    src_wh: tuple[int, int],
+    out_wh: tuple[int, int],
+    box,
+    *,
+    whole: bool = False,
+) -> tuple:
+    """(placement, the face ``box`` in the output); ``whole``: the whole source, scaled (the
+    user's framing, not one cropped around the face)."""
     if framing.is_source_crop(src_wh, out_wh):
         placement = framing.SOURCE_PLACEMENT  # the source as it is: nothing to fit
     else:
-        placement = framing.place(src_wh, out_wh, box, spec.fit)
+        placement = framing.place(src_wh, out_wh, box, "pad" if whole else spec.fit)
     out_box = placement.points(np.array(box, dtype=np.float64).reshape(2, 2)).ravel()
     return placement, tuple(float(v) for v in out_box)
 
@@ -260,12 +270,25 @@ async def prepare_video(
             out_wh = _output_size(spec, (w, h), video=True)
             limit = settings.max_output_pixel_rate / float(rate)
             default = _source_size(spec, video=True) and not spec.source_size
+            scaled_source = False  # the output is the whole source, scaled down
             if default and out_wh[0] * out_wh[1] > limit:
                 # Lipsync's default (the source's size) over the pixel rate: the largest preset
                 # within it instead. Asked for explicitly, SOURCE is refused below, with a fix.
                 within = framing.largest_preset_within((w, h), spec.aspect, limit)
                 out_wh = within[1] if within is not None else out_wh
+                scaled_source = within is not None and spec.aspect is None
             check_pixel_rate(out_wh, float(rate), spec, (w, h), settings, video=True)
+            # The user's video scaled to fit the budget (a 4K phone video, a 1080p clip) keeps
+            # its framing, so its size is known before the face: decoded at it from the first
+            # pictures on, the face probe's too (at 4K the probe's pictures cost more than
+            # the rest of the first chunk). Faces are found in those pictures and reported
+            # in the source's pixels.
+            probe_scale = 1.0
+            if scaled_source and isinstance(video, SourceVideo):
+                t = time.monotonic()
+                small = await asyncio.to_thread(video.decode_at, *out_wh)
+                clock.decode += time.monotonic() - t
+                probe_scale = small.width / w
             # Frame the face: look for it in the first frames (a clip may open on a title
             # card or a cutaway); the frames decoded meanwhile stay cached for the render.
             converter = Converter(info.colour or BT709)
@@ -278,7 +301,7 @@ async def prepare_video(
                 if picture is None:
                     break
                 rgb = await asyncio.to_thread(picture_rgb, picture, converter)
-                faces = await find_faces(backend, rgb, clock)
+                faces = scaled_faces(await find_faces(backend, rgb, clock), probe_scale)
                 found = found or detected(faces, k / float(rate))
                 face = select_face(faces, spec.face_index, spec.face_box)
                 if face is not None:
@@ -288,7 +311,7 @@ async def prepare_video(
         raise
     # No face in the first frames: frame the centre; frames without a face pass through.
     box = face.box if face is not None else (w * 0.3, h * 0.2, w * 0.7, h * 0.6)
-    placement, out_box = _layout(spec, (w, h), out_wh, box)
+    placement, out_box = _layout(spec, (w, h), out_wh, box, whole=scaled_source)
     select_box = _to_output(placement, spec.face_box)
     speaker_boxes = tuple(_to_output(placement, s.face_box) for s in spec.speakers)
     if spec.speakers and found:
@@ -306,6 +329,8 @@ async def prepare_video(
         # under a 1080p output): the pictures are fitted from there, the same output framed
         # the same way, at a quarter of the pixels to convert and cache.
         dw, dh = round(w * placement.scale), round(h * placement.scale)
+        if scaled_source:
+            dw, dh = out_wh  # (decoded at it already, before the probe)
         small = await asyncio.to_thread(video.decode_at, dw, dh)
         sx, sy = small.width / w, small.height / h
         fitted_placement, _ = _layout(
@@ -313,6 +338,7 @@ async def prepare_video(
             (small.width, small.height),
             out_wh,
             (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy),
+            whole=scaled_source,
         )
     frames = LipsyncFrames(
         FittedSource(video, fitted_placement, out_wh),
