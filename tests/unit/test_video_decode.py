@@ -49,14 +49,23 @@ def _ffmpeg(*args: str) -> bytes:
     return subprocess.run(["ffmpeg", "-v", "error", *args], check=True, capture_output=True).stdout
 
 
-def _frames(data: bytes, *, max_pixels: int = 1_000_000, max_frames: int = 100):
-    """(rate, header frame count, every slot's picture as RGB) of a whole upload."""
+def _frames(
+    data: bytes,
+    *,
+    max_pixels: int = 1_000_000,
+    max_frames: int = 100,
+    decode_at: tuple[int, int] | None = None,
+):
+    """(rate, header frame count, every slot's picture as RGB) of a whole upload; with
+    ``decode_at``, at that size (SourceVideo.decode_at, once open)."""
     spool = Spool(max_bytes=10**8)
     video = SourceVideo(spool, max_pixels=max_pixels, max_frames=max_frames)
     try:
         spool.write(data)
         spool.finish()
         info = video.open()
+        if decode_at is not None:
+            info = video.decode_at(*decode_at)
         converter = Converter(info.colour or BT709)
         frames = []
         while (picture := video.frame(len(frames))) is not None:
@@ -80,6 +89,26 @@ def test_display_matrix_rotation_and_mirroring_are_applied(fmt, degrees, hflip):
     assert len(frames) == 3
     for frame in frames:
         _assert_quadrants(frame)
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_a_turned_video_decoded_at_half_its_size_comes_out_upright(degrees, monkeypatch):
+    """A phone's portrait video (stored turned, a display matrix to show it upright) decoded
+    at half its upright size (SourceVideo.decode_at): upright pictures of that size, scaled
+    where they are decoded (only the two made before the change are scaled again after)."""
+    import cv2
+
+    rescaled = []
+    scaled = video_mod._Shape.scaled
+    monkeypatch.setattr(
+        video_mod._Shape, "scaled", lambda shape, p: rescaled.append(p) or scaled(shape, p)
+    )
+    data = displayed_video([_quadrants()] * 6, degrees)
+    _, _, frames = _frames(data, decode_at=(W // 2, H // 2))
+    assert len(frames) == 6 and len(rescaled) <= 2
+    for frame in frames:
+        assert frame.shape == (H // 2, W // 2, 3)
+        _assert_quadrants(cv2.resize(frame, (W, H), interpolation=cv2.INTER_NEAREST))
 
 
 @pytest.mark.parametrize("degrees", [90, 270])
