@@ -110,7 +110,8 @@ class ModelFeed:
         if self._holding():
             assert self._hold is not None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hold[1].wait(), HOLD_TIMEOUT_SECONDS)
+                async with asyncio.timeout(HOLD_TIMEOUT_SECONDS):  # (not wait_for: pacing.py)
+                    await self._hold[1].wait()
             self._hold = None
         await self._send(last=True)
         return self.frames

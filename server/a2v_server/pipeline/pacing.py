@@ -40,7 +40,12 @@ class ClientPace:
         while True:
             t = time.monotonic()
             try:
-                event = await asyncio.wait_for(anext(iterator), self._wait_limit(t))
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when
+                # the awaited message arrives as the task is cancelled, so the cancel is lost
+                # (a generation whose encoder had crashed went on reading its audio and then
+                # waited forever for the encoder: the client never heard of the error)
+                async with asyncio.timeout(self._wait_limit(t)):
+                    event = await anext(iterator)
             except StopAsyncIteration:
                 return
             except TimeoutError:
