@@ -30,7 +30,8 @@ def test_the_mmap_threshold_is_fixed_unless_the_operator_chose(monkeypatch):
     assert fix_mmap_threshold() == (MMAP_THRESHOLD if glibc else None)
 
 
-_HOLES = """
+#: what both memory scripts start with (a subprocess: its own malloc settings)
+_PRELUDE = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 from a2v_server.main import fix_mmap_threshold, start_heap_trimmer
@@ -39,7 +40,11 @@ def rss_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) // 1024
+"""
 
+_HOLES = (
+    _PRELUDE
+    + """
 fix_mmap_threshold()  # 1 MiB buffers now come from the heap
 buffers = [bytearray(1 << 20) for _ in range(400)]  # touched: zero-filled
 del buffers[::2]  # freed holes below live buffers: the heap's top cannot shrink
@@ -49,18 +54,12 @@ if sys.argv[2] == "trim":
 time.sleep(0.5)
 print(before, rss_mib())
 """
+)
 
 
-_TOP = """
-import sys, time
-sys.path.insert(0, sys.argv[1])
-from a2v_server.main import fix_mmap_threshold, start_heap_trimmer
-
-def rss_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-
+_TOP = (
+    _PRELUDE
+    + """
 fix_mmap_threshold()
 buffers = [bytearray(1 << 20) for _ in range(24)]  # a frame's worth, at the heap's top
 touched = rss_mib()
@@ -70,6 +69,7 @@ start_heap_trimmer(0.1)
 time.sleep(0.5)
 print(touched, kept, rss_mib())  # ... and the trimmer returns it
 """
+)
 
 
 def test_memory_freed_at_the_heaps_top_waits_for_the_trimmer():

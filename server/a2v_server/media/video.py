@@ -50,7 +50,7 @@ from a2v_server.media.orientation import (
     swaps_sides,
 )
 from a2v_server.media.spool import Spool
-from a2v_server.media.yuv import BT709, Colour, colour_of, pack, planes
+from a2v_server.media.yuv import BT709, Colour, colour_of, pack
 
 log = logging.getLogger(__name__)
 
@@ -500,7 +500,7 @@ class _Shape:
 
     def _scaled_size(self) -> tuple[int, int] | None:
         """The stored (not yet upright) size pictures are scaled to, or None: the source's."""
-        if (self.width, self.height) == self._source_wh:
+        if not self.scaling:
             return None
         if swaps_sides(self.orientation):
             return self.height, self.width
@@ -510,11 +510,7 @@ class _Shape:
         """A picture made before ``scale_to``, at the new size: the same scaler as a frame's
         (area, on I420's own planes), or an area resize of its RGB."""
         if picture.i420 is not None:
-            h, w = picture.i420.shape[0] * 2 // 3, picture.i420.shape[1]
-            frame = av.VideoFrame(w, h, "yuv420p")
-            for plane, samples in zip(frame.planes, planes(picture.i420, w, h), strict=True):
-                rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-                rows[: samples.shape[0], : samples.shape[1]] = samples
+            frame = av.VideoFrame.from_ndarray(picture.i420, format="yuv420p")
             small = self._scale(frame, (self.width, self.height))
             return Picture(i420=self._i420(small, oriented=False))
         assert picture.rgb is not None
