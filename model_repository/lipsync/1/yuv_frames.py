@@ -84,12 +84,13 @@ class YuvFrames:
         inverse = np.linalg.inv(forward)
         self._to_rgb = np.hstack([inverse, (-inverse @ offset)[:, None]]).astype(np.float32)
 
-    def to_rgb(self, packed: np.ndarray) -> np.ndarray:
-        """The RGB picture (height, width, 3) of a packed I420 one."""
+    def to_rgb(self, packed: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The RGB picture (height, width, 3) of a packed I420 one; into ``out`` (contiguous,
+        uint8) when given."""
         y, u, v = planes(packed)
         size = (y.shape[1], y.shape[0])
         up = [cv2.resize(c, size, interpolation=cv2.INTER_LINEAR) for c in (u, v)]
-        return cv2.transform(cv2.merge([np.ascontiguousarray(y), *up]), self._to_rgb)
+        return cv2.transform(cv2.merge([np.ascontiguousarray(y), *up]), self._to_rgb, dst=out)
 
     def write(self, packed: np.ndarray, rgb: np.ndarray, at: tuple[int, int]) -> None:
         """Write the RGB pixels ``rgb`` (even height and width) as YUV into ``packed``, their
