@@ -23,6 +23,7 @@ from .inputs import (
     group_picture,
     group_video,
     machine,
+    phone_video,
     repeated,
     speaker_video,
     speech,
@@ -61,6 +62,7 @@ def main() -> int:
             speaker_video(tmp_dir / f"speaker-{w}x{h}.mp4", w, h)
             for w, h in ((512, 512), (1280, 720), (1920, 1080))
         ]
+        phone = phone_video(tmp_dir / "phone-3840x2160.mp4")
         group = cv2.imencode(".png", cv2.cvtColor(group_picture(), cv2.COLOR_RGB2BGR))[1].tobytes()
         group_video_720p = group_video(tmp_dir / "group-1280x720.mp4", 1280, 720)
         step("starting Triton and the a2v server")
@@ -80,6 +82,8 @@ def main() -> int:
             lipsync_runs = _env_int("BENCH_LIPSYNC_RUNS", 3)
             step(f"lipsync at 512x512, 720p and 1080p ({lipsync_runs} runs each)")
             rows += suite.lipsync(stack.address, SPEECH, speakers, lipsync_runs)
+            step(f"lipsync of a phone's 4K clip ({lipsync_runs} runs)")
+            rows += suite.lipsync_4k(stack.address, SPEECH, phone, lipsync_runs)
             step("live lipsync at 720p")
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1])
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1], raw=True)

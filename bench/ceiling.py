@@ -55,15 +55,26 @@ def encode_only(audio: Path, image: Path, width: int, height: int, fps: float = 
     return _encode(audio, [frame], fps, started)
 
 
-def encode_only_video(audio: Path, video: Path) -> Ceiling:
+def encode_only_video(audio: Path, video: Path, size: tuple[int, int] | None = None) -> Ceiling:
     """Decode ``video`` and ``audio`` and encode as many of the video's frames as the audio
-    lasts (repeating them if the video is shorter: the cost is the same in any order), timed."""
+    lasts (repeating them if the video is shorter: the cost is the same in any order), timed.
+    ``size``: the frames scaled to it as they are decoded (swscale's area filter, as the server
+    scales a source larger than its output: media/video.SourceVideo.decode_at)."""
     import av
 
     started = time.perf_counter()
     with av.open(str(video)) as container:
-        fps = float(container.streams.video[0].average_rate or 25)
-        frames = [f.to_ndarray() for f in container.decode(video=0)]  # yuv420p: packed I420
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        if size is None:
+            frames = [f.to_ndarray() for f in container.decode(stream)]  # packed I420
+        else:
+            stream.thread_type = "FRAME"  # as the server decodes pictures above 1080p
+            width, height = size
+            frames = [
+                f.reformat(width, height, "yuv420p", interpolation="AREA").to_ndarray()
+                for f in container.decode(stream)
+            ]
     return _encode(audio, frames, fps, started, i420=True)
 
 

@@ -33,6 +33,7 @@ class FileRun:
     frames: int
     duration: float  # seconds of video
     summary: pb.Summary
+    size: tuple[int, int] = (0, 0)  # the output's width and height (Accepted)
 
 
 def file_run(
@@ -64,12 +65,15 @@ def file_run(
     )
     first = None
     summary = None
+    size = (0, 0)
     with grpc.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
         stub = pb_grpc.AudioToVideoStub(channel)
         requests = request_stream(options, image, file_audio(audio), video)
         for response in stub.Generate(timed(requests)):
             if response.HasField("chunk") and first is None:
                 first = time.perf_counter()
+            elif response.HasField("accepted"):
+                size = (response.accepted.width, response.accepted.height)
             elif response.HasField("summary"):
                 summary = response.summary
         end = time.perf_counter()
@@ -82,6 +86,7 @@ def file_run(
         frames=summary.frames,
         duration=summary.duration_seconds,
         summary=summary,
+        size=size,
     )
 
 
