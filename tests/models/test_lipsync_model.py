@@ -389,6 +389,37 @@ def test_a_cancelled_request_sends_no_frames_and_is_closed(model, astronaut):
     assert cancelled.sender.errors == []
 
 
+class CancelledAfterFirst(Sender):
+    """A caller that goes away once the first response has left; counts the questions."""
+
+    asked = 0
+
+    def is_cancelled(self) -> bool:
+        self.asked += 1
+        return bool(self.responses)
+
+
+@pytest.mark.parametrize("every", [0.0, 3600.0])
+def test_a_caller_that_goes_away_is_noticed_within_the_check_interval(
+    model, astronaut, monkeypatch, every
+):
+    """The renderer asks whether the caller is still there (a round trip to Triton) at most
+    every CANCEL_CHECK_SECONDS, not before each response: asking every time, it stops after the
+    first response of a long request; asking once an hour, it renders the request's 17 frames
+    (a first response of 2, then 3 of 5) and asked once."""
+    module = sys.modules[type(model).__module__]
+    monkeypatch.setattr(module, "CANCEL_CHECK_SECONDS", every)
+    going = request(13, start=True, end=True, frames=[astronaut] * 17, audio=voiced(0.68, 0.3))
+    going.sender = CancelledAfterFirst()
+    model.execute([going])
+    sizes = [len(r.outputs["FRAMES"]) for r in going.sender.responses]
+    assert going.sender.sent[-1][1] == FINAL and going.sender.errors == []
+    if every:
+        assert sizes == [2, 5, 5, 5] and going.sender.asked == 1
+    else:
+        assert sizes == [2] and going.sender.asked == 2
+
+
 def test_a_new_sequence_replaces_one_that_never_ended(model, astronaut):
     run(model, request(11, start=True, frames=[astronaut], audio=np.zeros(frame_samples(1))))
     out = run(

@@ -20,6 +20,8 @@ def test_rgb_is_the_pictures_own_colours(matrix):
     mine = YuvFrames(matrix).to_rgb(packed)
     assert mine.shape == rgb.shape and mine.dtype == np.uint8
     assert np.abs(mine.astype(int) - rgb).mean() < 2.0
+    into = np.empty_like(rgb)  # the same conversion, into an array of the caller's
+    assert YuvFrames(matrix).to_rgb(packed, out=into) is into and np.array_equal(into, mine)
     other = YuvFrames({1: 6, 6: 1}[matrix]).to_rgb(packed)
     assert np.abs(other.astype(int) - rgb).mean() > 3.0
     back = packed.copy()
