@@ -13,6 +13,7 @@ import grpc
 
 from a2v.v1 import audio_to_video_pb2 as pb
 
+from . import aio_writes
 from ._base import CANCEL_TIMEOUT, CHANNEL_OPTIONS, HEALTH_TIMEOUT, MODELS_TIMEOUT, ClientBase
 from .connection import TlsFiles, open_aio_channel
 from .errors import client_errors
@@ -27,6 +28,10 @@ from .sources import (
     faces_requests,
     request_stream,
 )
+
+# A refusal that races a write reaches the caller as the server's status, not as INTERNAL
+# "Internal error from Core" (grpc/grpc#36066; see aio_writes).
+aio_writes.install()
 
 
 class AsyncClient(ClientBase[grpc.aio.Channel]):
