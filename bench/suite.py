@@ -111,15 +111,7 @@ def lipsync(address: str, audio: Path, videos: list[Path], runs: int) -> list[Ro
     against the encode-only ceiling for the same video, per size, paired per run as above."""
     rows = []
     for video, target in zip(videos, (4.0, 2.0, 1.0), strict=False):
-        file_run(address, audio, None, None, video)  # warm-up, not counted
-        pairs = [
-            (file_run(address, audio, None, None, video), encode_only_video(audio, video))
-            for _ in range(runs)
-        ]
-        ratios = sorted(r.duration / r.total / c.rtf for r, c in pairs)
-        best = sorted((r for r, _ in pairs), key=lambda r: r.total)[len(pairs) // 2]
-        ceiling = sorted((c for _, c in pairs), key=lambda c: c.seconds)[len(pairs) // 2]
-        firsts = sorted(r.first_chunk for r, _ in pairs)
+        best, ceiling, ratios, firsts = _lipsync_pairs(address, audio, video, runs)
         t = best.summary.timings
         mouths = best.summary.mouth_sources
         rows.append(
@@ -140,17 +132,27 @@ def lipsync(address: str, audio: Path, videos: list[Path], runs: int) -> list[Ro
     return rows
 
 
+def _lipsync_pairs(address: str, audio: Path, video: Path, runs: int, scaled: bool = False):
+    """After an uncounted warm-up, ``runs`` lipsync uploads of ``video``, each followed by its
+    encode-only ceiling (``scaled``: of the video scaled to the run's output size). Returns
+    the median run, the median ceiling, the per-pair shares and the first chunks, sorted."""
+    file_run(address, audio, None, None, video)  # warm-up, not counted
+    pairs = []
+    for _ in range(runs):
+        run = file_run(address, audio, None, None, video)
+        pairs.append((run, encode_only_video(audio, video, run.size if scaled else None)))
+    ratios = sorted(r.duration / r.total / c.rtf for r, c in pairs)
+    best = sorted((r for r, _ in pairs), key=lambda r: r.total)[len(pairs) // 2]
+    ceiling = sorted((c for _, c in pairs), key=lambda c: c.seconds)[len(pairs) // 2]
+    firsts = sorted(r.first_chunk for r, _ in pairs)
+    return best, ceiling, ratios, firsts
+
+
 def lipsync_4k(address: str, audio: Path, video: Path, runs: int) -> list[Row]:
     """A phone's 4K speaker video (inputs.phone_video), lipsynced at the default output size
     (the source scaled to the pixel budget), against a ceiling that decodes the same video
     scaled to that size and encodes it; paired per run as ``lipsync``."""
-    file_run(address, audio, None, None, video)  # warm-up, not counted
-    results = [file_run(address, audio, None, None, video) for _ in range(runs)]
-    pairs = [(r, encode_only_video(audio, video, r.size)) for r in results]
-    ratios = sorted(r.duration / r.total / c.rtf for r, c in pairs)
-    best = sorted(results, key=lambda r: r.total)[len(results) // 2]
-    ceiling = sorted((c for _, c in pairs), key=lambda c: c.seconds)[len(pairs) // 2]
-    firsts = sorted(r.first_chunk for r in results)
+    best, ceiling, ratios, firsts = _lipsync_pairs(address, audio, video, runs, scaled=True)
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         source = f"{stream.width}x{stream.height}"
