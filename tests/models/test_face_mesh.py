@@ -185,3 +185,23 @@ def test_landmarks_read_off_the_wire_are_the_fields_values(analyzer, portrait):
     np.testing.assert_array_equal(read, fields)
     landmarks.landmark[7].visibility = 0.5  # 5 bytes more on the wire: not the fast layout
     np.testing.assert_array_equal(_landmark_array(landmarks), fields)
+
+
+def test_the_landmarker_in_two_halves_gives_process_s_landmarks(portrait):
+    """MeshFollower's landmarker runs in two halves (submit, then result: lipsync draws a frame
+    in between): the same landmarks as MediaPipe's process, bit for bit, though the caller's
+    array changes right after submit (the graph works on its own copy); none on a blank."""
+    from face_mesh import _AsyncFaceMesh, _fitted, _landmark_array, mp_mesh
+
+    settings = {"static_image_mode": True, "max_num_faces": 1, "refine_landmarks": True}
+    halves, whole = _AsyncFaceMesh(**settings), mp_mesh.FaceMesh(**settings)
+    image = _fitted(portrait).copy()
+    (expected,) = whole.process(image.copy()).multi_face_landmarks
+    halves.submit(image)
+    image[...] = 0
+    (found,) = halves.result()
+    np.testing.assert_array_equal(_landmark_array(found), _landmark_array(expected))
+    halves.submit(image)
+    assert not halves.result()
+    halves.close()
+    whole.close()

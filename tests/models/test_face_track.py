@@ -224,9 +224,9 @@ class CountingFollower(MeshFollower):
         super().__init__()
         self.calls = 0
 
-    def follow(self, *args, **kwargs):
+    def submit(self, *args, **kwargs):
         self.calls += 1
-        return super().follow(*args, **kwargs)
+        return super().submit(*args, **kwargs)
 
 
 def _meshes(analyzer, video, monkeypatch=None, reuse=None) -> tuple[np.ndarray, int]:
@@ -311,3 +311,64 @@ def test_grey_boxes_cut_from_one_conversion_are_the_boxes_converted(astronaut):
         np.testing.assert_array_equal(greys.box(box), _grey(crop, origin, box))
     assert greys.box((50, 150, 320, 300)) is None  # left of the crop
     assert greys.box((200, 150, 320, 401)) is None  # below it
+
+
+def _talking(analyzer, astronaut, n: int) -> list[np.ndarray]:
+    """The astronaut panning right, her mouth opening and closing (the landmarker on every
+    frame: no frame's mouth is the one before it)."""
+    (face,) = analyzer.analyze(astronaut)
+    openness = 0.5 - 0.5 * np.cos(np.arange(n) * 2 * np.pi / 8)
+    return [
+        _shifted(reanimate(astronaut, face.mesh, float(o)), 1.5 * i, 0.5 * i)
+        for i, o in enumerate(openness)
+    ]
+
+
+def test_a_prefetched_frame_gets_the_mesh_tracking_it_alone_gives(analyzer, astronaut):
+    """lipsync starts tracking the next frame while it draws one (FaceTracker.prefetch: the
+    landmarker works in MediaPipe's threads): every mesh and score is the one tracking frame
+    by frame gives, bit for bit, through a talking, panning face (past a detection check),
+    frames without it (the follower restarted) and its return."""
+    blank = np.full_like(astronaut, 128)
+    video = _talking(analyzer, astronaut, REDETECT_EVERY + 4) + [blank] * 3
+    video += [_shifted(astronaut, 2.0 * i, 0.0) for i in range(6)]
+    follower = MeshFollower()
+    alone = FaceTracker(analyzer, follower=follower)
+    expected = [alone.mesh(i, frame) for i, frame in enumerate(video)]
+    scores = [alone.score(i) for i in range(len(video))]
+    ahead = FaceTracker(analyzer, follower=follower)
+    started = 0
+    for i, frame in enumerate(video):
+        mesh = ahead.mesh(i, frame)
+        if expected[i] is None:
+            assert mesh is None, f"frame {i}"
+        else:
+            np.testing.assert_array_equal(mesh, expected[i], err_msg=f"frame {i}")
+        assert ahead.score(i) == scores[i]
+        if i + 1 < len(video):
+            ahead.prefetch(i + 1, video[i + 1])
+            started += follower.busy
+    assert [m is None for m in expected].count(True) == 3
+    # the talking frames each started the landmarker ahead (not the first, nor the blanks)
+    assert started >= REDETECT_EVERY + 2
+
+
+def test_a_frame_left_in_the_landmarker_does_not_change_the_next_video(analyzer, astronaut):
+    """A sequence that ends (or is cancelled) with its next frame started leaves it in the
+    shared follower's landmarker: the next video's tracker discards it, and tracks as on a
+    fresh follower; a frame started and not asked for next is finished first."""
+    video = _talking(analyzer, astronaut, 6)
+    fresh = FaceTracker(analyzer, follower=MeshFollower())
+    expected = [fresh.mesh(i, frame) for i, frame in enumerate(video)]
+    follower = MeshFollower()
+    first = FaceTracker(analyzer, follower=follower)
+    first.mesh(0, video[0])
+    first.prefetch(1, video[1])
+    assert follower.busy
+    assert first.mesh(3, video[3]) is not None  # 1 is finished first, 3 starts a new stretch
+    assert not follower.busy and first.mesh(1, video[1]) is not None
+    first.prefetch(4, video[4])
+    assert follower.busy  # ... and the sequence ends here
+    second = FaceTracker(analyzer, follower=follower)
+    for i, frame in enumerate(video):
+        np.testing.assert_array_equal(second.mesh(i, frame), expected[i], err_msg=f"frame {i}")

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shared
-from face_mesh import FaceAnalyzer
+from face_mesh import FaceAnalyzer, MeshFollower
+from face_track import FaceTracker
 from google.protobuf import json_format, text_format
 from media import i420_of, rgb_of
 from shared import EYES, SAMPLE_RATE, face_axes
@@ -844,6 +845,15 @@ def test_the_output_does_not_depend_on_the_requests_cuts(model_class, talking_sp
             np.testing.assert_array_equal(other[name], first[name], err_msg=name)
         for k in range(n):
             np.testing.assert_array_equal(other["FRAMES"][k], first["FRAMES"][k], err_msg=k)
+    # The model tracks each frame while it draws the one before (FaceTracker.prefetch): the
+    # faces and scores are those of a tracker that takes the frames one by one.
+    alone = FaceTracker(FaceAnalyzer(), fps=FPS, follower=MeshFollower())
+    meshes = [alone.mesh(k, frame) for k, frame in enumerate(video)]
+    boxes = [(*m[:, :2].min(0), *m[:, :2].max(0)) for m in meshes]
+    np.testing.assert_array_equal(first["FACE"], np.array(boxes, np.float32))
+    np.testing.assert_array_equal(
+        first["FACE_SCORE"], np.array([alone.score(k) for k in range(n)], np.float32)
+    )
 
 
 # --- FACE_SCORE ----------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ if not hasattr(message_factory.MessageFactory, "GetPrototype"):
 # MediaPipe logs through glog/absl to stderr at import; keep Triton's log readable.
 os.environ.setdefault("GLOG_minloglevel", "2")
 from mediapipe.python.solutions import face_detection as mp_detection
+from mediapipe.python import packet_creator
+from mediapipe.python._framework_bindings import image_frame
+from mediapipe.python.solution_base import PacketDataType
 from mediapipe.python.solutions import face_mesh as mp_mesh
 
 N_MESH = 478
@@ -267,10 +270,15 @@ class MeshFollower:
     over the same pixels gives the same mesh wherever the crop is. A crop that does not hold
     the whole window restarts the tracker (its state belongs to the pixels it saw) with a
     window placed inside the crop.
+
+    ``follow`` runs in two halves, ``submit`` and ``collect``: between them the landmarker
+    works in MediaPipe's own threads, without the GIL, while the caller's thread does other
+    work (lipsync renders the frame before; face_track.FaceTracker.prefetch). The mesh is the
+    same either way.
     """
 
     def __init__(self) -> None:
-        self._graph = mp_mesh.FaceMesh(
+        self._graph = _AsyncFaceMesh(
             static_image_mode=False,
             max_num_faces=1,
             refine_landmarks=True,
@@ -279,8 +287,12 @@ class MeshFollower:
         )
         self._window: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 (picture)
         self._face_side = 0.0
+        #: the box of the face ``submit`` looks for, until ``collect``
+        self._asked: tuple[float, float, float, float] | None = None
 
     def close(self) -> None:
+        if self._asked is not None:
+            self.collect()
         self._graph.close()
 
     @property
@@ -289,8 +301,17 @@ class MeshFollower:
         restart, until the next frame."""
         return self._window
 
+    @property
+    def busy(self) -> bool:
+        """Whether a frame was submitted and not collected yet."""
+        return self._asked is not None
+
     def restart(self) -> None:
-        """Forget the followed face (a seek, a cut, another face)."""
+        """Forget the followed face (a seek, a cut, another face), and a frame submitted and
+        not collected (a sequence that ended while the landmarker worked on its next frame)."""
+        if self._asked is not None:
+            self._graph.result()
+            self._asked = None
         if self._window is not None:
             self._graph.reset()
         self._window = None
@@ -304,6 +325,18 @@ class MeshFollower:
         """The mesh (478, 3) of the face last seen at ``box``, or None when it is gone.
         ``image_rgb`` is the crop of the picture whose top-left pixel is ``origin`` (x, y);
         ``box`` and the mesh are in the picture's pixels."""
+        self.submit(image_rgb, box, origin)
+        return self.collect()
+
+    def submit(
+        self,
+        image_rgb: np.ndarray,
+        box: tuple[float, float, float, float],
+        origin: tuple[int, int] = (0, 0),
+    ) -> None:
+        """``follow``'s first half: the frame goes to the landmarker, which works on it in
+        MediaPipe's threads until ``collect``."""
+        assert self._asked is None, "collect the submitted frame first"
         image = np.asarray(image_rgb)
         height, width = image.shape[:2]
         ox, oy = int(origin[0]), int(origin[1])
@@ -321,11 +354,18 @@ class MeshFollower:
             self._face_side = side
         wx0, wy0, wx1, wy1 = self._window
         crop = image[wy0 - oy : wy1 - oy, wx0 - ox : wx1 - ox]
-        crop = _fitted(crop)
-        result = self._graph.process(np.ascontiguousarray(crop))
-        if not result.multi_face_landmarks:
+        self._graph.submit(_fitted(crop))
+        self._asked = box
+
+    def collect(self) -> np.ndarray | None:
+        """``follow``'s second half: the mesh of the submitted frame (waits for it), or None
+        when the face is gone."""
+        assert self._asked is not None and self._window is not None, "nothing was submitted"
+        box, self._asked = self._asked, None
+        faces = self._graph.result()
+        if not faces:
             return None
-        mesh = _in_pixels(result.multi_face_landmarks[0], self._window)
+        mesh = _in_pixels(faces[0], self._window)
         return mesh if iou(box_of(mesh), box) > 0.1 else None
 
     def _holds(self, cx: float, cy: float, side: float) -> bool:
@@ -334,6 +374,38 @@ class MeshFollower:
         reach = 0.2 * min(wx1 - wx0, wy1 - wy0)
         centred = abs(cx - (wx0 + wx1) / 2) < reach and abs(cy - (wy0 + wy1) / 2) < reach
         return centred and 0.8 < side / max(self._face_side, 1.0) < 1.25
+
+
+class _AsyncFaceMesh(mp_mesh.FaceMesh):
+    """MediaPipe's FaceMesh with its ``process`` in two halves: ``submit`` puts the image into
+    the graph, whose calculators run in MediaPipe's threads without the GIL; ``result`` waits
+    for them and gives the faces' landmark lists (``process(image).multi_face_landmarks``).
+
+    It reads SolutionBase's internals (mediapipe 0.10.21, pinned: tests/models/test_face_mesh
+    checks that it gives ``process``'s landmarks): ``process`` itself blocks until the graph
+    is idle, and builds a namedtuple class per call (~0.2 ms)."""
+
+    _STREAM_IN, _STREAM_OUT = "image", "multi_face_landmarks"
+
+    def submit(self, image: np.ndarray) -> None:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+        self._graph_outputs.clear()
+        self._simulated_timestamp += 33333  # as process: 30 fps
+        # a copy in the packet: the graph may read it after the caller's array is gone
+        packet = packet_creator.create_image_frame(
+            data=image, image_format=image_frame.ImageFormat.SRGB, copy=True
+        )
+        self._graph.add_packet_to_input_stream(
+            stream=self._STREAM_IN, packet=packet.at(self._simulated_timestamp)
+        )
+
+    def result(self) -> list | None:
+        self._graph.wait_until_idle()
+        packet = self._graph_outputs.get(self._STREAM_OUT)
+        if packet is None:
+            return None
+        return self._get_packet_content(PacketDataType.PROTO_LIST, packet)
 
 
 def _window(
@@ -389,7 +461,8 @@ def _landmark_array(landmarks) -> np.ndarray:
 
 
 def _fitted(crop: np.ndarray) -> np.ndarray:
-    """A crop scaled to a long side within _MIN_CROP_SIDE.._CROP_SIDE, contiguous."""
+    """A crop scaled to a long side within _MIN_CROP_SIDE.._CROP_SIDE, contiguous (a new
+    array, or ``crop`` itself where that is contiguous already)."""
     long_side = max(crop.shape[:2])
     scale = min(1.0, _CROP_SIDE / long_side) if long_side > _CROP_SIDE else 1.0
     if long_side < _MIN_CROP_SIDE:

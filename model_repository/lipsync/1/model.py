@@ -167,15 +167,14 @@ class TritonPythonModel(SequenceModel):
                 height, width = frames.shape[1:3]
                 raise InvalidRequest(f"FRAMES_IN must be at least 2x2 pixels, got {width}x{height}")
             origin = _origin(request)
-            # Track on arrival (meshes are cached: rendering does not track again). The
-            # library of source mouths takes a frame only when it is rendered (_render), not
-            # here: what it holds for a frame must not depend on how far ahead of their audio
-            # the frames came (source_mouths.py).
+            # Frames are tracked as they are rendered (_render), each while the frame before
+            # it is drawn. The library of source mouths takes a frame only when it is
+            # rendered too: what it holds for a frame must not depend on how far ahead of
+            # their audio the frames came (source_mouths.py).
             for k, (index, frame) in enumerate(zip(indices.tolist(), frames, strict=True)):
                 session.frames.append(
                     (int(index), frame, origin, packed[k] if packed is not None else None)
                 )
-                session.tracker.mesh(int(index), frame, origin)
         session.take_openness(session.motion.push(audio_samples(request)))
         if end:
             session.take_openness(session.motion.finish())
@@ -215,9 +214,14 @@ class TritonPythonModel(SequenceModel):
                 continue
             patches: list[Patch | None] = []
             opens, faces, found, paths, scores = [], [], [], [], []
-            for index, frame, origin, _ in batch:
+            for k, (index, frame, origin, _) in enumerate(batch):
                 openness = session.openness.popleft()
                 mesh = session.tracker.mesh(index, frame, origin)
+                # the landmarker starts on the next frame and works, in MediaPipe's threads
+                # and without the GIL, while this one is drawn: most of its ~3 ms a frame
+                # leaves the renderer's thread (on 2 cores: CPU the server's encoder and
+                # decoder would leave idle)
+                _prefetch(session, batch[k + 1] if k + 1 < len(batch) else None)
                 if mesh is None:
                     patch, path = None, PASSED
                 else:
@@ -343,6 +347,17 @@ class TritonPythonModel(SequenceModel):
             render_from=hidden,
             yuv=yuv,
         )
+
+
+def _prefetch(session: Session, item: tuple | None) -> None:
+    """Start tracking the frame to be rendered next: ``item`` (the batch's next frame), or
+    the first one waiting when the batch ends here."""
+    if item is None:
+        if not session.frames:
+            return
+        item = session.frames[0]
+    index, frame, origin, _ = item
+    session.tracker.prefetch(index, frame, origin)
 
 
 def _geometry(item: tuple) -> tuple:
