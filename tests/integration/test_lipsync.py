@@ -303,3 +303,41 @@ def test_a_phones_hdr_video_comes_back_as_an_sdr_screen_shows_it(stack, short_sp
     # round trip through BT.2020 and 4:2:0), 20 dB read as SDR
     for region, floor in ((np.s_[:, 170:], 35), (np.s_[130:, :], 30)):
         assert min(_psnr(o[region], s[region]) for o, s in zip(out, sdr, strict=False)) >= floor
+
+
+def test_a_video_of_non_square_pixels_comes_back_as_players_show_it(stack, short_speech, tmp_path):
+    """An anamorphic speaker video (DV, HDV: here 192x256 stored at 4:3, shown 256x256) comes
+    back at its shown size in square pixels, the face in its true proportions away from the
+    mouth, and the CLI prints the server's Accepted warning that says so. (Before, the clip was
+    192x256 in square pixels: every face a quarter too narrow.)"""
+    import subprocess
+
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    shown = []
+    for k in range(50):
+        m = np.float32([[0.5, 0, 4 * np.sin(k / 15)], [0, 0.5, 0]])
+        shown.append(cv2.warpAffine(portrait, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
+    stored = np.stack([cv2.resize(f, (192, 256), interpolation=cv2.INTER_AREA) for f in shown])
+    src = tmp_path / "anamorphic.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "192x256",
+         "-r", "25", "-i", "-", "-vf", "setsar=4/3", "-c:v", "libx264", "-crf", "12",
+         "-pix_fmt", "yuv420p", str(src)],
+        input=stored.tobytes(), check=True, capture_output=True,
+    )  # fmt: skip
+    clip = tmp_path / "clip.mp4"
+    done = _generate(stack, src, short_speech, clip)
+    assert done.returncode == 0, done.stderr
+    assert (
+        b"a2v: warning: --video: its pixels are not square (sample aspect ratio 4:3, 192x256 "
+        b"stored)" in done.stderr
+    ), done.stderr
+    (video,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
+    assert (video["width"], video["height"]) == (256, 256)
+    assert video.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1")
+    out = decode_frames(clip)
+    assert len(out) >= 40
+    # away from the face (the shuttle and flag to its right), as shown: 192 columns widened to
+    # 256 lose a little detail (31 dB here); read as square pixels nothing was in its place
+    region = np.s_[:, 175:]
+    assert min(_psnr(o[region], s[region]) for o, s in zip(out, shown, strict=False)) >= 28

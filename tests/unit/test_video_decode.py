@@ -215,3 +215,44 @@ def test_decoding_stops_when_timestamps_never_advance():
     while (item := run.next()) is not None:
         slots.append(item[0])
     assert slots == [0] and container.decoded == 11
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "matroska"])
+@pytest.mark.parametrize(
+    ("stored", "sar"), [((60, 48), "4/3"), ((80, 36), "3/4")], ids=["wide pixels", "tall pixels"]
+)
+def test_non_square_pixels_come_out_square_at_the_displayed_shape(tmp_path, fmt, stored, sar):
+    """A video of non-square pixels (DV, HDV: 60x48 stored at 4:3 is shown 80x48) comes out as
+    a player shows it, in square pixels: 80x48, each quadrant where it is shown, as the ffmpeg
+    command line scales it; its size is the video's (VideoInfo) for the output to keep."""
+    import cv2
+
+    path = tmp_path / f"anamorphic.{'mkv' if fmt == 'matroska' else fmt}"
+    squeezed = cv2.resize(_quadrants(), stored, interpolation=cv2.INTER_AREA)
+    raw = np.ascontiguousarray(np.stack([squeezed] * 3))
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+         f"{stored[0]}x{stored[1]}", "-r", "10", "-i", "-", "-vf", f"setsar={sar}",
+         "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        input=raw.tobytes(), check=True, capture_output=True,
+    )  # fmt: skip
+    scaled = _ffmpeg(
+        "-i", str(path), "-frames:v", "1", "-vf", r"scale=w=iw*max(sar\,1):h=ih/min(sar\,1)",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
+    )  # fmt: skip
+    reference = np.frombuffer(scaled, np.uint8).reshape(H, W, 3)
+    spool = Spool(max_bytes=10**8)
+    video = SourceVideo(spool, max_pixels=1_000_000, max_frames=100)
+    try:
+        spool.write(path.read_bytes())
+        spool.finish()
+        info = video.open()
+        assert (info.width, info.height) == (W, H)
+    finally:
+        video.close()
+        spool.close()
+    _, _, frames = _frames(path.read_bytes())
+    assert len(frames) == 3
+    for frame in frames:
+        _assert_quadrants(frame)
+    assert np.abs(frames[0].astype(int) - reference).mean() < 6

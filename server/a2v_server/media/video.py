@@ -10,10 +10,13 @@ the keyframe before it and decoding forward, and a small cache of recent picture
 bytes) serves backward play and revisits. Memory is flat, temporary disk is the upload.
 
 Frames come out as a player shows them: the display matrix (a phone's rotation, any mirroring)
-is applied. Where the decoded samples are 8-bit 4:2:0 at limited range (nearly every camera and
-encoder), they are kept as they are (I420, media/yuv.py) and only the face is ever converted;
-other formats come out as RGB. The decoder is bounded by the pixel limit on its codec context,
-and every decoded frame is checked, whatever the container said.
+is applied, and non-square pixels (a sample aspect ratio other than 1:1: DV, HDV, some
+broadcast files) are scaled to square ones at the displayed shape (720x576 at 16:15 comes out
+768x576; 1440x1080 at 4:3, 1920x1080). Where the decoded samples are 8-bit 4:2:0 at limited
+range (nearly every camera and encoder), they are kept as they are (I420, media/yuv.py) and
+only the face is ever converted; other formats come out as RGB. The decoder is bounded by the
+pixel limit on its codec context, and every decoded frame is checked, whatever the container
+said.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ DAMAGE_SLACK = 0.02
 
 ACCEPTED_VIDEO_FORMATS = "MP4, MOV or WebM/Matroska"
 _FORMAT_NAMES = {"mov": "MP4/MOV", "matroska": "WebM/Matroska"}
+
+
+#: sample aspect ratios beyond this either way are a broken header, not a camera's (DV's widest
+#: is 64:45, anamorphic 2x lenses' 2:1)
+MAX_SAMPLE_ASPECT = 4
 
 
 def detect_video_format(head: bytes) -> str:
@@ -145,6 +153,9 @@ class VideoInfo:
     #: "PQ" / "HLG" (HDR) or "BT.2020" (wide gamut) where the pictures are converted to SDR
     #: BT.709 (ToSdr); None for SDR video
     hdr: str | None = None
+    #: the sample aspect ratio and the upright stored size where the pixels are not square
+    #: (the pictures come out in square ones, at width x height); None where they are
+    non_square: tuple[Fraction, tuple[int, int]] | None = None
 
 
 class SourceVideo:
@@ -184,6 +195,7 @@ class SourceVideo:
         self._broken = False  # the first pass stopped on a decoding error
         self._track_frames = 0  # the frames the video track's own header declares (0: none)
         self._step = 1  # pictures decoded per slot (_frame_rate: above MAX_FPS)
+        self._stream: av.video.stream.VideoStream | None = None  # the first pass's
 
     # --- opening --------------------------------------------------------------------------------
     def open(self) -> VideoInfo:
@@ -203,6 +215,7 @@ class SourceVideo:
             else:
                 reader = self._spool.streaming()
             container, stream = self._open(reader)
+            self._stream = stream  # (its sample aspect ratio: _picture)
             try:
                 rate, source_rate, self._step = _frame_rate(stream)
                 duration = _duration(container, stream)
@@ -234,6 +247,7 @@ class SourceVideo:
                 count,
                 source_rate if self._step > 1 else None,
                 self._shape.hdr,
+                self._shape.non_square,
             )
             return self.info
 
@@ -463,8 +477,22 @@ class SourceVideo:
                 field="video",
             )
         if self._shape is None:
-            self._shape = _Shape.of(frame)
+            self._shape = _Shape.of(frame, self._sample_aspect())
         return self._shape.picture(frame)
+
+    def _sample_aspect(self) -> Fraction:
+        """The video's sample aspect ratio (a pixel's width over its height), as FFmpeg's
+        players take it: the container's (MP4's pasp, Matroska's display size), else the
+        bitstream's (read once a picture is decoded); 1 where neither says, or where it is
+        beyond MAX_SAMPLE_ASPECT either way (a broken header)."""
+        for source in (self._stream, self._stream.codec_context) if self._stream else ():
+            sar = source.sample_aspect_ratio
+            if sar:
+                sar = Fraction(sar)
+                if 1 / MAX_SAMPLE_ASPECT <= sar <= MAX_SAMPLE_ASPECT:
+                    return sar
+                log.info("video sample aspect ratio %s ignored (out of range)", sar)
+        return Fraction(1)
 
 
 class _Shape:
@@ -477,11 +505,16 @@ class _Shape:
         height: int,
         colour: Colour | None,
         hdr: str | None = None,
+        stored: tuple[int, int] | None = None,
     ):
         self.orientation = orientation
-        #: the pictures' size (upright): the source's, or what ``scale_to`` set
+        #: the pictures' size (upright): the source's as shown (square pixels), or what
+        #: ``scale_to`` set
         self.width, self.height = width, height
-        self._source_wh = (width, height)  # upright, as decoded
+        #: upright, as decoded (differs from the size shown where pixels are not square)
+        self._source_wh = stored or (width, height)
+        #: VideoInfo.non_square
+        self.non_square: tuple[Fraction, tuple[int, int]] | None = None
         self.colour = colour
         #: what makes the first frame need colour management (``hdr_of``), None for SDR BT.709/601
         self.hdr = hdr
@@ -525,11 +558,21 @@ class _Shape:
         )
 
     @classmethod
-    def of(cls, frame: av.VideoFrame) -> _Shape:
+    def of(cls, frame: av.VideoFrame, sample_aspect: Fraction = Fraction(1)) -> _Shape:
         orientation = _orientation(frame)
         if orientation != UPRIGHT:
             log.info("video display orientation %d applied", orientation)
         w, h = frame.width, frame.height
+        stored = (h, w) if swaps_sides(orientation) else (w, h)
+        if sample_aspect != 1:
+            # Non-square pixels: shown at the displayed shape in square ones, widened (or, for
+            # tall pixels, heightened): no sample is dropped, and the tracker sees the face in
+            # its true proportions. Even sides, as every picture has.
+            if sample_aspect > 1:
+                w = max(2, round(w * sample_aspect / 2) * 2)
+            else:
+                h = max(2, round(h / sample_aspect / 2) * 2)
+            log.info("video pixels %s:1 wide: shown at %dx%d", sample_aspect, w, h)
         if swaps_sides(orientation):
             w, h = h, w
         whole = min(frame.width, frame.height) >= 2  # a chroma sample at least
@@ -538,7 +581,10 @@ class _Shape:
         if hdr is not None:
             log.info("video is %s: converted to SDR BT.709", hdr)
             colour = BT709  # ToSdr's pictures
-        return cls(orientation, w, h, colour, hdr)
+        shape = cls(orientation, w, h, colour, hdr, stored if stored != (w, h) else None)
+        if stored != (w, h):
+            shape.non_square = (sample_aspect, stored)
+        return shape
 
     def picture(self, frame: av.VideoFrame) -> Picture:
         stored = (frame.height, frame.width)

@@ -355,7 +355,7 @@ async def prepare_video(
         face_select_box=select_box,
         faces=found,
         speaker_boxes=speaker_boxes,
-        warnings=_rate_warning(info) + _hdr_warning(info),
+        warnings=_rate_warning(info) + _hdr_warning(info) + _pixel_warning(info),
     )
 
 
@@ -378,6 +378,19 @@ def _hdr_warning(info: VideoInfo) -> tuple[str, ...]:
     return (
         f"video: it is {kind}; the clip is SDR BT.709 (8-bit H.264), its colours converted as "
         "an SDR screen shows them, which takes longer than an SDR video",
+    )
+
+
+def _pixel_warning(info: VideoInfo) -> tuple[str, ...]:
+    """Accepted.warnings' entry for a video of non-square pixels (media/video.py shows it in
+    square ones): the output's pixels cannot be the source's."""
+    if info.non_square is None:
+        return ()
+    sar, (width, height) = info.non_square
+    return (
+        f"video: its pixels are not square (sample aspect ratio {sar.numerator}:"
+        f"{sar.denominator}, {width}x{height} stored): the clip is made from it as players show "
+        "it, in square pixels",
     )
 
 
