@@ -257,6 +257,35 @@ def test_a_wide_opening_shows_a_tongue_not_one_flat_dark_shape(face):
     assert tongue_rgb[0] > tongue_rgb[2]  # red, as the lips
 
 
+def test_a_smile_that_opens_further_shows_lower_teeth_not_a_dark_crescent(face):
+    """The astronaut's smile shows her upper teeth down to the lower lip; opened further, the
+    jaw brings lower teeth down behind the lower lip (painted in her teeth's own colour), with
+    the dark between the rows: not one dark crescent under the upper teeth, which looked drawn
+    on. Where the source shows both rows, the jaw carries its own (the test above)."""
+    image, mesh = face
+    built = mouth_map(image.shape[:2], mesh, 1.0, None, lower_layer(image, mesh))
+    assert built is not None and built.painted is not None
+    out = reanimate(image, mesh, 1.0).astype(float)
+    x0, y0 = built.roi[:2]
+    mf = mouth_frame(mesh)
+    mid = np.array([mf.centre])
+    top, bottom = float(mf.upper_edge(mid)[0]), float(mf.lower_edge(mid)[0])
+    # the source's upper teeth, in the middle of the mouth (its gap's upper part)
+    at = mf.origin + mf.centre * mf.across + (top + 0.4 * (bottom - top)) * mf.down
+    ax, ay = int(round(at[0])), int(round(at[1]))
+    middle = ax - x0  # the mouth's middle column
+    rows = np.flatnonzero(built.interior[:, middle] > 0.5)  # 5 rows here, at 512x512
+    assert len(rows) >= 4
+    luma = out[rows + y0, middle + x0] @ np.array([0.299, 0.587, 0.114])
+    gap, lower = luma[: len(rows) // 2], luma[-2:]  # under the upper teeth; over the lower lip
+    assert gap.min() < 90  # dark between the rows
+    assert lower.mean() > gap.min() + 80  # lower teeth
+    teeth = out[rows[-2:] + y0, middle + x0].mean(0)
+    upper = image[ay, ax - 2 : ax + 3].astype(float).mean(0)
+    assert upper @ np.array([0.299, 0.587, 0.114]) > 180  # (teeth indeed)
+    assert np.abs(teeth - upper).max() < 45  # her teeth's colour
+
+
 def test_a_frame_already_in_the_asked_pose_is_returned_as_it_is(face):
     image, mesh = face
     width = face_axes(mesh[DLIB68, :2])[1]

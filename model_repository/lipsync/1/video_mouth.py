@@ -84,6 +84,13 @@ TONGUE_WEIGHT = 0.85
 #: RGB of painted teeth under good light, and the band they fill, in parts of the opening
 _TEETH = np.array([228.0, 224.0, 212.0])
 TEETH_BAND = 0.38
+#: painted lower teeth (_lower_teeth), where the source's gap shows none of its own: a band
+#: rising from the lower lip, LOWER_TEETH_BAND of the painted opening high (at most
+#: LOWER_TEETH_MAX mouth widths), shown once that opening passes LOWER_TEETH_SHOW of the
+#: width; narrower than the mouth (the lower arch), and in the upper lip's shade (their weight)
+LOWER_TEETH_BAND, LOWER_TEETH_MAX = 0.5, 0.09
+LOWER_TEETH_SHOW = (0.015, 0.05)
+LOWER_TEETH_WEIGHT = 0.92
 #: the source's gap is split into layers (mouth_map) from LAYER_GAP of the mouth's width on,
 #: fully from twice that
 LAYER_GAP = 0.04
@@ -116,7 +123,8 @@ class MouthMap:
     #: top edge, where warp_patch blends it with the pixel that stays)
     edge: np.ndarray
     shade: np.ndarray  # 0..1: depth of the interior (0 at the lips, 1 in the middle)
-    teeth: np.ndarray  # 0..1: the painted hint of upper teeth under the upper lip
+    teeth: np.ndarray  # 0..1: painted teeth: a hint of upper ones under the upper lip, lower
+    # ones over the lower lip
     tongue: np.ndarray  # 0..1: the painted tongue, low in a wide opening
     #: the box (x0, y0, x1, y1, relative to the region's corner) outside which ``interior``,
     #: ``shade`` and ``teeth`` are 0; None when nothing is painted
@@ -157,8 +165,11 @@ def warp_patch(
     # lips' colour then serves it and the painted interior (read once)
     opening = mf.target_mid(openness) > mf.source_mid()
     lips = _lip_colour(frame, mesh) if opening else None
-    share = lower_layer(frame, mesh, mf, lips) if opening else LOWER_SHARE
-    built = mouth_map(frame.shape[:2], mesh, openness, mf, share)
+    layers = _layers(frame, mesh, mf, lips) if opening else _Layers(LOWER_SHARE, False, None)
+    # painted lower teeth where the source shows upper teeth and no lower ones (a smile whose
+    # upper teeth fill the gap): the jaw brings them down behind the lower lip
+    smile = layers.teeth is not None and not layers.lower_teeth
+    built = mouth_map(frame.shape[:2], mesh, openness, mf, layers.share, lower_teeth=smile)
     if built is None:  # sub-pixel: nothing visible to do
         return None
     x0, y0, x1, y1 = built.roi
@@ -213,7 +224,7 @@ def warp_patch(
         px0, py0, px1, py1 = built.painted
         inside = result[py0:py1, px0:px1]
         alpha = built.interior[py0:py1, px0:px1]
-        interior = _interior_colour(frame, mesh, built, lips)
+        interior = _interior_colour(frame, mesh, built, lips, layers.teeth)
         keep = 1 - alpha
         for c in range(3):  # per channel: see _resharpened
             interior[..., c] *= alpha
@@ -334,11 +345,15 @@ def mouth_map(
     openness: float,
     mf: MouthFrame | None = None,
     lower_share: float = LOWER_SHARE,
+    *,
+    lower_teeth: bool = False,
 ) -> MouthMap | None:
     """The map that re-animates the mouth of ``mesh`` to ``openness`` in a frame of ``shape``
     (height, width), or None when the change would be below a pixel. ``mf`` is the mesh's
     mouth_frame when the caller has it; ``lower_share`` the part of the source's gap that
-    moves down with the jaw as the mouth opens (lower_layer: what the frame's teeth say)."""
+    moves down with the jaw as the mouth opens (lower_layer: what the frame's teeth say);
+    ``lower_teeth``: paint lower teeth on the interior (the source's gap shows upper teeth
+    and none that the jaw carries down)."""
     frame = mf or mouth_frame(mesh)
     origin, across, down, width = frame.origin, frame.across, frame.down, frame.width
     uv, upper_edge, lower_edge = frame.uv, frame.upper_edge, frame.lower_edge
@@ -480,6 +495,15 @@ def mouth_map(
             interior[box] > 0
         )
         teeth[box] *= 1.0 - layered[box]  # none painted where the source shows its own
+        if lower_teeth:  # rising from the lower lip (the jaw's), where the source has none
+            bottom = np.maximum(split[box], top[box])
+            low = _lower_teeth(
+                new_split[box] - v[box],
+                new_split[box] - bottom,
+                np.abs(u[box] - centre) / half,
+                width,
+            )
+            np.maximum(teeth[box], low * (interior[box] > 0), out=teeth[box])
         tongue[box] = _tongue(
             v[box] - np.maximum(split[box], top[box]),
             new_split[box] - np.maximum(split[box], top[box]),
@@ -507,6 +531,16 @@ def mouth_map(
     )
 
 
+@dataclass(frozen=True)
+class _Layers:
+    """What the source's gap says (lower_layer): the share the jaw carries down, whether that
+    share holds lower teeth, and the colour of the teeth it shows (RGB; None: no teeth)."""
+
+    share: float
+    lower_teeth: bool
+    teeth: np.ndarray | None
+
+
 def lower_layer(
     frame: np.ndarray,
     mesh: np.ndarray,
@@ -514,7 +548,19 @@ def lower_layer(
     lips_rgb: np.ndarray | None = None,
 ) -> float:
     """The share of the source's gap between the inner lips that a jaw would carry down: the
-    lower teeth, below the line where the two rows of teeth meet.
+    lower teeth, below the line where the two rows of teeth meet (``_layers``)."""
+    return _layers(frame, mesh, mf, lips_rgb).share
+
+
+def _layers(
+    frame: np.ndarray,
+    mesh: np.ndarray,
+    mf: MouthFrame | None = None,
+    lips_rgb: np.ndarray | None = None,
+) -> _Layers:
+    """The source's gap, read for lower_layer: the share of it that a jaw would carry down,
+    whether that share is lower teeth, and the upper teeth's colour where it shows them (the
+    painted teeth take it: the speaker's own, in the frame's light).
 
     The gap is read across its middle (PROFILE_SPAN of the inner mouth), PROFILE_ROWS rows
     from its upper edge to its lower one, each the mean luma along the lips' curve. Rows
@@ -533,8 +579,9 @@ def lower_layer(
     u = centre + np.linspace(-PROFILE_SPAN, PROFILE_SPAN, 9) * half
     top, bottom = frame_mf.upper_edge(u), frame_mf.lower_edge(u)
     gap = float(np.mean(bottom - top))
+    none = _Layers(LOWER_SHARE, False, None)
     if gap < LAYER_GAP * frame_mf.width:  # no gap to read (nor layers to split)
-        return LOWER_SHARE
+        return none
     t = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS  # row centres, 0 top .. 1 bottom
     v = top[None, :] + t[:, None] * (bottom - top)[None, :]
     offsets = u[None, :, None] * frame_mf.across + v[..., None] * frame_mf.down
@@ -544,20 +591,31 @@ def lower_layer(
     lips = float(lips_rgb @ np.array([0.299, 0.587, 0.114], np.float32))
     lightest = float(profile.max())
     if lightest < lips + 20.0:  # nothing in the gap clearly lighter than the lips
-        return LOWER_SHARE
+        return none
     teeth = profile > lips + TEETH_LEVEL * (lightest - lips)
     # the upper teeth: the light rows from the top (the first light one within the top third)
     first = np.flatnonzero(teeth[: max(1, round(MIN_UPPER * PROFILE_ROWS))])
     if not len(first):
-        return LOWER_SHARE
+        return none
     end = int(first[0])
     while end < PROFILE_ROWS and teeth[end]:
         end += 1
+    colour = _teeth_colour(frame, frame_mf.origin, offsets[first[0] : end])
     below = np.flatnonzero(teeth[end:])
     if len(below) and end >= MIN_UPPER * PROFILE_ROWS:
         # lower teeth: split in the middle of the darker rows between the two rows of teeth
-        return 1.0 - (end + 0.5 * float(below[0])) / PROFILE_ROWS
-    return 1.0 - end / PROFILE_ROWS
+        return _Layers(1.0 - (end + 0.5 * float(below[0])) / PROFILE_ROWS, True, colour)
+    return _Layers(1.0 - end / PROFILE_ROWS, False, colour)
+
+
+def _teeth_colour(frame: np.ndarray, origin: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The mean RGB of ``frame`` at ``origin`` + ``offsets`` (the upper teeth's rows across the
+    gap), each at its nearest pixel (edges clamped)."""
+    at = np.floor(origin + offsets.reshape(-1, 2) + 0.5).astype(np.int64)
+    height, width = frame.shape[:2]
+    x = np.clip(at[:, 0], 0, width - 1)
+    y = np.clip(at[:, 1], 0, height - 1)
+    return frame[y, x].astype(np.float32).mean(0)
 
 
 def _luma_at(frame: np.ndarray, origin: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -672,11 +730,17 @@ def _dv(d: np.ndarray, down: tuple[float, float]) -> np.ndarray:
 
 
 def _interior_colour(
-    frame: np.ndarray, mesh: np.ndarray, built: MouthMap, lips: np.ndarray | None = None
+    frame: np.ndarray,
+    mesh: np.ndarray,
+    built: MouthMap,
+    lips: np.ndarray | None = None,
+    teeth_rgb: np.ndarray | None = None,
 ) -> np.ndarray:
     """The painted mouth interior in ``built.painted``'s box: the speaker's lip colour,
-    darkened with depth, with a hint of upper teeth under the upper lip (as light as the lips'
-    light allows, in their tone: grey lips give grey teeth)."""
+    darkened with depth, with painted teeth (a hint of upper ones under the upper lip, lower
+    ones over the lower lip) in ``teeth_rgb``, the colour of the teeth the frame shows, or
+    where it shows none as light as the lips' light allows, in their tone (grey lips give grey
+    teeth)."""
     assert built.painted is not None
     x0, y0, x1, y1 = built.painted
     if lips is None:
@@ -685,12 +749,15 @@ def _interior_colour(
     shading = _FRONT * (1 - depth) + _BACK * depth
     tongue = built.tongue[y0:y1, x0:x1]
     shading += (_TONGUE - shading) * tongue
-    luma = np.array([0.299, 0.587, 0.114])
-    # (scalars clipped with min/max: np.clip on one number costs ~10 us)
-    teeth = _TEETH * min(max(float(lips @ luma) / 150.0 + 0.25, 0.5), 1.0)  # dim light: dimmer
-    tint = min(max(float(lips.max() - lips.min()) / 60.0, 0.0), 1.0)  # a grey face: grey teeth
-    grey = np.full(3, float(teeth @ luma))
-    teeth = (grey + tint * (teeth - grey)).astype(np.float32)
+    if teeth_rgb is not None:
+        teeth = np.asarray(teeth_rgb, np.float32)
+    else:
+        luma = np.array([0.299, 0.587, 0.114])
+        # (scalars clipped with min/max: np.clip on one number costs ~10 us)
+        teeth = _TEETH * min(max(float(lips @ luma) / 150.0 + 0.25, 0.5), 1.0)  # dim: dimmer
+        tint = min(max(float(lips.max() - lips.min()) / 60.0, 0.0), 1.0)  # grey face: grey
+        grey = np.full(3, float(teeth @ luma))
+        teeth = (grey + tint * (teeth - grey)).astype(np.float32)
     alpha = built.teeth[y0:y1, x0:x1]
     keep = 1 - alpha
     # dark * (1 - alpha) + teeth * alpha, per channel (see _resharpened)
@@ -714,6 +781,24 @@ def _upper_teeth(
     edge = np.clip(band - below_top + 0.5, 0.0, 1.0) * np.clip(below_top + 0.5, 0.0, 1.0)
     side = np.clip(1.0 - across**2, 0.0, 1.0)
     return show * edge * (0.35 + 0.65 * side) * 0.9
+
+
+def _lower_teeth(
+    above: np.ndarray, opening: np.ndarray, across: np.ndarray, width: float
+) -> np.ndarray:
+    """Weight of painted lower teeth: a band rising from the lower lip (``above`` it, px) over
+    LOWER_TEETH_BAND of the painted ``opening`` (px; at most LOWER_TEETH_MAX mouth widths),
+    shown as that opening grows from LOWER_TEETH_SHOW's first to its second share of the
+    width, narrower than the mouth (``across``: from the middle, in half widths) and darker
+    than the upper ones (LOWER_TEETH_WEIGHT). Without them a smile that opens further shows
+    a dark crescent under its upper teeth, drawn like an outline; a real jaw brings its teeth
+    down behind the lower lip."""
+    band = np.minimum(LOWER_TEETH_MAX * width, LOWER_TEETH_BAND * opening)
+    lo, hi = LOWER_TEETH_SHOW
+    show = np.clip((opening / width - lo) / (hi - lo), 0.0, 1.0)
+    edge = np.clip(band - above + 0.5, 0.0, 1.0) * np.clip(above + 0.5, 0.0, 1.0)
+    side = np.sqrt(np.clip(1.0 - (across / 0.85) ** 2, 0.0, 1.0))
+    return show * edge * side * LOWER_TEETH_WEIGHT
 
 
 def _tongue(below: np.ndarray, opening: np.ndarray, across: np.ndarray, width: float) -> np.ndarray:
