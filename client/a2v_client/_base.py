@@ -28,6 +28,12 @@ CHANNEL_OPTIONS = [
     # Spread calls over every address the name resolves to (a headless Kubernetes Service
     # lists each server pod), instead of sending them all down the first connection.
     ("grpc.lb_policy_name", "round_robin"),
+    # Connections of this client's own: gRPC shares a process's connections to one address
+    # between channels, so a new client to a server that restarted on that address (a pod
+    # restart, a test's server on a port used before) got the old connection's "connection
+    # refused" until its reconnect backoff ran out (up to 2 minutes), while any other client
+    # to the old server still lived. Seen as flaky service tests; tests/service/test_restart.py.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 #: seconds for the unary calls (a Generate stream takes the client's own ``timeout``)
 MODELS_TIMEOUT = 10
