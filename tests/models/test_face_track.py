@@ -372,3 +372,33 @@ def test_a_frame_left_in_the_landmarker_does_not_change_the_next_video(analyzer,
     second = FaceTracker(analyzer, follower=follower)
     for i, frame in enumerate(video):
         np.testing.assert_array_equal(second.mesh(i, frame), expected[i], err_msg=f"frame {i}")
+
+
+def test_two_videos_tracked_in_turns_on_one_follower_both_go_on(analyzer, astronaut):
+    """A model instance runs one sequence at a time (Triton's direct sequence batcher), but
+    should two take turns on its follower, a frame one started is dropped by the other's, and
+    the first tracker finds its face again (a new analysis) rather than failing."""
+    video = _talking(analyzer, astronaut, 6)
+    follower = MeshFollower()
+    one, two = FaceTracker(analyzer, follower=follower), FaceTracker(analyzer, follower=follower)
+    for i, frame in enumerate(video):
+        assert one.mesh(i, frame) is not None, f"one, frame {i}"
+        if i + 1 < len(video):
+            one.prefetch(i + 1, video[i + 1])
+        assert two.mesh(i, frame) is not None, f"two, frame {i}"
+        if i + 1 < len(video):
+            two.prefetch(i + 1, video[i + 1])
+
+
+def test_a_frame_submitted_over_another_drops_it(analyzer, astronaut):
+    """The follower's two halves: a second submit before the first frame is collected drops
+    that one (its collect gives None) and serves the second."""
+    (face,) = analyzer.analyze(astronaut)
+    follower = MeshFollower()
+    first = follower.submit(astronaut, face.box)
+    second = follower.submit(_shifted(astronaut, 2.0, 0.0), face.box)
+    assert follower.collect(first) is None
+    mesh = follower.collect(second)
+    assert mesh is not None
+    assert _centre(mesh)[0] == pytest.approx(_centre(face.mesh)[0] + 2.0, abs=1.5)
+    assert not follower.busy and follower.collect(second) is None

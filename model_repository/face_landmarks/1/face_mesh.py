@@ -289,6 +289,8 @@ class MeshFollower:
         self._face_side = 0.0
         #: the box of the face ``submit`` looks for, until ``collect``
         self._asked: tuple[float, float, float, float] | None = None
+        #: ``submit``'s ticket for that frame (``collect`` names it)
+        self._ticket = 0
 
     def close(self) -> None:
         if self._asked is not None:
@@ -325,18 +327,19 @@ class MeshFollower:
         """The mesh (478, 3) of the face last seen at ``box``, or None when it is gone.
         ``image_rgb`` is the crop of the picture whose top-left pixel is ``origin`` (x, y);
         ``box`` and the mesh are in the picture's pixels."""
-        self.submit(image_rgb, box, origin)
-        return self.collect()
+        return self.collect(self.submit(image_rgb, box, origin))
 
     def submit(
         self,
         image_rgb: np.ndarray,
         box: tuple[float, float, float, float],
         origin: tuple[int, int] = (0, 0),
-    ) -> None:
+    ) -> int:
         """``follow``'s first half: the frame goes to the landmarker, which works on it in
-        MediaPipe's threads until ``collect``."""
-        assert self._asked is None, "collect the submitted frame first"
+        MediaPipe's threads until ``collect``; returns the frame's ticket for ``collect``. A
+        frame submitted before and not collected is dropped (its ``collect`` gives None)."""
+        if self._asked is not None:
+            self.restart()  # (one sequence a model instance: only a sequence cut short)
         image = np.asarray(image_rgb)
         height, width = image.shape[:2]
         ox, oy = int(origin[0]), int(origin[1])
@@ -356,11 +359,16 @@ class MeshFollower:
         crop = image[wy0 - oy : wy1 - oy, wx0 - ox : wx1 - ox]
         self._graph.submit(_fitted(crop))
         self._asked = box
+        self._ticket += 1
+        return self._ticket
 
-    def collect(self) -> np.ndarray | None:
+    def collect(self, ticket: int | None = None) -> np.ndarray | None:
         """``follow``'s second half: the mesh of the submitted frame (waits for it), or None
-        when the face is gone."""
-        assert self._asked is not None and self._window is not None, "nothing was submitted"
+        when the face is gone, or when that frame (``ticket``: the last one's when None) was
+        dropped since (``restart``, another ``submit``)."""
+        if self._asked is None or ticket not in (None, self._ticket):
+            return None
+        assert self._window is not None
         box, self._asked = self._asked, None
         faces = self._graph.result()
         if not faces:

@@ -126,7 +126,7 @@ class _Started:
     last_raw: np.ndarray | None = None  # the frame before's raw mesh (the fit's residual)
     found: np.ndarray | None = None  # the mesh before, moved (still_mouth.py)
     moved: bool = False
-    submitted: bool = False  # the follower's landmarker works on it
+    submitted: int = 0  # the follower's ticket when its landmarker works on it
 
 
 class FaceTracker:
@@ -219,8 +219,7 @@ class FaceTracker:
             started.moved = started.found is not None
         self._reused = self._reused + 1 if started.found is not None else 0
         if started.found is None:
-            self._follower.submit(frame, box_of(previous), (ox, oy))
-            started.submitted = True
+            started.submitted = self._follower.submit(frame, box_of(previous), (ox, oy))
         return started
 
     def _finish(self, started: _Started) -> np.ndarray | None:
@@ -230,7 +229,7 @@ class FaceTracker:
         index, frame, (ox, oy), greys = started.index, started.frame, started.origin, started.greys
         found, last_raw = started.found, started.last_raw
         if started.submitted:
-            found = self._follower.collect()
+            found = self._follower.collect(started.submitted)
         if (
             found is not None
             and index % REDETECT_EVERY == 0
