@@ -56,6 +56,16 @@ def _generate(stack, video, audio, out):
     )  # fmt: skip
 
 
+def _small_speaker() -> list[np.ndarray]:
+    """50 frames, 256x256 RGB: the portrait at half size, drifting 4 px side to side."""
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    frames = []
+    for k in range(50):
+        m = np.float32([[0.5, 0, 4 * np.sin(k / 15)], [0, 0.5, 0]])
+        frames.append(cv2.warpAffine(portrait, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
@@ -279,11 +289,7 @@ def test_a_phones_hdr_video_comes_back_as_an_sdr_screen_shows_it(stack, short_sp
     away from the mouth as an SDR screen shows the upload, and the CLI prints the server's
     Accepted warning that says so. (Read as SDR, as before, the clip came back dark and dull,
     20 dB from the original.)"""
-    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
-    sdr = []
-    for k in range(50):
-        m = np.float32([[0.5, 0, 4 * np.sin(k / 15)], [0, 0.5, 0]])
-        sdr.append(cv2.warpAffine(portrait, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
+    sdr = _small_speaker()
     src = tmp_path / "phone-hlg.mp4"
     src.write_bytes(hdr_mp4(sdr, "arib-std-b67"))
     clip = tmp_path / "clip.mp4"
@@ -312,11 +318,7 @@ def test_a_video_of_non_square_pixels_comes_back_as_players_show_it(stack, short
     192x256 in square pixels: every face a quarter too narrow.)"""
     import subprocess
 
-    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
-    shown = []
-    for k in range(50):
-        m = np.float32([[0.5, 0, 4 * np.sin(k / 15)], [0, 0.5, 0]])
-        shown.append(cv2.warpAffine(portrait, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
+    shown = _small_speaker()
     stored = np.stack([cv2.resize(f, (192, 256), interpolation=cv2.INTER_AREA) for f in shown])
     src = tmp_path / "anamorphic.mp4"
     subprocess.run(

@@ -31,7 +31,7 @@ frame (MeshFollower.submit); MediaPipe's threads then work on it without the GIL
 draws the frame before; the second collects the mesh, checks and smooths it. The meshes are
 the ones tracking each frame in one go gives, bit for bit. Measured (2-core AMD EPYC VM,
 2026-12-03, interleaved with the code before it): the lipsync renderer alone on the bench's
-512x512 video 1.12-1.32 s against 1.42-1.79 s of wall time for the same CPU; through the whole
+512x512 video 1.12-1.41 s against 1.42-1.79 s of wall time for the same CPU; through the whole
 stack, 720p uploads 3.29 against 3.52 s (median of 4), live 720p lipsync p50 301 against 335
 ms; 512x512 uploads unchanged (the two cores are busy with the server's encoder there).
 

@@ -495,21 +495,14 @@ def mouth_map(
             interior[box] > 0
         )
         teeth[box] *= 1.0 - layered[box]  # none painted where the source shows its own
+        bottom = np.maximum(split[box], top[box])  # where the painted interior starts
+        across_mouth = np.abs(u[box] - centre) / half
         if lower_teeth:  # rising from the lower lip (the jaw's), where the source has none
-            bottom = np.maximum(split[box], top[box])
             low = _lower_teeth(
-                new_split[box] - v[box],
-                new_split[box] - bottom,
-                np.abs(u[box] - centre) / half,
-                width,
+                new_split[box] - v[box], new_split[box] - bottom, across_mouth, width
             )
             np.maximum(teeth[box], low * (interior[box] > 0), out=teeth[box])
-        tongue[box] = _tongue(
-            v[box] - np.maximum(split[box], top[box]),
-            new_split[box] - np.maximum(split[box], top[box]),
-            np.abs(u[box] - centre) / half,
-            width,
-        )
+        tongue[box] = _tongue(v[box] - bottom, new_split[box] - bottom, across_mouth, width)
     # map = corner offset + u * across + src_v * down, in place
     map_x, map_y = u * ax, u * ay
     map_x += float(origin[0] - x0)
