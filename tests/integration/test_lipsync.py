@@ -343,3 +343,50 @@ def test_a_video_of_non_square_pixels_comes_back_as_players_show_it(stack, short
     # 256 lose a little detail (31 dB here); read as square pixels nothing was in its place
     region = np.s_[:, 175:]
     assert min(_psnr(o[region], s[region]) for o, s in zip(out, shown, strict=False)) >= 28
+
+
+def test_an_interlaced_video_comes_back_deinterlaced(stack, short_speech, tmp_path):
+    """A speaker video shot interlaced (broadcast 1080i, HDV, DV: two fields of different
+    instants woven into each frame) comes back progressive at its own size and frame rate, its
+    pictures as a player shows them (FFmpeg's bwdif), and the CLI prints the server's Accepted
+    warning that says so. (Before, the woven fields were kept in a clip flagged progressive:
+    combs on every moving edge.)"""
+    import subprocess
+
+    portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    fields = []
+    for k in range(100):  # 50 fields a second, the head swaying 3 px a field at most
+        m = np.float32([[0.5, 0, 12 * np.sin(k / 4)], [0, 0.5, 0]])
+        fields.append(cv2.warpAffine(portrait, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
+    src = tmp_path / "interlaced.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "256x256",
+         "-r", "50", "-i", "-", "-vf", "tinterlace=mode=interleave_top,setfield=tff",
+         "-c:v", "libx264", "-crf", "12", "-flags", "+ilme+ildct", "-x264opts", "tff=1",
+         "-pix_fmt", "yuv420p", str(src)],
+        input=np.stack(fields).tobytes(), check=True, capture_output=True,
+    )  # fmt: skip
+    shown = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(src), "-vf", "bwdif=mode=send_frame",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    reference = np.frombuffer(shown, np.uint8).reshape(-1, 256, 256, 3)
+    woven = decode_frames(src)
+    clip = tmp_path / "clip.mp4"
+    done = _generate(stack, src, short_speech, clip)
+    assert done.returncode == 0, done.stderr
+    assert b"a2v: warning: --video: it is interlaced; the clip is progressive" in done.stderr, (
+        done.stderr
+    )
+    (video,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
+    assert (video["width"], video["height"], video["r_frame_rate"]) == (256, 256, "25/1")
+    assert video.get("field_order", "progressive") == "progressive"
+    out = decode_frames(clip)
+    assert len(out) >= 40
+    # away from the face (the shuttle and flag to its right): the deinterlaced pictures, not
+    # the woven ones
+    region = np.s_[:, 175:]
+    pairs = list(zip(out, reference, woven, strict=False))
+    assert min(_psnr(o[region], r[region]) for o, r, _ in pairs) >= 35
+    assert np.mean([_psnr(o[region], w[region]) for o, _, w in pairs]) <= 30

@@ -355,7 +355,10 @@ async def prepare_video(
         face_select_box=select_box,
         faces=found,
         speaker_boxes=speaker_boxes,
-        warnings=_rate_warning(info) + _hdr_warning(info) + _pixel_warning(info),
+        warnings=_rate_warning(info)
+        + _hdr_warning(info)
+        + _pixel_warning(info)
+        + _interlace_warning(info),
     )
 
 
@@ -391,6 +394,17 @@ def _pixel_warning(info: VideoInfo) -> tuple[str, ...]:
         f"video: its pixels are not square (sample aspect ratio {sar.numerator}:"
         f"{sar.denominator}, {width}x{height} stored): the clip is made from it as players show "
         "it, in square pixels",
+    )
+
+
+def _interlace_warning(info: VideoInfo) -> tuple[str, ...]:
+    """Accepted.warnings' entry for an interlaced video (media/video.Deinterlacer): the
+    output's pixels are the deinterlaced pictures, not the woven fields."""
+    if not info.interlaced:
+        return ()
+    return (
+        "video: it is interlaced; the clip is progressive, deinterlaced as a player shows it "
+        "(the same frame rate: one picture per frame)",
     )
 
 
