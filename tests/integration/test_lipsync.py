@@ -7,7 +7,15 @@ import io
 import av
 import cv2
 import numpy as np
-from media import PORTRAIT, decode_frames, duration, hdr_mp4, probe
+from media import (
+    PORTRAIT,
+    bwdif_frames,
+    decode_frames,
+    duration,
+    hdr_mp4,
+    interlaced_mp4,
+    probe,
+)
 
 from a2v.v1 import audio_to_video_pb2 as pb
 from a2v_client import file_audio
@@ -351,27 +359,13 @@ def test_an_interlaced_video_comes_back_deinterlaced(stack, short_speech, tmp_pa
     pictures as a player shows them (FFmpeg's bwdif), and the CLI prints the server's Accepted
     warning that says so. (Before, the woven fields were kept in a clip flagged progressive:
     combs on every moving edge.)"""
-    import subprocess
-
     portrait = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     fields = []
     for k in range(100):  # 50 fields a second, the head swaying 3 px a field at most
         m = np.float32([[0.5, 0, 12 * np.sin(k / 4)], [0, 0.5, 0]])
         fields.append(cv2.warpAffine(portrait, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
-    src = tmp_path / "interlaced.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "256x256",
-         "-r", "50", "-i", "-", "-vf", "tinterlace=mode=interleave_top,setfield=tff",
-         "-c:v", "libx264", "-crf", "12", "-flags", "+ilme+ildct", "-x264opts", "tff=1",
-         "-pix_fmt", "yuv420p", str(src)],
-        input=np.stack(fields).tobytes(), check=True, capture_output=True,
-    )  # fmt: skip
-    shown = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(src), "-vf", "bwdif=mode=send_frame",
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    reference = np.frombuffer(shown, np.uint8).reshape(-1, 256, 256, 3)
+    src = interlaced_mp4(np.stack(fields), tmp_path / "interlaced.mp4")
+    reference = bwdif_frames(src)
     woven = decode_frames(src)
     clip = tmp_path / "clip.mp4"
     done = _generate(stack, src, short_speech, clip)

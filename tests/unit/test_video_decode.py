@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 from hostile.hostile_media import displayed_video
+from media import bwdif_frames, interlaced_mp4
 
 from a2v_server.errors import InvalidInput, ResourceExhausted
 from a2v_server.media import video as video_mod
@@ -275,19 +276,8 @@ def test_interlaced_video_is_deinterlaced_as_players_show_it(tmp_path):
     fields = np.full((60, 96, 160, 3), 40, np.uint8)
     for k, field in enumerate(fields):
         field[16:80, 10 + 4 * k : 22 + 4 * k] = 230
-    path = tmp_path / "interlaced.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "160x96",
-         "-r", "50", "-i", "-", "-vf", "tinterlace=mode=interleave_top,setfield=tff",
-         "-c:v", "libx264", "-crf", "12", "-flags", "+ilme+ildct", "-x264opts", "tff=1",
-         "-pix_fmt", "yuv420p", str(path)],
-        input=fields.tobytes(), check=True, capture_output=True,
-    )  # fmt: skip
-    shown = _ffmpeg(
-        "-i", str(path), "-vf", "bwdif=mode=send_frame:parity=auto:deint=interlaced",
-        "-f", "rawvideo", "-pix_fmt", "gray", "-",
-    )  # fmt: skip
-    reference = np.frombuffer(shown, np.uint8).reshape(-1, 96, 160)
+    path = interlaced_mp4(fields, tmp_path / "interlaced.mp4")
+    reference = bwdif_frames(path, "gray")
     woven = np.stack([f.to_ndarray(format="gray") for f in av.open(str(path)).decode(video=0)])
     spool = Spool(max_bytes=10**8)
     video = SourceVideo(spool, max_pixels=1_000_000, max_frames=100)
