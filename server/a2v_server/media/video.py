@@ -777,11 +777,12 @@ class Deinterlacer:
     period apart, woven into each frame: kept as they are, a moving face shows combs on every
     edge, and the output (progressive H.264, as browsers play it) would show them too, where a
     player deinterlaces the source. The tracker and the renderer also need one instant per
-    picture. FFmpeg's bwdif (Bob Weaver, the successor of yadif: motion-adaptive, edge-directed
-    where it interpolates) makes one frame of each frame (frame rate and timing kept, as the
+    picture. FFmpeg's bwdif ("Bob Weaver": yadif's motion-adaptive scheme with w3fdif's and cubic
+    interpolation) makes one frame of each frame (frame rate and timing kept, as the
     clip keeps the source's), and only of frames flagged interlaced: a progressive video never
     reaches it. It looks at the next frame too, so the pictures come one frame later (flushed
-    at the end). ~1 ms a 720x576 frame on one core here; a run of seeks starts it afresh."""
+    at the end). It cost 0.3 ms of CPU a 720x576 frame and 2.4 ms a 1920x1080 one here (2-core
+    AMD EPYC; decoding them: 1.4 and 6.4 ms); a pass after a seek starts it afresh."""
 
     #: mode=send_frame: a frame per frame; deint=interlaced: flagged frames only
     FILTER = ("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
