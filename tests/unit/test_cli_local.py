@@ -8,6 +8,7 @@ option ranges), the server's report of ignored settings, and the README's synops
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shlex
 import signal
@@ -50,10 +51,36 @@ ROOT = Path(__file__).resolve().parents[2]
 A2V = Path(sys.executable).parent / "a2v"
 
 
-def a2v(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(A2V), *args], capture_output=True, text=True, timeout=timeout, **kwargs
-    )
+def a2v(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
+    """The CLI run to its end (subprocess.run's way); one that hangs fails with its stacks."""
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    with subprocess.Popen(
+        [str(A2V), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"a2v {' '.join(args)} did not exit: {_dumped(process)}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def _dumped(process: subprocess.Popen) -> str:
+    """A hung CLI's threads' stacks (run with PYTHONFAULTHANDLER=1: SIGABRT makes it print
+    them), and its stderr: a hang was seen twice in full runs, never alone."""
+    process.send_signal(signal.SIGABRT)
+    try:
+        _, err = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+    return err if isinstance(err, str) else (err or b"").decode(errors="replace")
 
 
 def one_line(stderr: str) -> str:
@@ -467,14 +494,17 @@ def test_ctrl_c_cancels_the_call_and_exits_130():
         process = subprocess.Popen(
             [str(A2V), "--server", stub.address, *generate("-q", "-o", "/dev/null")],
             stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
         assert process.stderr is not None
-        deadline = time.monotonic() + 30
-        while not stub.generate_started.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert stub.generate_started.wait(30)
         time.sleep(0.3)  # chunks are flowing into /dev/null (written as it is, no .partial)
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 130
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"a2v did not exit on Ctrl-C: {_dumped(process)}")
+        assert process.returncode == 130
         assert process.stderr.read().decode().strip() == "a2v: interrupted"
         assert stub.generate_ended.wait(10) and stub.cancelled == ["tok"]
     assert not Path("/dev/null.partial").exists()
