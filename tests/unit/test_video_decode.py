@@ -314,3 +314,18 @@ def test_interlaced_video_is_deinterlaced_as_players_show_it(tmp_path):
     finally:
         video.close()
         spool.close()
+
+
+def test_frames_the_deinterlacer_cannot_take_pass_as_they_are(tmp_path, monkeypatch):
+    """Where FFmpeg cannot build the deinterlacing filter for a video's frames, they come out
+    woven, as before there was one: the upload is not refused for it."""
+    fields = np.full((8, 48, 64, 3), 40, np.uint8)
+    path = interlaced_mp4(fields, tmp_path / "interlaced.mp4")
+    woven = [f.to_ndarray(format="yuv420p") for f in av.open(str(path)).decode(video=0)]
+
+    def refused(*_args, **_kwargs):
+        raise av.error.FFmpegError(22, "Invalid argument")
+
+    monkeypatch.setattr(video_mod, "filter_chain", refused)
+    out = list(video_mod.Deinterlacer().frames(av.open(str(path)).decode(video=0)))
+    assert [f.to_ndarray(format="yuv420p").tobytes() for f in out] == [w.tobytes() for w in woven]

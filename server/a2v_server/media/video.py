@@ -803,7 +803,12 @@ class Deinterlacer:
             if self._graph is not None and key != self._key:  # a new size midway
                 yield from self._drain(flush=True)
             if self._graph is None:
-                self._graph, self._key = filter_chain(frame, self.FILTER), key
+                try:
+                    self._graph, self._key = filter_chain(frame, self.FILTER), key
+                except (av.error.FFmpegError, ValueError) as exc:  # a format bwdif lacks
+                    log.warning("video: %s frames cannot be deinterlaced: %s", key[2], exc)
+                    yield frame
+                    continue
                 self.used = True
             self._graph.push(frame)
             self._times.append((frame.pts, frame.time_base))
