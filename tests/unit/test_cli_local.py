@@ -495,6 +495,10 @@ def test_ctrl_c_cancels_the_call_and_exits_130():
             [str(A2V), "--server", stub.address, *generate("-q", "-o", "/dev/null")],
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+            # Ctrl-C as a terminal delivers it: a process started with SIGINT ignored keeps
+            # it ignored (Python then installs no KeyboardInterrupt), and in full runs some
+            # earlier test leaves the pytest process ignoring it: the CLI never saw this one
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         assert process.stderr is not None
         assert stub.generate_started.wait(30)
