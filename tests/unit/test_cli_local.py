@@ -73,7 +73,7 @@ def a2v(
 
 def _dumped(process: subprocess.Popen) -> str:
     """A hung CLI's threads' stacks (run with PYTHONFAULTHANDLER=1: SIGABRT makes it print
-    them), and its stderr: a hang was seen twice in full runs, never alone."""
+    them), and its stderr: how an ignored SIGINT inherited from the test process was found."""
     process.send_signal(signal.SIGABRT)
     try:
         _, err = process.communicate(timeout=10)
