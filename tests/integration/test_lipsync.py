@@ -7,6 +7,7 @@ import io
 import av
 import cv2
 import numpy as np
+import pytest
 from media import (
     PORTRAIT,
     bwdif_frames,
@@ -62,6 +63,20 @@ def _generate(stack, video, audio, out):
          "--video", str(video), "--audio", str(audio), "-o", str(out)],
         capture_output=True, timeout=300,
     )  # fmt: skip
+
+
+def _generate_warned(stack, video, audio, tmp_path, warning: bytes) -> tuple[dict, list]:
+    """``_generate`` to ``tmp_path/clip.mp4``, which must succeed with the CLI printing the
+    server's Accepted ``warning`` about ``--video``; the clip's video stream (ffprobe) and its
+    decoded frames (at least 40)."""
+    clip = tmp_path / "clip.mp4"
+    done = _generate(stack, video, audio, clip)
+    assert done.returncode == 0, done.stderr
+    assert b"a2v: warning: --video: " + warning in done.stderr, done.stderr
+    (stream,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
+    out = decode_frames(clip)
+    assert len(out) >= 40
+    return stream, out
 
 
 def _small_speaker() -> list[np.ndarray]:
@@ -300,18 +315,12 @@ def test_a_phones_hdr_video_comes_back_as_an_sdr_screen_shows_it(stack, short_sp
     sdr = _small_speaker()
     src = tmp_path / "phone-hlg.mp4"
     src.write_bytes(hdr_mp4(sdr, "arib-std-b67"))
-    clip = tmp_path / "clip.mp4"
-    done = _generate(stack, src, short_speech, clip)
-    assert done.returncode == 0, done.stderr
-    assert b"a2v: warning: --video: it is HDR (HLG); the clip is SDR BT.709" in done.stderr, (
-        done.stderr
+    video, out = _generate_warned(
+        stack, src, short_speech, tmp_path, b"it is HDR (HLG); the clip is SDR BT.709"
     )
-    (video,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
     assert (video["width"], video["height"], video["pix_fmt"]) == (256, 256, "yuv420p")
     assert video["r_frame_rate"] == "25/1"  # the upload's own rate
     assert video.get("color_transfer") == "bt709" and video.get("color_primaries") == "bt709"
-    out = decode_frames(clip)
-    assert len(out) >= 40
     # away from the face (the shuttle and flag to its right, the suit below), as the SDR
     # original shows them: 38 / 33 dB here (the suit's saturated orange loses most in the
     # round trip through BT.2020 and 4:2:0), 20 dB read as SDR
@@ -335,18 +344,10 @@ def test_a_video_of_non_square_pixels_comes_back_as_players_show_it(stack, short
          "-pix_fmt", "yuv420p", str(src)],
         input=stored.tobytes(), check=True, capture_output=True,
     )  # fmt: skip
-    clip = tmp_path / "clip.mp4"
-    done = _generate(stack, src, short_speech, clip)
-    assert done.returncode == 0, done.stderr
-    assert (
-        b"a2v: warning: --video: its pixels are not square (sample aspect ratio 4:3, 192x256 "
-        b"stored)" in done.stderr
-    ), done.stderr
-    (video,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
+    warning = b"its pixels are not square (sample aspect ratio 4:3, 192x256 stored)"
+    video, out = _generate_warned(stack, src, short_speech, tmp_path, warning)
     assert (video["width"], video["height"]) == (256, 256)
     assert video.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1")
-    out = decode_frames(clip)
-    assert len(out) >= 40
     # away from the face (the shuttle and flag to its right), as shown: 192 columns widened to
     # 256 lose a little detail (31 dB here); read as square pixels nothing was in its place
     region = np.s_[:, 175:]
@@ -367,20 +368,58 @@ def test_an_interlaced_video_comes_back_deinterlaced(stack, short_speech, tmp_pa
     src = interlaced_mp4(np.stack(fields), tmp_path / "interlaced.mp4")
     reference = bwdif_frames(src)
     woven = decode_frames(src)
-    clip = tmp_path / "clip.mp4"
-    done = _generate(stack, src, short_speech, clip)
-    assert done.returncode == 0, done.stderr
-    assert b"a2v: warning: --video: it is interlaced; the clip is progressive" in done.stderr, (
-        done.stderr
+    video, out = _generate_warned(
+        stack, src, short_speech, tmp_path, b"it is interlaced; the clip is progressive"
     )
-    (video,) = [s for s in probe(clip)["streams"] if s["codec_type"] == "video"]
     assert (video["width"], video["height"], video["r_frame_rate"]) == (256, 256, "25/1")
     assert video.get("field_order", "progressive") == "progressive"
-    out = decode_frames(clip)
-    assert len(out) >= 40
     # away from the face (the shuttle and flag to its right): the deinterlaced pictures, not
     # the woven ones
     region = np.s_[:, 175:]
     pairs = list(zip(out, reference, woven, strict=False))
     assert min(_psnr(o[region], r[region]) for o, r, _ in pairs) >= 35
     assert np.mean([_psnr(o[region], w[region]) for o, _, w in pairs]) <= 30
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "warning"),
+    [
+        # a camera's or an editor's intermediate: ProRes 422 HQ, 10-bit 4:2:2
+        ("mov", ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"],
+         b"it is 10-bit 4:2:2; the clip is 8-bit 4:2:0 limited-range H.264"),
+        # a phone or screen recorder writing full-range H.264 (0-255)
+        ("mp4", ["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuvj420p", "-color_range", "pc"],
+         b"it is 8-bit 4:2:0 full range; the clip is 8-bit 4:2:0 limited-range H.264"),
+        # a webcam's Motion JPEG: full range, 4:2:2, JPEG's BT.601 matrix
+        ("mov", ["-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj422p", "-colorspace", "bt470bg"],
+         b"it is 8-bit 4:2:2 full range; the clip is 8-bit 4:2:0 limited-range H.264"),
+    ],
+    ids=["prores-10bit-422", "full-range-h264", "webcam-mjpeg"],
+)  # fmt: skip
+def test_a_video_of_other_sampling_comes_back_as_players_show_it(
+    stack, short_speech, tmp_path, container, codec, warning
+):
+    """A speaker video that is not 8-bit 4:2:0 limited range comes back at its own size and rate
+    as 8-bit 4:2:0 limited-range H.264 (what browsers take), looking as players show the
+    upload away from the mouth, and the CLI prints the server's Accepted warning that says so.
+    Its pictures are converted once as they are decoded and then take the same path as an
+    ordinary upload's (media/yuv.converted_colour); a range or matrix read wrongly would shift
+    every colour (full range read as limited: ~22 dB here)."""
+    import subprocess
+
+    shown = _small_speaker()
+    src = tmp_path / f"speaker.{container}"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "256x256",
+         "-r", "25", "-i", "-", "-vf",
+         f"scale=out_color_matrix={'bt601' if 'bt470bg' in codec else 'bt709'}:out_range="
+         + ("pc" if b"full range" in warning else "tv"), "-colorspace", "bt709", *codec,
+         str(src)],
+        input=np.stack(shown).tobytes(), check=True, capture_output=True,
+    )  # fmt: skip
+    video, out = _generate_warned(stack, src, short_speech, tmp_path, warning)
+    assert (video["width"], video["height"], video["r_frame_rate"]) == (256, 256, "25/1")
+    assert video["pix_fmt"] == "yuv420p" and video.get("color_range", "tv") == "tv"
+    # away from the face (the shuttle and flag to its right), as the original
+    region = np.s_[:, 175:]
+    assert min(_psnr(o[region], s[region]) for o, s in zip(out, shown, strict=False)) >= 36

@@ -329,3 +329,62 @@ def test_frames_the_deinterlacer_cannot_take_pass_as_they_are(tmp_path, monkeypa
     monkeypatch.setattr(video_mod, "filter_chain", refused)
     out = list(video_mod.Deinterlacer().frames(av.open(str(path)).decode(video=0)))
     assert [f.to_ndarray(format="yuv420p").tobytes() for f in out] == [w.tobytes() for w in woven]
+
+
+@pytest.mark.parametrize(
+    ("codec", "sampling"),
+    [
+        (["-c:v", "prores_ks", "-pix_fmt", "yuv422p10le", "-f", "mov"], "10-bit 4:2:2"),
+        (["-c:v", "libx264", "-pix_fmt", "yuv444p", "-f", "mp4"], "8-bit 4:4:4"),
+        (["-c:v", "libx264", "-pix_fmt", "yuvj420p", "-color_range", "pc", "-f", "mp4"],
+         "8-bit 4:2:0 full range"),
+        # full range flagged in the stream, not in the pixel format (VP9, HEVC decode so)
+        (["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-color_range", "pc", "-f", "webm"],
+         "8-bit 4:2:0 full range"),
+        # JPEG's own matrix: BT.601, as webcams write it
+        (["-c:v", "mjpeg", "-pix_fmt", "yuvj422p", "-colorspace", "bt470bg", "-f", "mov"],
+         "8-bit 4:2:2 full range"),
+        (["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4"], None),
+    ],
+    ids=["prores-10bit-422", "444", "full-range", "full-range-vp9", "mjpeg", "420-kept"],
+)  # fmt: skip
+def test_other_samplings_are_converted_once_to_limited_range_420(tmp_path, codec, sampling):
+    """A video that is not 8-bit 4:2:0 limited range (ProRes, 4:4:4, full-range phones and
+    webcams) comes out as I420 in its own matrix, 8-bit limited range (what the H.264 clip
+    carries), so that only the face is ever converted to RGB; its colours are the video's as
+    FFmpeg shows them (a range read wrongly moves every level by up to 16 / 20 here).
+    VideoInfo.converted names the sampling (the Accepted warning); 4:2:0 limited range is kept
+    as it is."""
+    path = tmp_path / "video"
+    raw = np.ascontiguousarray(np.stack([_quadrants()] * 3))
+    range_ = "pc" if sampling and "full" in sampling else "tv"
+    matrix = "bt601" if "bt470bg" in codec else "bt709"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}",
+         "-r", "10", "-i", "-", "-vf", f"scale=out_color_matrix={matrix}:out_range={range_}",
+         "-colorspace", "bt709", *codec, str(path)],
+        input=raw.tobytes(), check=True, capture_output=True,
+    )  # fmt: skip
+    shown = np.frombuffer(
+        _ffmpeg("-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"),
+        np.uint8,
+    ).reshape(H, W, 3)
+    spool = Spool(max_bytes=10**8)
+    video = SourceVideo(spool, max_pixels=1_000_000, max_frames=100)
+    try:
+        spool.write(path.read_bytes())
+        spool.finish()
+        info = video.open()
+        assert info.converted == sampling
+        assert info.colour is not None
+        picture = video.frame(0)
+        assert picture is not None and picture.i420 is not None and picture.rgb is None
+        assert picture.i420.dtype == np.uint8 and picture.i420.shape == (H * 3 // 2, W)
+        # limited range: black and white at 16 / 235 in Y, not 0 / 255
+        assert 225 <= picture.i420[H // 2 + 4 : H - 4, W // 2 + 4 : W - 4].mean() <= 240
+        rgb = Converter(info.colour).to_rgb(picture.i420)
+    finally:
+        video.close()
+        spool.close()
+    _assert_quadrants(rgb)
+    assert np.abs(rgb.astype(int) - shown).mean() < 3

@@ -53,7 +53,15 @@ from a2v_server.media.orientation import (
     swaps_sides,
 )
 from a2v_server.media.spool import Spool
-from a2v_server.media.yuv import BT709, Colour, colour_of, pack
+from a2v_server.media.yuv import (
+    BT709,
+    Colour,
+    colour_of,
+    converted_colour,
+    pack,
+    sampling_of,
+    to_kept,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +167,9 @@ class VideoInfo:
     #: the first picture was interlaced (two fields of different instants woven): the
     #: pictures are deinterlaced (``Deinterlacer``)
     interlaced: bool = False
+    #: the first picture's sampling ("10-bit 4:2:2", "8-bit 4:2:0 full range") where the
+    #: pictures are converted to 8-bit 4:2:0 limited range (``yuv.converted_colour``)
+    converted: str | None = None
 
 
 class SourceVideo:
@@ -253,6 +264,7 @@ class SourceVideo:
                 self._shape.hdr,
                 self._shape.non_square,
                 self.interlaced,
+                self._shape.converted,
             )
             return self.info
 
@@ -523,6 +535,9 @@ class _Shape:
         self.colour = colour
         #: what makes the first frame need colour management (``hdr_of``), None for SDR BT.709/601
         self.hdr = hdr
+        #: the first frame's sampling where it is converted to 8-bit 4:2:0 limited range
+        #: (``yuv.converted_colour``: "10-bit 4:2:2"), None where its samples are kept
+        self.converted: str | None = None
         self._to_rgb = VideoReformatter()
         self._scaler = VideoReformatter()
         self._to_sdr = ToSdr()
@@ -583,10 +598,15 @@ class _Shape:
         whole = min(frame.width, frame.height) >= 2  # a chroma sample at least
         colour = colour_of(frame) if whole else None
         hdr = hdr_of(frame) if whole else None
+        converted = None
         if hdr is not None:
             log.info("video is %s: converted to SDR BT.709", hdr)
             colour = BT709  # ToSdr's pictures
+        elif colour is None and whole and (colour := converted_colour(frame)) is not None:
+            converted = sampling_of(frame)
+            log.info("video is %s: converted to 8-bit 4:2:0 limited range", converted)
         shape = cls(orientation, w, h, colour, hdr, stored if stored != (w, h) else None)
+        shape.converted = converted
         if stored != (w, h):
             shape.non_square = (sample_aspect, stored)
         return shape
@@ -601,6 +621,13 @@ class _Shape:
             return Picture(i420=self._i420(self._to_sdr.i420(frame, size)))
         if self.colour is not None and same and colour_of(frame) == self.colour:
             return Picture(i420=self._i420(frame if size is None else self._scale(frame, size)))
+        if (
+            self.colour is not None
+            and same
+            and hdr_of(frame) is None
+            and converted_colour(frame) == self.colour
+        ):
+            return Picture(i420=self._i420(to_kept(self._scaler, frame, self.colour, size)))
         rgb = self._rgb(frame)
         if rgb.shape[:2] != (self.height, self.width):
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)

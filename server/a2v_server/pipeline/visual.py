@@ -358,7 +358,8 @@ async def prepare_video(
         warnings=_rate_warning(info)
         + _hdr_warning(info)
         + _pixel_warning(info)
-        + _interlace_warning(info),
+        + _interlace_warning(info)
+        + _sampling_warning(info),
     )
 
 
@@ -405,6 +406,17 @@ def _interlace_warning(info: VideoInfo) -> tuple[str, ...]:
     return (
         "video: it is interlaced; the clip is progressive, deinterlaced as a player shows it "
         "(the same frame rate: one picture per frame)",
+    )
+
+
+def _sampling_warning(info: VideoInfo) -> tuple[str, ...]:
+    """Accepted.warnings' entry for a video whose samples cannot pass as they are
+    (media/yuv.converted_colour): the clip's are 8-bit 4:2:0 limited range."""
+    if info.converted is None:
+        return ()
+    return (
+        f"video: it is {info.converted}; the clip is 8-bit 4:2:0 limited-range H.264, what "
+        "browsers and players take: every picture is converted, not only the mouth",
     )
 
 
