@@ -38,7 +38,9 @@ FROM python:3.11-slim AS server
 RUN pip install --no-cache-dir grpcio-health-checking==1.81.1 \
  && useradd --system --uid 10001 a2v
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+ && python -m a2v_server.media.sdr_luts
+# (the HDR-to-SDR LUTs, made once in the image: media/sdr_luts.py)
 USER a2v
 # In a container the server must listen on all interfaces, so it refuses to start without TLS
 # (A2V_TLS_CERT_FILE/A2V_TLS_KEY_FILE) unless A2V_ALLOW_INSECURE=true says a proxy or mesh

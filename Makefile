@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml model_repository/requirements-mediapipe.txt
 	$(BIN)/pip install -q --upgrade "pip>=24"
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps -r model_repository/requirements-mediapipe.txt
+	# HDR-to-SDR LUTs made once here, not by an upload (media/sdr_luts.py)
+	$(BIN)/python -m a2v_server.media.sdr_luts >/dev/null
 	touch $@
 
 # The Triton model's environment (numpy 1.26) and the tritonserver binary.

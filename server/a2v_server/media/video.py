@@ -21,14 +21,10 @@ said.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import logging
 import math
-import os
-import shutil
 import struct
-import tempfile
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Generator, Iterable, Iterator
@@ -52,6 +48,7 @@ from a2v_server.media.orientation import (
     orientation_from_rotation,
     swaps_sides,
 )
+from a2v_server.media.sdr_luts import sdr_lut
 from a2v_server.media.spool import Spool
 from a2v_server.media.yuv import (
     BT709,
@@ -695,12 +692,12 @@ class ToSdr:
     the frame's own transfer (PQ, HLG), map BT.2020 into BT.709's gamut, tone-map to SDR
     (relative colorimetric; the same clip: 146 / 109 / 96). Run per frame it cost ~34 ms a
     720p frame and built its tables for ~1.9 s per video; so it runs once per transfer and
-    process instead, on a lattice of LUT_POINTS^3 colours (``sdr_lut``), and each frame goes
+    install instead (media/sdr_luts.py), on a lattice of 33^3 colours, and each frame goes
     through that 3D LUT (FFmpeg's lut3d, tetrahedral, in 16 bits) to BT.709 I420, which is then
     kept like an SDR upload's samples: 2.7 / 10.3 / 22.2 ms a 512x512 / 720p / 1080p frame
     (the plain 10-bit to RGB conversion: 0.7 / 2.5 / 4.9 ms), within 1.5 levels of the
-    per-frame conversion on average (p99 8, on the test clip). The process's first HDR video
-    of a transfer waits ~2 s for its LUT.
+    per-frame conversion on average (p99 8, on the test clip). A transfer whose LUT was not
+    made ahead of time waits ~2.5 s for it, once per install.
     """
 
     def __init__(self) -> None:
@@ -755,46 +752,6 @@ def filter_chain(frame: av.VideoFrame, *filters: tuple[str, str]) -> av.filter.G
         node = following
     graph.configure()
     return graph
-
-
-#: the SDR LUTs' points per axis (33: what colour tools ship as .cube files)
-LUT_POINTS = 33
-_luts: dict[tuple[int, int], str] = {}
-_luts_lock = threading.Lock()
-_lut_dir: list[str] = []
-
-
-def sdr_lut(transfer: int, primaries: int) -> str:
-    """The path of a .cube 3D LUT from RGB under ``transfer`` and ``primaries`` (AVCOL_TRC_*,
-    AVCOL_PRI_* numbers) to SDR BT.709 RGB, as FFmpeg's colour-managed swscale converts: made
-    on first use (~2 s) and kept for the process (a temporary file of ~1 MB, removed at
-    exit)."""
-    with _luts_lock:
-        path = _luts.get((transfer, primaries))
-        if path is not None:
-            return path
-        if not _lut_dir:
-            _lut_dir.append(tempfile.mkdtemp(prefix="a2v-luts-"))
-            atexit.register(shutil.rmtree, _lut_dir[0], True)
-        n = LUT_POINTS
-        levels = np.linspace(0, 65535, n).round().astype(np.uint16)
-        blue, green, red = np.meshgrid(levels, levels, levels, indexing="ij")  # red fastest
-        lattice = np.stack([red.ravel(), green.ravel(), blue.ravel()], 1).reshape(n * n, n, 3)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(lattice), format="rgb48le")
-        frame.color_trc, frame.color_primaries = transfer, primaries
-        frame.colorspace, frame.color_range = 0, 2  # RGB, full range
-        graph = filter_chain(
-            frame, ("scale", "out_primaries=bt709:out_transfer=bt709"), ("format", "rgb48le")
-        )
-        graph.push(frame)
-        sdr = cast(av.VideoFrame, graph.pull()).to_ndarray().reshape(-1, 3) / 65535.0
-        path = os.path.join(_lut_dir[0], f"sdr-{transfer}-{primaries}.cube")
-        with open(path, "w") as cube:
-            cube.write(f"LUT_3D_SIZE {n}\n")
-            cube.writelines(f"{r:.6f} {g:.6f} {b:.6f}\n" for r, g, b in sdr)
-        _luts[(transfer, primaries)] = path
-        log.info("SDR LUT for transfer %d, primaries %d made", transfer, primaries)
-        return path
 
 
 class Deinterlacer:
