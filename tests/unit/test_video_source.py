@@ -445,3 +445,34 @@ def test_an_hdr_video_decoded_at_a_smaller_size_is_converted_after_scaling():
         for v, s in ((video, spool), (full, full_spool)):
             v.close()
             s.close()
+
+
+@pytest.mark.parametrize(("frames", "decodes_once"), [(24, True), (40, False)])
+def test_a_clip_that_fits_the_larger_cache_is_decoded_once_however_it_is_played(
+    monkeypatch, frames, decodes_once
+):
+    """A short clip under longer speech (bounce: backward play, then loop) is kept whole when it
+    fits in WHOLE_CLIP_CACHE_BYTES (here 30 pictures): every picture is decoded once, not again
+    for each way back. A longer clip keeps the CACHE_BYTES budget (here 4 pictures) and
+    decodes again from keyframes; every picture is still the first pass's."""
+    import a2v_server.media.video as video_mod
+
+    picture = SIDE * SIDE * 3 // 2
+    monkeypatch.setattr(video_mod, "CACHE_BYTES", 4 * picture)
+    monkeypatch.setattr(video_mod, "WHOLE_CLIP_CACHE_BYTES", 30 * picture)
+    spool, video = _opened(_clip(frames, movflags="+faststart", gop=8))
+    try:
+        video.open()
+        first = []
+        while (item := video.frame(len(first))) is not None:
+            first.append(item.i420.copy())
+        order = [*range(frames - 2, -1, -1), *range(1, frames), *range(frames)]
+        for slot in order:
+            assert np.array_equal(video.frame(slot).i420, first[slot]), slot
+        if decodes_once:
+            assert video.decoded == frames and video.seeks == 0
+        else:
+            assert video.decoded > 2 * frames and video._cache_bytes <= 4 * picture
+    finally:
+        video.close()
+        spool.close()
