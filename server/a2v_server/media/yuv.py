@@ -85,7 +85,10 @@ def sampling_of(frame: av.VideoFrame) -> str:
         down = across if blue.height == luma.height else "0"
         chroma = f"4:{across}:{down}"
     full = int(frame.color_range) == int(ColorRange.JPEG) or fmt.name.startswith("yuvj")
-    return f"{bits}-bit {chroma}" + (" full range" if full else "")
+    alpha = len(fmt.components) == 4  # (dropped: H.264 has no alpha)
+    return (
+        f"{bits}-bit {chroma}" + (" full range" if full else "") + (" with alpha" if alpha else "")
+    )
 
 
 def to_kept(
