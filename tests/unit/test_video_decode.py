@@ -5,6 +5,7 @@ by the pixel limit whatever the headers say, and errors say what to send."""
 from __future__ import annotations
 
 import subprocess
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -50,6 +51,20 @@ def _ffmpeg(*args: str) -> bytes:
     return subprocess.run(["ffmpeg", "-v", "error", *args], check=True, capture_output=True).stdout
 
 
+@contextmanager
+def _whole(data: bytes, *, max_pixels: int = 1_000_000, max_frames: int = 100):
+    """A SourceVideo over a whole upload (all its bytes there), closed after."""
+    spool = Spool(max_bytes=10**8)
+    video = SourceVideo(spool, max_pixels=max_pixels, max_frames=max_frames)
+    try:
+        spool.write(data)
+        spool.finish()
+        yield video
+    finally:
+        video.close()
+        spool.close()
+
+
 def _frames(
     data: bytes,
     *,
@@ -59,11 +74,7 @@ def _frames(
 ):
     """(rate, header frame count, every slot's picture as RGB) of a whole upload; with
     ``decode_at``, at that size (SourceVideo.decode_at, once open)."""
-    spool = Spool(max_bytes=10**8)
-    video = SourceVideo(spool, max_pixels=max_pixels, max_frames=max_frames)
-    try:
-        spool.write(data)
-        spool.finish()
+    with _whole(data, max_pixels=max_pixels, max_frames=max_frames) as video:
         info = video.open()
         if decode_at is not None:
             info = video.decode_at(*decode_at)
@@ -75,9 +86,6 @@ def _frames(
             else:
                 frames.append(converter.to_rgb(picture.i420))
         return info.rate, info.header_frames, frames
-    finally:
-        video.close()
-        spool.close()
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "matroska"])
@@ -242,16 +250,9 @@ def test_non_square_pixels_come_out_square_at_the_displayed_shape(tmp_path, fmt,
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
     )  # fmt: skip
     reference = np.frombuffer(scaled, np.uint8).reshape(H, W, 3)
-    spool = Spool(max_bytes=10**8)
-    video = SourceVideo(spool, max_pixels=1_000_000, max_frames=100)
-    try:
-        spool.write(path.read_bytes())
-        spool.finish()
+    with _whole(path.read_bytes()) as video:
         info = video.open()
         assert (info.width, info.height) == (W, H)
-    finally:
-        video.close()
-        spool.close()
     _, _, frames = _frames(path.read_bytes())
     assert len(frames) == 3
     for frame in frames:
@@ -279,15 +280,8 @@ def test_interlaced_video_is_deinterlaced_as_players_show_it(tmp_path):
     path = interlaced_mp4(fields, tmp_path / "interlaced.mp4")
     reference = bwdif_frames(path, "gray")
     woven = np.stack([f.to_ndarray(format="gray") for f in av.open(str(path)).decode(video=0)])
-    spool = Spool(max_bytes=10**8)
-    video = SourceVideo(spool, max_pixels=1_000_000, max_frames=100)
-    try:
-        spool.write(path.read_bytes())
-        spool.finish()
+    with _whole(path.read_bytes()) as video:
         assert video.open().interlaced
-    finally:
-        video.close()
-        spool.close()
     rate, _, frames = _frames(path.read_bytes())
     assert rate == 25 and len(frames) == len(woven) == len(reference) == 30
     greys = [f.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) for f in frames]
@@ -301,19 +295,12 @@ def test_interlaced_video_is_deinterlaced_as_players_show_it(tmp_path):
         "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=25", "-t", "0.4", "-c:v", "libx264",
         "-pix_fmt", "yuv420p", str(progressive),
     )  # fmt: skip
-    spool = Spool(max_bytes=10**8)
-    video = SourceVideo(spool, max_pixels=1_000_000, max_frames=100)
-    try:
-        spool.write(progressive.read_bytes())
-        spool.finish()
+    with _whole(progressive.read_bytes()) as video:
         assert not video.open().interlaced
         picture = video.frame(3)
         assert picture is not None and picture.i420 is not None
         decoded = list(av.open(str(progressive)).decode(video=0))[3].to_ndarray(format="yuv420p")
         assert np.array_equal(picture.i420, decoded)
-    finally:
-        video.close()
-        spool.close()
 
 
 def test_frames_the_deinterlacer_cannot_take_pass_as_they_are(tmp_path, monkeypatch):
@@ -369,11 +356,7 @@ def test_other_samplings_are_converted_once_to_limited_range_420(tmp_path, codec
         _ffmpeg("-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"),
         np.uint8,
     ).reshape(H, W, 3)
-    spool = Spool(max_bytes=10**8)
-    video = SourceVideo(spool, max_pixels=1_000_000, max_frames=100)
-    try:
-        spool.write(path.read_bytes())
-        spool.finish()
+    with _whole(path.read_bytes()) as video:
         info = video.open()
         assert info.converted == sampling
         assert info.colour is not None
@@ -383,8 +366,5 @@ def test_other_samplings_are_converted_once_to_limited_range_420(tmp_path, codec
         # limited range: black and white at 16 / 235 in Y, not 0 / 255
         assert 225 <= picture.i420[H // 2 + 4 : H - 4, W // 2 + 4 : W - 4].mean() <= 240
         rgb = Converter(info.colour).to_rgb(picture.i420)
-    finally:
-        video.close()
-        spool.close()
     _assert_quadrants(rgb)
     assert np.abs(rgb.astype(int) - shown).mean() < 3

@@ -430,7 +430,7 @@ class SourceVideo:
         assert self.info is not None
         clip = self.info.header_frames * next(iter(self._cache.values())).nbytes
         whole = 0 < clip <= WHOLE_CLIP_CACHE_BYTES
-        self._cache_limit = max(CACHE_BYTES, WHOLE_CLIP_CACHE_BYTES if whole else 0)
+        self._cache_limit = WHOLE_CLIP_CACHE_BYTES if whole else CACHE_BYTES
 
     def _end_first_pass(self) -> None:
         first = self._first

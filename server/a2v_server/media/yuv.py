@@ -84,11 +84,9 @@ def sampling_of(frame: av.VideoFrame) -> str:
         across = "4" if blue.width == luma.width else "2"
         down = across if blue.height == luma.height else "0"
         chroma = f"4:{across}:{down}"
-    full = int(frame.color_range) == int(ColorRange.JPEG) or fmt.name.startswith("yuvj")
-    alpha = len(fmt.components) == 4  # (dropped: H.264 has no alpha)
-    return (
-        f"{bits}-bit {chroma}" + (" full range" if full else "") + (" with alpha" if alpha else "")
-    )
+    full = " full range" if _full_range(frame) else ""
+    alpha = " with alpha" if len(fmt.components) == 4 else ""  # (dropped: H.264 has none)
+    return f"{bits}-bit {chroma}{full}{alpha}"
 
 
 def to_kept(
@@ -99,7 +97,6 @@ def to_kept(
 ) -> av.VideoFrame:
     """A YUV frame (``converted_colour``) as 8-bit limited-range yuv420p in ``colour``'s
     matrix, at ``size`` (area scaling) or its own."""
-    full = int(frame.color_range) == int(ColorRange.JPEG) or frame.format.name.startswith("yuvj")
     width, height = size or (frame.width, frame.height)
     return reformatter.reformat(
         frame,
@@ -108,11 +105,16 @@ def to_kept(
         format="yuv420p",
         src_colorspace=colour.matrix,
         dst_colorspace=colour.matrix,
-        src_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
+        src_color_range=ColorRange.JPEG if _full_range(frame) else ColorRange.MPEG,
         dst_color_range=ColorRange.MPEG,
         interpolation="AREA",
         threads=1,
     )
+
+
+def _full_range(frame: av.VideoFrame) -> bool:
+    """Full-range samples: flagged in the stream (VP9, HEVC) or by the pixel format (yuvj*)."""
+    return int(frame.color_range) == int(ColorRange.JPEG) or frame.format.name.startswith("yuvj")
 
 
 def _colour(frame: av.VideoFrame) -> Colour | None:
