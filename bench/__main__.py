@@ -24,6 +24,7 @@ from .inputs import (
     group_video,
     machine,
     phone_video,
+    prores_video,
     repeated,
     speaker_video,
     speech,
@@ -63,6 +64,7 @@ def main() -> int:
             for w, h in ((512, 512), (1280, 720), (1920, 1080))
         ]
         phone = phone_video(tmp_dir / "phone-3840x2160.mp4")
+        prores = prores_video(speakers[2], tmp_dir / "speaker-1920x1080-prores.mov")
         group = cv2.imencode(".png", cv2.cvtColor(group_picture(), cv2.COLOR_RGB2BGR))[1].tobytes()
         group_video_720p = group_video(tmp_dir / "group-1280x720.mp4", 1280, 720)
         step("starting Triton and the a2v server")
@@ -84,6 +86,8 @@ def main() -> int:
             rows += suite.lipsync(stack.address, SPEECH, speakers, lipsync_runs)
             step(f"lipsync of a phone's 4K clip ({lipsync_runs} runs)")
             rows += suite.lipsync_4k(stack.address, SPEECH, phone, lipsync_runs)
+            step(f"lipsync of a 1080p ProRes 422 10-bit video ({lipsync_runs} runs)")
+            rows += suite.lipsync_prores(stack.address, SPEECH, prores, lipsync_runs)
             step("live lipsync at 720p")
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1])
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1], raw=True)

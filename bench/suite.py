@@ -152,6 +152,24 @@ def lipsync_4k(address: str, audio: Path, video: Path, runs: int) -> list[Row]:
     """A phone's 4K speaker video (inputs.phone_video), lipsynced at the default output size
     (the source scaled to the pixel budget), against a ceiling that decodes the same video
     scaled to that size and encodes it; paired per run as ``lipsync``."""
+    title = f"phone-like clip ({video_bitrate(video) / 1e6:.0f} Mbit/s, grain)"
+    target = ">= 1x as 1080p; the first chunk's 500 ms is the target up to 1080p sources"
+    return _lipsync_converted(address, audio, video, runs, title, target)
+
+
+def lipsync_prores(address: str, audio: Path, video: Path, runs: int) -> list[Row]:
+    """A 1080p ProRes 422 HQ speaker video (10-bit 4:2:2, its index at the end as cameras
+    write it: inputs.prores_video), lipsynced at its own size, converted to 8-bit 4:2:0 as it
+    is decoded, against a ceiling that decodes and converts it the same way and encodes it."""
+    title = f"ProRes 422 HQ, 10-bit 4:2:2 ({video_bitrate(video) / 1e6:.0f} Mbit/s)"
+    return _lipsync_converted(address, audio, video, runs, title, ">= 1x, as 1080p")
+
+
+def _lipsync_converted(
+    address: str, audio: Path, video: Path, runs: int, title: str, target: str
+) -> list[Row]:
+    """A lipsync row of a video the ceiling must convert or scale to the run's output (a
+    yuv420p picture of the run's size: ``_lipsync_pairs(scaled=True)``)."""
     best, ceiling, ratios, firsts = _lipsync_pairs(address, audio, video, runs, scaled=True)
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
@@ -159,16 +177,16 @@ def lipsync_4k(address: str, audio: Path, video: Path, runs: int) -> list[Row]:
     t = best.summary.timings
     return [
         Row(
-            f"lipsync, file upload, {source} phone-like clip ({video_bitrate(video) / 1e6:.0f} "
-            f"Mbit/s, grain) -> {best.size[0]}x{best.size[1]} (median of {runs})",
+            f"lipsync, file upload, {source} {title} -> {best.size[0]}x{best.size[1]} "
+            f"(median of {runs})",
             f"{best.duration / best.total:.2f}x real time ({best.duration:.2f} s in "
             f"{best.total:.2f} s; first chunk {1000 * firsts[len(firsts) // 2]:.0f} ms; server: "
             f"decode {t.decode_seconds:.2f} s, inference {t.inference_seconds:.2f} s, encode "
             f"{t.encode_seconds:.2f} s)",
-            f"ceiling (decode scaled to the output, encode) {ceiling.rtf:.1f}x; per pair: "
+            f"ceiling (decode converted to the output, encode) {ceiling.rtf:.1f}x; per pair: "
             f"median {100 * ratios[len(ratios) // 2]:.0f}% of ceiling (range "
             f"{100 * ratios[0]:.0f}-{100 * ratios[-1]:.0f}%)",
-            ">= 1x as 1080p; the first chunk's 500 ms is the target up to 1080p sources",
+            target,
         )
     ]
 

@@ -21,6 +21,12 @@ from a2v_server.settings import Settings
 
 T = TypeVar("T")
 
+#: file pieces (image, video, encoded audio) of this many bytes and more are not counted
+#: against the message rate: the byte limits bound them, and a fast upload's pieces come (or
+#: are read from gRPC's buffer) faster than any message rate meant for small messages (a 156 MB
+#: ProRes MOV in the CLI's 256 KiB pieces was refused over loopback)
+LARGE_PIECE_BYTES = 64 * 1024
+
 
 class ClientPace:
     """The input events of one stream, with its time limits applied (see the module doc)."""
@@ -51,7 +57,8 @@ class ClientPace:
             except TimeoutError:
                 raise self._timeout(time.monotonic(), waited=time.monotonic() - t) from None
             now = time.monotonic()
-            tokens = min(self._rate, tokens + (now - last) * self._rate) - 1.0
+            cost = 0.0 if _large_piece(event) else 1.0
+            tokens = min(self._rate, tokens + (now - last) * self._rate) - cost
             last = now
             if tokens < 0:
                 raise ResourceExhausted(
@@ -130,3 +137,11 @@ class AudioLag:
                 f"{samples / MODEL_SAMPLE_RATE:.1f} s of audio): a live source must send at "
                 "least as fast as it plays"
             )
+
+
+def _large_piece(event: InputEvent) -> bool:
+    """A piece of a file upload of LARGE_PIECE_BYTES or more."""
+    return (
+        isinstance(event, ImagePiece | VideoPiece | EncodedAudioPiece)
+        and len(event.data) >= LARGE_PIECE_BYTES
+    )
