@@ -135,7 +135,7 @@ def hdr_mp4(frames, transfer: str, fps: int = 25) -> bytes:
     """RGB ``frames`` (SDR BT.709) made into real HDR by FFmpeg's own colour management (HLG
     "arib-std-b67" or PQ "smpte2084", BT.2020, limited range), 10-bit H.264 in an MP4 tagged as
     a phone tags it: what an SDR screen shows of it is ``frames`` again."""
-    from a2v_server.media.video import filter_chain
+    from a2v_server.media.filters import filter_chain
 
     frames = list(frames)
     height, width = frames[0].shape[:2]

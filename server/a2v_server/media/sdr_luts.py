@@ -28,6 +28,8 @@ from typing import cast
 import av
 import numpy as np
 
+from a2v_server.media.filters import filter_chain
+
 log = logging.getLogger(__name__)
 
 #: the SDR LUTs' points per axis (33: what colour tools ship as .cube files)
@@ -87,8 +89,6 @@ def _name(transfer: int, primaries: int) -> str:
 
 
 def _write(transfer: int, primaries: int, path: Path) -> None:
-    from a2v_server.media.video import filter_chain
-
     n = LUT_POINTS
     levels = np.linspace(0, 65535, n).round().astype(np.uint16)
     blue, green, red = np.meshgrid(levels, levels, levels, indexing="ij")  # red fastest

@@ -43,6 +43,8 @@ from av.video.reformatter import Colorspace, VideoReformatter
 
 from a2v_server.domain import MAX_FPS, MIN_FPS
 from a2v_server.errors import InvalidInput, ResourceExhausted
+from a2v_server.media.filters import filter_chain
+from a2v_server.media.hdr import ToSdr, hdr_of
 from a2v_server.media.orientation import (
     UPRIGHT,
     apply_orientation,
@@ -50,7 +52,6 @@ from a2v_server.media.orientation import (
     orientation_from_rotation,
     swaps_sides,
 )
-from a2v_server.media.sdr_luts import sdr_lut
 from a2v_server.media.spool import Spool
 from a2v_server.media.yuv import (
     BT709,
@@ -638,7 +639,7 @@ class _Shape:
         same = stored == self._source_wh[::-1]
         size = self._scaled_size()
         if self.hdr is not None and same and hdr_of(frame) is not None:
-            return Picture(i420=self._i420(self._to_sdr.i420(frame, size)))
+            return Picture(i420=self._packed(self._to_sdr.planes(frame, size)))
         if self.colour is not None and same and colour_of(frame) == self.colour:
             return Picture(i420=self._i420(frame if size is None else self._scale(frame, size)))
         if (
@@ -659,13 +660,17 @@ class _Shape:
         """A yuv420p frame's samples, packed (even sides), turned upright unless it is
         already (``oriented=False``)."""
         w, h = frame.width & ~1, frame.height & ~1
-        orientation = self.orientation if oriented else UPRIGHT
         cut = []
         for index, (pw, ph) in enumerate(((w, h), (w // 2, h // 2), (w // 2, h // 2))):
             plane = frame.planes[index]
             rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-            cut.append(apply_orientation(rows[:ph, :pw], orientation))
-        return pack(*cut)
+            cut.append(rows[:ph, :pw])
+        return self._packed(cut, oriented=oriented)
+
+    def _packed(self, planes: Iterable[np.ndarray], *, oriented: bool = True) -> np.ndarray:
+        """Y, U, V planes as stored, packed, turned upright unless they are already."""
+        orientation = self.orientation if oriented else UPRIGHT
+        return pack(*(apply_orientation(plane, orientation) for plane in planes))
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         if hdr_of(frame) is not None:
@@ -677,104 +682,6 @@ class _Shape:
             frame, format="rgb24", src_colorspace=matrix, dst_colorspace=matrix, threads=1
         ).to_ndarray()
         return apply_orientation(rgb, self.orientation)
-
-
-#: AVColorTransferCharacteristic numbers of HDR video (libavutil/pixfmt.h): SMPTE ST 2084 (PQ:
-#: HDR10, Dolby Vision's base layer) and ARIB STD-B67 (HLG: phones' default HDR); and the
-#: AVColorPrimaries number of BT.2020 (wide gamut, HDR or not)
-_PQ, _HLG, _BT2020_PRIMARIES = 16, 18, 9
-#: AVCOL_TRC_BT709, and the reserved / unspecified numbers of both tags
-_BT709_TRANSFER, _UNTAGGED = 1, (0, 2, 3)
-#: AVCOL_SPC_BT709, AVCOL_RANGE_MPEG
-_BT709_MATRIX, _LIMITED = 1, 1
-
-
-def hdr_of(frame: av.VideoFrame) -> str | None:
-    """What makes a frame's colours need managing before they are SDR BT.709 RGB: "PQ" or
-    "HLG" (an HDR transfer; BT.2020 primaries with it), "BT.2020" (wide-gamut primaries with
-    an SDR transfer); None for the SDR BT.709 / BT.601 video that nearly every camera and
-    encoder writes, and for untagged video."""
-    transfer = int(frame.color_trc)
-    if transfer == _PQ:
-        return "PQ"
-    if transfer == _HLG:
-        return "HLG"
-    if int(frame.color_primaries) == _BT2020_PRIMARIES:
-        return "BT.2020"
-    return None
-
-
-class ToSdr:
-    """RGB as an SDR BT.709 display shows it, of HDR or wide-gamut frames (``hdr_of``).
-
-    The output is 8-bit SDR H.264 (what browsers' Media Source Extensions and every player
-    take), so an HDR upload must be converted, and converted as an SDR screen would show it:
-    read as plain SDR (swscale's BT.2020 matrix alone, what this module did before), an HLG
-    phone video came out dark and dull (the test clip's mean RGB 114 / 95 / 83 where its SDR
-    original has 140 / 105 / 96). FFmpeg 8's swscale does the colour management: linearise by
-    the frame's own transfer (PQ, HLG), map BT.2020 into BT.709's gamut, tone-map to SDR
-    (relative colorimetric; the same clip: 146 / 109 / 96). Run per frame it cost ~34 ms a
-    720p frame and built its tables for ~1.9 s per video; so it runs once per transfer and
-    install instead (media/sdr_luts.py), on a lattice of 33^3 colours, and each frame goes
-    through that 3D LUT (FFmpeg's lut3d, tetrahedral, in 16 bits) to BT.709 I420, which is then
-    kept like an SDR upload's samples: 2.7 / 10.3 / 22.2 ms a 512x512 / 720p / 1080p frame
-    (the plain 10-bit to RGB conversion: 0.7 / 2.5 / 4.9 ms), within 1.5 levels of the
-    per-frame conversion on average (p99 8, on the test clip). A transfer whose LUT was not
-    made ahead of time waits ~2.5 s for it, once per install.
-    """
-
-    def __init__(self) -> None:
-        self._graph: av.filter.Graph | None = None
-        self._key: tuple | None = None
-
-    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """``frame``'s RGB (height, width, 3 uint8), SDR BT.709."""
-        return self.i420(frame).to_ndarray(format="rgb24")
-
-    def i420(self, frame: av.VideoFrame, size: tuple[int, int] | None = None) -> av.VideoFrame:
-        """``frame`` as SDR BT.709 yuv420p, limited range (what lipsync keeps and encodes);
-        scaled to ``size`` (width, height) first when given, in the same swscale pass as its
-        conversion to RGB (the LUT then runs on the smaller picture)."""
-        transfer, primaries = int(frame.color_trc), int(frame.color_primaries)
-        # untagged halves of a tagged pair: HDR is BT.2020, BT.2020 without a transfer SDR's
-        transfer = _BT709_TRANSFER if transfer in _UNTAGGED else transfer
-        primaries = _BT2020_PRIMARIES if primaries in _UNTAGGED else primaries
-        key = (frame.width, frame.height, frame.format.name, transfer, primaries, size)
-        if self._graph is None or key != self._key:
-            scale = () if size is None else (("scale", f"w={size[0]}:h={size[1]}:flags=area"),)
-            self._graph = filter_chain(
-                frame,
-                *scale,
-                # the frame's own matrix and range to RGB, no colour management (the LUT's)
-                ("format", "gbrp16le"),
-                ("lut3d", f"file={sdr_lut(transfer, primaries)}:interp=tetrahedral"),
-                # the LUT's SDR RGB (it leaves the frame's HDR tags) as BT.709 limited-range YUV
-                ("scale", "out_color_matrix=bt709:out_range=tv"),
-                ("format", "yuv420p"),
-            )
-            self._key = key
-        self._graph.push(frame)
-        out = cast(av.VideoFrame, self._graph.pull())
-        out.colorspace, out.color_range = _BT709_MATRIX, _LIMITED
-        out.color_trc = out.color_primaries = _BT709_TRANSFER
-        return out
-
-
-def filter_chain(frame: av.VideoFrame, *filters: tuple[str, str]) -> av.filter.Graph:
-    """A configured FFmpeg filter graph for frames of ``frame``'s size and format through
-    ``filters`` ((name, arguments) in order): push a frame, pull the result. One thread: the
-    server's decoding shares 2 cores with the encoder and the model."""
-    graph = av.filter.Graph()
-    graph.threads = 1
-    node = graph.add_buffer(
-        width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1)
-    )
-    for name, arguments in (*filters, ("buffersink", "")):
-        following = graph.add(name, arguments) if arguments else graph.add(name)
-        node.link_to(following)
-        node = following
-    graph.configure()
-    return graph
 
 
 class Deinterlacer:
