@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import wave
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -131,38 +132,46 @@ def rgb_of(packed: np.ndarray, matrix: int = 1) -> np.ndarray:
 _TRANSFERS = {"arib-std-b67": 18, "smpte2084": 16}
 
 
-def hdr_mp4(frames, transfer: str, fps: int = 25) -> bytes:
-    """RGB ``frames`` (SDR BT.709) made into real HDR by FFmpeg's own colour management (HLG
-    "arib-std-b67" or PQ "smpte2084", BT.2020, limited range), 10-bit H.264 in an MP4 tagged as
-    a phone tags it: what an SDR screen shows of it is ``frames`` again."""
+def hdr_frames(frames, transfer: str) -> Iterator[av.VideoFrame]:
+    """RGB ``frames`` (SDR BT.709) made into real HDR frames by FFmpeg's own colour management
+    (HLG "arib-std-b67" or PQ "smpte2084", BT.2020, limited range, 10-bit 4:2:0), tagged as a
+    phone tags them: what an SDR screen shows of them is ``frames`` again."""
     from a2v_server.media.filters import filter_chain
 
+    graph = None
+    trc = _TRANSFERS[transfer]
+    for rgb in frames:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.color_primaries, frame.color_trc = 1, 1
+        if graph is None:
+            graph = filter_chain(
+                frame,
+                (
+                    "scale",
+                    "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:"
+                    f"out_primaries=bt2020:out_transfer={transfer}:out_range=tv",
+                ),
+                ("format", "yuv420p10le"),
+            )
+        graph.push(frame)
+        hdr = graph.pull()
+        hdr.colorspace, hdr.color_primaries, hdr.color_trc, hdr.color_range = 9, 9, trc, 1
+        yield hdr
+
+
+def hdr_mp4(frames, transfer: str, fps: int = 25) -> bytes:
+    """``hdr_frames`` of RGB ``frames`` as 10-bit H.264 in an MP4 tagged as a phone tags it."""
     frames = list(frames)
     height, width = frames[0].shape[:2]
-    trc = _TRANSFERS[transfer]
-    graph = filter_chain(
-        av.VideoFrame(width, height, "rgb24"),
-        (
-            "scale",
-            "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:out_primaries=bt2020:"
-            f"out_transfer={transfer}:out_range=tv",
-        ),
-        ("format", "yuv420p10le"),
-    )
     out = io.BytesIO()
     with av.open(out, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps, options={"qp": "4"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p10le"
         context = stream.codec_context
-        context.colorspace, context.color_primaries, context.color_trc = 9, 9, trc
-        context.color_range = 1
-        for k, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.color_primaries, frame.color_trc = 1, 1
-            graph.push(frame)
-            hdr = graph.pull()
+        context.colorspace, context.color_primaries = 9, 9
+        context.color_trc, context.color_range = _TRANSFERS[transfer], 1
+        for k, hdr in enumerate(hdr_frames(frames, transfer)):
             hdr.pts, hdr.time_base = k, Fraction(1, fps)
-            hdr.colorspace, hdr.color_primaries, hdr.color_trc, hdr.color_range = 9, 9, trc, 1
             container.mux(stream.encode(hdr))
         container.mux(stream.encode(None))
     return out.getvalue()
