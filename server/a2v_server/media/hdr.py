@@ -136,7 +136,7 @@ class ToSdr:
             frame = self._scaler.reformat(
                 frame, width=size[0], height=size[1], interpolation="AREA", threads=1
             )
-        key = (frame.width // 2, frame.height // 2, tags)
+        key = (frame.width, frame.height, tags)
         if self._grid is None or self._grid.key != key:
             self._grid = _ChromaGrid(*key)
         return self._grid.planes(frame)
@@ -167,9 +167,8 @@ class _ChromaGrid:
     def __init__(self, width: int, height: int, tags: tuple[int, int, int, int]) -> None:
         self.key = (width, height, tags)
         self._tags = tags
-        self._spread = np.empty((2 * height, 2 * width), np.float32)
-        self._sample = np.empty_like(self._spread)
-        grid = self._frame(width, height)
+        self._grid_size = (width // 2, height // 2)
+        grid = self._frame(*self._grid_size)
         self._graph = filter_chain(
             grid, ("format", "gbrp16le"), _lut3d(grid), _TO_BT709, ("format", "yuv444p16le")
         )
@@ -181,38 +180,58 @@ class _ChromaGrid:
             ramp, ("format", "gbrp16le"), _lut3d(ramp), _TO_BT709, ("format", "yuv444p16le")
         )
         graph.push(ramp)
-        grey = _planes(cast(av.VideoFrame, graph.pull()), np.uint16)[0][0] / 256.0
-        #: the SDR luma level of each 10-bit luma code, of greys
-        self._grey = grey.astype(np.float32)
+        ramp_out = cast(av.VideoFrame, graph.pull())
+        # SDR grey levels in quarter levels (10-bit codes), as FFmpeg's lut filter applies
+        # them: a table lookup per sample in C (numpy's take made every index 64 bits first
+        # and cost 4-7 ms a 1080p frame, the filter 1.5 ms)
+        levels = ((_planes(ramp_out, np.uint16)[0][0].astype(np.int32) + 32) >> 6).tolist()
+        greys = ("lutyuv", f"y={_table(levels, 0, 1024)}")
+        self._greys = filter_chain(self._frame(width, height, frame_format=self.FORMAT), greys)
+        self._grid_greys = filter_chain(grid, greys)
 
-    def _frame(self, width: int, height: int) -> av.VideoFrame:
-        frame = av.VideoFrame(width, height, "yuv444p10le")
+    def _frame(self, width: int, height: int, frame_format: str = "yuv444p10le") -> av.VideoFrame:
+        frame = av.VideoFrame(width, height, frame_format)
         matrix, level_range, transfer, primaries = self._tags
         frame.colorspace, frame.color_range = matrix, level_range
         frame.color_trc, frame.color_primaries = transfer, primaries
         return frame
 
     def planes(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        width, height = self.key[0], self.key[1]
+        width, height = self._grid_size
         y, u, v = _planes(frame, np.uint16)
-        y = y[: 2 * height, : 2 * width]
-        mean = cv2.resize(y, (width, height), interpolation=cv2.INTER_AREA)
+        mean = cv2.resize(
+            y[: 2 * height, : 2 * width], self._grid_size, interpolation=cv2.INTER_AREA
+        )
         grid = self._frame(width, height)
         gy, gu, gv = _planes(grid, np.uint16)
         gy[:], gu[:], gv[:] = mean, u[:height, :width], v[:height, :width]
         self._graph.push(grid)
         sdr_y, sdr_u, sdr_v = _planes(cast(av.VideoFrame, self._graph.pull()), np.uint16)
-        # luma = the sample's own grey SDR level + its block's colour offset (the block's SDR
-        # luma less the grey level of its mean), in float buffers of the frame's size kept
-        # from frame to frame (new ones each time cost more than the arithmetic: the kernel
-        # zeroes their pages)
-        grey, spread = self._grey, self._spread
-        offset = sdr_y * np.float32(1 / 256) - grey[mean]
-        np.take(grey, y, out=self._sample)
-        cv2.resize(offset, (2 * width, 2 * height), dst=spread, interpolation=cv2.INTER_LINEAR)
-        cv2.add(spread, self._sample, dst=spread)
+        self._grid_greys.push(grid)
+        mean_grey = _planes(cast(av.VideoFrame, self._grid_greys.pull()), np.uint16)[0]
+        self._greys.push(frame)
+        greys = _planes(cast(av.VideoFrame, self._greys.pull()), np.uint16)[0]
+        # luma = the sample's own grey level + its block's colour offset (the block's SDR
+        # luma less the grey level of its mean), in quarter levels; the offset is kept
+        # 512 up (unsigned: OpenCV's saturating arithmetic) and spread bilinearly
+        offset = ((sdr_y.astype(np.int32) + 32) >> 6) - mean_grey + 512
+        spread = cv2.resize(
+            offset.astype(np.uint16), (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR
+        )
+        luma = cv2.addWeighted(
+            greys[: 2 * height, : 2 * width], 0.25, spread, 0.25, -128, dtype=cv2.CV_8U
+        )
         return (
-            cv2.convertScaleAbs(spread),
+            luma,
             cv2.convertScaleAbs(sdr_u, alpha=1 / 256),
             cv2.convertScaleAbs(sdr_v, alpha=1 / 256),
         )
+
+
+def _table(levels: list[int], low: int, high: int) -> str:
+    """An FFmpeg expression of ``val`` that is ``levels[val]`` for val in [low, high): a
+    binary tree of ifs (one long sum of terms exceeds the expression parser's depth)."""
+    if high - low == 1:
+        return str(levels[low])
+    middle = (low + high) // 2
+    return f"if(lt(val,{middle}),{_table(levels, low, middle)},{_table(levels, middle, high)})"
