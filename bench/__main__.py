@@ -22,6 +22,7 @@ from .inputs import (
     drum_loop,
     group_picture,
     group_video,
+    hlg_video,
     machine,
     phone_video,
     prores_video,
@@ -65,6 +66,9 @@ def main() -> int:
         ]
         phone = phone_video(tmp_dir / "phone-3840x2160.mp4")
         prores = prores_video(speakers[2], tmp_dir / "speaker-1920x1080-prores.mov")
+        # a phone's 1080p HDR clip: the 4K clip's grain (a phone's bit rate), 10 s, HLG
+        grainy = phone_video(tmp_dir / "phone-1920x1080.mp4", 1920, 1080, seconds=10.0)
+        hlg = hlg_video(grainy, tmp_dir / "phone-1920x1080-hlg.mp4")
         group = cv2.imencode(".png", cv2.cvtColor(group_picture(), cv2.COLOR_RGB2BGR))[1].tobytes()
         group_video_720p = group_video(tmp_dir / "group-1280x720.mp4", 1280, 720)
         step("starting Triton and the a2v server")
@@ -88,6 +92,8 @@ def main() -> int:
             rows += suite.lipsync_4k(stack.address, SPEECH, phone, lipsync_runs)
             step(f"lipsync of a 1080p ProRes 422 10-bit video ({lipsync_runs} runs)")
             rows += suite.lipsync_prores(stack.address, SPEECH, prores, lipsync_runs)
+            step(f"lipsync of a phone's 1080p HLG HDR video ({lipsync_runs} runs)")
+            rows += suite.lipsync_hdr(stack.address, SPEECH, hlg, lipsync_runs)
             step("live lipsync at 720p")
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1])
             rows += suite.live_lipsync(stack.address, SPEECH, speakers[1], raw=True)

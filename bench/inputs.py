@@ -171,6 +171,55 @@ def prores_video(source: Path, path: Path) -> Path:
     return path
 
 
+def hlg_video(source: Path, path: Path) -> Path:
+    """``source`` (SDR BT.709) as a phone's HDR video: HLG, BT.2020, 10-bit HEVC at 12 Mbit/s,
+    made by FFmpeg's own colour management (so an SDR screen shows ``source`` again), index
+    first."""
+    from fractions import Fraction
+
+    from a2v_server.media.filters import filter_chain
+
+    with (
+        av.open(str(source)) as container,
+        av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        decoded = container.streams.video[0]
+        rate = decoded.average_rate or Fraction(25)
+        stream = out.add_stream(
+            "libx265",
+            rate=rate,
+            options={"preset": "ultrafast", "x265-params": "log-level=error"},
+        )
+        stream.bit_rate = 12_000_000  # a phone's 1080p HEVC
+        stream.width, stream.height, stream.pix_fmt = decoded.width, decoded.height, "yuv420p10le"
+        stream.codec_tag = "hvc1"
+        context = stream.codec_context
+        context.colorspace, context.color_primaries, context.color_trc = 9, 9, 18
+        context.color_range = 1
+        graph = None
+        for k, frame in enumerate(container.decode(decoded)):
+            frame.color_primaries, frame.color_trc = 1, 1
+            if graph is None:
+                graph = filter_chain(
+                    frame,
+                    (
+                        "scale",
+                        (
+                            "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:"
+                            "out_primaries=bt2020:out_transfer=arib-std-b67:out_range=tv"
+                        ),
+                    ),
+                    ("format", "yuv420p10le"),
+                )
+            graph.push(frame)
+            hdr = graph.pull()
+            hdr.pts, hdr.time_base = k, 1 / rate
+            hdr.colorspace, hdr.color_primaries, hdr.color_trc, hdr.color_range = 9, 9, 18, 1
+            out.mux(stream.encode(hdr))
+        out.mux(stream.encode(None))
+    return path
+
+
 def video_bitrate(path: Path) -> float:
     """The video stream's bits per second."""
     with av.open(str(path)) as container:

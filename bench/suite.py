@@ -165,6 +165,15 @@ def lipsync_prores(address: str, audio: Path, video: Path, runs: int) -> list[Ro
     return _lipsync_converted(address, audio, video, runs, title, ">= 1x, as 1080p")
 
 
+def lipsync_hdr(address: str, audio: Path, video: Path, runs: int) -> list[Row]:
+    """A phone's 1080p HDR speaker video (HLG, 10-bit HEVC: inputs.hlg_video), lipsynced at
+    its own size and made SDR BT.709 as a screen shows it (media/hdr.py), against a ceiling
+    that decodes it, converts it to 8-bit 4:2:0 without colour management and encodes it: the
+    share left is the HDR-to-SDR conversion and the model."""
+    title = f"HLG HDR, 10-bit HEVC ({video_bitrate(video) / 1e6:.1f} Mbit/s, grain)"
+    return _lipsync_converted(address, audio, video, runs, title, ">= 1x, as 1080p")
+
+
 def _lipsync_converted(
     address: str, audio: Path, video: Path, runs: int, title: str, target: str
 ) -> list[Row]:
