@@ -15,10 +15,10 @@ broadcast files) are scaled to square ones at the displayed shape (720x576 at 16
 768x576; 1440x1080 at 4:3, 1920x1080). Where the decoded samples are 8-bit 4:2:0 at limited
 range (nearly every camera and encoder), they are kept as they are (I420, media/yuv.py) and
 only the face is ever converted; other YUV (10-bit, 4:2:2, 4:4:4, full range) is converted
-once to that as it is decoded, HDR through an SDR LUT, and RGB formats come out as RGB. A short
-clip is kept whole in the cache (WHOLE_CLIP_CACHE_BYTES). The decoder is bounded by the
-pixel limit on its codec context, and every decoded frame is checked, whatever the container
-said.
+once to that as it is decoded, HDR made SDR as a screen shows it (media/hdr.py), and RGB
+formats come out as RGB. A short clip is kept whole in the cache (WHOLE_CLIP_CACHE_BYTES). The
+decoder is bounded by the pixel limit on its codec context, and every decoded frame is
+checked, whatever the container said.
 """
 
 from __future__ import annotations
