@@ -20,17 +20,15 @@ luma sample keeps its own detail through the transfer's grey curve; 12-16 ms a 1
 
 from __future__ import annotations
 
-import logging
 from typing import cast
 
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from a2v_server.media.filters import filter_chain
 from a2v_server.media.sdr_luts import sdr_lut
-
-log = logging.getLogger(__name__)
 
 #: AVColorTransferCharacteristic numbers of HDR video (libavutil/pixfmt.h): SMPTE ST 2084 (PQ:
 #: HDR10, Dolby Vision's base layer) and ARIB STD-B67 (HLG: phones' default HDR); and the
@@ -94,7 +92,7 @@ class ToSdr:
         self._graph: av.filter.Graph | None = None
         self._key: tuple | None = None
         self._grid: _ChromaGrid | None = None
-        self._scaler = av.video.reformatter.VideoReformatter()
+        self._scaler = VideoReformatter()
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """``frame``'s RGB (height, width, 3 uint8), SDR BT.709."""
