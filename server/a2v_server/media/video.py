@@ -65,6 +65,14 @@ from a2v_server.media.yuv import (
 
 log = logging.getLogger(__name__)
 
+#: codecs decoded on one thread up to FRAME_THREADS_ABOVE: their slice-level threads (HEVC's
+#: wavefronts, VP9's and AV1's tiles) cost CPU to keep in step, which a 2-core server shares
+#: with the encoder and the model. Decoding a 10 s 1080p clip (2-core EPYC), CPU with two
+#: threads -> one: HEVC 2.41 -> 1.89 s, a phone's 12 Mbit/s HLG HEVC 5.29 -> 4.17 s, VP9
+#: 1.83 -> 1.57 s, AV1 1.09 -> 0.93 s; H.264 1.33 -> 1.34 s, so it keeps its threads (they
+#: halve its decoding's wall time). Lipsync uploads, interleaved A/B, 3 pairs each: HEVC
+#: 6.41 -> 6.17 s, the HLG clip 12.44 -> 11.94 s.
+ONE_THREAD_CODECS = frozenset({"hevc", "vp9", "libdav1d", "av1"})
 #: a speaker video may hold at most this many frames (10 minutes at 60 fps)
 MAX_VIDEO_FRAMES = 36_000
 #: decoded pictures kept for revisits and backward play (bytes): ~40 frames at 1080p
@@ -326,6 +334,8 @@ class SourceVideo:
             # picture's latency for it.
             big = stream.width * stream.height > FRAME_THREADS_ABOVE
             stream.thread_type = "FRAME" if big else "SLICE"
+            if not big and stream.codec_context.name in ONE_THREAD_CODECS:
+                stream.thread_count = 1
             stream.codec_context.options = dict(limit)
             if stream.width * stream.height > self._max_pixels:
                 raise ResourceExhausted(
