@@ -93,7 +93,9 @@ def test_odd_sides_and_a_smaller_size():
     small = ToSdr().planes(frame, (50, 34))
     for got, expected in zip(small, _whole(frame, (50, 34)), strict=True):
         assert got.shape == expected.shape
-        assert _psnr(got, expected) > 36
+        # measured 46.1 / 49.9 / 48.8 dB (the whole-frame conversion scales in its own
+        # swscale pass, from RGB)
+        assert _psnr(got, expected) > 42
 
 
 def test_other_samplings_take_the_whole_frame_conversion():
