@@ -156,8 +156,8 @@ class _ChromaGrid:
     46.5-48.4 dB, 99 % of samples within 5 levels; 1-pixel black and white stripes within 1
     level. Between fully saturated primaries (colour bars) chroma is off by up to ~50 levels
     on the edge's own samples. On a 1080p HLG speaker clip: 53 dB in each plane. Spreading
-    the block's luma by the curve's slope instead (one table lookup less, ~3 ms a 1080p
-    frame) left such stripes 42 levels off under PQ.
+    the block's luma by the curve's slope instead (one table lookup less) left such stripes
+    up to 32 (HLG) and 51 (PQ) levels off.
     """
 
     FORMAT = "yuv420p10le"
