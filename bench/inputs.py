@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import wave
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
@@ -171,13 +172,40 @@ def prores_video(source: Path, path: Path) -> Path:
     return path
 
 
-def hlg_video(source: Path, path: Path) -> Path:
-    """``source`` (SDR BT.709) as a phone's HDR video: HLG, BT.2020, 10-bit HEVC at 12 Mbit/s,
-    made by FFmpeg's own colour management (so an SDR screen shows ``source`` again), index
-    first."""
-    from fractions import Fraction
+#: AVColorTransferCharacteristic numbers of the HDR transfers, by FFmpeg's names
+HDR_TRANSFERS = {"arib-std-b67": 18, "smpte2084": 16}
 
+
+def hdr_frames(frames: Iterable[av.VideoFrame], transfer: str) -> Iterator[av.VideoFrame]:
+    """SDR BT.709 ``frames`` made into real HDR by FFmpeg's own colour management (HLG
+    "arib-std-b67" or PQ "smpte2084", BT.2020, limited range, 10-bit 4:2:0), tagged as a phone
+    tags them: what an SDR screen shows of them is ``frames`` again."""
     from a2v_server.media.filters import filter_chain
+
+    graph = None
+    for frame in frames:
+        frame.color_primaries, frame.color_trc = 1, 1
+        if graph is None:
+            graph = filter_chain(
+                frame,
+                (
+                    "scale",
+                    "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:"
+                    f"out_primaries=bt2020:out_transfer={transfer}:out_range=tv",
+                ),
+                ("format", "yuv420p10le"),
+            )
+        graph.push(frame)
+        hdr = graph.pull()
+        hdr.colorspace, hdr.color_primaries, hdr.color_range = 9, 9, 1
+        hdr.color_trc = HDR_TRANSFERS[transfer]
+        yield hdr
+
+
+def hlg_video(source: Path, path: Path) -> Path:
+    """``source`` (SDR BT.709) as a phone's HDR video (``hdr_frames``, HLG): 10-bit HEVC at
+    12 Mbit/s, index first."""
+    from fractions import Fraction
 
     with (
         av.open(str(source)) as container,
@@ -196,25 +224,8 @@ def hlg_video(source: Path, path: Path) -> Path:
         context = stream.codec_context
         context.colorspace, context.color_primaries, context.color_trc = 9, 9, 18
         context.color_range = 1
-        graph = None
-        for k, frame in enumerate(container.decode(decoded)):
-            frame.color_primaries, frame.color_trc = 1, 1
-            if graph is None:
-                graph = filter_chain(
-                    frame,
-                    (
-                        "scale",
-                        (
-                            "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:"
-                            "out_primaries=bt2020:out_transfer=arib-std-b67:out_range=tv"
-                        ),
-                    ),
-                    ("format", "yuv420p10le"),
-                )
-            graph.push(frame)
-            hdr = graph.pull()
+        for k, hdr in enumerate(hdr_frames(container.decode(decoded), "arib-std-b67")):
             hdr.pts, hdr.time_base = k, 1 / rate
-            hdr.colorspace, hdr.color_primaries, hdr.color_trc, hdr.color_range = 9, 9, 18, 1
             out.mux(stream.encode(hdr))
         out.mux(stream.encode(None))
     return path

@@ -14,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bench import inputs as bench_inputs
+
 ROOT = Path(__file__).resolve().parents[1]
 PORTRAIT = ROOT / "samples" / "portrait.jpg"
 SPEECH = ROOT / "samples" / "speech.ogg"
@@ -128,35 +130,13 @@ def rgb_of(packed: np.ndarray, matrix: int = 1) -> np.ndarray:
     ).to_ndarray()
 
 
-#: AVColorTransferCharacteristic numbers of the transfers ``hdr_mp4`` writes
-_TRANSFERS = {"arib-std-b67": 18, "smpte2084": 16}
-
-
 def hdr_frames(frames, transfer: str) -> Iterator[av.VideoFrame]:
-    """RGB ``frames`` (SDR BT.709) made into real HDR frames by FFmpeg's own colour management
-    (HLG "arib-std-b67" or PQ "smpte2084", BT.2020, limited range, 10-bit 4:2:0), tagged as a
-    phone tags them: what an SDR screen shows of them is ``frames`` again."""
-    from a2v_server.media.filters import filter_chain
-
-    graph = None
-    trc = _TRANSFERS[transfer]
-    for rgb in frames:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.color_primaries, frame.color_trc = 1, 1
-        if graph is None:
-            graph = filter_chain(
-                frame,
-                (
-                    "scale",
-                    "in_primaries=bt709:in_transfer=bt709:out_color_matrix=bt2020:"
-                    f"out_primaries=bt2020:out_transfer={transfer}:out_range=tv",
-                ),
-                ("format", "yuv420p10le"),
-            )
-        graph.push(frame)
-        hdr = graph.pull()
-        hdr.colorspace, hdr.color_primaries, hdr.color_trc, hdr.color_range = 9, 9, trc, 1
-        yield hdr
+    """RGB ``frames`` (SDR BT.709) as real HDR frames (bench.inputs.hdr_frames: HLG
+    "arib-std-b67" or PQ "smpte2084", 10-bit 4:2:0, tagged as a phone tags them)."""
+    return bench_inputs.hdr_frames(
+        (av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24") for rgb in frames),
+        transfer,
+    )
 
 
 def hdr_mp4(frames, transfer: str, fps: int = 25) -> bytes:
@@ -169,7 +149,7 @@ def hdr_mp4(frames, transfer: str, fps: int = 25) -> bytes:
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p10le"
         context = stream.codec_context
         context.colorspace, context.color_primaries = 9, 9
-        context.color_trc, context.color_range = _TRANSFERS[transfer], 1
+        context.color_trc, context.color_range = bench_inputs.HDR_TRANSFERS[transfer], 1
         for k, hdr in enumerate(hdr_frames(frames, transfer)):
             hdr.pts, hdr.time_base = k, Fraction(1, fps)
             container.mux(stream.encode(hdr))

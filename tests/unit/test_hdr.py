@@ -67,7 +67,7 @@ def test_a_photo_on_the_chroma_grid_shows_what_the_whole_frame_conversion_shows(
     for index, (got, expected) in enumerate(zip(grid, whole, strict=True)):
         assert got.shape == expected.shape and got.dtype == np.uint8
         part = PHOTO if index == 0 else np.s_[:, :128]
-        # measured: luma 46.5 / 49.0 dB (HLG / PQ), chroma 46.5-48.4 dB, p99 within 5 levels
+        # measured: luma 46.4 / 48.9 dB (HLG / PQ), chroma 46.5-48.4 dB, p99 within 5 levels
         assert _psnr(got[part], expected[part]) > 44, index
         assert np.percentile(np.abs(got[part].astype(int) - expected[part]), 99) <= 6, index
 
