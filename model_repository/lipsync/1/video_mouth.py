@@ -9,7 +9,9 @@ upper inner edge U(u) and a lower one L(u); the source's gap is L - U. To show a
 * the lower lip and the jaw below it move by d = G - (L - U) along v: a translation near the
   lip that fades out towards the neck and to the sides of the jaw. The map's Jacobian there
   is 1 - dd/dv, kept positive by construction (the fade is long) and checked (MIN_DET): the
-  warp never folds;
+  warp never folds. Closing lips that are parted over teeth that meet (a smile) moves the
+  chin by the jaw's own opening only (the gap's dark, _Layers.jaw): the lower lip stretches
+  up over the teeth, and the skin it stretches is resharpened by how far it is stretched;
 * between the lips: the source's own gap content (its teeth), never stretched or squeezed;
   where the mouth opens further than the source's, a mouth interior is painted (dark, shaded
   towards the lips, a tongue low in a wide opening) between the gap's upper layer, which
@@ -73,6 +75,13 @@ CLOSE_RAMP = 0.5
 SEAM_DARK, SEAM_GAP = 0.3, 1.5
 #: the smallest Jacobian determinant the lower-face map may have (1 = rigid)
 MIN_DET = 0.25
+#: closing lips parted over teeth that meet: the chin rises by at least this share of the
+#: lips' shift; the skin between lip and chin stretches over at least STRETCH_RAMP times
+#: the difference (slope <= 1.5 / STRETCH_RAMP: 0.6, short of folding at 1 - MIN_DET)
+JAW_CLOSE = 0.15
+STRETCH_RAMP = 2.5
+#: unsharp-mask amount per unit of stretch (dd/dv) where the skin is stretched (_resharpened)
+STRETCH_SHARPEN = 1.5
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
 #: light and skin of the video): near the lips, and at the back of the mouth
 _FRONT, _BACK = 0.55, 0.16
@@ -131,6 +140,9 @@ class MouthMap:
     painted: tuple[int, int, int, int] | None = None
     #: 0..SEAM_DARK: the shadow of closed lips' contact line (None when they do not meet)
     seam: np.ndarray | None = None
+    #: >= 0: how far the map stretches the lower face along v (dd/dv where positive: lips
+    #: closing over teeth stretch the skin under them); None when it stretches nothing
+    stretch: np.ndarray | None = None
 
 
 def inner_gap(points: np.ndarray) -> float:
@@ -165,11 +177,15 @@ def warp_patch(
     # lips' colour then serves it and the painted interior (read once)
     opening = mf.target_mid(openness) > mf.source_mid()
     lips = _lip_colour(frame, mesh) if opening else None
-    layers = _layers(frame, mesh, mf, lips) if opening else _Layers(LOWER_SHARE, False, None)
+    # closing, they say how far the jaw is open (lips parted over teeth that meet close by
+    # the lips, not by lifting the chin); _layers reads nothing when there is no gap to read
+    layers = _layers(frame, mesh, mf, lips)
     # painted lower teeth where the source shows upper teeth and no lower ones (a smile whose
     # upper teeth fill the gap): the jaw brings them down behind the lower lip
     smile = layers.teeth is not None and not layers.lower_teeth
-    built = mouth_map(frame.shape[:2], mesh, openness, mf, layers.share, lower_teeth=smile)
+    built = mouth_map(
+        frame.shape[:2], mesh, openness, mf, layers.share, lower_teeth=smile, jaw_share=layers.jaw
+    )
     if built is None:  # sub-pixel: nothing visible to do
         return None
     x0, y0, x1, y1 = built.roi
@@ -347,13 +363,16 @@ def mouth_map(
     lower_share: float = LOWER_SHARE,
     *,
     lower_teeth: bool = False,
+    jaw_share: float = 1.0,
 ) -> MouthMap | None:
     """The map that re-animates the mouth of ``mesh`` to ``openness`` in a frame of ``shape``
     (height, width), or None when the change would be below a pixel. ``mf`` is the mesh's
     mouth_frame when the caller has it; ``lower_share`` the part of the source's gap that
     moves down with the jaw as the mouth opens (lower_layer: what the frame's teeth say);
     ``lower_teeth``: paint lower teeth on the interior (the source's gap shows upper teeth
-    and none that the jaw carries down)."""
+    and none that the jaw carries down); ``jaw_share``: the share of the source's gap that is the
+    jaw's own opening (_Layers.jaw): closing, the chin rises by that share of the lips' shift
+    (at least JAW_CLOSE), the lower lip alone covers the rest."""
     frame = mf or mouth_frame(mesh)
     origin, across, down, width = frame.origin, frame.across, frame.down, frame.width
     uv, upper_edge, lower_edge = frame.uv, frame.upper_edge, frame.lower_edge
@@ -409,6 +428,17 @@ def mouth_map(
     d_jaw = float(
         np.max(np.abs(frame.shift(np.linspace(centre - half, centre + half, 21), target_mid)))
     ) * float(np.sign(target_mid - source_mid))
+    # Below the lower lip the shift goes over from the lip's profile to the jaw's over ``ramp``.
+    span = max(chin_v - float(vl.max()), 4.0)
+    ramp = 0.6 * span
+    if d_jaw < 0 and jaw_share < 1.0:
+        # Closing lips that are parted over teeth (a smile): the jaw is already shut, so the
+        # chin rises by its own opening only and the lower lip stretches up over the teeth.
+        # The skin between them takes the difference over a ramp long enough not to fold
+        # (a smoothstep's slope peaks at 1.5 x its mean).
+        lifted = d_jaw * max(float(jaw_share), JAW_CLOSE)
+        ramp = max(ramp, STRETCH_RAMP * (lifted - d_jaw))
+        d_jaw = lifted
     new_lip = lip + d_lip  # the lower lip's inner edge in the output
     gap = lip - top
     split = lip  # where the lower layer starts in the source
@@ -422,8 +452,7 @@ def mouth_map(
         d_lip = d_lip - skip
     # Below the lower lip the shift goes over from the lip's profile d(u) to the jaw's (one
     # value across the jaw, fading at its sides), then fades out below the chin.
-    span = max(chin_v - float(vl.max()), 4.0)
-    s = _smoothed((v - lip) * (1.0 / (0.6 * span)))
+    s = _smoothed((v - lip) * (1.0 / ramp))
     # The jaw moves as one piece: full across its middle half, fading to nothing at the jaw's
     # angles (a narrower profile bends the jaw line into a crease when the jaw closes).
     sides = _smoothed((jaw_half - np.abs(u - jaw_centre)) * (1.0 / (0.5 * jaw_half)))
@@ -448,7 +477,10 @@ def mouth_map(
     if d_jaw > 0:
         split = lip - gap * layered * (float(lower_share) * (d_lip > 0))
         new_split = split + d_lip
-    d = _unfolded(d, v, new_split, (dx, dy))
+    d, slope = _unfolded(d, v, new_split, (dx, dy))
+    stretch = None
+    if d_jaw < 0 and jaw_share < 1.0:  # (elsewhere the slopes stay small)
+        stretch = _clip(slope, 0.0, 1.0 - MIN_DET, out=slope)
 
     # The lower face (with the gap's lower layer) is sampled d further up from half a pixel
     # above the split's new place on; above it, nothing moves. Its top edge is anti-aliased by
@@ -517,6 +549,7 @@ def mouth_map(
         lower=below,
         edge=edge,
         seam=seam,
+        stretch=stretch,
         shade=shade,
         teeth=teeth,
         tongue=tongue,
@@ -532,6 +565,9 @@ class _Layers:
     share: float
     lower_teeth: bool
     teeth: np.ndarray | None
+    #: the share of the gap that is not teeth (the jaw's own opening: rows of teeth that meet
+    #: or upper teeth down to the lower lip say the jaw is shut and the lips are parted)
+    jaw: float = 1.0
 
 
 def lower_layer(
@@ -596,9 +632,12 @@ def _layers(
     colour = _teeth_colour(frame, frame_mf.origin, offsets[first[0] : end])
     below = np.flatnonzero(teeth[end:])
     if len(below) and end >= MIN_UPPER * PROFILE_ROWS:
-        # lower teeth: split in the middle of the darker rows between the two rows of teeth
-        return _Layers(1.0 - (end + 0.5 * float(below[0])) / PROFILE_ROWS, True, colour)
-    return _Layers(1.0 - end / PROFILE_ROWS, False, colour)
+        # lower teeth: split in the middle of the darker rows between the two rows of teeth;
+        # the jaw is open by those darker rows
+        dark = float(below[0]) / PROFILE_ROWS
+        return _Layers(1.0 - (end + 0.5 * float(below[0])) / PROFILE_ROWS, True, colour, dark)
+    share = 1.0 - end / PROFILE_ROWS
+    return _Layers(share, False, colour, share)
 
 
 def _teeth_colour(frame: np.ndarray, origin: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -658,6 +697,8 @@ def _resharpened(
     across *= fy
     amount = np.maximum(amount, across, out=amount)
     amount *= RESHARPEN * 4
+    if built.stretch is not None:  # and what stretching the skin spreads out
+        amount += STRETCH_SHARPEN * built.stretch[y0:y1, x0:x1]
     # the blur reads 4 pixels around (sigma 1): blurred over the box and that margin, the
     # box's values are those of the whole region's blur
     height, width = built.map_x.shape
@@ -688,8 +729,9 @@ def _smoothed(t: np.ndarray) -> np.ndarray:
 
 def _unfolded(
     d: np.ndarray, v: np.ndarray, new_lip: np.ndarray, down: tuple[float, float]
-) -> np.ndarray:
-    """``d`` scaled down below the lip where its slope along v would fold the map.
+) -> tuple[np.ndarray, np.ndarray]:
+    """``d`` scaled down below the lip where its slope along v would fold the map, and the
+    slope dd/dv of what is returned.
 
     The lower face is sampled at v - d(v): its Jacobian is 1 - dd/dv. The fades are long
     enough that this holds by construction at the openings the model asks for; an extreme
@@ -697,9 +739,9 @@ def _unfolded(
     slope = _dv(d, down)
     bad = (1.0 - slope < MIN_DET) & (v > new_lip)
     if not bad.any():
-        return d
-    worst = float(slope[bad].max())
-    return d * ((1.0 - MIN_DET) / worst)
+        return d, slope
+    scale = (1.0 - MIN_DET) / float(slope[bad].max())
+    return d * scale, slope * scale
 
 
 def _dv(d: np.ndarray, down: tuple[float, float]) -> np.ndarray:
