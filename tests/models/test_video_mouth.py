@@ -459,3 +459,54 @@ def test_a_shut_source_mouth_opens_onto_teeth_not_a_dark_hole(wrinkled_face):
     assert np.mean(tops) > np.mean(bottoms) + 40  # light teeth above, the dark mouth below
     lips = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[int(mesh[0, 1]) - 2, int(mesh[0, 0])]
     assert np.mean(tops) > lips  # teeth are lighter than the upper lip above them
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _painted(image: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The mouth opened wide (1.0): the output (float RGB), the painted interior's cover in
+    the output's pixels, and the middle half of its columns (a slice)."""
+    built = mouth_map(image.shape[:2], mesh, 1.0, None, lower_layer(image, mesh))
+    assert built is not None and built.painted is not None
+    out = reanimate(image, mesh, 1.0).astype(float)
+    cover = np.zeros(image.shape[:2])
+    x0, y0, x1, y1 = built.roi
+    cover[y0:y1, x0:x1] = built.interior
+    px0, py0, px1, py1 = built.painted
+    quarter = (px1 - px0) // 4
+    box = np.s_[y0 + py0 - 2 : y0 + py1 + 2, x0 + px0 + quarter : x0 + px1 - quarter]
+    return out, cover, box
+
+
+@pytest.mark.parametrize("which", ["smile", "wrinkled"])
+def test_what_is_painted_is_no_crisper_than_the_video(face, wrinkled_face, which):
+    """The painted inside of the mouth is blurred as much as the video draws its lips:
+    its steepest step in luma, pixel to pixel down the face, is at most 1.25 times the
+    steepest one of the source's own lips and teeth (drawn at the pixel's edge it was 1.6
+    to 1.8 times: a dark line drawn on under her teeth)."""
+    image, mesh = face if which == "smile" else wrinkled_face
+    out, _, box = _painted(image, mesh)
+    painted_step = np.abs(np.diff(out[box] @ _LUMA, axis=0)).max()
+    lips = np.round(mesh[list(OUTER_LIPS), :2]).astype(int)
+    (xa, ya), (xb, yb) = lips.min(0), lips.max(0)
+    source_step = np.abs(np.diff(image[ya : yb + 1, xa : xb + 1].astype(float) @ _LUMA, axis=0))
+    assert painted_step <= 1.25 * source_step.max()
+
+
+def test_the_painted_dark_is_the_speakers_own(face):
+    """Her smile shows the dark of her own mouth at its corners (warm, lit): opened
+    further, the new dark between the rows of teeth is in that tone, not a black that the
+    lit teeth around it make look drawn on."""
+    image, mesh = face
+    out, cover, box = _painted(image, mesh)
+    inside = cover[box] > 0.9
+    pixels = out[box][inside]
+    dark = pixels[np.argsort(pixels @ _LUMA)[: max(3, len(pixels) // 10)]].mean(0)
+    ring = np.round(mesh[[*INNER_UPPER, *INNER_LOWER[-2:0:-1]], :2]).astype(np.int32)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [ring], 1)
+    own = image[mask > 0].astype(float)
+    own_dark = own[np.argsort(own @ _LUMA)[: len(own) // 10]].mean(0)
+    assert dark @ _LUMA >= 0.9 * (own_dark @ _LUMA)  # (black was 0.67 of it)
+    assert dark[0] >= 1.6 * dark[2]  # warm, as hers (grey-black was 1.4)

@@ -19,7 +19,8 @@ upper inner edge U(u) and a lower one L(u); the source's gap is L - U. To show a
   teeth. The layers part where the source's teeth say (lower_layer): between its two rows of
   teeth, or under upper teeth that fill the gap, which keep their whole height (a gap too
   small to show teeth stays whole above the interior, which then gets a painted hint of
-  upper teeth);
+  upper teeth). The painted dark is the source mouth's own where it shows one, and what is
+  painted is blurred as much as the video blurs its lips (no crisper than around it);
   where it closes, the lower lip slides up over the gap, as a real lower lip covers the
   teeth.
 
@@ -109,10 +110,19 @@ LAYER_GAP = 0.04
 #: the teeth below darker rows (where the rows of teeth meet) that lies at least
 #: MIN_UPPER of the gap down
 PROFILE_ROWS, PROFILE_SPAN = 16, 0.6
+_PROFILE_ACROSS = np.linspace(-PROFILE_SPAN, PROFILE_SPAN, 9)  # in half widths
+_PROFILE_DOWN = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS  # in parts of the gap
 TEETH_LEVEL, MIN_UPPER = 0.5, 0.3
 #: the share of the gap that moves with the jaw where the source shows no teeth (or no light
 #: ones) to place the split by
 LOWER_SHARE = 0.5
+#: the painted back of the mouth takes BACK_OWN of the source mouth's own dark (_own_mouth),
+#: where its darkest tenth is darker than OWN_DARK of the lips' luma
+BACK_OWN, OWN_DARK = 0.7, 0.6
+#: the inner lips all round (_own_mouth)
+_INNER_RING = np.array([*INNER_UPPER, *INNER_LOWER[-2:0:-1]])
+#: what was painted is blurred (_softened) by at most a Gaussian of this many mouth widths
+PAINT_SOFT = 0.015
 #: lip colour when the lips cannot be sampled
 _LIPS = np.array([150.0, 80.0, 80.0])
 
@@ -176,10 +186,10 @@ def warp_patch(
     # where the layers part matters only when the mouth opens further than the source's; the
     # lips' colour then serves it and the painted interior (read once)
     opening = mf.target_mid(openness) > mf.source_mid()
-    lips = _lip_colour(frame, mesh) if opening else None
+    lips = _lip_colour(frame, mesh)
     # closing, they say how far the jaw is open (lips parted over teeth that meet close by
     # the lips, not by lifting the chin); _layers reads nothing when there is no gap to read
-    layers = _layers(frame, mesh, mf, lips)
+    layers = _layers(frame, mesh, mf, lips, colour=opening)
     # painted lower teeth where the source shows upper teeth and no lower ones (a smile whose
     # upper teeth fill the gap): the jaw brings them down behind the lower lip
     smile = layers.teeth is not None and not layers.lower_teeth
@@ -240,12 +250,15 @@ def warp_patch(
         px0, py0, px1, py1 = built.painted
         inside = result[py0:py1, px0:px1]
         alpha = built.interior[py0:py1, px0:px1]
-        interior = _interior_colour(frame, mesh, built, lips, layers.teeth)
+        shows = mf.source_mid() >= LAYER_GAP * mf.width  # (a shut mouth shows no inside)
+        own_dark, sharpest = _own_mouth(frame, mesh, lips, shows)
+        interior = _interior_colour(frame, mesh, built, lips, layers.teeth, own_dark)
         keep = 1 - alpha
         for c in range(3):  # per channel: see _resharpened
             interior[..., c] *= alpha
             inside[..., c] *= keep
         inside += interior
+        _softened(result, built.interior, built.painted, mf.width, sharpest)
     result += 0.5
     return Patch(built.roi, _clip(result, 0, 255, out=result).astype(np.uint8))
 
@@ -586,6 +599,8 @@ def _layers(
     mesh: np.ndarray,
     mf: MouthFrame | None = None,
     lips_rgb: np.ndarray | None = None,
+    *,
+    colour: bool = True,
 ) -> _Layers:
     """The source's gap, read for lower_layer: the share of it that a jaw would carry down,
     whether that share is lower teeth, and the upper teeth's colour where it shows them (the
@@ -602,16 +617,17 @@ def _layers(
     would carry the tips of the upper teeth down with the jaw. A gap with no light rows (no
     teeth, or an unlit mouth) splits at LOWER_SHARE. Read from the frame's pixels at the
     mesh's positions, bilinear: the same face in any crop gives the same share. ``lips_rgb``
-    is _lip_colour's when the caller has it."""
+    is _lip_colour's when the caller has it; ``colour`` False leaves the teeth's colour out
+    (a mouth that closes paints none: _Layers.teeth is then any non-None value)."""
     frame_mf = mf or mouth_frame(mesh)
     half, centre = frame_mf.half, frame_mf.centre
-    u = centre + np.linspace(-PROFILE_SPAN, PROFILE_SPAN, 9) * half
+    u = centre + _PROFILE_ACROSS * half
     top, bottom = frame_mf.upper_edge(u), frame_mf.lower_edge(u)
     gap = float(np.mean(bottom - top))
     none = _Layers(LOWER_SHARE, False, None)
     if gap < LAYER_GAP * frame_mf.width:  # no gap to read (nor layers to split)
         return none
-    t = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS  # row centres, 0 top .. 1 bottom
+    t = _PROFILE_DOWN  # row centres, 0 top .. 1 bottom
     v = top[None, :] + t[:, None] * (bottom - top)[None, :]
     offsets = u[None, :, None] * frame_mf.across + v[..., None] * frame_mf.down
     profile = _luma_at(frame, frame_mf.origin, offsets).mean(1)
@@ -629,15 +645,15 @@ def _layers(
     end = int(first[0])
     while end < PROFILE_ROWS and teeth[end]:
         end += 1
-    colour = _teeth_colour(frame, frame_mf.origin, offsets[first[0] : end])
+    shade = _teeth_colour(frame, frame_mf.origin, offsets[first[0] : end]) if colour else _LIPS
     below = np.flatnonzero(teeth[end:])
     if len(below) and end >= MIN_UPPER * PROFILE_ROWS:
         # lower teeth: split in the middle of the darker rows between the two rows of teeth;
         # the jaw is open by those darker rows
         dark = float(below[0]) / PROFILE_ROWS
-        return _Layers(1.0 - (end + 0.5 * float(below[0])) / PROFILE_ROWS, True, colour, dark)
+        return _Layers(1.0 - (end + 0.5 * float(below[0])) / PROFILE_ROWS, True, shade, dark)
     share = 1.0 - end / PROFILE_ROWS
-    return _Layers(share, False, colour, share)
+    return _Layers(share, False, shade, share)
 
 
 def _teeth_colour(frame: np.ndarray, origin: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -716,6 +732,39 @@ def _resharpened(
     return warped
 
 
+def _softened(
+    result: np.ndarray,
+    interior: np.ndarray,
+    painted: tuple[int, int, int, int],
+    width: float,
+    sharpest: float,
+) -> None:
+    """Blur what was painted (in place) as much as the video blurs its mouth: drawn at the
+    pixel's edge, the painted dark and teeth were crisper than the lips and teeth around
+    them and read as lines drawn on. A step of height C blurred by a Gaussian of sigma
+    rises by at most C / (2.5 sigma) a pixel: sigma is chosen so that the painted steps are
+    no steeper than ``sharpest``, the source mouth's steepest (_own_mouth), within
+    PAINT_SOFT mouth widths. The blur covers the painted pixels and a pixel or two around
+    them, faded out with the paint's own cover."""
+    height, region_width = interior.shape
+    x0, y0, x1, y1 = painted
+    area = result[y0:y1, x0:x1]
+    luma = area[..., 0] * 0.299 + area[..., 1] * 0.587 + area[..., 2] * 0.114
+    contrast = float(luma.max() - luma.min())
+    sigma = min(max(contrast / (2.5 * max(sharpest, 1.0)), 0.4), PAINT_SOFT * width)
+    pad = int(np.ceil(2 * sigma))
+    x0, y0 = max(x0 - pad, 0), max(y0 - pad, 0)
+    x1, y1 = min(x1 + pad, region_width), min(y1 + pad, height)
+    area = result[y0:y1, x0:x1]
+    blurred = cv2.GaussianBlur(area, (0, 0), sigma)
+    cover = cv2.GaussianBlur(interior[y0:y1, x0:x1], (0, 0), sigma)
+    cover = _clip(cover * 2.0, 0.0, 1.0, out=cover)  # full on the paint, fading off it
+    blurred -= area
+    for c in range(3):  # per channel: see _resharpened
+        blurred[..., c] *= cover
+    area += blurred
+
+
 def _smoothed(t: np.ndarray) -> np.ndarray:
     """0 below t = 0, 1 above t = 1, a smoothstep between (zero slope at both ends): t * t *
     (3 - 2 * t) of t clipped to 0..1, computed in place over ``t`` (a temporary)."""
@@ -770,20 +819,24 @@ def _interior_colour(
     built: MouthMap,
     lips: np.ndarray | None = None,
     teeth_rgb: np.ndarray | None = None,
+    own_dark: np.ndarray | None = None,
 ) -> np.ndarray:
     """The painted mouth interior in ``built.painted``'s box: the speaker's lip colour,
-    darkened with depth, with painted teeth (a hint of upper ones under the upper lip, lower
-    ones over the lower lip) in ``teeth_rgb``, the colour of the teeth the frame shows, or
-    where it shows none as light as the lips' light allows, in their tone (grey lips give grey
-    teeth)."""
+    darkening with depth to BACK_OWN of ``own_dark`` (the dark the source's own mouth shows,
+    _own_mouth: a black painted dark in a lit smile looked drawn on) or, where the source
+    shows none, to _BACK of the lips' colour, with painted teeth (a hint of upper ones under
+    the upper lip, lower ones over the lower lip) in ``teeth_rgb``, the colour of the teeth
+    the frame shows, or where it shows none as light as the lips' light allows, in their tone
+    (grey lips give grey teeth)."""
     assert built.painted is not None
     x0, y0, x1, y1 = built.painted
     if lips is None:
         lips = _lip_colour(frame, mesh)
     depth = built.shade[y0:y1, x0:x1]
-    shading = _FRONT * (1 - depth) + _BACK * depth
     tongue = built.tongue[y0:y1, x0:x1]
-    shading += (_TONGUE - shading) * tongue
+    # the back of the mouth: the dark the source's own mouth shows, where it shows one (its
+    # corners' shadow), else a fraction of the lips' colour
+    back = _BACK * lips if own_dark is None else BACK_OWN * np.asarray(own_dark, np.float32)
     if teeth_rgb is not None:
         teeth = np.asarray(teeth_rgb, np.float32)
     else:
@@ -796,9 +849,12 @@ def _interior_colour(
     alpha = built.teeth[y0:y1, x0:x1]
     keep = 1 - alpha
     # dark * (1 - alpha) + teeth * alpha, per channel (see _resharpened)
-    out = np.empty((*alpha.shape, 3), np.result_type(lips, shading))
+    out = np.empty((*alpha.shape, 3), np.result_type(lips, depth))
     for c in range(3):
-        channel = np.multiply(shading, lips[c : c + 1], out=out[..., c])  # (an array: lips' dtype)
+        # lips * front at the lips, the back's colour deep in, the tongue over them
+        channel = np.multiply(1 - depth, float(lips[c]) * _FRONT, out=out[..., c])
+        channel += depth * float(back[c])
+        channel += (float(lips[c]) * _TONGUE - channel) * tongue
         channel *= keep
         channel += alpha * teeth[c]
     return out
@@ -847,6 +903,35 @@ def _tongue(below: np.ndarray, opening: np.ndarray, across: np.ndarray, width: f
     low = low * low * (3 - 2 * low)
     middle = np.sqrt(np.clip(1.0 - (across / 0.8) ** 2, 0.0, 1.0))
     return show * low * middle * TONGUE_WEIGHT
+
+
+def _own_mouth(
+    frame: np.ndarray, mesh: np.ndarray, lips_rgb: np.ndarray, parted: bool = True
+) -> tuple[np.ndarray | None, float]:
+    """What the source's own mouth shows, for the painted interior to match: the mean colour
+    of the darkest tenth of the pixels between the inner lips (a mouth's shadowed inside, its
+    corners; None where the lips are shut, not ``parted``, or nothing there is darker than
+    OWN_DARK of the luma of the lips, ``lips_rgb``), and the largest step in luma between two pixels one
+    above the other around the lips (how sharp the video draws a mouth: 0 if unread)."""
+    pts = np.floor(np.asarray(mesh, np.float64)[_INNER_RING, :2] + 0.5).astype(np.int32)
+    x0, y0 = np.maximum(pts.min(0) - 3, 0)
+    x1, y1 = np.minimum(pts.max(0) + 4, frame.shape[1::-1])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None, 0.0
+    box = frame[y0:y1, x0:x1].astype(np.float32)
+    luma = box[..., 0] * 0.299 + box[..., 1] * 0.587 + box[..., 2] * 0.114
+    sharpest = float(np.abs(np.diff(luma, axis=0)).max())
+    mask = np.zeros(luma.shape, np.uint8)
+    cv2.fillPoly(mask, [pts - (x0, y0)], 1)
+    inside = mask > 0
+    if not parted or inside.sum() < 10:
+        return None, sharpest
+    pixels, values = box[inside], luma[inside]
+    darkest = np.argpartition(values, len(values) // 10)[: max(len(values) // 10, 1)]
+    lips = float(lips_rgb @ np.array([0.299, 0.587, 0.114], np.float32))
+    if float(values[darkest].mean()) > OWN_DARK * lips:
+        return None, sharpest
+    return pixels[darkest].mean(0), sharpest
 
 
 def _lip_colour(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
