@@ -911,8 +911,9 @@ def _own_mouth(
     """What the source's own mouth shows, for the painted interior to match: the mean colour
     of the darkest tenth of the pixels between the inner lips (a mouth's shadowed inside, its
     corners; None where the lips are shut, not ``parted``, or nothing there is darker than
-    OWN_DARK of the luma of the lips, ``lips_rgb``), and the largest step in luma between two pixels one
-    above the other around the lips (how sharp the video draws a mouth: 0 if unread)."""
+    OWN_DARK of the luma of the lips, ``lips_rgb``), and the largest step in luma between two
+    pixels one above the other around the lips (how sharp the video draws a mouth: 0 if
+    unread)."""
     pts = np.floor(np.asarray(mesh, np.float64)[_INNER_RING, :2] + 0.5).astype(np.int32)
     x0, y0 = np.maximum(pts.min(0) - 3, 0)
     x1, y1 = np.minimum(pts.max(0) + 4, frame.shape[1::-1])
