@@ -11,9 +11,7 @@ upper inner edge U(u) and a lower one L(u); the source's gap is L - U. To show a
   is 1 - dd/dv, kept positive by construction (the fade is long) and checked (MIN_DET): the
   warp never folds. Closing lips that are parted over teeth that meet (a smile) moves the
   chin by the jaw's own opening only (the gap's dark, _Layers.jaw): the lower lip stretches
-  up over the teeth (at most LIP_STRETCH of the way to the chin), and the skin it stretches
-  is resharpened by how far it is stretched. A chin over a collar's or a beard's edge
-  (_under_chin) is lifted as little: lifting it pulled that edge up with it, torn;
+  up over the teeth, and the skin it stretches is resharpened by how far it is stretched;
 * between the lips: the source's own gap content (its teeth), never stretched or squeezed;
   where the mouth opens further than the source's, a mouth interior is painted (dark, shaded
   towards the lips, a tongue low in a wide opening) between the gap's upper layer, which
@@ -83,17 +81,8 @@ MIN_DET = 0.25
 #: the difference (slope <= 1.5 / STRETCH_RAMP: 0.6, short of folding at 1 - MIN_DET)
 JAW_CLOSE = 0.15
 STRETCH_RAMP = 2.5
-#: the lower lip alone closes at most this share of the lip-to-chin span (the jaw lifts the
-#: rest)
-LIP_STRETCH = 0.4
-#: how far under the chin _under_chin looks, in lip-to-chin spans, and its step, in mouth
-#: widths
-UNDER_CHIN, CHIN_STEP = 0.8, 0.05
-#: a step of luma under the chin (_under_chin) from the first of these on keeps the chin
-#: (fully from the second) when a jaw shuts: a neck's shading makes ~30, a collar's edge 140+
-CHIN_EDGE = (50.0, 110.0)
 #: unsharp-mask amount per unit of stretch (dd/dv) where the skin is stretched (_resharpened)
-STRETCH_SHARPEN = 3.0
+STRETCH_SHARPEN = 1.5
 #: the painted interior's colour as fractions of the speaker's own lip colour (so it takes the
 #: light and skin of the video): near the lips, and at the back of the mouth
 _FRONT, _BACK = 0.55, 0.16
@@ -204,18 +193,8 @@ def warp_patch(
     # painted lower teeth where the source shows upper teeth and no lower ones (a smile whose
     # upper teeth fill the gap): the jaw brings them down behind the lower lip
     smile = layers.teeth is not None and not layers.lower_teeth
-    jaw = layers.jaw
-    if not opening and jaw > JAW_CLOSE:
-        # A jaw that shuts stretches what lies under the chin up behind it: a neck's skin
-        # takes that, a collar's or a beard's edge under the chin tears (it rose in a bump
-        # with the chin). Over such an edge the chin stays and the lower lip stretches up,
-        # as over teeth; in between, a ramp (no jump from one frame to the next).
-        edge = _under_chin(frame, mesh, mf)
-        low, high = CHIN_EDGE
-        kept = min(max((edge - low) / (high - low), 0.0), 1.0)
-        jaw -= kept * (jaw - JAW_CLOSE)
     built = mouth_map(
-        frame.shape[:2], mesh, openness, mf, layers.share, lower_teeth=smile, jaw_share=jaw
+        frame.shape[:2], mesh, openness, mf, layers.share, lower_teeth=smile, jaw_share=layers.jaw
     )
     if built is None:  # sub-pixel: nothing visible to do
         return None
@@ -405,9 +384,8 @@ def mouth_map(
     moves down with the jaw as the mouth opens (lower_layer: what the frame's teeth say);
     ``lower_teeth``: paint lower teeth on the interior (the source's gap shows upper teeth
     and none that the jaw carries down); ``jaw_share``: the share of the source's gap that is the
-    jaw's own opening (_Layers.jaw, less over a collar: warp_patch): closing, the chin rises
-    by that share of the lips' shift (at least JAW_CLOSE), the lower lip alone covers the
-    rest (at most LIP_STRETCH of the lip-to-chin span)."""
+    jaw's own opening (_Layers.jaw): closing, the chin rises by that share of the lips' shift
+    (at least JAW_CLOSE), the lower lip alone covers the rest."""
     frame = mf or mouth_frame(mesh)
     origin, across, down, width = frame.origin, frame.across, frame.down, frame.width
     uv, upper_edge, lower_edge = frame.uv, frame.upper_edge, frame.lower_edge
@@ -472,8 +450,6 @@ def mouth_map(
         # The skin between them takes the difference over a ramp long enough not to fold
         # (a smoothstep's slope peaks at 1.5 x its mean).
         lifted = d_jaw * max(float(jaw_share), JAW_CLOSE)
-        # a lip stretches only so far (LIP_STRETCH of the span): the jaw lifts the rest
-        lifted = min(lifted, d_jaw + LIP_STRETCH * span)
         ramp = max(ramp, STRETCH_RAMP * (lifted - d_jaw))
         d_jaw = lifted
     new_lip = lip + d_lip  # the lower lip's inner edge in the output
@@ -680,25 +656,6 @@ def _layers(
     return _Layers(share, False, shade, share)
 
 
-def _under_chin(frame: np.ndarray, mesh: np.ndarray, mf: MouthFrame | None = None) -> float:
-    """The steepest step in luma just under the chin, between points CHIN_STEP mouth widths
-    apart down the face: across the inner mouth's width, from the chin to UNDER_CHIN of the
-    lip-to-chin span below it. A collar, a beard's edge or a hand there makes one of a hundred
-    levels or more; the shading of a neck's skin makes a few tens. When a jaw shuts, what lies
-    there is stretched up behind the chin."""
-    frame_mf = mf or mouth_frame(mesh)
-    _, chin_v = frame_mf.uv(np.asarray(mesh, np.float64)[CHIN, :2])
-    lip_v = float(frame_mf.vl.max())
-    chin_v = max(float(chin_v), lip_v + 0.3 * frame_mf.width)
-    step = CHIN_STEP * frame_mf.width
-    rows = max(int(UNDER_CHIN * (chin_v - lip_v) / step) + 1, 2)
-    u = frame_mf.centre + _PROFILE_ACROSS * frame_mf.half
-    v = chin_v + step * np.arange(rows)
-    offsets = u[None, :, None] * frame_mf.across + v[:, None, None] * frame_mf.down
-    luma = _luma_at(frame, frame_mf.origin, offsets)
-    return float(np.abs(np.diff(luma, axis=0)).max())
-
-
 def _teeth_colour(frame: np.ndarray, origin: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The mean RGB of ``frame`` at ``origin`` + ``offsets`` (the upper teeth's rows across the
     gap), each at its nearest pixel (edges clamped)."""
@@ -756,6 +713,8 @@ def _resharpened(
     across *= fy
     amount = np.maximum(amount, across, out=amount)
     amount *= RESHARPEN * 4
+    if built.stretch is not None:  # and what stretching the skin spreads out
+        amount += STRETCH_SHARPEN * built.stretch[y0:y1, x0:x1]
     # the blur reads 4 pixels around (sigma 1): blurred over the box and that margin, the
     # box's values are those of the whole region's blur
     height, width = built.map_x.shape
@@ -770,20 +729,6 @@ def _resharpened(
     for c in range(3):
         sharper[..., c] *= amount
     inside += sharper
-    if built.stretch is not None:
-        # What stretching the skin down the face spreads out is given back down the face
-        # only: an unsharp mask down the columns (faces are near upright), weighted by the
-        # stretch (a mask both ways would also sharpen the detail across the face, which
-        # stretching does not blur).
-        column = cv2.GaussianBlur(
-            warped[by0:by1, bx0:bx1], (1, 2 * _BLUR_REACH + 1), sigmaX=0, sigmaY=1.0
-        )
-        column = column[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
-        sharper = np.subtract(inside, column, out=column)
-        stretch = built.stretch[y0:y1, x0:x1] * STRETCH_SHARPEN
-        for c in range(3):
-            sharper[..., c] *= stretch
-        inside += sharper
     return warped
 
 
