@@ -20,6 +20,7 @@ import pytest
 from media import hdr_mp4, rgb_of
 
 from a2v_server.errors import InvalidInput
+from a2v_server.media import hdr
 from a2v_server.media.spool import Spool
 from a2v_server.media.video import SourceVideo
 
@@ -357,6 +358,49 @@ def test_an_hdr_video_comes_out_as_an_sdr_screen_shows_it(transfer, kind):
                 assert difference.max() < 12, (i, got[patch].mean((0, 1)), picture[patch][0, 0])
             grey = np.abs(got[40:60, 8:88].mean((0, 2)) - picture[40:60, 8:88].mean((0, 2)))
             assert np.median(grey) < 4
+    finally:
+        video.close()
+        spool.close()
+
+
+def test_an_hdr_videos_conversion_is_set_up_while_its_first_picture_decodes(monkeypatch):
+    """Opening an HLG video starts setting up its chroma-grid conversion from the stream's
+    headers, before the first picture is decoded (a thread of its own: its filter graphs
+    took ~80 ms after that picture). The pictures are the same, bit for bit, as those of a
+    conversion set up once the first picture is out; an SDR video starts nothing."""
+    data = hdr_mp4([_colour_picture()] * 4, "arib-std-b67")
+
+    def pictures() -> tuple[list[np.ndarray], object]:
+        spool, video = _opened(data)
+        try:
+            video.open()  # (decodes and converts the first picture)
+            return [video.frame(slot).i420.copy() for slot in range(3)], video._to_sdr._grid
+        finally:
+            video.close()
+            spool.close()
+
+    made, _ = pictures()
+    started = []
+    original = hdr.ToSdr.prepare
+
+    def prepare(self, stream):
+        original(self, stream)
+        started.append(self._ahead)
+
+    monkeypatch.setattr(hdr.ToSdr, "prepare", prepare)
+    prepared, grid = pictures()
+    assert started[0] is not None and started[0]._grid is grid  # set up ahead, then taken
+    monkeypatch.setattr(hdr.ToSdr, "prepare", lambda self, stream: None)
+    after, _ = pictures()
+    for a, b, c in zip(made, prepared, after, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+
+    monkeypatch.setattr(hdr.ToSdr, "prepare", prepare)
+    started.clear()
+    spool, video = _opened(_clip(4))
+    try:
+        video.open()
+        assert started == [None]  # SDR: nothing to set up
     finally:
         video.close()
         spool.close()

@@ -213,6 +213,8 @@ class SourceVideo:
         self._seeker: tuple[av.container.InputContainer, av.video.stream.VideoStream] | None = None
         self._seek_pass: _Pass | None = None
         self._shape: _Shape | None = None
+        #: converts HDR pictures (set up ahead while the first one decodes: open)
+        self._to_sdr = ToSdr()
         self._t0 = 0.0
         self.info: VideoInfo | None = None
         #: the slot count, once the first pass reached the end
@@ -248,6 +250,8 @@ class SourceVideo:
                 reader = self._spool.streaming()
             container, stream = self._open(reader)
             self._stream = stream  # (its sample aspect ratio: _picture)
+            # an HDR video's conversion is set up while its first picture decodes
+            self._to_sdr.prepare(stream.codec_context)
             try:
                 rate, source_rate, self._step = _frame_rate(stream)
                 duration = _duration(container, stream)
@@ -525,7 +529,7 @@ class SourceVideo:
                 field="video",
             )
         if self._shape is None:
-            self._shape = _Shape.of(frame, self._sample_aspect())
+            self._shape = _Shape.of(frame, self._sample_aspect(), self._to_sdr)
         return self._shape.picture(frame)
 
     def _sample_aspect(self) -> Fraction:
@@ -554,6 +558,7 @@ class _Shape:
         colour: Colour | None,
         hdr: str | None = None,
         stored: tuple[int, int] | None = None,
+        to_sdr: ToSdr | None = None,
     ):
         self.orientation = orientation
         #: the pictures' size (upright): the source's as shown (square pixels), or what
@@ -571,7 +576,7 @@ class _Shape:
         self.converted: str | None = None
         self._to_rgb = VideoReformatter()
         self._scaler = VideoReformatter()
-        self._to_sdr = ToSdr()
+        self._to_sdr = to_sdr or ToSdr()
 
     def scale_to(self, width: int, height: int) -> None:
         """Pictures at ``width`` x ``height`` (upright) from now on (SourceVideo.decode_at)."""
@@ -609,7 +614,12 @@ class _Shape:
         )
 
     @classmethod
-    def of(cls, frame: av.VideoFrame, sample_aspect: Fraction = Fraction(1)) -> _Shape:
+    def of(
+        cls,
+        frame: av.VideoFrame,
+        sample_aspect: Fraction = Fraction(1),
+        to_sdr: ToSdr | None = None,
+    ) -> _Shape:
         orientation = _orientation(frame)
         if orientation != UPRIGHT:
             log.info("video display orientation %d applied", orientation)
@@ -636,7 +646,7 @@ class _Shape:
         elif colour is None and whole and (colour := converted_colour(frame)) is not None:
             converted = sampling_of(frame)
             log.info("video is %s: converted to 8-bit 4:2:0 limited range", converted)
-        shape = cls(orientation, w, h, colour, hdr, stored if stored != (w, h) else None)
+        shape = cls(orientation, w, h, colour, hdr, stored if stored != (w, h) else None, to_sdr)
         shape.converted = converted
         if stored != (w, h):
             shape.non_square = (sample_aspect, stored)
