@@ -186,13 +186,13 @@ def warp_patch(
     # where the layers part matters only when the mouth opens further than the source's; the
     # lips' colour then serves it and the painted interior (read once)
     opening = mf.target_mid(openness) > mf.source_mid()
-    lips = _lip_colour(frame, mesh)
+    lips = _lip_colour(frame, mesh) if opening else None
     # closing, they say how far the jaw is open (lips parted over teeth that meet close by
     # the lips, not by lifting the chin); _layers reads nothing when there is no gap to read
     layers = _layers(frame, mesh, mf, lips, colour=opening)
     # painted lower teeth where the source shows upper teeth and no lower ones (a smile whose
     # upper teeth fill the gap): the jaw brings them down behind the lower lip
-    smile = layers.teeth is not None and not layers.lower_teeth
+    smile = opening and layers.teeth is not None and not layers.lower_teeth
     built = mouth_map(
         frame.shape[:2], mesh, openness, mf, layers.share, lower_teeth=smile, jaw_share=layers.jaw
     )
@@ -250,6 +250,8 @@ def warp_patch(
         px0, py0, px1, py1 = built.painted
         inside = result[py0:py1, px0:px1]
         alpha = built.interior[py0:py1, px0:px1]
+        if lips is None:  # (a mouth that closes in the middle may open at a corner)
+            lips = _lip_colour(frame, mesh)
         shows = mf.source_mid() >= LAYER_GAP * mf.width  # (a shut mouth shows no inside)
         own_dark, sharpest = _own_mouth(frame, mesh, lips, shows)
         interior = _interior_colour(frame, mesh, built, lips, layers.teeth, own_dark)
@@ -444,7 +446,8 @@ def mouth_map(
     # Below the lower lip the shift goes over from the lip's profile to the jaw's over ``ramp``.
     span = max(chin_v - float(vl.max()), 4.0)
     ramp = 0.6 * span
-    if d_jaw < 0 and jaw_share < 1.0:
+    stretching = d_jaw < 0 and jaw_share < 1.0
+    if stretching:
         # Closing lips that are parted over teeth (a smile): the jaw is already shut, so the
         # chin rises by its own opening only and the lower lip stretches up over the teeth.
         # The skin between them takes the difference over a ramp long enough not to fold
@@ -492,7 +495,7 @@ def mouth_map(
         new_split = split + d_lip
     d, slope = _unfolded(d, v, new_split, (dx, dy))
     stretch = None
-    if d_jaw < 0 and jaw_share < 1.0:  # (elsewhere the slopes stay small)
+    if stretching:  # (elsewhere the slopes stay small)
         stretch = _clip(slope, 0.0, 1.0 - MIN_DET, out=slope)
 
     # The lower face (with the gap's lower layer) is sampled d further up from half a pixel
@@ -617,8 +620,8 @@ def _layers(
     would carry the tips of the upper teeth down with the jaw. A gap with no light rows (no
     teeth, or an unlit mouth) splits at LOWER_SHARE. Read from the frame's pixels at the
     mesh's positions, bilinear: the same face in any crop gives the same share. ``lips_rgb``
-    is _lip_colour's when the caller has it; ``colour`` False leaves the teeth's colour out
-    (a mouth that closes paints none: _Layers.teeth is then any non-None value)."""
+    is _lip_colour's when the caller has it; ``colour`` False leaves the teeth's colour unread
+    (_Layers.teeth None: a mouth that closes paints no teeth)."""
     frame_mf = mf or mouth_frame(mesh)
     half, centre = frame_mf.half, frame_mf.centre
     u = centre + _PROFILE_ACROSS * half
@@ -645,7 +648,7 @@ def _layers(
     end = int(first[0])
     while end < PROFILE_ROWS and teeth[end]:
         end += 1
-    shade = _teeth_colour(frame, frame_mf.origin, offsets[first[0] : end]) if colour else _LIPS
+    shade = _teeth_colour(frame, frame_mf.origin, offsets[first[0] : end]) if colour else None
     below = np.flatnonzero(teeth[end:])
     if len(below) and end >= MIN_UPPER * PROFILE_ROWS:
         # lower teeth: split in the middle of the darker rows between the two rows of teeth;
