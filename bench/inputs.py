@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import struct
 import subprocess
 import wave
 from collections.abc import Iterable, Iterator
@@ -170,6 +171,22 @@ def prores_video(source: Path, path: Path) -> Path:
     _run("ffmpeg", "-v", "error", "-y", "-i", str(source), "-c:v", "prores_ks", "-profile:v",
          "3", "-pix_fmt", "yuv422p10le", "-an", str(path))  # fmt: skip
     return path
+
+
+def index_at_end(path: Path) -> bool:
+    """Whether an MP4/MOV keeps its index (``moov``) after the media (``mdat``), as the
+    server's Spool.moov_at_end reads it: its top-level boxes, in order."""
+    with open(path, "rb") as f:
+        while len(header := f.read(16)) >= 8:
+            size, kind = struct.unpack(">I4s", header[:8])
+            if kind in (b"moov", b"mdat"):
+                return kind == b"mdat"
+            if size == 1 and len(header) == 16:
+                size = struct.unpack(">Q", header[8:])[0]
+            if size < 8:
+                return False
+            f.seek(f.tell() - len(header) + size)
+    return False
 
 
 #: AVColorTransferCharacteristic numbers of the HDR transfers, by FFmpeg's names

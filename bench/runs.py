@@ -30,6 +30,10 @@ class FileRun:
     first_chunk: float
     total: float
     server_first_chunk: float
+    #: the speaker video's last piece handed to gRPC (0 without a video): for an MP4 whose
+    #: index comes after the media nothing can be decoded before it, and issue 12's first
+    #: chunk target counts from there
+    video_sent: float
     frames: int
     duration: float  # seconds of video
     summary: pb.Summary
@@ -50,11 +54,17 @@ def file_run(
     part of the clip (GenerateConfig.range); ``speakers``: turns (start, end, face index)."""
     sent: list[float] = []
 
+    video_sent = 0.0
+
     def timed(requests: Iterator[pb.GenerateRequest]) -> Iterator[pb.GenerateRequest]:
+        nonlocal video_sent
         for request in requests:
             if not sent:
                 sent.append(time.perf_counter())
             yield request
+            # (gRPC asks for the next message once it has taken this one)
+            if request.HasField("video") and request.video.last:
+                video_sent = time.perf_counter() - sent[0]
 
     model = "lipsync" if video is not None else None
     options = GenerateOptions(
@@ -83,6 +93,7 @@ def file_run(
         first_chunk=first - sent[0],
         total=end - sent[0],
         server_first_chunk=summary.timings.first_chunk_seconds,
+        video_sent=video_sent,
         frames=summary.frames,
         duration=summary.duration_seconds,
         summary=summary,
