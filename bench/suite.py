@@ -180,9 +180,7 @@ def _lipsync_converted(
 ) -> list[Row]:
     """A lipsync row of a video the ceiling must convert or scale to the run's output (a
     yuv420p picture of the run's size: ``_lipsync_pairs(scaled=True)``)."""
-    best, ceiling, ratios, firsts, after = _lipsync_pairs(
-        address, audio, video, runs, scaled=True
-    )
+    best, ceiling, ratios, firsts, after = _lipsync_pairs(address, audio, video, runs, scaled=True)
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         source = f"{stream.width}x{stream.height}"
