@@ -405,6 +405,43 @@ def test_a_wrong_fold_would_be_caught():
     assert _jacobian_det(xs, folded_y)[12:18].max() < 0
 
 
+def _column_seam(before: np.ndarray, after: np.ndarray) -> float:
+    """The strongest vertical seam in what changed (grey levels): the step of the change
+    between two neighbouring columns, the same way down 15 rows (a warp that moves the lower
+    face by a step from one column to the next; texture moved smoothly steps both ways)."""
+    change = after.astype(np.float32)[..., 1] - before.astype(np.float32)[..., 1]
+    rows, cols = np.nonzero(change)
+    change = change[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    return float(np.abs(cv2.blur(np.diff(change, axis=1), (1, 15))).max())
+
+
+def test_the_lower_face_moves_without_a_seam_between_columns(analyzer):
+    """A blurred face (LFW's 25 px face blown up 20 times: a low-resolution webcam) whose lips
+    the tracker reads as parted in the middle (14 px of 143) and closer at the sides: opened
+    a little, its lip's shift changes sign along the mouth. Switched on where it did, the
+    lower layer's split and the closing lip's skip moved the lower face by a step between
+    two columns: a lighter box under the mouth with straight sides (seams of 12 and 26 grey
+    levels at openings 0.15 and 0.3; smooth, about 4)."""
+    small = (data.lfw_subset()[3] * 255).astype(np.uint8)
+    image = np.ascontiguousarray(np.dstack([cv2.resize(small, (500, 500), cv2.INTER_CUBIC)] * 3))
+    (found,) = analyzer.analyze(image)
+    assert 0.07 < mouth_frame(found.mesh).source_mid() / mouth_frame(found.mesh).width < 0.12
+    for openness in (0.15, 0.3):
+        assert _column_seam(image, reanimate(image, found.mesh, openness)) < 8.0, openness
+
+
+def test_the_lips_shift_is_continuous_in_the_gap_it_closes(face):
+    """Closing, the lip goes a little past shut where the source's gap is over a pixel; that
+    overlap comes in with the gap, not at once where it passes 1 px (a 0.4 px step in the
+    shift between neighbouring columns of a mouth whose gap crosses 1 px along it)."""
+    _, mesh = face
+    mf = mouth_frame(mesh)
+    gaps = np.arange(0.0, 3.0, 0.01)
+    u = np.full_like(gaps, mf.centre)
+    shift = mf.shift(u, 0.0, np.zeros_like(gaps), gaps)
+    assert np.abs(np.diff(shift)).max() < 0.05
+
+
 @pytest.fixture(scope="module")
 def wrinkled_face(analyzer) -> tuple[np.ndarray, np.ndarray]:
     """Grace Hopper (matplotlib's sample photo): fine wrinkles, the hardest skin to keep."""

@@ -71,6 +71,9 @@ _BLUR_REACH = 4
 CLOSE_PAST = 0.04
 CLOSE_SKIP = 0.03
 CLOSE_RAMP = 0.5
+#: the lip's shift fades to nothing over this share of the inner mouth's half width at its
+#: ends (MouthFrame.shift)
+END_TAPER = 0.15
 #: closed lips' contact line (mouth_map): darkened by up to SEAM_DARK where the output's gap
 #: is under SEAM_GAP px, over a pixel either side of the line, fading to the corners
 SEAM_DARK, SEAM_GAP = 0.3, 1.5
@@ -323,10 +326,15 @@ class MouthFrame:
         # for is CLOSE_RAMP of that overlap (new gap = wanted - overlap * (1 - wanted / (ramp
         # * overlap)) below it: continuous, rising with ``wanted``; a short ramp, so that
         # slightly parted lips still part: a wide one shut every quiet sound's small opening).
-        overlap = np.minimum(CLOSE_PAST * float(self.width), 0.4 * gap) * (gap > 1.0)
+        # (The overlap comes in as the gap grows from 1 to 2 px, and the whole shift fades out
+        # over the inner mouth's last END_TAPER: cut off where a gap passed 1 px, or at the
+        # ends, where the tracked edges rarely meet exactly, the lower face moved by a step
+        # from one column of pixels to the next: a vertical seam through the lower lip.)
+        overlap = np.minimum(CLOSE_PAST * float(self.width), 0.4 * gap) * _clip(gap - 1.0, 0, 1)
         ramp = np.maximum(CLOSE_RAMP * overlap, 1e-6)
         past = overlap * np.clip(1.0 - wanted / ramp, 0.0, 1.0)
-        return (wanted - past - gap) * (np.abs(u - centre) < half)
+        ends = _clip((half - np.abs(u - centre)) * (1.0 / (END_TAPER * half)), 0.0, 1.0)
+        return (wanted - past - gap) * ends
 
     def target_mid(self, openness: float) -> float:
         """The gap asked for in the middle of the inner mouth, in pixels: an ellipse across
@@ -463,7 +471,11 @@ def mouth_map(
         # dark or its teeth; the lower lip brought up from exactly there would carry a line
         # of them to the upper lip (a dashed dark and white seam). Its content starts
         # CLOSE_SKIP below it instead; its edge still lands at new_lip.
-        skip = np.minimum(CLOSE_SKIP * width, 0.5 * gap) * (d_lip < 0)
+        # (By how far the lip closes, to all of it once it shuts: switched on where d_lip
+        # turned negative, the skip was a step between columns, a seam in the lower lip where
+        # a mouth closes in the middle and opens at the sides.)
+        closing = _clip(-d_lip / np.maximum(gap, 1.0), 0.0, 1.0)
+        skip = np.minimum(CLOSE_SKIP * width, 0.5 * gap) * closing
         split = lip + skip
         d_lip = d_lip - skip
     # Below the lower lip the shift goes over from the lip's profile d(u) to the jaw's (one
@@ -491,7 +503,10 @@ def mouth_map(
     layered = _clip(gap * (1.0 / (LAYER_GAP * width)) - 1.0, 0.0, 1.0)
     new_split = new_lip
     if d_jaw > 0:
-        split = lip - gap * layered * (float(lower_share) * (d_lip > 0))
+        # (The lower layer comes along as the lip opens by its thickness: all at once where
+        # d_lip turned positive, the split stepped by the layer's thickness between columns.)
+        layer = gap * layered * float(lower_share)
+        split = lip - layer * _clip(d_lip / np.maximum(layer, 1.0), 0.0, 1.0)
         new_split = split + d_lip
     d, slope = _unfolded(d, v, new_split, (dx, dy))
     stretch = None
