@@ -476,6 +476,32 @@ def test_the_skin_keeps_its_texture(reference, face, wrinkled_face):
             assert ratio <= 1.5, openness  # and not over-sharpened
 
 
+def test_a_full_opening_brings_the_whole_lower_lip_down(analyzer, wrinkled_face):
+    """Opened all the way, Grace Hopper's lower lip (a short chin: 54 px from lip to chin,
+    the lip's shift 21 px) moves down by the whole shift: the pixels just under its new inner
+    edge show the lip's own edge, upright and tilted. Under the mouth's corners the lip
+    hardly moves while the jaw drops; squeezed into 0.6 of that span, the skin there made
+    the fold guard scale the whole map down, and the lip landed 4-5 px short of its edge (now
+    0-2), that much of it painted over by the opening."""
+    image, _ = wrinkled_face
+    for degrees in (0, 10, 20):
+        tilted = _tilted(image, degrees) if degrees else image
+        (found,) = analyzer.analyze(tilted)
+        mf = mouth_frame(found.mesh)
+        built = mouth_map(tilted.shape[:2], found.mesh, 1.0, mf)
+        assert built is not None
+        middle = np.array([mf.centre])
+        lip = float(mf.lower_edge(middle)[0])
+        shift = float(mf.shift(middle, mf.target_mid(1.0))[0])
+        assert shift > 15
+        out = mf.origin + mf.centre * mf.across + (lip + shift + 2.0) * mf.down
+        x, y = np.round(out).astype(int)
+        x0, y0 = built.roi[:2]
+        sampled = np.array([built.map_x[y - y0, x - x0] + x0, built.map_y[y - y0, x - x0] + y0])
+        moved = float((np.array([x, y]) - sampled) @ mf.down)
+        assert abs(moved - shift) < 2.5, degrees
+
+
 def test_a_shut_source_mouth_opens_onto_teeth_not_a_dark_hole(wrinkled_face):
     """Grace Hopper's mouth is shut in the photo, so the warp has no teeth of hers to show:
     the opening gets a painted band of upper teeth under the upper lip, dark below it."""

@@ -71,9 +71,13 @@ _BLUR_REACH = 4
 CLOSE_PAST = 0.04
 CLOSE_SKIP = 0.03
 CLOSE_RAMP = 0.5
+#: opening, the skin under the lip takes the difference between the lip's shift and the
+#: jaw's over at least OPEN_RAMP times it (mouth_map), at most OPEN_RAMP_MAX lip-to-chin spans
+OPEN_RAMP, OPEN_RAMP_MAX = 2.2, 1.2
 #: the lip's shift fades to nothing over this share of the inner mouth's half width at its
-#: ends (MouthFrame.shift)
-END_TAPER = 0.15
+#: ends (MouthFrame.shift): closing, and opening (longer: closing over it left the corners of
+#: a smile parted)
+END_TAPER = (0.15, 0.3)
 #: closed lips' contact line (mouth_map): darkened by up to SEAM_DARK where the output's gap
 #: is under SEAM_GAP px, over a pixel either side of the line, fading to the corners
 SEAM_DARK, SEAM_GAP = 0.3, 1.5
@@ -333,8 +337,13 @@ class MouthFrame:
         overlap = np.minimum(CLOSE_PAST * float(self.width), 0.4 * gap) * _clip(gap - 1.0, 0, 1)
         ramp = np.maximum(CLOSE_RAMP * overlap, 1e-6)
         past = overlap * np.clip(1.0 - wanted / ramp, 0.0, 1.0)
-        ends = _clip((half - np.abs(u - centre)) * (1.0 / (END_TAPER * half)), 0.0, 1.0)
-        return (wanted - past - gap) * ends
+        shift = wanted - past - gap
+        inside_by = half - np.abs(u - centre)
+        ends = _clip(inside_by * (1.0 / (END_TAPER[0] * half)), 0.0, 1.0)
+        # (opening over a longer taper: a full opening's corners fall steeply otherwise, which
+        # the fold guard's finite differences read as a fold on a tilted face, and look boxy)
+        opening = _clip(inside_by * (1.0 / (END_TAPER[1] * half)), 0.0, 1.0)
+        return shift * np.where(shift > 0, opening, ends)
 
     def target_mid(self, openness: float) -> float:
         """The gap asked for in the middle of the inner mouth, in pixels: an ellipse across
@@ -480,10 +489,19 @@ def mouth_map(
         d_lip = d_lip - skip
     # Below the lower lip the shift goes over from the lip's profile d(u) to the jaw's (one
     # value across the jaw, fading at its sides), then fades out below the chin.
-    s = _smoothed((v - lip) * (1.0 / ramp))
     # The jaw moves as one piece: full across its middle half, fading to nothing at the jaw's
     # angles (a narrower profile bends the jaw line into a crease when the jaw closes).
     sides = _smoothed((jaw_half - np.abs(u - jaw_centre)) * (1.0 / (0.5 * jaw_half)))
+    if d_jaw > 0:
+        # Opening, under the mouth's corners the lip hardly moves and the jaw drops: the skin
+        # between takes the difference, over a ramp long enough for it (OPEN_RAMP times it,
+        # at most OPEN_RAMP_MAX spans). Over 0.6 spans it stretched up to tenfold there, and
+        # the fold guard (_unfolded), which scales the whole map, held a full opening of a
+        # short-chinned face to 53-80 % of what was asked.
+        difference = np.abs(d_jaw * sides - d_lip)
+        difference *= OPEN_RAMP
+        ramp = _clip(difference, ramp, OPEN_RAMP_MAX * span, out=difference)
+    s = _smoothed((v - lip) * (1.0 / ramp))
     fade = _smoothed((reach - v) * (1.0 / (reach - chin_v + 0.4 * span)))
     # d = ((1 - s) * d_lip + s * (d_jaw * sides)) * fade, in place (the same arithmetic)
     jaw = sides
