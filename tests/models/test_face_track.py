@@ -84,6 +84,69 @@ def test_frames_without_a_face_give_none_until_a_face_appears(analyzer, astronau
     assert _centre(found[-1])[0] - _centre(found[3])[0] == pytest.approx(10.0, abs=3.0)
 
 
+def _coffee(like: np.ndarray) -> np.ndarray:
+    """skimage's coffee cup (no face) at the size of ``like``."""
+    return cv2.resize(np.ascontiguousarray(data.coffee()), like.shape[1::-1])
+
+
+def _counted(analyzer: FaceAnalyzer, monkeypatch) -> list[int]:
+    """The analyzer's whole-picture searches, counted (a list with one growing number)."""
+    calls = [0]
+    search = analyzer.analyze
+
+    def counted(image, thorough=True):
+        calls[0] += 1
+        return search(image, thorough)
+
+    monkeypatch.setattr(analyzer, "analyze", counted)
+    return calls
+
+
+def test_a_picture_without_a_face_is_searched_five_times_a_second_and_after_a_cut(
+    analyzer, astronaut, monkeypatch
+):
+    # A cutaway (a still picture, fresh sensor noise in every frame), then a cut back to the
+    # speaker: the face is found on the cut's frame, while the cutaway was searched only every
+    # ABSENT_SEARCH_SECONDS (at 25 fps: frames 0, 5, 10), not on each of its 12 frames.
+    calls = _counted(analyzer, monkeypatch)
+    tracker = FaceTracker(analyzer, fps=25.0)
+    rng = np.random.default_rng(1)
+    cutaway = _coffee(astronaut)
+    video = [np.clip(cutaway + rng.normal(0, 3, cutaway.shape), 0, 255).astype(np.uint8)] * 12
+    video += [astronaut, _shifted(astronaut, 3.0, 0.0)]
+    searched, found = [], []
+    for i, frame in enumerate(video):
+        before = calls[0]
+        found.append(tracker.landmarks(i, frame) is not None)
+        if calls[0] > before:
+            searched.append(i)
+    every = round(face_track.ABSENT_SEARCH_SECONDS * 25)
+    assert found == [False] * 12 + [True] * 2
+    assert searched == [*range(0, 12, every), 12]
+
+
+def test_a_face_coming_into_the_picture_is_found_within_a_fifth_of_a_second(analyzer, astronaut):
+    # The astronaut's head slides into a 640x360 cutaway from the right, 8 px a frame: the
+    # tracker finds her no later than ABSENT_SEARCH_SECONDS after the first frame in which a
+    # search of that frame alone finds her (and never before).
+    background = cv2.resize(np.ascontiguousarray(data.coffee()), (640, 360))
+    head = cv2.resize(astronaut[20:340, 100:420], (200, 200), interpolation=cv2.INTER_AREA)
+
+    def frame(k: int) -> np.ndarray:
+        out = background.copy()
+        x0 = 640 - 8 * k
+        out[80:280, x0 : min(640, x0 + 200)] = head[:, : min(200, 640 - x0)]
+        return out
+
+    video = [frame(k) for k in range(40)]
+    reference = FaceAnalyzer()  # (its own: the tracker's keeps no state between searches)
+    alone = next(k for k, f in enumerate(video) if reference.analyze(f, thorough=False))
+    tracker = FaceTracker(analyzer, fps=25.0)
+    first = next(k for k, f in enumerate(video) if tracker.landmarks(k, f) is not None)
+    every = round(face_track.ABSENT_SEARCH_SECONDS * 25)
+    assert alone <= first < alone + every, (alone, first)
+
+
 def test_a_face_that_leaves_is_dropped_by_the_next_detection(analyzer, astronaut):
     tracker = FaceTracker(analyzer)
     blank = np.full_like(astronaut, 128)
