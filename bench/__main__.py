@@ -19,6 +19,7 @@ from .inputs import (
     ROOT,
     SPEECH,
     audio_seconds,
+    cutaway_video,
     drum_loop,
     group_picture,
     group_video,
@@ -64,6 +65,7 @@ def main() -> int:
             speaker_video(tmp_dir / f"speaker-{w}x{h}.mp4", w, h)
             for w, h in ((512, 512), (1280, 720), (1920, 1080))
         ]
+        cutaway = cutaway_video(tmp_dir / "cutaway-1280x720.mp4", 1280, 720)
         phone = phone_video(tmp_dir / "phone-3840x2160.mp4")
         prores = prores_video(speakers[2], tmp_dir / "speaker-1920x1080-prores.mov")
         # a phone's 1080p HDR clip: the 4K clip's grain (a phone's bit rate), 10 s, HLG
@@ -88,6 +90,8 @@ def main() -> int:
             lipsync_runs = _env_int("BENCH_LIPSYNC_RUNS", 3)
             step(f"lipsync at 512x512, 720p and 1080p ({lipsync_runs} runs each)")
             rows += suite.lipsync(stack.address, SPEECH, speakers, lipsync_runs)
+            step(f"lipsync of a 720p video with a cutaway ({lipsync_runs} runs)")
+            rows += suite.lipsync_cutaway(stack.address, SPEECH, cutaway, lipsync_runs)
             step(f"lipsync of a phone's 4K clip ({lipsync_runs} runs)")
             rows += suite.lipsync_4k(stack.address, SPEECH, phone, lipsync_runs)
             step(f"lipsync of a 1080p ProRes 422 10-bit video ({lipsync_runs} runs)")

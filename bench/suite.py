@@ -132,6 +132,26 @@ def lipsync(address: str, audio: Path, videos: list[Path], runs: int) -> list[Ro
     return rows
 
 
+def lipsync_cutaway(address: str, audio: Path, video: Path, runs: int) -> list[Row]:
+    """The 720p speaker video with a 3 s cutaway (inputs.cutaway_video: no face there) against
+    its encode-only ceiling, paired per run as ``lipsync``: frames without a face must cost no
+    more than the speaker's (the tracker searches them five times a second, not each one)."""
+    best, ceiling, ratios, firsts, _ = _lipsync_pairs(address, audio, video, runs)
+    mouths = best.summary.mouth_sources
+    return [
+        Row(
+            f"lipsync, file upload, {video.stem} (a 3 s cutaway without a face; median of {runs})",
+            f"{best.duration / best.total:.2f}x real time ({best.duration:.2f} s in "
+            f"{best.total:.2f} s; first chunk {1000 * firsts[len(firsts) // 2]:.0f} ms; mouths: "
+            f"{mouths.warped} warped, {mouths.passed_through} without a face)",
+            f"encode-only ceiling {ceiling.rtf:.1f}x; per pair: median "
+            f"{100 * ratios[len(ratios) // 2]:.0f}% of ceiling (range "
+            f"{100 * ratios[0]:.0f}-{100 * ratios[-1]:.0f}%)",
+            ">= 2x, as the 720p speaker video",
+        )
+    ]
+
+
 def _lipsync_pairs(address: str, audio: Path, video: Path, runs: int, scaled: bool = False):
     """After an uncounted warm-up, ``runs`` lipsync uploads of ``video``, each followed by its
     encode-only ceiling (``scaled``: of the video scaled to the run's output size). Returns
