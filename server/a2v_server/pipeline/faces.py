@@ -41,17 +41,22 @@ RELATIVE_SCORE = 0.25
 
 
 async def find_faces(
-    backend: Backend, image: np.ndarray, clock: StageClock, *, tiled: bool = False
+    backend: Backend,
+    image: np.ndarray,
+    clock: StageClock,
+    *,
+    tiled: bool = False,
+    side: int = ANALYSIS_SIDE,
 ) -> list[Face]:
     """Faces in ``image``, in its own pixel coordinates, largest first.
 
-    The picture is analysed downscaled to ANALYSIS_SIDE; with ``tiled``, a larger picture in
-    which that finds no face is analysed again at full resolution, in overlapping tiles of
-    ANALYSIS_SIDE (a small face in a large photo). That costs one analysis per tile, only when
-    the first found nothing: 12 tiles for 4000x3000.
+    The picture is analysed downscaled to ``side`` (ANALYSIS_SIDE); with ``tiled``, a larger
+    picture in which that finds no face is analysed again at full resolution, in overlapping
+    tiles of ANALYSIS_SIDE (a small face in a large photo). That costs one analysis per tile,
+    only when the first found nothing: 12 tiles for 4000x3000.
     """
     t = time.monotonic()
-    analysis, factor = await asyncio.to_thread(_downscale, image, ANALYSIS_SIDE)
+    analysis, factor = await asyncio.to_thread(_downscale, image, side)
     clock.decode += time.monotonic() - t
     with tracer.start_as_current_span("inference.face_analysis") as span:
         t = time.monotonic()

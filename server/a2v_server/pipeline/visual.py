@@ -37,6 +37,7 @@ from a2v_server.media.yuv import BT709, Converter
 from a2v_server.pipeline import framing
 from a2v_server.pipeline.budget import check_pixel_rate
 from a2v_server.pipeline.faces import (
+    ANALYSIS_SIDE,
     SMALLEST_FACE,
     detected,
     find_faces,
@@ -60,6 +61,14 @@ tracer = trace.get_tracer("a2v_server")
 #: lipsync framing: look for a face in the first PROBE_FRAMES frames, every PROBE_EVERY-th
 PROBE_FRAMES = 30
 PROBE_EVERY = 3
+#: ... the first of them analysed at faces.ANALYSIS_SIDE, the later ones (they matter where a
+#: video opens without a face: a title card, a cutaway) downscaled to PROBE_SIDE, at which the
+#: face model searches no tiles (face_mesh._TILE_ABOVE): a picture without a face costs it
+#: ~90 ms at 720p with its tiles, ~10 ms without, and a video opening on a title card waited
+#: 1.1-1.6 s for its first chunk, ten such analyses. A face a tenth of the picture wide or
+#: larger is still found; a smaller one is the model's to find (it searches whole frames,
+#: tiles included, while it has no face), only the framing of a reframed output misses it.
+PROBE_SIDE = 480
 #: the face models refuse smaller pictures (also after the downscale for analysis)
 MIN_PICTURE_SIDE = 16
 
@@ -301,7 +310,8 @@ async def prepare_video(
                 if picture is None:
                     break
                 rgb = await asyncio.to_thread(picture_rgb, picture, converter)
-                faces = scaled_faces(await find_faces(backend, rgb, clock), probe_scale)
+                side = ANALYSIS_SIDE if k == 0 else PROBE_SIDE
+                faces = scaled_faces(await find_faces(backend, rgb, clock, side=side), probe_scale)
                 found = found or detected(faces, k / float(rate))
                 face = select_face(faces, spec.face_index, spec.face_box)
                 if face is not None:
