@@ -152,8 +152,8 @@ class FaceAnalyzer:
 
         A picture where the whole-picture pass finds nothing is searched again with the
         short-range detector (~3 ms), then in tiles: 4, then (``thorough``) 9 more, ~6 ms
-        each. Video tracking passes ``thorough=False``: it may search every frame of a
-        stretch without a face."""
+        each. Video tracking passes ``thorough=False``: it searches a stretch without a face
+        five times a second (face_track.ABSENT_SEARCH_SECONDS)."""
         image = _checked(image_rgb)
         height, width = image.shape[:2]
         if height < 16 or width < 16:
