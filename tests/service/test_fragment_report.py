@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import av
+import cv2
 import numpy as np
 import pytest
 from fake_backend import fake_mouth_source
@@ -54,14 +55,16 @@ async def test_avatar_fragments_report_the_portraits_face_and_the_sync(client):
     assert all(c.report.sync_agreement == 0 for c in loud)
 
 
-def _video(levels: list[int]) -> bytes:
-    """A 10 fps clip whose frame k is a flat grey of levels[k]."""
+def _video(levels: list[int] | list[np.ndarray]) -> bytes:
+    """A 10 fps 160x120 clip whose frame k is a flat grey of levels[k], or that picture."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
         for level in levels:
-            img = np.full((120, 160, 3), level, np.uint8)
+            img = (
+                level if isinstance(level, np.ndarray) else np.full((120, 160, 3), level, np.uint8)
+            )
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode(None):
@@ -106,3 +109,26 @@ async def test_lipsync_fragments_flag_lost_faces_cuts_and_loops(client):
         assert c.report.cut == (6 in span or 28 in span), span
         # the bounce plays the source backwards from output frame 12 (source 10) to 22 (0)
         assert c.report.looped == any(12 <= i <= 22 for i in span), span
+
+
+def _panning(picture: np.ndarray, frames: int, step: int) -> list[np.ndarray]:
+    """A 160x120 view panning across ``picture`` (squeezed to 240x120) by ``step`` px a
+    frame."""
+    wide = cv2.resize(np.ascontiguousarray(picture), (240, 120), interpolation=cv2.INTER_AREA)
+    return [np.ascontiguousarray(wide[:, k * step : k * step + 160]) for k in range(frames)]
+
+
+async def test_a_cut_to_a_shot_of_similar_tones_is_flagged_and_a_fast_pan_is_not(client):
+    """A fast pan across the astronaut (7 px a frame: 1.4 of the cut detector's samples), then
+    a cut to a pan across skimage's coffee cup, whose histogram is much like hers (they share
+    0.69 of it): only the fragment with the cut says so."""
+    from skimage import data
+
+    clip = _panning(data.astronaut(), 10, 7) + _panning(data.coffee(), 10, 7)
+    fragments = await _lipsync(client, _video(clip), 2.0)
+    at = 0
+    for c in fragments:
+        span = range(at, at + c.report.frames)
+        at += c.report.frames
+        assert c.report.cut == (10 in span), span
+    assert at == 20
