@@ -65,7 +65,7 @@ def main() -> int:
             speaker_video(tmp_dir / f"speaker-{w}x{h}.mp4", w, h)
             for w, h in ((512, 512), (1280, 720), (1920, 1080))
         ]
-        cutaway = cutaway_video(tmp_dir / "cutaway-1280x720.mp4", 1280, 720)
+        cutaway = cutaway_video(speakers[1], tmp_dir / "cutaway-1280x720.mp4")
         phone = phone_video(tmp_dir / "phone-3840x2160.mp4")
         prores = prores_video(speakers[2], tmp_dir / "speaker-1920x1080-prores.mov")
         # a phone's 1080p HDR clip: the 4K clip's grain (a phone's bit rate), 10 s, HLG

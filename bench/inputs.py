@@ -142,30 +142,30 @@ def speaker_video(
     return _faststart_mp4(path, width, height, fps, map(frame, range(round(seconds * fps))))
 
 
-def cutaway_video(
-    path: Path, width: int, height: int, seconds: float = 10.0, fps: int = 25
-) -> Path:
-    """The speaker video (``speaker_video``) with a cutaway: from 3.5 to 6.5 s a shot without
-    a face (skimage's coffee cup, public domain, filling the frame and drifting slowly, as
-    B-roll does), then back to the speaker with a cut."""
+def cutaway_video(speaker: Path, path: Path) -> Path:
+    """``speaker`` (a ``speaker_video``) with a cutaway: from 3.5 to 6.5 s a shot without a face
+    (skimage's coffee cup, public domain, filling the frame and drifting slowly, as B-roll
+    does), then back to the speaker with a cut."""
     import cv2
     from skimage import data
 
-    speaker = speaker_video(path.with_name(f"{path.stem}-speaker.mp4"), width, height, seconds, fps)
     cup = np.ascontiguousarray(data.coffee())
-    scale = 1.1 * max(width / cup.shape[1], height / cup.shape[0])
-
-    def frame(k: int, picture: np.ndarray) -> np.ndarray:
-        if not 3.5 <= k / fps < 6.5:
-            return picture
-        dx = (width - scale * cup.shape[1]) / 2 + 0.02 * width * np.sin(k / 30)
-        dy = (height - scale * cup.shape[0]) / 2
-        move = np.float32([[scale, 0, dx], [0, scale, dy]])
-        return cv2.warpAffine(cup, move, (width, height), borderMode=cv2.BORDER_REFLECT)
-
     with av.open(str(speaker)) as source:
-        pictures = (p.to_ndarray(format="rgb24") for p in source.decode(video=0))
-        return _faststart_mp4(path, width, height, fps, map(frame, range(10**9), pictures))
+        stream = source.streams.video[0]
+        width, height, fps = stream.width, stream.height, int(stream.average_rate)
+        scale = 1.1 * max(width / cup.shape[1], height / cup.shape[0])
+
+        def frame(k: int, picture: np.ndarray) -> np.ndarray:
+            if not 3.5 <= k / fps < 6.5:
+                return picture
+            dx = (width - scale * cup.shape[1]) / 2 + 0.02 * width * np.sin(k / 30)
+            dy = (height - scale * cup.shape[0]) / 2
+            move = np.float32([[scale, 0, dx], [0, scale, dy]])
+            return cv2.warpAffine(cup, move, (width, height), borderMode=cv2.BORDER_REFLECT)
+
+        pictures = (p.to_ndarray(format="rgb24") for p in source.decode(stream))
+        cut = (frame(k, picture) for k, picture in enumerate(pictures))
+        return _faststart_mp4(path, width, height, fps, cut)
 
 
 def phone_video(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import math
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import av
 import cv2
 import numpy as np
 
-from ..inputs import PORTRAIT
+from ..inputs import PORTRAIT, _run
 
 #: speech rate of every input (the service resamples anyway)
 RATE = 16000
@@ -72,15 +71,6 @@ VOICES = (
         ),
     ),
 )
-
-
-def _run(*cmd: str) -> None:
-    # sox dithers (and draws white noise) from a random seed of its own unless told -R: the
-    # same input then came out a little different in every run, and so did the figures
-    # measured on it (bench-quality's fold counts on one clip: 2 to 7 between runs)
-    if cmd[0] == "sox":
-        cmd = ("sox", "-R", *cmd[1:])
-    subprocess.run(cmd, check=True, capture_output=True)
 
 
 def speech(path: Path, voice: Voice) -> Path:

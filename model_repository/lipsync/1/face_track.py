@@ -38,11 +38,11 @@ ms; 512x512 uploads unchanged (the two cores are busy with the server's encoder 
 A stretch without a face (a cutaway, a title card, a head turned away) costs whole-picture
 searches (FaceAnalyzer.analyze: the full-range detector, then the short-range one and four
 tiles; at 720p, 37 ms of the model's CPU a frame, where a tracked and re-animated one took
-20-22 ms). While none finds a face,
-the picture is searched again every ABSENT_SEARCH_SECONDS of source frames, and at once
-where it has changed since the last search (ABSENT_CHANGE: a cut back to the speaker, a face
-coming in, a camera moving). A face that appears without changing the picture much waits at
-most that long; one that comes with a cut is found on the cut's frame.
+20-22 ms). While none finds a face, the picture is searched again every
+ABSENT_SEARCH_SECONDS of source frames, and at once where it has changed since the last
+search (ABSENT_CHANGE: a cut back to the speaker, a face coming in, a camera moving). A face
+that appears without changing the picture much waits at most that long; one that comes with
+a cut is found on the cut's frame.
 
 Meshes are cached per *source* frame index: lipsync modes that revisit frames (loop, bounce)
 get exactly the same landmarks again, so a revisited frame never jitters. A frame without a
