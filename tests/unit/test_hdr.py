@@ -14,6 +14,7 @@ import pytest
 from media import hdr_frames
 from skimage import data
 
+from a2v_server.media import hdr
 from a2v_server.media.hdr import ToSdr
 
 TRANSFERS = ["arib-std-b67", "smpte2084"]  # HLG (phones), PQ (HDR10)
@@ -104,3 +105,25 @@ def test_other_samplings_take_the_whole_frame_conversion():
     wide = _tagged_like(frame.reformat(format="yuv422p10le"), frame)
     for got, expected in zip(ToSdr().planes(wide), _whole(wide), strict=True):
         assert np.array_equal(got, expected)
+
+
+def test_a_closed_videos_grid_serves_the_next_one(monkeypatch):
+    """A video's chroma grid goes back to a pool when it closes: the next video of the same
+    size and tags converts through it (no LUT to parse, no graphs to build: ~170 ms its
+    first picture waited for), to the same samples; a video of another size builds its own."""
+    frame = _hdr("arib-std-b67")
+    first = ToSdr()
+    expected = [p.copy() for p in first.planes(frame)]
+    first.close()
+
+    def no_new_grid(*_):
+        raise AssertionError("a grid was built although the pool held one")
+
+    monkeypatch.setattr(hdr._ChromaGrid, "__init__", no_new_grid)
+    second = ToSdr()
+    for got, want in zip(second.planes(frame), expected, strict=True):
+        assert np.array_equal(got, want)
+    other = _tagged_like(frame.reformat(200, 100, interpolation="AREA"), frame)
+    with pytest.raises(AssertionError, match="pool held one"):
+        ToSdr().planes(other)
+    second.close()

@@ -367,10 +367,13 @@ def test_an_hdr_videos_conversion_is_set_up_while_its_first_picture_decodes(monk
     """Opening an HLG video starts setting up its chroma-grid conversion from the stream's
     headers, before the first picture is decoded (a thread of its own: its filter graphs
     took ~80 ms after that picture). The pictures are the same, bit for bit, as those of a
-    conversion set up once the first picture is out; an SDR video starts nothing."""
+    conversion set up once the first picture is out; an SDR video starts nothing. (Each
+    video here is the first of its kind: the grid a closed video leaves in the pool, which a
+    later one takes instead, is test_hdr's.)"""
     data = hdr_mp4([_colour_picture()] * 4, "arib-std-b67")
 
     def pictures() -> tuple[list[np.ndarray], object]:
+        monkeypatch.setattr(hdr, "_POOL", hdr._GridPool())
         spool, video = _opened(data)
         try:
             video.open()  # (decodes and converts the first picture)

@@ -15,7 +15,8 @@ Through the LUT a whole 1080p frame still cost ~19 ms (to RGB 4.6, lut3d 11.5, b
 2-core EPYC): more than decoding it, and a phone's 1080p HLG clip ran at 0.76x real time. So
 ``ToSdr.planes`` converts 10-bit 4:2:0 frames (what phones, HEVC, VP9 and AV1 HDR carry) on
 the chroma grid instead (``_ChromaGrid``): the LUT runs on a quarter of the samples and each
-luma sample keeps its own detail through the transfer's grey curve; 12-16 ms a 1080p frame.
+luma sample keeps its own detail through the transfer's grey curve; 12-16 ms a 1080p frame,
+~9 ms for HLG since its grid's colours go through one YUV-to-YUV LUT (sdr_luts.grid_lut).
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import VideoReformatter
 
 from a2v_server.media.filters import filter_chain
-from a2v_server.media.sdr_luts import sdr_lut
+from a2v_server.media.sdr_luts import GRID_TRANSFERS, grid_lut, lut_of, through_lut
 
 #: AVColorTransferCharacteristic numbers of HDR video (libavutil/pixfmt.h): SMPTE ST 2084 (PQ:
 #: HDR10, Dolby Vision's base layer) and ARIB STD-B67 (HLG: phones' default HDR); and the
 #: AVColorPrimaries number of BT.2020 (wide gamut, HDR or not)
 _PQ, _HLG, _BT2020_PRIMARIES = 16, 18, 9
-#: AVCOL_TRC_BT709, and the reserved / unspecified numbers of both tags
-_BT709_TRANSFER, _UNTAGGED = 1, (0, 2, 3)
+#: AVCOL_TRC_BT709
+_BT709_TRANSFER = 1
 #: AVCOL_SPC_BT709, AVCOL_RANGE_MPEG
 _BT709_MATRIX, _LIMITED = 1, 1
 
@@ -59,29 +60,6 @@ def hdr_of(frame: Tagged) -> str | None:
     if int(frame.color_primaries) == _BT2020_PRIMARIES:
         return "BT.2020"
     return None
-
-
-def _lut_of(frame: Tagged) -> tuple[int, int]:
-    """The (transfer, primaries) a frame's LUT converts from: untagged halves of a tagged pair
-    read as HDR's BT.2020 and as BT.2020-without-a-transfer's SDR transfer."""
-    transfer, primaries = int(frame.color_trc), int(frame.color_primaries)
-    transfer = _BT709_TRANSFER if transfer in _UNTAGGED else transfer
-    primaries = _BT2020_PRIMARIES if primaries in _UNTAGGED else primaries
-    return transfer, primaries
-
-
-def _through_lut(frame: av.VideoFrame, out_format: str) -> tuple[tuple[str, str], ...]:
-    """The filters that take ``frame``'s kind of picture through its SDR LUT to BT.709
-    limited-range YUV in ``out_format``."""
-    lut = sdr_lut(*_lut_of(frame))
-    return (
-        # the frame's own matrix and range to RGB, no colour management (the LUT's)
-        ("format", "gbrp16le"),
-        ("lut3d", f"file={lut}:interp=tetrahedral"),
-        # the LUT's SDR RGB (it leaves the frame's HDR tags) as BT.709 limited-range YUV
-        ("scale", "out_color_matrix=bt709:out_range=tv"),
-        ("format", out_format),
-    )
 
 
 def _planes(frame: av.VideoFrame, dtype: type) -> list[np.ndarray]:
@@ -122,8 +100,11 @@ class ToSdr:
         sampling = stream.format.name if stream.format else _SAMPLING.get(stream.profile or "")
         if sampling != _ChromaGrid.FORMAT or min(width, height) < 2 or hdr_of(stream) is None:
             return
-        tags = (int(stream.colorspace), int(stream.color_range), *_lut_of(stream))
-        self._ahead = _GridAhead((width, height, tags))
+        tags = (int(stream.colorspace), int(stream.color_range), *lut_of(stream))
+        key = (width, height, tags)
+        self._grid = _POOL.take(key) or self._grid
+        if self._grid is None or self._grid.key != key:
+            self._ahead = _GridAhead(key)
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """``frame``'s RGB (height, width, 3 uint8), SDR BT.709."""
@@ -133,10 +114,10 @@ class ToSdr:
         """``frame`` as SDR BT.709 yuv420p through the LUT, whole; scaled to ``size`` (width,
         height) first when given, in the same swscale pass as its conversion to RGB (the LUT
         then runs on the smaller picture)."""
-        key = (frame.width, frame.height, frame.format.name, _lut_of(frame), size)
+        key = (frame.width, frame.height, frame.format.name, lut_of(frame), size)
         if self._graph is None or key != self._key:
             scale = () if size is None else (("scale", f"w={size[0]}:h={size[1]}:flags=area"),)
-            self._graph = filter_chain(frame, *scale, *_through_lut(frame, "yuv420p"))
+            self._graph = filter_chain(frame, *scale, *through_lut(frame, "yuv420p"))
             self._key = key
         self._graph.push(frame)
         return _tagged(cast(av.VideoFrame, self._graph.pull()))
@@ -151,7 +132,7 @@ class ToSdr:
             y, u, v = _planes(self.i420(frame, size), np.uint8)
             h, w = y.shape[0] & ~1, y.shape[1] & ~1
             return y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2]
-        lut = _lut_of(frame)
+        lut = lut_of(frame)
         tags = (int(frame.colorspace), int(frame.color_range), *lut)
         if size is not None and size != (frame.width, frame.height):
             frame = self._scaler.reformat(
@@ -160,8 +141,21 @@ class ToSdr:
         key = (frame.width, frame.height, tags)
         if self._grid is None or self._grid.key != key:
             ahead, self._ahead = self._ahead, None
-            self._grid = (ahead.grid(key) if ahead else None) or _ChromaGrid(*key)
+            if self._grid is not None:
+                _POOL.give(self._grid)
+            made = ahead.grid(key) if ahead else None
+            self._grid = made or _POOL.take(key) or _ChromaGrid(*key)
         return self._grid.planes(frame)
+
+    def close(self) -> None:
+        """Done with this video: its chroma grid goes back to the pool for the next one of
+        the same size and tags (one still being set up, once it is)."""
+        grid, self._grid = self._grid, None
+        if grid is not None:
+            _POOL.give(grid)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.release()
 
 
 #: the sampling of the codec profiles that allow only 10-bit 4:2:0 (ToSdr.prepare)
@@ -174,21 +168,64 @@ class _GridAhead:
     def __init__(self, key: tuple[int, int, tuple[int, int, int, int]]) -> None:
         self.key = key
         self._grid: _ChromaGrid | None = None
+        self._lock = threading.Lock()
+        self._released = False
         self._thread = threading.Thread(target=self._run, name="hdr-grid", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._grid = _ChromaGrid(*self.key)
+            grid = _ChromaGrid(*self.key)
         except Exception:  # (the frames' own set-up then reports it)
-            self._grid = None
+            return
+        with self._lock:
+            self._grid = grid
+            if self._released:  # nobody will take it: the pool keeps it
+                _POOL.give(grid)
 
     def grid(self, key: tuple) -> _ChromaGrid | None:
-        """The grid, once set up, if it is the one for ``key``."""
+        """The grid, once set up, if it is the one for ``key`` (else it goes to the pool)."""
         if key != self.key:
+            self.release()
             return None
         self._thread.join()
         return self._grid
+
+    def release(self) -> None:
+        """The grid is not wanted here: into the pool, now or once it is set up."""
+        with self._lock:
+            self._released = True
+            grid, self._grid = self._grid, None
+        if grid is not None:
+            _POOL.give(grid)
+
+
+class _GridPool:
+    """Chroma grids kept for the next video of the same size and tags. Setting one up builds
+    four filter graphs, HLG's parsing its grid LUT: ~60 ms of CPU (~105 ms for HLG's), which
+    the first picture waits for where it decodes faster (the first chunk of an HDR upload). A
+    grid holds no state between frames (each ``planes`` pushes one frame through and pulls it
+    out), so one video after another can use it. At most KEEP are kept (each ~10-20 MB at
+    1080p), the least recently given back dropped first."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._grids: list[_ChromaGrid] = []
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple) -> _ChromaGrid | None:
+        with self._lock:
+            for k, grid in enumerate(self._grids):
+                if grid.key == key:
+                    return self._grids.pop(k)
+        return None
+
+    def give(self, grid: _ChromaGrid) -> None:
+        with self._lock:
+            if grid not in self._grids:
+                self._grids.append(grid)
+                del self._grids[: -self.KEEP]
 
 
 class _ChromaGrid:
@@ -217,13 +254,27 @@ class _ChromaGrid:
         self.key = (width, height, tags)
         self._tags = tags
         self._grid_size = (width // 2, height // 2)
-        grid = self._frame(*self._grid_size)
-        self._graph = filter_chain(grid, *_through_lut(grid, "yuv444p16le"))
-        # the grey curve: every 10-bit luma code with neutral chroma, through the same graph
+        # HLG's blocks go through the grid LUT (sdr_luts.grid_lut): YUV to YUV in one lut3d,
+        # the source's Y, U, V in a 16-bit RGB picture's red, green, blue. Through the whole
+        # chain (swscale to RGB, the RGB LUT, swscale to YUV) they cost 7.2-7.5 ms a 1080p
+        # frame, the conversions ~2.5 ms of it; through the grid LUT ~4.9 ms (the whole
+        # ``planes`` 11.6 -> 9.2 ms, medians of 5 interleaved rounds of 20 frames), within 6
+        # levels of the chain on a phone's HLG clip, its test colours within 3 as before. PQ's
+        # steeper curve left saturated green 17 levels off through it (11 through the chain):
+        # its blocks, and BT.2020's without HDR, go through the chain (GRID_TRANSFERS).
+        self._direct = tags[2] in GRID_TRANSFERS
+        if self._direct:
+            colours = av.VideoFrame(*self._grid_size, "gbrp16le")
+            lut = ("lut3d", f"file={grid_lut(*tags)}:interp=tetrahedral")
+            self._graph = filter_chain(colours, lut)
+        else:
+            grid = self._frame(*self._grid_size)
+            self._graph = filter_chain(grid, *through_lut(grid, "yuv444p16le"))
+        # the grey curve: every 10-bit luma code with neutral chroma, through the chain
         ramp = self._frame(1024, 2)
         y, u, v = _planes(ramp, np.uint16)
         y[:], u[:], v[:] = np.arange(1024, dtype=np.uint16), 512, 512
-        graph = filter_chain(ramp, *_through_lut(ramp, "yuv444p16le"))
+        graph = filter_chain(ramp, *through_lut(ramp, "yuv444p16le"))
         graph.push(ramp)
         ramp_out = cast(av.VideoFrame, graph.pull())
         # SDR grey levels in quarter levels (10-bit codes), as FFmpeg's lut filter applies
@@ -232,7 +283,7 @@ class _ChromaGrid:
         levels = ((_planes(ramp_out, np.uint16)[0][0].astype(np.int32) + 32) >> 6).tolist()
         greys = ("lutyuv", f"y={_table(levels, 0, 1024)}")
         self._greys = filter_chain(self._frame(width, height, frame_format=self.FORMAT), greys)
-        self._grid_greys = filter_chain(grid, greys)
+        self._grid_greys = filter_chain(self._frame(*self._grid_size), greys)
 
     def _frame(self, width: int, height: int, frame_format: str = "yuv444p10le") -> av.VideoFrame:
         frame = av.VideoFrame(width, height, frame_format)
@@ -247,12 +298,27 @@ class _ChromaGrid:
         mean = cv2.resize(
             y[: 2 * height, : 2 * width], self._grid_size, interpolation=cv2.INTER_AREA
         )
-        grid = self._frame(width, height)
-        gy, gu, gv = _planes(grid, np.uint16)
-        gy[:], gu[:], gv[:] = mean, u[:height, :width], v[:height, :width]
-        self._graph.push(grid)
-        sdr_y, sdr_u, sdr_v = _planes(cast(av.VideoFrame, self._graph.pull()), np.uint16)
-        self._grid_greys.push(grid)
+        means = self._frame(width, height)
+        gy, gu, gv = _planes(means, np.uint16)
+        gy[:] = mean
+        if self._direct:
+            # the blocks' colours, 10-bit codes times 64 (FFmpeg's 16-bit scale), as the grid
+            # LUT takes them: Y, U, V in red, green, blue (gbrp's planes: green, blue, red)
+            colours = av.VideoFrame(width, height, "gbrp16le")
+            green, blue, red = _planes(colours, np.uint16)
+            for code, plane in (
+                (mean, red),
+                (u[:height, :width], green),
+                (v[:height, :width], blue),
+            ):
+                np.left_shift(code, 6, out=plane)
+            self._graph.push(colours)
+            sdr_u, sdr_v, sdr_y = _planes(cast(av.VideoFrame, self._graph.pull()), np.uint16)
+        else:
+            gu[:], gv[:] = u[:height, :width], v[:height, :width]
+            self._graph.push(means)
+            sdr_y, sdr_u, sdr_v = _planes(cast(av.VideoFrame, self._graph.pull()), np.uint16)
+        self._grid_greys.push(means)  # (its chroma is not read: lutyuv copies it)
         mean_grey = _planes(cast(av.VideoFrame, self._grid_greys.pull()), np.uint16)[0]
         self._greys.push(frame)
         greys = _planes(cast(av.VideoFrame, self._greys.pull()), np.uint16)[0]
@@ -271,6 +337,9 @@ class _ChromaGrid:
             cv2.convertScaleAbs(sdr_u, alpha=1 / 256),
             cv2.convertScaleAbs(sdr_v, alpha=1 / 256),
         )
+
+
+_POOL = _GridPool()
 
 
 def _table(levels: list[int], low: int, high: int) -> str:

@@ -435,6 +435,7 @@ class SourceVideo:
             self._seeker = None
             self._cache.clear()
             self._cache_bytes = 0
+            self._to_sdr.close()
 
     # --- internals ------------------------------------------------------------------------------
     def _size_cache(self) -> None:
