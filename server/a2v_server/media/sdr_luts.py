@@ -22,6 +22,7 @@ converted it, so an upgraded FFmpeg makes its own.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import shutil
@@ -139,9 +140,11 @@ def prepare(folder: Path | None = None) -> list[Path]:
     paths = []
     for transfer, primaries in COMMON:
         tags = (*COMMON_YUV, transfer, primaries)
-        makers = [(_name(transfer, primaries), lambda p, t=transfer, q=primaries: _write(t, q, p))]
+        makers: list[tuple[str, Callable[[Path], None]]] = [
+            (_name(transfer, primaries), functools.partial(_write, transfer, primaries))
+        ]
         if transfer in GRID_TRANSFERS:
-            makers.append((_grid_name(*tags), lambda p, t=tags: _write_grid(t, p)))
+            makers.append((_grid_name(*tags), functools.partial(_write_grid, tags)))
         for name, write in makers:
             path = folder / name
             if not path.is_file():
