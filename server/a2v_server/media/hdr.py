@@ -205,8 +205,8 @@ class _GridPool:
     four filter graphs, HLG's parsing its grid LUT: ~60 ms of CPU (~105 ms for HLG's), which
     the first picture waits for where it decodes faster (the first chunk of an HDR upload). A
     grid holds no state between frames (each ``planes`` pushes one frame through and pulls it
-    out), so one video after another can use it. At most KEEP are kept (each ~10-20 MB at
-    1080p), the least recently given back dropped first."""
+    out), so one video after another can use it. At most KEEP are kept (each holds its
+    graphs' LUTs and frame buffers), the least recently given back dropped first."""
 
     KEEP = 4
 
